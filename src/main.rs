@@ -1,0 +1,191 @@
+//! The `ringcast` server: command line, config, logging, pid file, workers and signals.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use nix::sys::signal::{SigSet, Signal};
+
+use ringcast::config::{Config, LogLevel, LogTank};
+use ringcast::runtime::{self, IoMode};
+use ringcast::server::{self, Shared};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A live-streaming server (RTMP, forwarding) on io_uring, thread per core.
+#[derive(Debug, Parser)]
+#[command(name = "ringcast", disable_version_flag = true)]
+struct Cli {
+    /// The config file, SRS/nginx syntax.
+    #[arg(short = 'c', long = "conf", default_value = "conf/ringcast.conf")]
+    config: PathBuf,
+    /// Check the config file and exit, like `srs -t`.
+    #[arg(short = 't', long = "test")]
+    test: bool,
+    /// Print the version and exit, like `srs -v`.
+    #[arg(short = 'v', short_alias = 'V', long = "version")]
+    version: bool,
+    /// Worker threads; default: the config's `workers`, else one per core.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// I/O driver; default: RINGCAST_IO, else auto (io_uring where available, else epoll).
+    #[arg(long, value_enum)]
+    io: Option<IoMode>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!("ringcast {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let (config, warnings) = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringcast: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &warnings {
+        eprintln!("ringcast: warning: {w}");
+    }
+    if cli.test {
+        println!(
+            "ringcast: the configuration file {} syntax is ok",
+            cli.config.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = run(cli, config) {
+        eprintln!("ringcast: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn init_logging(config: &Config) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let level = match config.log_level {
+        LogLevel::Verbose => "trace",
+        LogLevel::Info => "debug",
+        LogLevel::Trace => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    // RUST_LOG, when set, overrides srs_log_level.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},compio=warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_thread_names(true)
+        .with_target(false);
+    match config.log_tank {
+        LogTank::Console => builder.with_writer(std::io::stderr).init(),
+        LogTank::File => {
+            if let Some(dir) = config.log_file.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&config.log_file)
+                .map_err(|e| format!("{}: {e}", config.log_file.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+    }
+    Ok(())
+}
+
+fn write_pid(path: &Path) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("pid {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, format!("{}\n", std::process::id()))
+        .map_err(|e| format!("pid {}: {e}", path.display()))
+}
+
+fn run(cli: Cli, config: Config) -> Result<(), String> {
+    runtime::check_bind(&config.listen).map_err(|e| e.to_string())?;
+    if config.daemon {
+        nix::unistd::daemon(true, false).map_err(|e| format!("daemon: {e}"))?;
+    }
+    init_logging(&config)?;
+    write_pid(&config.pid)?;
+
+    // Signals are taken by this thread alone, with sigwait: workers inherit the mask.
+    let mut signals = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGUSR2,
+    ] {
+        signals.add(s);
+    }
+    signals
+        .thread_block()
+        .map_err(|e| format!("blocking signals: {e}"))?;
+
+    let workers = cli
+        .workers
+        .or(config.workers)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let mode = cli.io.or_else(IoMode::from_env).unwrap_or(IoMode::Auto);
+    let driver = runtime::build_runtime(0, mode)
+        .map(|rt| runtime::driver_name(&rt))
+        .map_err(|e| e.to_string())?;
+    let listen: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
+    let pid_path = config.pid.clone();
+    let config_path = cli.config.clone();
+    let shared = Shared::new(config);
+    let s = shared.clone();
+    runtime::spawn_workers(workers, mode, move |w| server::run_worker(w, s.clone()))
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        "ringcast {} serving RTMP on {} with {workers} worker(s) on {driver}, pid {}",
+        env!("CARGO_PKG_VERSION"),
+        listen.join(" "),
+        std::process::id()
+    );
+    let s = shared.clone();
+    std::thread::Builder::new()
+        .name("ringcast-stats".into())
+        .spawn(move || ringcast::stats::log_forever(s, Duration::from_secs(10)))
+        .map_err(|e| format!("stats thread: {e}"))?;
+
+    loop {
+        match signals.wait() {
+            Ok(Signal::SIGINT | Signal::SIGTERM) => {
+                tracing::info!("signal received, exiting");
+                let _ = std::fs::remove_file(&pid_path);
+                return Ok(());
+            }
+            Ok(Signal::SIGHUP) => reload(&shared, &config_path),
+            Ok(other) => tracing::info!("{other} ignored"),
+            Err(e) => return Err(format!("sigwait: {e}")),
+        }
+    }
+}
+
+fn reload(shared: &Arc<Shared>, path: &Path) {
+    match Config::load(path) {
+        Ok((config, warnings)) => {
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            shared.reload(config);
+            tracing::info!(
+                "reloaded {}: new settings apply to new streams",
+                path.display()
+            );
+        }
+        Err(e) => tracing::error!("reload failed, keeping the old config: {e}"),
+    }
+}

@@ -1,0 +1,348 @@
+//! The client side of an RTMP connection, sans-IO: handshake, connect, createStream, then
+//! publish (for forwarding to another server) or play (for the load tool and tests).
+//!
+//! Use as the server session: [`ClientSession::handle_input`], then drain
+//! [`ClientSession::poll_event`] and [`ClientSession::poll_transmit`]. It must not touch
+//! sockets, clocks or the hub.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use super::amf0::{self, Amf0Value};
+use super::chunk::{ChunkReader, ChunkWriter, RawMessage};
+use super::handshake::{ClientHandshake, HandshakeKind};
+use super::session::SessionError;
+use super::*;
+
+/// Transaction ids of the commands the client sends.
+const TXN_CONNECT: f64 = 1.0;
+const TXN_CREATE_STREAM: f64 = 4.0;
+
+/// What the server said.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// connect succeeded.
+    Connected,
+    /// NetStream.Publish.Start: media may be sent.
+    Publishing,
+    /// NetStream.Play.Start: media will arrive.
+    Playing,
+    /// A media message (audio, video or data) of the stream being played.
+    Media(RawMessage),
+    /// The server refused something (an `_error` or an onStatus of level error).
+    Refused(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Publish,
+    Play,
+}
+
+/// One connection's RTMP state, client side.
+#[derive(Debug)]
+pub struct ClientSession {
+    mode: Mode,
+    tc_url: String,
+    app: String,
+    stream: String,
+    out_chunk_size: u32,
+    handshake: Option<ClientHandshake>,
+    reader: ChunkReader,
+    writer: ChunkWriter,
+    input: BytesMut,
+    out: BytesMut,
+    events: VecDeque<ClientEvent>,
+    stream_id: u32,
+    received: u64,
+    last_ack: u64,
+    peer_window: u32,
+}
+
+impl ClientSession {
+    /// A client that will publish `stream` to `tc_url` (`rtmp://host[:port]/app[?query]`).
+    pub fn publish(tc_url: &str, stream: &str, out_chunk_size: u32) -> Self {
+        Self::new(Mode::Publish, tc_url, stream, out_chunk_size)
+    }
+
+    /// A client that will play `stream` from `tc_url`.
+    pub fn play(tc_url: &str, stream: &str) -> Self {
+        Self::new(Mode::Play, tc_url, stream, chunk::DEFAULT_CHUNK_SIZE)
+    }
+
+    fn new(mode: Mode, tc_url: &str, stream: &str, out_chunk_size: u32) -> Self {
+        let path = tc_url.split_once("://").map_or(tc_url, |(_, r)| r);
+        let app = path.split_once('/').map_or("", |(_, app)| app);
+        let mut handshake = ClientHandshake::new(HandshakeKind::Complex);
+        let mut out = BytesMut::new();
+        if let Some(c0c1) = handshake.poll_output() {
+            out.extend_from_slice(&c0c1);
+        }
+        Self {
+            mode,
+            tc_url: tc_url.to_owned(),
+            app: app.to_owned(),
+            stream: stream.to_owned(),
+            out_chunk_size,
+            handshake: Some(handshake),
+            reader: ChunkReader::new(16 << 20),
+            writer: ChunkWriter::new(),
+            input: BytesMut::new(),
+            out,
+            events: VecDeque::new(),
+            stream_id: 0,
+            received: 0,
+            last_ack: 0,
+            peer_window: 0,
+        }
+    }
+
+    /// Bytes to send to the server, if any.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        (!self.out.is_empty()).then(|| self.out.split().freeze())
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Feeds bytes received from the server.
+    pub fn handle_input(&mut self, mut data: &[u8]) -> Result<(), SessionError> {
+        if let Some(hs) = &mut self.handshake {
+            let n = hs.handle_input(data)?;
+            data = &data[n..];
+            if let Some(c2) = hs.poll_output() {
+                self.out.extend_from_slice(&c2);
+            }
+            if !hs.is_done() {
+                return Ok(());
+            }
+            self.handshake = None;
+            self.send_connect();
+        }
+        self.received += data.len() as u64;
+        self.input.extend_from_slice(data);
+        while let Some(msg) = self.reader.read_message(&mut self.input)? {
+            self.handle_message(msg)?;
+        }
+        if self.peer_window > 0 && self.received - self.last_ack >= u64::from(self.peer_window) {
+            self.last_ack = self.received;
+            write_control_u32(
+                &mut self.writer,
+                MSG_ACK,
+                self.received as u32,
+                &mut self.out,
+            );
+        }
+        Ok(())
+    }
+
+    /// Queues one media message of the stream being published: an audio or video tag body,
+    /// or an onMetaData data message (sent as `@setDataFrame onMetaData`, as encoders do).
+    pub fn send_media(&mut self, type_id: u8, timestamp: u32, payload: &[u8]) {
+        let (csid, payload) = match type_id {
+            MSG_DATA_AMF0 => {
+                let mut p = BytesMut::with_capacity(payload.len() + 16);
+                s("@setDataFrame").encode(&mut p);
+                p.extend_from_slice(payload);
+                (media::CSID_DATA, p.freeze())
+            }
+            media::TYPE_AUDIO => (media::CSID_AUDIO, Bytes::copy_from_slice(payload)),
+            _ => (media::CSID_VIDEO, Bytes::copy_from_slice(payload)),
+        };
+        self.writer.write(
+            &RawMessage {
+                csid,
+                timestamp,
+                type_id,
+                stream_id: self.stream_id,
+                payload,
+            },
+            &mut self.out,
+        );
+    }
+
+    fn send_connect(&mut self) {
+        write_control_u32(
+            &mut self.writer,
+            MSG_SET_CHUNK_SIZE,
+            self.out_chunk_size,
+            &mut self.out,
+        );
+        self.writer.set_chunk_size(self.out_chunk_size);
+        let mut props = vec![
+            ("app", s(&self.app)),
+            ("type", s("nonprivate")),
+            ("flashVer", s("FMLE/3.0 (compatible; ringcast)")),
+            ("tcUrl", s(&self.tc_url)),
+        ];
+        if self.mode == Mode::Play {
+            props.extend([
+                ("fpad", Amf0Value::Boolean(false)),
+                ("capabilities", Amf0Value::Number(15.0)),
+                ("audioCodecs", Amf0Value::Number(4071.0)),
+                ("videoCodecs", Amf0Value::Number(252.0)),
+                ("videoFunction", Amf0Value::Number(1.0)),
+            ]);
+        }
+        self.command(
+            0,
+            &[s("connect"), Amf0Value::Number(TXN_CONNECT), object(&props)],
+        );
+    }
+
+    fn command(&mut self, stream_id: u32, values: &[Amf0Value]) {
+        write_amf(
+            &mut self.writer,
+            MSG_COMMAND_AMF0,
+            stream_id,
+            values,
+            &mut self.out,
+        );
+    }
+
+    fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        match msg.type_id {
+            MSG_SET_CHUNK_SIZE => {
+                let size = u32_of(&msg)?;
+                self.reader.set_chunk_size(size)?;
+            }
+            MSG_ABORT => self.reader.abort(u32_of(&msg)?),
+            MSG_WINDOW_ACK_SIZE => self.peer_window = u32_of(&msg)?,
+            MSG_USER_CONTROL => {
+                let p = &msg.payload;
+                if p.len() >= 6 && u16::from_be_bytes([p[0], p[1]]) == UC_PING_REQUEST {
+                    let ts = u32::from_be_bytes([p[2], p[3], p[4], p[5]]);
+                    write_user_control(&mut self.writer, UC_PING_RESPONSE, ts, &mut self.out);
+                }
+            }
+            MSG_COMMAND_AMF0 => self.handle_command(&msg.payload)?,
+            MSG_COMMAND_AMF3 if !msg.payload.is_empty() => {
+                self.handle_command(&msg.payload[1..])?
+            }
+            media::TYPE_AUDIO | media::TYPE_VIDEO | MSG_DATA_AMF0 if self.mode == Mode::Play => {
+                self.events.push_back(ClientEvent::Media(msg));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_command(&mut self, payload: &[u8]) -> Result<(), SessionError> {
+        let values = amf0::decode_all(payload).map_err(|source| SessionError::Amf0 {
+            what: "command",
+            source,
+        })?;
+        let name = values.first().and_then(|v| v.as_str()).unwrap_or("");
+        let txn = values.get(1).and_then(|v| v.as_f64()).unwrap_or(0.0);
+        match name {
+            "_result" if txn == TXN_CONNECT => {
+                self.events.push_back(ClientEvent::Connected);
+                if self.mode == Mode::Publish {
+                    let stream = s(&self.stream);
+                    self.command(
+                        0,
+                        &[
+                            s("releaseStream"),
+                            Amf0Value::Number(2.0),
+                            Amf0Value::Null,
+                            stream.clone(),
+                        ],
+                    );
+                    self.command(
+                        0,
+                        &[
+                            s("FCPublish"),
+                            Amf0Value::Number(3.0),
+                            Amf0Value::Null,
+                            stream,
+                        ],
+                    );
+                }
+                self.command(
+                    0,
+                    &[
+                        s("createStream"),
+                        Amf0Value::Number(TXN_CREATE_STREAM),
+                        Amf0Value::Null,
+                    ],
+                );
+            }
+            "_result" if txn == TXN_CREATE_STREAM => {
+                let id = values.get(3).and_then(|v| v.as_f64()).unwrap_or(1.0);
+                self.stream_id = id as u32;
+                let stream = s(&self.stream);
+                match self.mode {
+                    Mode::Publish => self.command(
+                        self.stream_id,
+                        &[
+                            s("publish"),
+                            Amf0Value::Number(5.0),
+                            Amf0Value::Null,
+                            stream,
+                            s("live"),
+                        ],
+                    ),
+                    Mode::Play => {
+                        self.command(
+                            self.stream_id,
+                            &[
+                                s("play"),
+                                Amf0Value::Number(5.0),
+                                Amf0Value::Null,
+                                stream,
+                                Amf0Value::Number(-2000.0),
+                            ],
+                        );
+                        let mut body = [0u8; 10];
+                        body[..2].copy_from_slice(&UC_SET_BUFFER_LENGTH.to_be_bytes());
+                        body[2..6].copy_from_slice(&self.stream_id.to_be_bytes());
+                        body[6..].copy_from_slice(&3000u32.to_be_bytes());
+                        write_control(&mut self.writer, MSG_USER_CONTROL, &body, &mut self.out);
+                    }
+                }
+            }
+            "_error" => {
+                let why = values
+                    .get(3)
+                    .and_then(|v| v.get("code"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("_error");
+                self.events.push_back(ClientEvent::Refused(why.to_owned()));
+            }
+            "onStatus" => {
+                let info = values.get(3);
+                let code = info
+                    .and_then(|v| v.get("code"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
+                let level = info
+                    .and_then(|v| v.get("level"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
+                if level == "error" {
+                    self.events.push_back(ClientEvent::Refused(code.to_owned()));
+                } else if code == "NetStream.Publish.Start" {
+                    self.events.push_back(ClientEvent::Publishing);
+                } else if code == "NetStream.Play.Start" {
+                    self.events.push_back(ClientEvent::Playing);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn u32_of(msg: &RawMessage) -> Result<u32, SessionError> {
+    let p = &msg.payload;
+    if p.len() < 4 {
+        return Err(SessionError::Control {
+            type_id: msg.type_id,
+            why: "shorter than 4 bytes",
+        });
+    }
+    Ok(u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+}

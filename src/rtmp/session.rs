@@ -1,0 +1,750 @@
+//! The server side of one RTMP connection, sans-IO: handshake, chunk stream, protocol
+//! control, and the NetConnection/NetStream commands of publishers and players.
+//!
+//! Use: feed received bytes to [`ServerSession::handle_input`], then drain
+//! [`ServerSession::poll_event`] and [`ServerSession::poll_transmit`]. A `Publish` or `Play`
+//! event waits for the driver's answer ([`ServerSession::accept_publish`],
+//! [`ServerSession::reject_publish`], [`ServerSession::accept_play`]). Media to players does
+//! not pass through here: the fan-out writes shared bytes on chunk streams 5 to 7, which this
+//! session never uses. It must not touch sockets, clocks or the hub.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::amf0::{self, Amf0Error, Amf0Value};
+use super::chunk::{ChunkError, ChunkReader, ChunkWriter, RawMessage};
+use super::handshake::{HandshakeError, HandshakeKind, ServerHandshake};
+use super::*;
+
+/// Session parameters.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Chunk size announced to the peer and used for everything sent to it.
+    pub out_chunk_size: u32,
+    /// Largest message accepted from the peer.
+    pub max_message_len: u32,
+    /// Window Acknowledgement Size announced to the peer.
+    pub window_ack_size: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            out_chunk_size: 60000,
+            max_message_len: 8 << 20,
+            window_ack_size: 2_500_000,
+        }
+    }
+}
+
+/// Why a session failed; the connection is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The handshake was malformed.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The chunk stream was malformed.
+    #[error("chunk stream: {0}")]
+    Chunk(#[from] ChunkError),
+    /// A command or data message did not decode as AMF0.
+    #[error("AMF0 in {what}: {source}")]
+    Amf0 {
+        /// Which message.
+        what: &'static str,
+        /// The decoding error.
+        source: Amf0Error,
+    },
+    /// A protocol control message was malformed.
+    #[error("bad control message type {type_id}: {why}")]
+    Control {
+        /// Its message type.
+        type_id: u8,
+        /// What was wrong.
+        why: &'static str,
+    },
+    /// A command came in the wrong state or without its required fields.
+    #[error("bad {command}: {why}")]
+    Command {
+        /// The command name.
+        command: String,
+        /// What was wrong.
+        why: &'static str,
+    },
+}
+
+/// What the peer asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The handshake completed.
+    HandshakeDone(HandshakeKind),
+    /// NetConnection.connect, already answered with success.
+    Connect {
+        /// The application, without query.
+        app: String,
+        /// tcUrl as sent (may be empty: some clients omit it).
+        tc_url: String,
+        /// The vhost from `?vhost=` in app or tcUrl, else tcUrl's host.
+        vhost: String,
+    },
+    /// NetStream.publish: answer with accept_publish or reject_publish.
+    Publish {
+        /// Stream name, without query.
+        stream: String,
+        /// `?vhost=` on the stream name, overriding the connection's.
+        vhost: Option<String>,
+    },
+    /// NetStream.play: answer with accept_play or reject_play.
+    Play {
+        /// Stream name, without query.
+        stream: String,
+        /// `?vhost=` on the stream name, overriding the connection's.
+        vhost: Option<String>,
+    },
+    /// An audio, video or onMetaData message from the publisher (data messages arrive as
+    /// plain `onMetaData`, without `@setDataFrame`).
+    Media(RawMessage),
+    /// The publisher ended its publish (FCUnpublish, closeStream or deleteStream).
+    Unpublish,
+    /// The player ended its play (closeStream or deleteStream).
+    StopPlay,
+    /// The player paused (true) or resumed (false).
+    Pause(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Handshake,
+    /// Waiting for connect.
+    Connecting,
+    Connected,
+    PublishPending,
+    Publishing,
+    PlayPending,
+    Playing,
+}
+
+/// One connection's RTMP state, server side.
+#[derive(Debug)]
+pub struct ServerSession {
+    cfg: SessionConfig,
+    state: State,
+    handshake: ServerHandshake,
+    reader: ChunkReader,
+    writer: ChunkWriter,
+    input: BytesMut,
+    out: BytesMut,
+    events: VecDeque<Event>,
+    vhost: String,
+    app: String,
+    received: u64,
+    last_ack: u64,
+    peer_window: u32,
+    pending_txn: f64,
+}
+
+impl ServerSession {
+    /// A session waiting for C0+C1.
+    pub fn new(cfg: SessionConfig) -> Self {
+        Self {
+            reader: ChunkReader::new(cfg.max_message_len),
+            cfg,
+            state: State::Handshake,
+            handshake: ServerHandshake::new(),
+            writer: ChunkWriter::new(),
+            input: BytesMut::new(),
+            out: BytesMut::new(),
+            events: VecDeque::new(),
+            vhost: String::new(),
+            app: String::new(),
+            received: 0,
+            last_ack: 0,
+            peer_window: 0,
+            pending_txn: 0.0,
+        }
+    }
+
+    /// The application of connect, once connected.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The chunk size of everything this server sends.
+    pub fn out_chunk_size(&self) -> u32 {
+        self.cfg.out_chunk_size
+    }
+
+    /// True once a publish was accepted.
+    pub fn is_publishing(&self) -> bool {
+        self.state == State::Publishing
+    }
+
+    /// Bytes to send to the peer, if any.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        (!self.out.is_empty()).then(|| self.out.split().freeze())
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Feeds bytes received from the peer.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
+        let mut data = data;
+        if self.state == State::Handshake {
+            let n = self.handshake.handle_input(data)?;
+            data = &data[n..];
+            if let Some(s0s1s2) = self.handshake.poll_output() {
+                self.out.extend_from_slice(&s0s1s2);
+            }
+            if !self.handshake.is_done() {
+                return Ok(());
+            }
+            let kind = self.handshake.kind().unwrap_or(HandshakeKind::Simple);
+            self.events.push_back(Event::HandshakeDone(kind));
+            self.state = State::Connecting;
+        }
+        self.received += data.len() as u64;
+        self.input.extend_from_slice(data);
+        while let Some(msg) = self.reader.read_message(&mut self.input)? {
+            self.handle_message(msg)?;
+        }
+        if self.peer_window > 0 && self.received - self.last_ack >= u64::from(self.peer_window) {
+            self.last_ack = self.received;
+            // The sequence number wraps at 2^32 by the spec.
+            write_control_u32(
+                &mut self.writer,
+                MSG_ACK,
+                self.received as u32,
+                &mut self.out,
+            );
+        }
+        Ok(())
+    }
+
+    fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        match msg.type_id {
+            MSG_SET_CHUNK_SIZE => {
+                let size = control_u32(&msg)?;
+                self.reader.set_chunk_size(size)?;
+            }
+            MSG_ABORT => {
+                let csid = control_u32(&msg)?;
+                self.reader.abort(csid);
+            }
+            MSG_ACK | MSG_SET_PEER_BANDWIDTH => {}
+            MSG_WINDOW_ACK_SIZE => self.peer_window = control_u32(&msg)?,
+            MSG_USER_CONTROL => self.handle_user_control(&msg)?,
+            MSG_COMMAND_AMF0 => self.handle_command(&msg.payload)?,
+            // An AMF3 command is AMF0 behind a format byte.
+            MSG_COMMAND_AMF3 if !msg.payload.is_empty() => {
+                self.handle_command(&msg.payload[1..])?
+            }
+            MSG_DATA_AMF0 => self.handle_data(msg)?,
+            MSG_DATA_AMF3 if !msg.payload.is_empty() => {
+                let mut msg = msg;
+                msg.payload.advance(1);
+                self.handle_data(msg)?
+            }
+            media::TYPE_AUDIO | media::TYPE_VIDEO if self.state == State::Publishing => {
+                self.events.push_back(Event::Media(msg));
+            }
+            MSG_AGGREGATE if self.state == State::Publishing => self.handle_aggregate(&msg),
+            other => tracing::trace!(type_id = other, "ignored message"),
+        }
+        Ok(())
+    }
+
+    fn handle_user_control(&mut self, msg: &RawMessage) -> Result<(), SessionError> {
+        let p = &msg.payload;
+        if p.len() < 2 {
+            return Err(SessionError::Control {
+                type_id: MSG_USER_CONTROL,
+                why: "shorter than its event type",
+            });
+        }
+        let event = u16::from_be_bytes([p[0], p[1]]);
+        if event == UC_PING_REQUEST && p.len() >= 6 {
+            let ts = u32::from_be_bytes([p[2], p[3], p[4], p[5]]);
+            write_user_control(&mut self.writer, UC_PING_RESPONSE, ts, &mut self.out);
+        }
+        Ok(())
+    }
+
+    fn handle_data(&mut self, mut msg: RawMessage) -> Result<(), SessionError> {
+        if self.state != State::Publishing {
+            return Ok(());
+        }
+        let mut rest: &[u8] = &msg.payload;
+        let name = amf0::decode(&mut rest).map_err(|source| SessionError::Amf0 {
+            what: "data message",
+            source,
+        })?;
+        let skip = match name.as_str() {
+            // `@setDataFrame onMetaData {..}`: players get `onMetaData {..}`.
+            Some("@setDataFrame") => msg.payload.len() - rest.len(),
+            Some("onMetaData") => 0,
+            _ => return Ok(()),
+        };
+        msg.payload.advance(skip);
+        msg.type_id = MSG_DATA_AMF0;
+        self.events.push_back(Event::Media(msg));
+        Ok(())
+    }
+
+    /// Splits an aggregate message (FLV tags back to back) into its messages, timestamps
+    /// rebased on the aggregate's own.
+    fn handle_aggregate(&mut self, msg: &RawMessage) {
+        let mut p = msg.payload.clone();
+        let mut first_ts = None;
+        while p.len() >= 11 {
+            let type_id = p[0];
+            let size = u32::from_be_bytes([0, p[1], p[2], p[3]]) as usize;
+            let ts = u32::from_be_bytes([p[7], p[4], p[5], p[6]]);
+            if p.len() < 11 + size + 4 {
+                tracing::trace!("truncated aggregate message");
+                return;
+            }
+            let base = *first_ts.get_or_insert(ts);
+            let payload = p.slice(11..11 + size);
+            p.advance(11 + size + 4);
+            if media::MediaKind::from_type_id(type_id).is_some() {
+                self.events.push_back(Event::Media(RawMessage {
+                    csid: msg.csid,
+                    timestamp: msg.timestamp.wrapping_add(ts.wrapping_sub(base)),
+                    type_id,
+                    stream_id: msg.stream_id,
+                    payload,
+                }));
+            }
+        }
+    }
+
+    fn handle_command(&mut self, payload: &[u8]) -> Result<(), SessionError> {
+        let values = amf0::decode_all(payload).map_err(|source| SessionError::Amf0 {
+            what: "command",
+            source,
+        })?;
+        let mut it = values.into_iter();
+        let name = match it.next() {
+            Some(Amf0Value::String(s)) => s,
+            _ => {
+                return Err(SessionError::Command {
+                    command: "?".into(),
+                    why: "no command name",
+                })
+            }
+        };
+        let txn = it.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let args: Vec<Amf0Value> = it.collect();
+        tracing::debug!(command = %name, txn, "command");
+        let bad = |why| SessionError::Command {
+            command: name.clone(),
+            why,
+        };
+        match name.as_str() {
+            "connect" => {
+                if self.state != State::Connecting {
+                    return Err(bad("connect twice"));
+                }
+                let obj = args.first().ok_or_else(|| bad("no command object"))?;
+                let app = obj.get("app").and_then(|v| v.as_str()).unwrap_or("");
+                let tc_url = obj.get("tcUrl").and_then(|v| v.as_str()).unwrap_or("");
+                let encoding = obj
+                    .get("objectEncoding")
+                    .and_then(|v| v.as_f64())
+                    .unwrap_or(0.0);
+                let (app_name, app_query) = split_query(app);
+                let (url, url_query) = split_query(tc_url);
+                let vhost = query_param(app_query, "vhost")
+                    .or_else(|| query_param(url_query, "vhost"))
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| tc_url_host(url).to_owned());
+                self.app = app_name.trim_end_matches('/').to_owned();
+                self.vhost = vhost.clone();
+                self.state = State::Connected;
+                self.answer_connect(txn, encoding);
+                self.events.push_back(Event::Connect {
+                    app: self.app.clone(),
+                    tc_url: tc_url.to_owned(),
+                    vhost,
+                });
+            }
+            "createStream" => {
+                self.require_connected(&name)?;
+                self.result(
+                    txn,
+                    &[Amf0Value::Null, Amf0Value::Number(f64::from(STREAM_ID))],
+                );
+            }
+            "releaseStream" | "FCPublish" | "getStreamLength" => {
+                self.require_connected(&name)?;
+                self.result(txn, &[Amf0Value::Null, Amf0Value::Undefined]);
+            }
+            "publish" => {
+                if self.state != State::Connected {
+                    return Err(bad("not connected or already publishing or playing"));
+                }
+                let raw = args.get(1).and_then(|v| v.as_str()).unwrap_or("");
+                let (stream, query) = split_query(raw);
+                if stream.is_empty() {
+                    return Err(bad("no stream name"));
+                }
+                self.pending_txn = txn;
+                self.state = State::PublishPending;
+                self.events.push_back(Event::Publish {
+                    stream: stream.to_owned(),
+                    vhost: query_param(query, "vhost").map(str::to_owned),
+                });
+            }
+            "play" => {
+                if self.state != State::Connected {
+                    return Err(bad("not connected or already publishing or playing"));
+                }
+                let raw = args.get(1).and_then(|v| v.as_str()).unwrap_or("");
+                let (stream, query) = split_query(raw);
+                if stream.is_empty() {
+                    return Err(bad("no stream name"));
+                }
+                self.pending_txn = txn;
+                self.state = State::PlayPending;
+                self.events.push_back(Event::Play {
+                    stream: stream.to_owned(),
+                    vhost: query_param(query, "vhost").map(str::to_owned),
+                });
+            }
+            "FCUnpublish" | "closeStream" | "deleteStream" => match self.state {
+                State::Publishing | State::PublishPending => {
+                    if name == "FCUnpublish" {
+                        self.result(txn, &[Amf0Value::Null, Amf0Value::Undefined]);
+                    }
+                    self.state = State::Connected;
+                    self.events.push_back(Event::Unpublish);
+                }
+                State::Playing | State::PlayPending => {
+                    self.state = State::Connected;
+                    self.events.push_back(Event::StopPlay);
+                }
+                _ => {}
+            },
+            "pause" => {
+                let paused = args.get(1).and_then(|v| v.as_bool()).unwrap_or(false);
+                if self.state == State::Playing {
+                    self.events.push_back(Event::Pause(paused));
+                }
+            }
+            _ => tracing::debug!(command = %name, "ignored command"),
+        }
+        Ok(())
+    }
+
+    fn require_connected(&self, command: &str) -> Result<(), SessionError> {
+        if matches!(self.state, State::Handshake | State::Connecting) {
+            return Err(SessionError::Command {
+                command: command.to_owned(),
+                why: "before connect",
+            });
+        }
+        Ok(())
+    }
+
+    fn answer_connect(&mut self, txn: f64, encoding: f64) {
+        let w = &mut self.writer;
+        let out = &mut self.out;
+        write_control_u32(w, MSG_WINDOW_ACK_SIZE, self.cfg.window_ack_size, out);
+        let mut bw = [0u8; 5];
+        bw[..4].copy_from_slice(&self.cfg.window_ack_size.to_be_bytes());
+        bw[4] = 2; // dynamic
+        write_control(w, MSG_SET_PEER_BANDWIDTH, &bw, out);
+        write_control_u32(w, MSG_SET_CHUNK_SIZE, self.cfg.out_chunk_size, out);
+        w.set_chunk_size(self.cfg.out_chunk_size);
+        let props = object(&[
+            ("fmsVer", s("FMS/3,5,3,888")),
+            ("capabilities", Amf0Value::Number(127.0)),
+            ("mode", Amf0Value::Number(1.0)),
+        ]);
+        let info = object(&[
+            ("level", s("status")),
+            ("code", s("NetConnection.Connect.Success")),
+            ("description", s("Connection succeeded")),
+            ("objectEncoding", Amf0Value::Number(encoding)),
+            (
+                "data",
+                Amf0Value::EcmaArray(vec![
+                    ("srs_server".into(), s("ringcast")),
+                    ("srs_version".into(), s(env!("CARGO_PKG_VERSION"))),
+                ]),
+            ),
+        ]);
+        write_amf(
+            w,
+            MSG_COMMAND_AMF0,
+            0,
+            &[s("_result"), Amf0Value::Number(txn), props, info],
+            out,
+        );
+        write_amf(
+            w,
+            MSG_COMMAND_AMF0,
+            0,
+            &[s("onBWDone"), Amf0Value::Number(0.0), Amf0Value::Null],
+            out,
+        );
+    }
+
+    fn result(&mut self, txn: f64, rest: &[Amf0Value]) {
+        let mut values = vec![s("_result"), Amf0Value::Number(txn)];
+        values.extend_from_slice(rest);
+        write_amf(
+            &mut self.writer,
+            MSG_COMMAND_AMF0,
+            0,
+            &values,
+            &mut self.out,
+        );
+    }
+
+    fn on_status(&mut self, level: &str, code: &str, description: &str) {
+        let info = object(&[
+            ("level", s(level)),
+            ("code", s(code)),
+            ("description", s(description)),
+            ("clientid", s("ringcast")),
+        ]);
+        write_amf(
+            &mut self.writer,
+            MSG_COMMAND_AMF0,
+            STREAM_ID,
+            &[s("onStatus"), Amf0Value::Number(0.0), Amf0Value::Null, info],
+            &mut self.out,
+        );
+    }
+
+    /// Accepts a pending publish.
+    pub fn accept_publish(&mut self) {
+        if self.state != State::PublishPending {
+            return;
+        }
+        self.state = State::Publishing;
+        write_user_control(&mut self.writer, UC_STREAM_BEGIN, STREAM_ID, &mut self.out);
+        // FMLE-style encoders wait for onFCPublish before publish's onStatus.
+        let info = object(&[
+            ("code", s("NetStream.Publish.Start")),
+            ("description", s("Started publishing stream.")),
+        ]);
+        write_amf(
+            &mut self.writer,
+            MSG_COMMAND_AMF0,
+            STREAM_ID,
+            &[
+                s("onFCPublish"),
+                Amf0Value::Number(0.0),
+                Amf0Value::Null,
+                info,
+            ],
+            &mut self.out,
+        );
+        self.on_status(
+            "status",
+            "NetStream.Publish.Start",
+            "Started publishing stream.",
+        );
+    }
+
+    /// Refuses a pending publish with `NetStream.Publish.BadName`; the driver closes the
+    /// connection after sending what [`ServerSession::poll_transmit`] gives.
+    pub fn reject_publish(&mut self, description: &str) {
+        self.state = State::Connected;
+        self.on_status("error", "NetStream.Publish.BadName", description);
+    }
+
+    /// Accepts a pending play. Media follows on chunk streams 5 to 7, message stream 1.
+    pub fn accept_play(&mut self) {
+        if self.state != State::PlayPending {
+            return;
+        }
+        self.state = State::Playing;
+        write_user_control(&mut self.writer, UC_STREAM_BEGIN, STREAM_ID, &mut self.out);
+        self.on_status(
+            "status",
+            "NetStream.Play.Reset",
+            "Playing and resetting stream.",
+        );
+        self.on_status("status", "NetStream.Play.Start", "Started playing stream.");
+        write_amf(
+            &mut self.writer,
+            MSG_DATA_AMF0,
+            STREAM_ID,
+            &[
+                s("|RtmpSampleAccess"),
+                Amf0Value::Boolean(true),
+                Amf0Value::Boolean(true),
+            ],
+            &mut self.out,
+        );
+        let info = object(&[("code", s("NetStream.Data.Start"))]);
+        write_amf(
+            &mut self.writer,
+            MSG_DATA_AMF0,
+            STREAM_ID,
+            &[s("onStatus"), info],
+            &mut self.out,
+        );
+    }
+
+    /// Refuses a pending play with `NetStream.Play.StreamNotFound`.
+    pub fn reject_play(&mut self, description: &str) {
+        self.state = State::Connected;
+        self.on_status("error", "NetStream.Play.StreamNotFound", description);
+    }
+
+    /// The vhost named by the connection (`?vhost=` or tcUrl's host).
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+}
+
+fn control_u32(msg: &RawMessage) -> Result<u32, SessionError> {
+    let p = &msg.payload;
+    if p.len() < 4 {
+        return Err(SessionError::Control {
+            type_id: msg.type_id,
+            why: "shorter than 4 bytes",
+        });
+    }
+    Ok(u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+}
+
+/// The host of `rtmp://host:port/app`, or "" when it has none.
+fn tc_url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    authority.split(':').next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::client::{ClientEvent, ClientSession};
+
+    /// Runs bytes both ways until neither side has more to say.
+    fn pump(server: &mut ServerSession, client: &mut ClientSession) -> Vec<Event> {
+        let mut events = Vec::new();
+        for _ in 0..64 {
+            let mut moved = false;
+            while let Some(b) = client.poll_transmit() {
+                server.handle_input(&b).expect("server input");
+                moved = true;
+            }
+            while let Some(e) = server.poll_event() {
+                match &e {
+                    Event::Publish { .. } => server.accept_publish(),
+                    Event::Play { .. } => server.accept_play(),
+                    _ => {}
+                }
+                events.push(e);
+            }
+            while let Some(b) = server.poll_transmit() {
+                client.handle_input(&b).expect("client input");
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn publish_with_our_client() {
+        let mut server = ServerSession::new(SessionConfig::default());
+        let mut client =
+            ClientSession::publish("rtmp://127.0.0.1:1935/live?vhost=v1", "stream1", 4096);
+        let events = pump(&mut server, &mut client);
+        assert!(matches!(
+            events[0],
+            Event::HandshakeDone(HandshakeKind::Complex)
+        ));
+        assert!(events.contains(&Event::Connect {
+            app: "live".into(),
+            tc_url: "rtmp://127.0.0.1:1935/live?vhost=v1".into(),
+            vhost: "v1".into(),
+        }));
+        assert!(events.contains(&Event::Publish {
+            stream: "stream1".into(),
+            vhost: None
+        }));
+        assert_eq!(client.poll_event(), Some(ClientEvent::Connected));
+        assert_eq!(client.poll_event(), Some(ClientEvent::Publishing));
+
+        // Media and metadata arrive as events; the client's @setDataFrame is stripped.
+        let mut meta = BytesMut::new();
+        amf0::encode_all(
+            &[
+                s("onMetaData"),
+                Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(640.0))]),
+            ],
+            &mut meta,
+        );
+        client.send_media(MSG_DATA_AMF0, 0, &meta);
+        client.send_media(media::TYPE_VIDEO, 40, &[0x17, 0, 0, 0, 0, 1, 2, 3]);
+        let events = pump(&mut server, &mut client);
+        let Event::Media(m) = &events[0] else {
+            panic!("{events:?}")
+        };
+        let values = amf0::decode_all(&m.payload).expect("metadata decodes");
+        assert_eq!(values[0].as_str(), Some("onMetaData"));
+        assert!(matches!(&events[1], Event::Media(m) if m.timestamp == 40 && m.type_id == 9));
+    }
+
+    #[test]
+    fn garbage_and_limits_fail_cleanly() {
+        let mut s = ServerSession::new(SessionConfig::default());
+        assert!(s.handle_input(&[0x47; 1537]).is_err());
+
+        // Connect before handshake is done just waits.
+        let mut s = ServerSession::new(SessionConfig::default());
+        assert!(s.handle_input(&[3]).is_ok());
+    }
+
+    #[test]
+    fn commands_before_connect_are_refused() {
+        let mut server = ServerSession::new(SessionConfig::default());
+        // A simple handshake: C0, C1 and C2 of zeros.
+        let mut hello = vec![3u8];
+        hello.extend_from_slice(&[0u8; 1536 * 2]);
+        server.handle_input(&hello).expect("handshake");
+        assert!(server.poll_transmit().is_some(), "S0S1S2");
+        let mut w = ChunkWriter::new();
+        let mut out = BytesMut::new();
+        write_amf(
+            &mut w,
+            MSG_COMMAND_AMF0,
+            0,
+            &[
+                s("publish"),
+                Amf0Value::Number(5.0),
+                Amf0Value::Null,
+                s("x"),
+            ],
+            &mut out,
+        );
+        let err = server.handle_input(&out);
+        assert!(
+            matches!(err, Err(SessionError::Command { ref command, .. }) if command == "publish"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn tc_url_hosts() {
+        assert_eq!(tc_url_host("rtmp://a.b:1935/live"), "a.b");
+        assert_eq!(tc_url_host("rtmp://a.b/live"), "a.b");
+        assert_eq!(tc_url_host("rtmp://[::1]:1935/live"), "::1");
+        assert_eq!(tc_url_host(""), "");
+    }
+}

@@ -1,0 +1,177 @@
+//! Worker threads, one per core, each running its own compio runtime on io_uring or, where
+//! io_uring is unavailable (old kernels, Docker's default seccomp) or the operator forces it,
+//! on epoll. Also SO_REUSEPORT listeners, so each worker accepts its own connections.
+//!
+//! Thread-per-core: a connection lives and dies on the worker that accepted it; cores meet
+//! only in the hub's relay queues. This module owns threads and sockets' creation, not
+//! protocols.
+
+use std::io;
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+use compio::driver::{DriverType, ProactorBuilder};
+
+/// Which I/O driver the workers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoMode {
+    /// io_uring where the kernel allows it, else epoll.
+    Auto,
+    /// io_uring, or fail.
+    Uring,
+    /// epoll (the fallback), even where io_uring works.
+    Epoll,
+}
+
+impl IoMode {
+    /// The mode named by `RINGCAST_IO` (auto, uring, epoll), if set.
+    pub fn from_env() -> Option<Self> {
+        match std::env::var("RINGCAST_IO").ok()?.as_str() {
+            "uring" | "io_uring" => Some(Self::Uring),
+            "epoll" | "poll" => Some(Self::Epoll),
+            _ => Some(Self::Auto),
+        }
+    }
+}
+
+/// Errors starting the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The runtime of a worker could not be built.
+    #[error("worker {worker}: cannot start the {mode:?} driver: {source}")]
+    Driver {
+        /// The worker index.
+        worker: usize,
+        /// The mode asked for.
+        mode: IoMode,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// A listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What the kernel said.
+        source: io::Error,
+    },
+}
+
+/// Builds one worker's runtime for `mode`.
+pub fn build_runtime(
+    worker: usize,
+    mode: IoMode,
+) -> Result<compio::runtime::Runtime, RuntimeError> {
+    let attempt = |ty: DriverType, tuned: bool| {
+        let mut proactor = ProactorBuilder::new();
+        proactor.capacity(4096).driver_type(ty);
+        if tuned {
+            // One thread submits to each ring, and completions are reaped in the loop: the
+            // kernel need not interrupt the thread to run task work.
+            proactor.single_issuer(true).coop_taskrun(true);
+        }
+        compio::runtime::RuntimeBuilder::new()
+            .with_proactor(proactor)
+            .sync_queue_size(4096)
+            .build()
+    };
+    let err = |source| RuntimeError::Driver {
+        worker,
+        mode,
+        source,
+    };
+    match mode {
+        IoMode::Epoll => attempt(DriverType::Poll, false).map_err(err),
+        IoMode::Uring => attempt(DriverType::IoUring, true)
+            .or_else(|_| attempt(DriverType::IoUring, false))
+            .map_err(err),
+        IoMode::Auto => attempt(DriverType::IoUring, true)
+            .or_else(|_| attempt(DriverType::IoUring, false))
+            .or_else(|e| {
+                if worker == 0 {
+                    tracing::warn!("io_uring unavailable ({e}); using the epoll fallback");
+                }
+                attempt(DriverType::Poll, false)
+            })
+            .map_err(err),
+    }
+}
+
+/// The driver a runtime runs on, in words.
+pub fn driver_name(rt: &compio::runtime::Runtime) -> &'static str {
+    match rt.driver_type() {
+        DriverType::IoUring => "io_uring",
+        DriverType::Poll => "epoll",
+        DriverType::IOCP => "iocp",
+    }
+}
+
+/// Starts `workers` threads named `ringcast-w{i}`; each builds its runtime and runs `main`.
+/// Returns once every runtime is built, or with the first error.
+pub fn spawn_workers<F, Fut>(
+    workers: usize,
+    mode: IoMode,
+    main: F,
+) -> Result<Vec<JoinHandle<()>>, RuntimeError>
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut handles = Vec::with_capacity(workers);
+    for worker in 0..workers {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let main = main.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("ringcast-w{worker}"))
+            .spawn(move || {
+                let rt = match build_runtime(worker, mode) {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok(driver_name(&rt)));
+                rt.block_on(main(worker));
+            })
+            .expect("spawning a worker thread");
+        match rx.recv() {
+            Ok(Ok(driver)) => tracing::debug!(worker, driver, "worker started"),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(RuntimeError::Driver {
+                    worker,
+                    mode,
+                    source: io::Error::other("worker thread died while starting"),
+                })
+            }
+        }
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// A TCP listener on `addr` in a SO_REUSEPORT group: every worker binds its own, and the
+/// kernel spreads connections across them.
+pub fn reuseport_listener(addr: SocketAddr) -> Result<std::net::TcpListener, RuntimeError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let make = || -> io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    };
+    make().map_err(|source| RuntimeError::Listen { addr, source })
+}
+
+/// Checks that every address can be bound, before workers start: a port in use is reported
+/// once, clearly, rather than by each worker.
+pub fn check_bind(addrs: &[SocketAddr]) -> Result<(), RuntimeError> {
+    for &addr in addrs {
+        reuseport_listener(addr)?;
+    }
+    Ok(())
+}

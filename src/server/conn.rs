@@ -1,0 +1,235 @@
+//! One RTMP connection from accept to close: handshake and connect under a deadline, then
+//! the publisher's read loop or the player's tasks. Errors end only this connection and are
+//! logged here, once, with the connection's id.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use compio::buf::BufResult;
+use compio::io::{AsyncRead, AsyncWriteExt};
+use compio::net::TcpStream;
+
+use super::{forward, player, Shared, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
+use crate::hub::core::Consumer;
+use crate::hub::PublishError;
+use crate::media::MediaKind;
+use crate::rtmp::session::{Event, ServerSession, SessionConfig, SessionError};
+
+/// Size of a connection's read buffer.
+pub(super) const READ_BUFFER: usize = 64 * 1024;
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ConnError {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The peer broke the protocol.
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    /// The peer said nothing for too long.
+    #[error("timed out while {0}")]
+    Timeout(&'static str),
+    /// The peer closed the connection before publish or play.
+    #[error("peer closed the connection while {0}")]
+    Eof(&'static str),
+    /// The stream is busy.
+    #[error("publish refused: {0}")]
+    PublishRefused(#[from] PublishError),
+    /// The vhost is disabled.
+    #[error("vhost {0} is disabled")]
+    VhostDisabled(String),
+}
+
+/// Serves one accepted connection and logs how it ended.
+pub(super) async fn serve(id: u64, mut stream: TcpStream, shared: &Arc<Shared>) {
+    match run(id, &mut stream, shared).await {
+        Ok(()) => {}
+        Err(ConnError::Io(e)) if is_disconnect(&e) => {
+            tracing::info!(cid = id, "peer disconnected: {e}")
+        }
+        Err(e) => tracing::warn!(cid = id, "closing: {e}"),
+    }
+}
+
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// Writes everything the session has to say.
+pub(super) async fn flush(stream: &mut TcpStream, session: &mut ServerSession) -> io::Result<()> {
+    while let Some(b) = session.poll_transmit() {
+        let BufResult(r, _) = stream.write_all(b).await;
+        r?;
+    }
+    Ok(())
+}
+
+async fn run(id: u64, stream: &mut TcpStream, shared: &Arc<Shared>) -> Result<(), ConnError> {
+    let config = shared.config();
+    let mut session = ServerSession::new(SessionConfig {
+        out_chunk_size: config.chunk_size,
+        ..SessionConfig::default()
+    });
+    let mut buf = Vec::with_capacity(READ_BUFFER);
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut phase = "handshaking";
+    let mut app = String::new();
+    loop {
+        buf.clear();
+        let BufResult(r, b) = compio::time::timeout_at(deadline, stream.read(buf))
+            .await
+            .map_err(|_| ConnError::Timeout(phase))?;
+        buf = b;
+        let n = r?;
+        if n == 0 {
+            return Err(ConnError::Eof(phase));
+        }
+        session.handle_input(&buf[..n])?;
+        flush(stream, &mut session).await?;
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::HandshakeDone(kind) => {
+                    tracing::debug!(cid = id, "{kind:?} handshake done");
+                    phase = "waiting for connect";
+                }
+                Event::Connect {
+                    app: a,
+                    tc_url,
+                    vhost,
+                } => {
+                    tracing::info!(cid = id, "connect app={a} tcUrl={tc_url} vhost={vhost}");
+                    app = a;
+                    phase = "waiting for publish or play";
+                }
+                Event::Publish {
+                    stream: name,
+                    vhost,
+                } => {
+                    let vhost = vhost.unwrap_or_else(|| session.vhost().to_owned());
+                    return publish(id, stream, session, shared, &vhost, &app, &name, buf).await;
+                }
+                Event::Play {
+                    stream: name,
+                    vhost,
+                } => {
+                    let vhost = vhost.unwrap_or_else(|| session.vhost().to_owned());
+                    return play(id, stream, session, shared, &vhost, &app, &name, buf).await;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn check_vhost(shared: &Shared, vhost: &str) -> Result<(), ConnError> {
+    let config = shared.config();
+    let v = config.vhost(vhost);
+    if v.enabled {
+        Ok(())
+    } else {
+        Err(ConnError::VhostDisabled(v.name.clone()))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish(
+    id: u64,
+    stream: &mut TcpStream,
+    mut session: ServerSession,
+    shared: &Arc<Shared>,
+    vhost: &str,
+    app: &str,
+    name: &str,
+    mut buf: Vec<u8>,
+) -> Result<(), ConnError> {
+    let (key, settings) = shared.stream(vhost, app, name);
+    let refused = check_vhost(shared, vhost).and_then(|()| {
+        shared
+            .hub
+            .publish(&key, &settings, id)
+            .map_err(ConnError::from)
+    });
+    let mut guard = match refused {
+        Ok(g) => g,
+        Err(e) => {
+            session.reject_publish(&e.to_string());
+            flush(stream, &mut session).await?;
+            return Err(e);
+        }
+    };
+    session.accept_publish();
+    session.handle_input(&[])?;
+    flush(stream, &mut session).await?;
+    tracing::info!(cid = id, "publish {key}");
+    let config = shared.config();
+    for dest in &config.vhost(vhost).forward {
+        compio::runtime::spawn(forward::run(
+            shared.clone(),
+            key.clone(),
+            settings.clone(),
+            dest.clone(),
+            id,
+        ))
+        .detach();
+    }
+    loop {
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Media(m) => {
+                    if let Some(kind) = MediaKind::from_type_id(m.type_id) {
+                        guard.push(kind, m.timestamp, m.payload);
+                    }
+                }
+                Event::Unpublish => {
+                    tracing::info!(cid = id, "unpublish {key}");
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        flush(stream, &mut session).await?;
+        buf.clear();
+        let BufResult(r, b) = compio::time::timeout(PUBLISH_TIMEOUT, stream.read(buf))
+            .await
+            .map_err(|_| ConnError::Timeout("publishing"))?;
+        buf = b;
+        let n = r?;
+        if n == 0 {
+            tracing::info!(cid = id, "publisher left {key}");
+            return Ok(());
+        }
+        session.handle_input(&buf[..n])?;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn play(
+    id: u64,
+    stream: &mut TcpStream,
+    mut session: ServerSession,
+    shared: &Arc<Shared>,
+    vhost: &str,
+    app: &str,
+    name: &str,
+    buf: Vec<u8>,
+) -> Result<(), ConnError> {
+    let (key, settings) = shared.stream(vhost, app, name);
+    if let Err(e) = check_vhost(shared, vhost) {
+        session.reject_play(&e.to_string());
+        flush(stream, &mut session).await?;
+        return Err(e);
+    }
+    session.accept_play();
+    session.handle_input(&[])?;
+    flush(stream, &mut session).await?;
+    let consumer = Consumer::subscribe(&shared.hub, &key, &settings);
+    tracing::info!(cid = id, "play {key}");
+    let result = player::run(stream, session, consumer, shared, settings.chunk_size, buf).await;
+    tracing::info!(cid = id, "stop playing {key}");
+    result
+}

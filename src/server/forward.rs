@@ -1,0 +1,159 @@
+//! Forwarding: while a stream is published here, push it to another RTMP server with our own
+//! client session, reconnecting when the destination drops. Each attempt starts a fresh
+//! consumer, so the destination gets metadata, sequence headers and the GOP cache first.
+//! Runs on the publisher's core and stops when that publish ends.
+
+use std::cell::RefCell;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use compio::buf::BufResult;
+use compio::io::{AsyncRead, AsyncWriteExt};
+use compio::net::TcpStream;
+use futures_util::future::{select, Either};
+
+use super::Shared;
+use crate::hub::core::{Consumer, Wake};
+use crate::hub::{StreamKey, StreamSettings};
+use crate::rtmp::client::{ClientEvent, ClientSession};
+use crate::rtmp::session::SessionError;
+
+/// Pause between connection attempts.
+const RETRY: Duration = Duration::from_secs(1);
+/// How long connect, handshake and publish may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Frames sent per write.
+const BATCH: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+enum ForwardError {
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("timed out setting up")]
+    Timeout,
+    #[error("destination closed the connection")]
+    Closed,
+}
+
+/// How an attempt ended without error.
+enum End {
+    /// The publish this forwarder serves ended.
+    Unpublished,
+}
+
+/// Forwards `key` to `dest` for as long as connection `publisher` publishes it.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    key: StreamKey,
+    settings: StreamSettings,
+    dest: String,
+    publisher: u64,
+) {
+    let tc_url = format!("rtmp://{dest}/{}?vhost={}", key.app, key.vhost);
+    let mut failures = 0u32;
+    loop {
+        let consumer = Consumer::subscribe(&shared.hub, &key, &settings);
+        if consumer.source().publisher() != Some(publisher) {
+            return;
+        }
+        match attempt(&dest, &tc_url, &key, consumer, settings.chunk_size).await {
+            Ok(End::Unpublished) => {
+                tracing::info!(cid = publisher, "forward {key} to {dest} done");
+                return;
+            }
+            Err(e) => {
+                // Log the first failure and then every 30th, not once a second.
+                if failures.is_multiple_of(30) {
+                    tracing::warn!(cid = publisher, "forward {key} to {dest}: {e}; retrying");
+                }
+                failures += 1;
+            }
+        }
+        compio::time::sleep(RETRY).await;
+    }
+}
+
+async fn attempt(
+    dest: &str,
+    tc_url: &str,
+    key: &StreamKey,
+    mut consumer: Consumer,
+    chunk_size: u32,
+) -> Result<End, ForwardError> {
+    let mut stream = compio::time::timeout(SETUP_TIMEOUT, TcpStream::connect(dest))
+        .await
+        .map_err(|_| ForwardError::Timeout)??;
+    let _ = stream.set_nodelay(true);
+    let mut session = ClientSession::publish(tc_url, &key.stream, chunk_size);
+    let setup = async {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        loop {
+            while let Some(b) = session.poll_transmit() {
+                stream.write_all(b).await.0?;
+            }
+            while let Some(ev) = session.poll_event() {
+                match ev {
+                    ClientEvent::Publishing => return Ok(buf),
+                    ClientEvent::Refused(why) => return Err(ForwardError::Refused(why)),
+                    _ => {}
+                }
+            }
+            buf.clear();
+            let BufResult(r, b) = stream.read(buf).await;
+            buf = b;
+            let n = r?;
+            if n == 0 {
+                return Err(ForwardError::Closed);
+            }
+            session.handle_input(&buf[..n])?;
+        }
+    };
+    let buf = compio::time::timeout(SETUP_TIMEOUT, setup)
+        .await
+        .map_err(|_| ForwardError::Timeout)??;
+    tracing::info!("forwarding {key} to {dest}");
+
+    let session = RefCell::new(session);
+    let reader = async {
+        let mut buf = buf;
+        let mut s = &stream;
+        loop {
+            buf.clear();
+            let BufResult(r, b) = s.read(buf).await;
+            buf = b;
+            let n = r?;
+            if n == 0 {
+                return Err(ForwardError::Closed);
+            }
+            session.borrow_mut().handle_input(&buf[..n])?;
+        }
+    };
+    let writer = async {
+        let mut s = &stream;
+        loop {
+            let n = {
+                let mut sess = session.borrow_mut();
+                consumer.next_batch(BATCH, |f| {
+                    sess.send_media(f.kind.type_id(), f.timestamp, &f.payload)
+                })
+            };
+            let out = session.borrow_mut().poll_transmit();
+            if let Some(b) = out {
+                s.write_all(b).await.0?;
+            }
+            if n == 0 && consumer.wait().await == Wake::Unpublished {
+                return Ok::<_, ForwardError>(End::Unpublished);
+            }
+        }
+    };
+    let end = match select(std::pin::pin!(reader), std::pin::pin!(writer)).await {
+        Either::Left((r, _)) => r,
+        Either::Right((r, _)) => r,
+    };
+    end
+}

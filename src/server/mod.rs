@@ -1,0 +1,154 @@
+//! The RTMP server's I/O drivers: accept loops, and the tasks that move bytes between sockets
+//! and the sans-IO sessions ([`crate::rtmp`]) and the hub ([`crate::hub`]).
+//!
+//! This is the thin layer that owns sockets: it awaits the socket in one place per task,
+//! applies timeouts and connection limits, and logs each connection's events once, with the
+//! connection's id. Protocol decisions belong to the sessions, fan-out to the hub.
+
+mod conn;
+mod forward;
+mod player;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use compio::net::TcpListener;
+
+use crate::config::Config;
+use crate::hub::{Hub, StreamKey, StreamSettings};
+
+/// How long a new connection may take to handshake and send publish or play. Short, so that
+/// port scanners and stuck clients give their slot back quickly.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a publisher may stay silent before it is dropped.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// State shared by every worker.
+#[derive(Debug)]
+pub struct Shared {
+    config: RwLock<Arc<Config>>,
+    /// The stream registry.
+    pub hub: Arc<Hub>,
+    /// Counters.
+    pub stats: ServerStats,
+    next_conn_id: AtomicU64,
+}
+
+/// Server-wide counters.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Connections open now.
+    pub connections: AtomicUsize,
+    /// Connections refused by max_connections.
+    pub refused: AtomicU64,
+    /// Bytes sent to players.
+    pub bytes_out: AtomicU64,
+    /// Bytes received.
+    pub bytes_in: AtomicU64,
+}
+
+impl Shared {
+    /// Shared state for `config`.
+    pub fn new(config: Config) -> Arc<Self> {
+        Arc::new(Self {
+            config: RwLock::new(Arc::new(config)),
+            hub: Hub::new(),
+            stats: ServerStats::default(),
+            next_conn_id: AtomicU64::new(100),
+        })
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().expect("config lock poisoned").clone()
+    }
+
+    /// Swaps in a reloaded config: new connections and new streams use it; listeners and
+    /// streams already running keep what they started with.
+    pub fn reload(&self, config: Config) {
+        *self.config.write().expect("config lock poisoned") = Arc::new(config);
+    }
+
+    /// Settings and key for a stream of `vhost` (falls back to the default vhost).
+    pub(crate) fn stream(
+        &self,
+        vhost: &str,
+        app: &str,
+        stream: &str,
+    ) -> (StreamKey, StreamSettings) {
+        let config = self.config();
+        let v = config.vhost(vhost);
+        let key = StreamKey {
+            vhost: v.name.clone(),
+            app: app.to_owned(),
+            stream: stream.to_owned(),
+        };
+        let settings = StreamSettings {
+            gop_cache: v.gop_cache,
+            queue_length: v.queue_length,
+            chunk_size: v.chunk_size.unwrap_or(config.chunk_size),
+        };
+        (key, settings)
+    }
+}
+
+/// Runs one worker: an accept loop per listen address, on this worker's own SO_REUSEPORT
+/// socket.
+pub async fn run_worker(worker: usize, shared: Arc<Shared>) {
+    let addrs: Vec<SocketAddr> = shared.config().listen.clone();
+    let mut loops = Vec::new();
+    for addr in addrs {
+        let listener = match crate::runtime::reuseport_listener(addr)
+            .map_err(|e| e.to_string())
+            .and_then(|l| TcpListener::from_std(l).map_err(|e| e.to_string()))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(worker, "{e}");
+                continue;
+            }
+        };
+        loops.push(compio::runtime::spawn(accept_loop(
+            listener,
+            shared.clone(),
+        )));
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept: {e}");
+                compio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let max = shared.config().max_connections;
+        let open = shared.stats.connections.fetch_add(1, Ordering::AcqRel) + 1;
+        if open > max {
+            shared.stats.connections.fetch_sub(1, Ordering::AcqRel);
+            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(cid = id, %peer, "refused: max_connections {max} reached");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        compio::runtime::spawn(async move {
+            tracing::info!(cid = id, %peer, "accepted, {open} connection(s)");
+            conn::serve(id, stream, &shared).await;
+            let left = shared.stats.connections.fetch_sub(1, Ordering::AcqRel) - 1;
+            tracing::info!(cid = id, "closed, {left} connection(s)");
+        })
+        .detach();
+    }
+}

@@ -1,0 +1,48 @@
+//! The periodic log line, SRS-style: one line per stream with its input bitrate and its
+//! consumers, and one for the server. It reads counters and never blocks the workers.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::server::Shared;
+
+/// Logs a line per stream and one for the server every `period`, forever.
+pub fn log_forever(shared: Arc<Shared>, period: Duration) {
+    let mut last_in: HashMap<u64, u64> = HashMap::new();
+    let mut last_out = 0u64;
+    let mut last = Instant::now();
+    loop {
+        std::thread::sleep(period);
+        let secs = last.elapsed().as_secs_f64().max(0.001);
+        last = Instant::now();
+        let kbps = |bytes: u64| (bytes as f64 * 8.0 / 1000.0 / secs).round() as u64;
+        let mut seen = HashMap::new();
+        for source in shared.hub.sources() {
+            let bytes = source.stats.bytes_in.load(Ordering::Relaxed);
+            let before = last_in.get(&source.id()).copied().unwrap_or(0);
+            seen.insert(source.id(), bytes);
+            let publisher = source
+                .publisher()
+                .map_or_else(|| "none".to_owned(), |c| c.to_string());
+            tracing::info!(
+                "stream {} id={} publisher={publisher} in={}kbps consumers={}",
+                source.key(),
+                source.id(),
+                kbps(bytes.saturating_sub(before)),
+                source.stats.consumers.load(Ordering::Relaxed),
+            );
+        }
+        last_in = seen;
+        let out = shared.stats.bytes_out.load(Ordering::Relaxed);
+        tracing::info!(
+            "server connections={} out={}kbps refused={} skips={}",
+            shared.stats.connections.load(Ordering::Relaxed),
+            kbps(out - last_out),
+            shared.stats.refused.load(Ordering::Relaxed),
+            shared.hub.stats.player_skips.load(Ordering::Relaxed),
+        );
+        last_out = out;
+    }
+}

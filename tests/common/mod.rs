@@ -1,0 +1,318 @@
+//! Shared helpers of the end-to-end tests: a ringcast server on a free loopback port with its
+//! own config and log, external tools (ffmpeg, rtmpdump, nginx) that must exist when CI=true,
+//! and a small blocking RTMP client built on ringcast's own sans-IO client session.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringcast::flv::{FlvReader, Tag};
+use ringcast::rtmp::chunk::RawMessage;
+use ringcast::rtmp::client::{ClientEvent, ClientSession};
+
+/// True when `tool` can run. Under CI a missing tool fails the test; elsewhere it skips.
+pub fn require(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{tool} is required by this test (CI=true): run .ci/run to install it");
+        }
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+/// The test media: 60 s of H.264 + AAC, 2 s GOP.
+pub fn media() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media/source.flv");
+    assert!(p.exists(), "{} is missing", p.display());
+    p
+}
+
+/// The tags of the test media.
+pub fn media_tags() -> Vec<Tag> {
+    let data = std::fs::read(media()).expect("reading source.flv");
+    let mut r = FlvReader::new();
+    r.push(&data);
+    let mut tags = Vec::new();
+    while let Some(t) = r.next_tag().expect("source.flv parses") {
+        tags.push(t);
+    }
+    tags
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding an ephemeral port")
+        .port()
+}
+
+/// Waits until `port` accepts connections.
+pub fn wait_port(port: u16, within: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < within, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A ringcast server run for one test.
+pub struct Server {
+    child: Child,
+    /// Its RTMP port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts ringcast with `workers` workers, extra global directives, and the body of the
+    /// default vhost.
+    pub fn start(workers: usize, global: &str, vhost: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let conf = dir.path().join("test.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listen 127.0.0.1:{port};\nworkers {workers};\ndaemon off;\npid {pid};\n\
+                 srs_log_tank console;\nsrs_log_level info;\n{global}\n\
+                 vhost __defaultVhost__ {{\n{vhost}\n}}\n",
+                pid = dir.path().join("ringcast.pid").display(),
+            ),
+        )
+        .expect("writing the config");
+        let log = std::fs::File::create(dir.path().join("ringcast.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("starting ringcast");
+        let server = Self { child, port, dir };
+        wait_port(port, Duration::from_secs(10));
+        server
+    }
+
+    /// `rtmp://127.0.0.1:PORT/live/NAME`.
+    pub fn url(&self, stream: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{stream}", self.port)
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ringcast.log")).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// A scratch directory that lives as long as the server.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().is_ok_and(|s| s.is_none())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- ringcast log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Kills a child process when dropped.
+pub struct Reaper(pub Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ffmpeg -re -i source.flv -c copy -f flv URL`, looping the file.
+pub fn ffmpeg_publish(url: &str) -> Reaper {
+    let child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+        ])
+        .arg(media())
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting ffmpeg");
+    Reaper(child)
+}
+
+/// A blocking RTMP client on ringcast's sans-IO client session.
+pub struct Client {
+    stream: TcpStream,
+    session: ClientSession,
+    /// Events not yet taken.
+    pub events: Vec<ClientEvent>,
+}
+
+impl Client {
+    fn connect(port: u16, session: ClientSession) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            session,
+            events: Vec::new(),
+        })
+    }
+
+    /// Connects and publishes `live/NAME`; Err with the server's code when refused.
+    pub fn publish(port: u16, name: &str) -> Result<Self, String> {
+        let url = format!("rtmp://127.0.0.1:{port}/live");
+        let mut c = Self::connect(port, ClientSession::publish(&url, name, 4096))
+            .map_err(|e| e.to_string())?;
+        c.until(Duration::from_secs(5), |e| {
+            matches!(e, ClientEvent::Publishing | ClientEvent::Refused(_))
+        })?;
+        match c.events.pop() {
+            Some(ClientEvent::Publishing) => Ok(c),
+            Some(ClientEvent::Refused(code)) => Err(code),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    /// Connects and plays `live/NAME`.
+    pub fn play(port: u16, name: &str) -> Result<Self, String> {
+        let url = format!("rtmp://127.0.0.1:{port}/live");
+        let mut c =
+            Self::connect(port, ClientSession::play(&url, name)).map_err(|e| e.to_string())?;
+        c.until(Duration::from_secs(5), |e| {
+            matches!(e, ClientEvent::Playing | ClientEvent::Refused(_))
+        })?;
+        match c.events.last() {
+            Some(ClientEvent::Playing) => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        while let Some(b) = self.session.poll_transmit() {
+            self.stream.write_all(&b)?;
+        }
+        Ok(())
+    }
+
+    /// Reads until an event matches, or fails after `within`.
+    pub fn until(
+        &mut self,
+        within: Duration,
+        mut done: impl FnMut(&ClientEvent) -> bool,
+    ) -> Result<(), String> {
+        let start = Instant::now();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            self.flush().map_err(|e| e.to_string())?;
+            while let Some(e) = self.session.poll_event() {
+                let hit = done(&e);
+                self.events.push(e);
+                if hit {
+                    return Ok(());
+                }
+            }
+            let left = within
+                .checked_sub(start.elapsed())
+                .ok_or_else(|| "timed out".to_owned())?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .map_err(|e| e.to_string())?;
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err("connection closed".into()),
+                Ok(n) => self
+                    .session
+                    .handle_input(&buf[..n])
+                    .map_err(|e| e.to_string())?,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err("timed out".into())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err("timed out".into())
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Media messages received within `within` (stops early when `enough` says so).
+    pub fn media_for(
+        &mut self,
+        within: Duration,
+        mut enough: impl FnMut(&[RawMessage]) -> bool,
+    ) -> Result<Vec<RawMessage>, String> {
+        let mut media = Vec::new();
+        let r = self.until(within, |e| {
+            if let ClientEvent::Media(m) = e {
+                media.push(m.clone());
+            }
+            enough(&media)
+        });
+        self.events.retain(|e| !matches!(e, ClientEvent::Media(_)));
+        match r {
+            Ok(()) => Ok(media),
+            Err(e) if e == "timed out" => Ok(media),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends one FLV tag as a media message.
+    pub fn send(&mut self, tag: &Tag, timestamp: u32) -> std::io::Result<()> {
+        self.session.send_media(tag.type_id, timestamp, &tag.data);
+        self.flush()
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(data)
+    }
+}
+
+/// True when `m` is an H.264 keyframe (not a sequence header).
+pub fn is_keyframe(m: &RawMessage) -> bool {
+    m.type_id == 9 && m.payload.len() > 1 && m.payload[0] >> 4 == 1 && m.payload[1] == 1
+}
+
+/// True when `m` is the AVC sequence header.
+pub fn is_video_sh(m: &RawMessage) -> bool {
+    m.type_id == 9 && m.payload.len() > 1 && m.payload[1] == 0
+}
