@@ -222,8 +222,20 @@ impl ClientSession {
             MSG_COMMAND_AMF3 if !msg.payload.is_empty() => {
                 self.handle_command(&msg.payload[1..])?
             }
-            media::TYPE_AUDIO | media::TYPE_VIDEO | MSG_DATA_AMF0 if self.mode == Mode::Play => {
+            media::TYPE_AUDIO | media::TYPE_VIDEO if self.mode == Mode::Play => {
                 self.events.push_back(ClientEvent::Media(msg));
+            }
+            MSG_DATA_AMF0 if self.mode == Mode::Play => {
+                // |RtmpSampleAccess and onStatus(NetStream.Data.Start) are the play's
+                // chatter, not the stream's data.
+                let mut p: &[u8] = &msg.payload;
+                let name = amf0::decode(&mut p).ok();
+                if !matches!(
+                    name.as_ref().and_then(|v| v.as_str()),
+                    Some("|RtmpSampleAccess" | "onStatus")
+                ) {
+                    self.events.push_back(ClientEvent::Media(msg));
+                }
             }
             _ => {}
         }

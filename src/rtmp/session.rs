@@ -100,6 +100,9 @@ pub enum Event {
         stream: String,
         /// `?vhost=` on the stream name, overriding the connection's.
         vhost: Option<String>,
+        /// play's `len` argument when positive: stop after this many milliseconds of stream
+        /// time (rtmpdump's `-B`/`--stop` sends it; SRS honours it).
+        duration: Option<u32>,
     },
     /// An audio, video or onMetaData message from the publisher (data messages arrive as
     /// plain `onMetaData`, without `@setDataFrame`).
@@ -409,9 +412,15 @@ impl ServerSession {
                 }
                 self.pending_txn = txn;
                 self.state = State::PlayPending;
+                let duration = args
+                    .get(3)
+                    .and_then(|v| v.as_f64())
+                    .filter(|d| *d > 0.0 && *d < f64::from(u32::MAX))
+                    .map(|d| d as u32);
                 self.events.push_back(Event::Play {
                     stream: stream.to_owned(),
                     vhost: query_param(query, "vhost").map(str::to_owned),
+                    duration,
                 });
             }
             "FCUnpublish" | "closeStream" | "deleteStream" => match self.state {
@@ -591,6 +600,27 @@ impl ServerSession {
             &[s("onStatus"), info],
             &mut self.out,
         );
+    }
+
+    /// The `NetStream.Play.Stop` status that ends a play whose duration is reached, as a
+    /// self-contained message (a type-0 header) for the player's writer to send last.
+    pub fn play_stop_message(&self) -> Bytes {
+        let mut w = ChunkWriter::new();
+        w.set_chunk_size(self.cfg.out_chunk_size);
+        let info = object(&[
+            ("level", s("status")),
+            ("code", s("NetStream.Play.Stop")),
+            ("description", s("Stopped playing stream.")),
+        ]);
+        let mut out = BytesMut::new();
+        write_amf(
+            &mut w,
+            MSG_COMMAND_AMF0,
+            STREAM_ID,
+            &[s("onStatus"), Amf0Value::Number(0.0), Amf0Value::Null, info],
+            &mut out,
+        );
+        out.freeze()
     }
 
     /// Refuses a pending play with `NetStream.Play.StreamNotFound`.

@@ -116,9 +116,16 @@ async fn run(id: u64, stream: &mut TcpStream, shared: &Arc<Shared>) -> Result<()
                 Event::Play {
                     stream: name,
                     vhost,
+                    duration,
                 } => {
                     let vhost = vhost.unwrap_or_else(|| session.vhost().to_owned());
-                    return play(id, stream, session, shared, &vhost, &app, &name, buf).await;
+                    let target = PlayTarget {
+                        vhost: &vhost,
+                        app: &app,
+                        name: &name,
+                        duration,
+                    };
+                    return play(id, stream, session, shared, target, buf).await;
                 }
                 _ => {}
             }
@@ -207,19 +214,24 @@ async fn publish(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a play asks for.
+struct PlayTarget<'a> {
+    vhost: &'a str,
+    app: &'a str,
+    name: &'a str,
+    duration: Option<u32>,
+}
+
 async fn play(
     id: u64,
     stream: &mut TcpStream,
     mut session: ServerSession,
     shared: &Arc<Shared>,
-    vhost: &str,
-    app: &str,
-    name: &str,
+    target: PlayTarget<'_>,
     buf: Vec<u8>,
 ) -> Result<(), ConnError> {
-    let (key, settings) = shared.stream(vhost, app, name);
-    if let Err(e) = check_vhost(shared, vhost) {
+    let (key, settings) = shared.stream(target.vhost, target.app, target.name);
+    if let Err(e) = check_vhost(shared, target.vhost) {
         session.reject_play(&e.to_string());
         flush(stream, &mut session).await?;
         return Err(e);
@@ -229,7 +241,11 @@ async fn play(
     flush(stream, &mut session).await?;
     let consumer = Consumer::subscribe(&shared.hub, &key, &settings);
     tracing::info!(cid = id, "play {key}");
-    let result = player::run(stream, session, consumer, shared, settings.chunk_size, buf).await;
+    let limits = player::Limits {
+        chunk_size: settings.chunk_size,
+        duration: target.duration,
+    };
+    let result = player::run(stream, session, consumer, shared, limits, buf).await;
     tracing::info!(cid = id, "stop playing {key}");
     result
 }

@@ -70,18 +70,34 @@ impl PlayerWriter {
     }
 }
 
-/// Serves a player until it stops, disconnects, or its socket fails.
+/// What bounds a player's output.
+pub(super) struct Limits {
+    /// Chunk size of the shared bytes, announced at connect.
+    pub(super) chunk_size: u32,
+    /// Stream time after which the play stops, when the client asked for one.
+    pub(super) duration: Option<u32>,
+}
+
+/// Serves a player until it stops, disconnects, reaches its duration, or its socket fails.
 pub(super) async fn run(
     stream: &mut TcpStream,
     session: ServerSession,
     consumer: Consumer,
     shared: &Arc<Shared>,
-    chunk_size: u32,
+    limits: Limits,
     buf: Vec<u8>,
 ) -> Result<(), ConnError> {
     let link = Link::default();
+    let stop = limits.duration.map(|d| (d, session.play_stop_message()));
     let reader = pin!(read_loop(&*stream, session, &link, buf));
-    let writer = pin!(write_loop(&*stream, consumer, &link, shared, chunk_size));
+    let writer = pin!(write_loop(
+        &*stream,
+        consumer,
+        &link,
+        shared,
+        limits.chunk_size,
+        stop
+    ));
     match select(reader, writer).await {
         Either::Left((r, _)) | Either::Right((r, _)) => r,
     }
@@ -118,12 +134,14 @@ async fn read_loop(
     }
 }
 
+/// `stop`: the play's duration and the status message that ends it.
 async fn write_loop(
     mut stream: &TcpStream,
     mut consumer: Consumer,
     link: &Link,
     shared: &Arc<Shared>,
     chunk_size: u32,
+    mut stop: Option<(u32, Bytes)>,
 ) -> Result<(), ConnError> {
     let mut writer = PlayerWriter {
         chunk_size,
@@ -131,10 +149,27 @@ async fn write_loop(
         scratch: BytesMut::new(),
     };
     let mut iov: Vec<Bytes> = Vec::new();
+    let mut first_ts = None;
+    let mut done = false;
     loop {
         iov.append(&mut link.control.borrow_mut());
-        if !link.paused.get() {
-            consumer.next_batch(MAX_BATCH, |f| writer.append(f, &mut iov));
+        if !link.paused.get() && !done {
+            consumer.next_batch(MAX_BATCH, |f| {
+                let start = *first_ts.get_or_insert(f.timestamp);
+                if let Some((duration, _)) = &stop {
+                    if f.timestamp.wrapping_sub(start) >= *duration {
+                        done = true;
+                    }
+                }
+                if !done {
+                    writer.append(f, &mut iov);
+                }
+            });
+            if done {
+                if let Some((_, msg)) = stop.take() {
+                    iov.push(msg);
+                }
+            }
         }
         if iov.is_empty() {
             let mut wait = pin!(consumer.wait());
@@ -162,5 +197,8 @@ async fn write_loop(
             .stats
             .bytes_out
             .fetch_add(len as u64, Ordering::Relaxed);
+        if done {
+            return Ok(());
+        }
     }
 }
