@@ -18,6 +18,12 @@ fn ffmpeg_publishes_and_ffmpeg_plays() {
         return;
     }
     let server = Server::start(2, "", "gop_cache on;");
+    // The suite runs once per driver: make sure the server runs on the one asked for.
+    match std::env::var("RINGCAST_IO").as_deref() {
+        Ok("uring") => assert!(server.wait_log("on io_uring", Duration::from_secs(2))),
+        Ok("epoll") => assert!(server.wait_log("on epoll", Duration::from_secs(2))),
+        _ => {}
+    }
     let url = server.url("livestream");
     let _publisher = ffmpeg_publish(&url);
     assert!(server.wait_log(
