@@ -138,22 +138,32 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let mode = cli.io.or_else(IoMode::from_env).unwrap_or(IoMode::Auto);
-    let driver = runtime::build_runtime(0, mode)
-        .map(|rt| runtime::driver_name(&rt))
-        .map_err(|e| e.to_string())?;
     let listen: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
     let pid_path = config.pid.clone();
     let config_path = cli.config.clone();
     let shared = Shared::new(config);
     let s = shared.clone();
-    runtime::spawn_workers(workers, mode, move |w| server::run_worker(w, s.clone()))
+    let running = runtime::spawn_workers(workers, mode, move |w| server::run_worker(w, s.clone()))
         .map_err(|e| e.to_string())?;
     tracing::info!(
-        "ringcast {} serving RTMP on {} with {workers} worker(s) on {driver}, pid {}",
+        "ringcast {} serving RTMP on {} with {workers} worker(s) on {}, pid {}",
         env!("CARGO_PKG_VERSION"),
         listen.join(" "),
+        running.driver,
         std::process::id()
     );
+    let config = shared.config();
+    for (name, l) in [
+        ("http_api", &config.http_api),
+        ("http_server", &config.http_server),
+    ] {
+        if l.enabled {
+            tracing::warn!(
+                "{name} on {} is enabled, but this version serves RTMP only: ignored",
+                l.listen
+            );
+        }
+    }
     let s = shared.clone();
     std::thread::Builder::new()
         .name("ringcast-stats".into())

@@ -106,18 +106,24 @@ pub fn driver_name(rt: &compio::runtime::Runtime) -> &'static str {
     }
 }
 
+/// Running workers.
+#[derive(Debug)]
+pub struct Workers {
+    /// One per worker thread.
+    pub handles: Vec<JoinHandle<()>>,
+    /// The driver they run on ("io_uring" or "epoll").
+    pub driver: &'static str,
+}
+
 /// Starts `workers` threads named `ringcast-w{i}`; each builds its runtime and runs `main`.
 /// Returns once every runtime is built, or with the first error.
-pub fn spawn_workers<F, Fut>(
-    workers: usize,
-    mode: IoMode,
-    main: F,
-) -> Result<Vec<JoinHandle<()>>, RuntimeError>
+pub fn spawn_workers<F, Fut>(workers: usize, mode: IoMode, main: F) -> Result<Workers, RuntimeError>
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()>,
 {
     let mut handles = Vec::with_capacity(workers);
+    let mut driver = "";
     for worker in 0..workers {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let main = main.clone();
@@ -136,7 +142,10 @@ where
             })
             .expect("spawning a worker thread");
         match rx.recv() {
-            Ok(Ok(driver)) => tracing::debug!(worker, driver, "worker started"),
+            Ok(Ok(name)) => {
+                tracing::debug!(worker, driver = name, "worker started");
+                driver = name;
+            }
             Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(RuntimeError::Driver {
@@ -148,7 +157,7 @@ where
         }
         handles.push(handle);
     }
-    Ok(handles)
+    Ok(Workers { handles, driver })
 }
 
 /// A TCP listener on `addr` in a SO_REUSEPORT group: every worker binds its own, and the
