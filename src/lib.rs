@@ -3,6 +3,7 @@
 //! into refcounted bytes that every player on every core shares.
 //!
 //! Module map, one folder per concern:
+//! - [`bench`]: the load tool behind `ringcast-bench` (players, publishers, SEI latency).
 //! - [`config`]: the SRS/nginx-style config file, parsed into a typed [`config::Config`].
 //! - [`rtmp`]: the RTMP protocol, sans-IO (handshake, chunks, AMF0, server and client sessions).
 //! - [`flv`]: FLV tags, read and written, for the test publisher and HTTP-FLV.
@@ -15,6 +16,7 @@
 //! Protocol code is sans-IO and has no `unsafe`; the I/O layer is the only place that may.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod bench;
 pub mod config;
 pub mod flv;
 pub mod hub;

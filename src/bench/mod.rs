@@ -1,0 +1,234 @@
+//! The load tool behind `ringcast-bench`: many RTMP players or publishers from one process, on
+//! the same runtime as the server (worker threads on io_uring or epoll), with per-client
+//! bitrate and SEI-stamped latency that work through any server (ringcast, SRS, nginx-rtmp).
+//!
+//! Workers own their clients; the reporting thread only reads atomics. Map: [`sei`] (latency
+//! stamps), [`Stats`] (counters), [`rtmp`] (the player and publisher tasks).
+
+pub mod rtmp;
+pub mod sei;
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Latency histogram buckets: one per millisecond up to this, then one for everything above.
+pub const LATENCY_BUCKETS: usize = 10_000;
+
+/// A client's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    /// Not started, or connecting.
+    Connecting = 0,
+    /// Receiving (players) or sending (publishers).
+    Alive = 1,
+    /// Failed or disconnected.
+    Failed = 2,
+}
+
+/// Counters shared between the workers and the reporter.
+#[derive(Debug)]
+pub struct Stats {
+    /// Bytes received (players) or sent (publishers), per client.
+    pub bytes: Vec<AtomicU64>,
+    /// [`ClientState`] per client.
+    pub state: Vec<AtomicU8>,
+    /// Latency samples, per millisecond.
+    pub latency: Vec<AtomicU64>,
+}
+
+impl Stats {
+    /// Counters for `clients` clients.
+    pub fn new(clients: usize) -> Self {
+        Self {
+            bytes: (0..clients).map(|_| AtomicU64::new(0)).collect(),
+            state: (0..clients).map(|_| AtomicU8::new(0)).collect(),
+            latency: (0..=LATENCY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Records one latency sample.
+    pub fn latency_ms(&self, ms: u64) {
+        let i = usize::try_from(ms)
+            .unwrap_or(usize::MAX)
+            .min(LATENCY_BUCKETS);
+        self.latency[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets a client's state.
+    pub fn set_state(&self, client: usize, state: ClientState) {
+        self.state[client].store(state as u8, Ordering::Relaxed);
+    }
+
+    /// A copy of the counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            bytes: self
+                .bytes
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            latency: self
+                .latency
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            alive: self
+                .state
+                .iter()
+                .filter(|s| s.load(Ordering::Relaxed) == ClientState::Alive as u8)
+                .count(),
+            failed: self
+                .state
+                .iter()
+                .filter(|s| s.load(Ordering::Relaxed) == ClientState::Failed as u8)
+                .count(),
+        }
+    }
+}
+
+/// The counters at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    bytes: Vec<u64>,
+    latency: Vec<u64>,
+    /// Clients alive.
+    pub alive: usize,
+    /// Clients failed.
+    pub failed: usize,
+}
+
+/// What happened between two snapshots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Clients alive at the end.
+    pub alive: usize,
+    /// Clients failed at the end.
+    pub failed: usize,
+    /// Total megabits per second.
+    pub mbps: f64,
+    /// Per-client kilobits per second: minimum, median, maximum (alive clients).
+    pub kbps: [u64; 3],
+    /// Latency percentiles in ms: p50, p99 (None without samples).
+    pub latency: Option<[u64; 2]>,
+    /// Latency samples.
+    pub samples: u64,
+}
+
+impl Snapshot {
+    /// The rates between `earlier` and this snapshot, `secs` apart.
+    pub fn since(&self, earlier: &Snapshot, secs: f64) -> Report {
+        let secs = secs.max(0.001);
+        let mut per_client: Vec<u64> = self
+            .bytes
+            .iter()
+            .zip(&earlier.bytes)
+            .map(|(now, then)| ((now - then) as f64 * 8.0 / 1000.0 / secs) as u64)
+            .filter(|k| *k > 0)
+            .collect();
+        per_client.sort_unstable();
+        let total: u64 = self.bytes.iter().sum::<u64>() - earlier.bytes.iter().sum::<u64>();
+        let kbps = if per_client.is_empty() {
+            [0; 3]
+        } else {
+            [
+                per_client[0],
+                per_client[per_client.len() / 2],
+                per_client[per_client.len() - 1],
+            ]
+        };
+        let hist: Vec<u64> = self
+            .latency
+            .iter()
+            .zip(&earlier.latency)
+            .map(|(a, b)| a - b)
+            .collect();
+        let samples: u64 = hist.iter().sum();
+        let percentile = |p: f64| {
+            let target = ((samples as f64) * p).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (ms, n) in hist.iter().enumerate() {
+                seen += n;
+                if seen >= target {
+                    return ms as u64;
+                }
+            }
+            LATENCY_BUCKETS as u64
+        };
+        Report {
+            alive: self.alive,
+            failed: self.failed,
+            mbps: total as f64 * 8.0 / 1e6 / secs,
+            kbps,
+            latency: (samples > 0).then(|| [percentile(0.5), percentile(0.99)]),
+            samples,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: the clock the stamps carry.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Splits `rtmp://host[:port]/app/stream` into the address, the tcUrl and the stream name.
+pub fn parse_rtmp_url(url: &str) -> Option<(String, String, String)> {
+    let rest = url.strip_prefix("rtmp://")?;
+    let (authority, path) = rest.split_once('/')?;
+    let (app, stream) = path.rsplit_once('/')?;
+    if authority.is_empty() || app.is_empty() || stream.is_empty() {
+        return None;
+    }
+    let addr = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:1935")
+    };
+    Some((addr, format!("rtmp://{authority}/{app}"), stream.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_rtmp_url("rtmp://127.0.0.1:1936/live/s1"),
+            Some((
+                "127.0.0.1:1936".into(),
+                "rtmp://127.0.0.1:1936/live".into(),
+                "s1".into()
+            ))
+        );
+        assert_eq!(
+            parse_rtmp_url("rtmp://h/live/s").map(|u| u.0),
+            Some("h:1935".into())
+        );
+        assert_eq!(parse_rtmp_url("http://h/live/s"), None);
+        assert_eq!(parse_rtmp_url("rtmp://h/s"), None);
+    }
+
+    #[test]
+    fn reports() {
+        let stats = Stats::new(3);
+        let a = stats.snapshot();
+        stats.bytes[0].store(125_000, Ordering::Relaxed);
+        stats.bytes[1].store(250_000, Ordering::Relaxed);
+        for ms in 1..=100 {
+            stats.latency_ms(ms);
+        }
+        stats.set_state(0, ClientState::Alive);
+        stats.set_state(2, ClientState::Failed);
+        let r = stats.snapshot().since(&a, 1.0);
+        assert_eq!(r.kbps, [1000, 2000, 2000]);
+        assert!((r.mbps - 3.0).abs() < 1e-9);
+        assert_eq!(r.latency, Some([50, 99]));
+        assert_eq!((r.alive, r.failed, r.samples), (1, 1, 100));
+    }
+}

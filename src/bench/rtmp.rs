@@ -1,0 +1,226 @@
+//! RTMP load: a player task that counts bytes and reads latency stamps, and a publisher task
+//! that sends an FLV file at its own pace, looped, stamping every video frame. Both drive
+//! ringcast's sans-IO client session over a compio socket.
+
+use std::cell::RefCell;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use compio::buf::BufResult;
+use compio::io::{AsyncRead, AsyncWriteExt};
+use compio::net::TcpStream;
+use futures_util::future::{select, Either};
+
+use super::{sei, wall_ms, ClientState, Stats};
+use crate::flv::Tag;
+use crate::media::{TYPE_DATA_AMF0, TYPE_VIDEO};
+use crate::rtmp::client::{ClientEvent, ClientSession};
+use crate::rtmp::session::SessionError;
+
+/// A player's first seconds are its GOP-cache burst: latency counts only after them.
+pub const PLAYER_WARMUP: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a client stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The server broke the protocol.
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    /// The server refused publish or play.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Connecting took too long.
+    #[error("timed out connecting")]
+    Timeout,
+    /// The server closed the connection.
+    #[error("server closed the connection")]
+    Closed,
+}
+
+/// Where a client connects.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `host:port`.
+    pub addr: String,
+    /// `rtmp://host:port/app`.
+    pub tc_url: String,
+    /// The stream name.
+    pub stream: String,
+}
+
+async fn connect(addr: &str) -> Result<TcpStream, LoadError> {
+    let s = compio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| LoadError::Timeout)??;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+async fn flush(stream: &TcpStream, session: &mut ClientSession) -> io::Result<()> {
+    let mut s = stream;
+    while let Some(b) = session.poll_transmit() {
+        s.write_all(b).await.0?;
+    }
+    Ok(())
+}
+
+/// Plays `target` until `stop`, recording bytes and latency as client `id`.
+pub async fn play(id: usize, target: Target, stats: Arc<Stats>, stop: Instant) {
+    let result = compio::time::timeout_at(stop, play_inner(id, &target, &stats)).await;
+    match result {
+        Err(_) => {} // the run is over
+        Ok(Ok(())) => stats.set_state(id, ClientState::Failed),
+        Ok(Err(e)) => {
+            stats.set_state(id, ClientState::Failed);
+            tracing::warn!("player {id}: {e}");
+        }
+    }
+}
+
+async fn play_inner(id: usize, target: &Target, stats: &Stats) -> Result<(), LoadError> {
+    let stream = connect(&target.addr).await?;
+    let mut session = ClientSession::play(&target.tc_url, &target.stream);
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let started = Instant::now();
+    let mut nalu_len = 4;
+    let mut s = &stream;
+    loop {
+        flush(&stream, &mut session).await?;
+        while let Some(event) = session.poll_event() {
+            match event {
+                ClientEvent::Playing => stats.set_state(id, ClientState::Alive),
+                ClientEvent::Refused(why) => return Err(LoadError::Refused(why)),
+                ClientEvent::Media(m) if m.type_id == TYPE_VIDEO => {
+                    if m.payload.get(1) == Some(&0) {
+                        nalu_len = sei::nalu_len_size(&m.payload).unwrap_or(4);
+                    } else if started.elapsed() >= PLAYER_WARMUP {
+                        if let Some(stamp) = sei::find_stamp(&m.payload, nalu_len) {
+                            stats.latency_ms(wall_ms().saturating_sub(stamp));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        buf.clear();
+        let BufResult(r, b) = s.read(buf).await;
+        buf = b;
+        let n = r?;
+        if n == 0 {
+            return Err(LoadError::Closed);
+        }
+        stats.bytes[id].fetch_add(n as u64, Ordering::Relaxed);
+        session.handle_input(&buf[..n])?;
+    }
+}
+
+/// Publishes `tags` to `target` at their own pace, looped, until `stop`.
+pub async fn publish(
+    id: usize,
+    target: Target,
+    tags: Arc<Vec<Tag>>,
+    stats: Arc<Stats>,
+    stop: Instant,
+) {
+    match compio::time::timeout_at(stop, publish_inner(id, &target, &tags, &stats)).await {
+        Err(_) => {}
+        Ok(Ok(())) => stats.set_state(id, ClientState::Failed),
+        Ok(Err(e)) => {
+            stats.set_state(id, ClientState::Failed);
+            tracing::warn!("publisher {id}: {e}");
+        }
+    }
+}
+
+async fn publish_inner(
+    id: usize,
+    target: &Target,
+    tags: &[Tag],
+    stats: &Stats,
+) -> Result<(), LoadError> {
+    let stream = connect(&target.addr).await?;
+    let mut session = ClientSession::publish(&target.tc_url, &target.stream, 4096);
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut s = &stream;
+    'setup: loop {
+        flush(&stream, &mut session).await?;
+        while let Some(event) = session.poll_event() {
+            match event {
+                ClientEvent::Publishing => break 'setup,
+                ClientEvent::Refused(why) => return Err(LoadError::Refused(why)),
+                _ => {}
+            }
+        }
+        buf.clear();
+        let BufResult(r, b) = s.read(buf).await;
+        buf = b;
+        if r? == 0 {
+            return Err(LoadError::Closed);
+        }
+        session.handle_input(&buf)?;
+    }
+    stats.set_state(id, ClientState::Alive);
+
+    let session = RefCell::new(session);
+    let reader = async {
+        let mut buf = buf;
+        let mut s = &stream;
+        loop {
+            buf.clear();
+            let BufResult(r, b) = s.read(buf).await;
+            buf = b;
+            let n = r?;
+            if n == 0 {
+                return Err(LoadError::Closed);
+            }
+            session.borrow_mut().handle_input(&buf[..n])?;
+        }
+    };
+    let writer = async {
+        let mut s = &stream;
+        let loop_ms = tags.last().map_or(0, |t| t.timestamp) + 40;
+        let nalu_len = tags
+            .iter()
+            .find(|t| t.type_id == TYPE_VIDEO && t.data.get(1) == Some(&0))
+            .and_then(|t| sei::nalu_len_size(&t.data))
+            .unwrap_or(4);
+        let start = Instant::now();
+        for round in 0u32.. {
+            let offset = round.wrapping_mul(loop_ms);
+            for tag in tags {
+                // Metadata once: a looped file would otherwise resend it every round.
+                if round > 0 && tag.type_id == TYPE_DATA_AMF0 {
+                    continue;
+                }
+                let ts = tag.timestamp.wrapping_add(offset);
+                compio::time::sleep_until(start + Duration::from_millis(u64::from(ts))).await;
+                let data = if tag.type_id == TYPE_VIDEO && sei::is_avc_nalus(&tag.data) {
+                    sei::stamp(&tag.data, nalu_len, wall_ms())
+                } else {
+                    tag.data.clone()
+                };
+                let out = {
+                    let mut sess = session.borrow_mut();
+                    sess.send_media(tag.type_id, ts, &data);
+                    sess.poll_transmit()
+                };
+                if let Some(b) = out {
+                    stats.bytes[id].fetch_add(b.len() as u64, Ordering::Relaxed);
+                    s.write_all(b).await.0?;
+                }
+            }
+        }
+        Ok::<(), LoadError>(())
+    };
+    let end = match select(std::pin::pin!(reader), std::pin::pin!(writer)).await {
+        Either::Left((r, _)) => r,
+        Either::Right((r, _)) => r,
+    };
+    end
+}
