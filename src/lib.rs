@@ -21,6 +21,7 @@ pub mod config;
 pub mod flv;
 pub mod hub;
 pub mod media;
+pub mod profile;
 pub mod rtmp;
 pub mod runtime;
 pub mod server;
