@@ -22,6 +22,7 @@ pub mod flv;
 pub mod hub;
 pub mod media;
 pub mod profile;
+pub mod rtc;
 pub mod rtmp;
 pub mod runtime;
 pub mod server;

@@ -7,13 +7,16 @@ use std::sync::Arc;
 
 use crate::server::Shared;
 
-/// An answer to an API request, as the HTTP layer writes it.
+/// An answer to an API request, as the HTTP layer writes it. Shared by every module that
+/// serves API paths (profiling here, WebRTC signalling in [`crate::rtc`]).
 #[derive(Debug)]
 pub struct ApiReply {
     /// HTTP status code.
     pub status: u16,
     /// `Content-Type` of `body`.
     pub content_type: &'static str,
+    /// Extra response headers, such as WHIP's `Location`.
+    pub headers: Vec<(&'static str, String)>,
     /// The body.
     pub body: Vec<u8>,
 }
