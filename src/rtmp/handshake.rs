@@ -191,30 +191,38 @@ fn response_packet(full_key: &[u8], peer_digest: &Digest) -> Box<Packet> {
 
 /// Accumulates one 1536-byte packet from arbitrarily split input.
 struct PacketBuf {
-    data: Box<Packet>,
-    filled: usize,
+    /// Allocated on the first byte and freed by `reset`: a connection keeps its handshake
+    /// state for life, and a server holds thousands of them.
+    data: Vec<u8>,
 }
 
 impl PacketBuf {
     fn new() -> Self {
-        Self {
-            data: Box::new([0u8; HANDSHAKE_SIZE]),
-            filled: 0,
-        }
+        Self { data: Vec::new() }
     }
 
     /// Takes what the packet still lacks from the front of `input`; true once complete.
     fn fill(&mut self, input: &mut &[u8]) -> bool {
-        let wanted = HANDSHAKE_SIZE - self.filled;
+        let wanted = HANDSHAKE_SIZE - self.data.len();
         let (head, tail) = input.split_at(wanted.min(input.len()));
-        self.data[self.filled..self.filled + head.len()].copy_from_slice(head);
-        self.filled += head.len();
+        if self.data.capacity() == 0 {
+            self.data.reserve_exact(HANDSHAKE_SIZE);
+        }
+        self.data.extend_from_slice(head);
         *input = tail;
-        self.filled == HANDSHAKE_SIZE
+        self.data.len() == HANDSHAKE_SIZE
+    }
+
+    /// The whole packet; only called once `fill` said it is complete.
+    fn packet(&self) -> &Packet {
+        self.data
+            .as_slice()
+            .try_into()
+            .expect("a filled PacketBuf holds exactly HANDSHAKE_SIZE bytes")
     }
 
     fn reset(&mut self) {
-        self.filled = 0;
+        self.data = Vec::new();
     }
 }
 
@@ -307,7 +315,7 @@ impl ServerHandshake {
     }
 
     fn answer_c1(&mut self) {
-        let c1 = &*self.c1.data;
+        let c1 = self.c1.packet();
         let mut out = BytesMut::with_capacity(1 + 2 * HANDSHAKE_SIZE);
         out.put_u8(RTMP_VERSION);
         let kind = match find_digest(c1, FP_KEY_TEXT) {
@@ -458,7 +466,7 @@ impl ClientHandshake {
     }
 
     fn answer_s1(&mut self) {
-        let s1 = &*self.packet.data;
+        let s1 = self.packet.packet();
         let s1_digest = self
             .c1_digest
             .and_then(|_| find_digest(s1, FMS_KEY_TEXT))
@@ -474,7 +482,7 @@ impl ClientHandshake {
     }
 
     fn check_s2(&self) {
-        let s2 = &*self.packet.data;
+        let s2 = self.packet.packet();
         let signed = match self.c1_digest {
             Some(digest) if self.server_signed => {
                 s2[RESPONSE_SIGNATURE_AT..] == response_signature(s2, &FMS_KEY, &digest)

@@ -146,6 +146,18 @@ pub struct ServerSession {
     pending_txn: f64,
 }
 
+/// Capacity an idle buffer of a session may keep.
+const IDLE_BUFFER_KEEP: usize = 1024;
+
+/// Frees an emptied buffer's grown capacity. The handshake and connect grow a session's
+/// buffers to kilobytes once; a player keeps its session for life, and a server holds
+/// thousands of players, so that capacity goes back to the allocator.
+fn release_if_large(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > IDLE_BUFFER_KEEP {
+        *buf = BytesMut::new();
+    }
+}
+
 impl ServerSession {
     /// A session waiting for C0+C1.
     pub fn new(cfg: SessionConfig) -> Self {
@@ -184,7 +196,12 @@ impl ServerSession {
 
     /// Bytes to send to the peer, if any.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        (!self.out.is_empty()).then(|| self.out.split().freeze())
+        if self.out.is_empty() {
+            return None;
+        }
+        let b = self.out.split().freeze();
+        release_if_large(&mut self.out);
+        Some(b)
     }
 
     /// The next event, if any.
@@ -212,6 +229,9 @@ impl ServerSession {
         self.input.extend_from_slice(data);
         while let Some(msg) = self.reader.read_message(&mut self.input)? {
             self.handle_message(msg)?;
+        }
+        if self.input.is_empty() {
+            release_if_large(&mut self.input);
         }
         if self.peer_window > 0 && self.received - self.last_ack >= u64::from(self.peer_window) {
             self.last_ack = self.received;

@@ -16,8 +16,12 @@ use crate::hub::PublishError;
 use crate::media::MediaKind;
 use crate::rtmp::session::{Event, ServerSession, SessionConfig, SessionError};
 
-/// Size of a connection's read buffer.
-pub(super) const READ_BUFFER: usize = 64 * 1024;
+/// Size of a connection's read buffer until it publishes: the handshake and commands are
+/// small, and a player keeps this buffer for life, so it must be small (players outnumber
+/// publishers by thousands).
+const CONTROL_READ_BUFFER: usize = 4 * 1024;
+/// Size of a publisher's read buffer: a whole 60000-byte chunk per read.
+const PUBLISH_READ_BUFFER: usize = 64 * 1024;
 
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +79,7 @@ async fn run(id: u64, stream: &mut TcpStream, shared: &Arc<Shared>) -> Result<()
         out_chunk_size: config.chunk_size,
         ..SessionConfig::default()
     });
-    let mut buf = Vec::with_capacity(READ_BUFFER);
+    let mut buf = Vec::with_capacity(CONTROL_READ_BUFFER);
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut phase = "handshaking";
     let mut app = String::new();
@@ -111,7 +115,7 @@ async fn run(id: u64, stream: &mut TcpStream, shared: &Arc<Shared>) -> Result<()
                     vhost,
                 } => {
                     let vhost = vhost.unwrap_or_else(|| session.vhost().to_owned());
-                    return publish(id, stream, session, shared, &vhost, &app, &name, buf).await;
+                    return publish(id, stream, session, shared, &vhost, &app, &name).await;
                 }
                 Event::Play {
                     stream: name,
@@ -125,7 +129,7 @@ async fn run(id: u64, stream: &mut TcpStream, shared: &Arc<Shared>) -> Result<()
                         name: &name,
                         duration,
                     };
-                    return play(id, stream, session, shared, target, buf).await;
+                    return play(id, stream, session, shared, target).await;
                 }
                 _ => {}
             }
@@ -152,7 +156,6 @@ async fn publish(
     vhost: &str,
     app: &str,
     name: &str,
-    mut buf: Vec<u8>,
 ) -> Result<(), ConnError> {
     let (key, settings) = shared.stream(vhost, app, name);
     let refused = check_vhost(shared, vhost).and_then(|()| {
@@ -173,6 +176,7 @@ async fn publish(
     session.handle_input(&[])?;
     flush(stream, &mut session).await?;
     tracing::info!(cid = id, "publish {key}");
+    let mut buf = Vec::with_capacity(PUBLISH_READ_BUFFER);
     let config = shared.config();
     for dest in &config.vhost(vhost).forward {
         compio::runtime::spawn(forward::run(
@@ -228,7 +232,6 @@ async fn play(
     mut session: ServerSession,
     shared: &Arc<Shared>,
     target: PlayTarget<'_>,
-    buf: Vec<u8>,
 ) -> Result<(), ConnError> {
     let (key, settings) = shared.stream(target.vhost, target.app, target.name);
     if let Err(e) = check_vhost(shared, target.vhost) {
@@ -245,7 +248,7 @@ async fn play(
         chunk_size: settings.chunk_size,
         duration: target.duration,
     };
-    let result = player::run(stream, session, consumer, shared, limits, buf).await;
+    let result = player::run(stream, session, consumer, shared, limits).await;
     tracing::info!(cid = id, "stop playing {key}");
     result
 }

@@ -26,6 +26,10 @@ use crate::rtmp::STREAM_ID;
 
 /// Frames gathered into one write at most; each costs at most two iovecs, under IOV_MAX.
 const MAX_BATCH: usize = 256;
+/// Bytes a player's reads take at most.
+const PLAYER_READ_BUFFER: usize = 512;
+/// iovecs a player keeps room for between writes.
+const IOV_KEEP: usize = 16;
 
 /// What the reader tells the writer.
 #[derive(Default)]
@@ -85,11 +89,10 @@ pub(super) async fn run(
     consumer: Consumer,
     shared: &Arc<Shared>,
     limits: Limits,
-    buf: Vec<u8>,
 ) -> Result<(), ConnError> {
     let link = Link::default();
     let stop = limits.duration.map(|d| (d, session.play_stop_message()));
-    let reader = pin!(read_loop(&*stream, session, &link, buf));
+    let reader = pin!(read_loop(&*stream, session, &link));
     let writer = pin!(write_loop(
         &*stream,
         consumer,
@@ -107,8 +110,9 @@ async fn read_loop(
     mut stream: &TcpStream,
     mut session: ServerSession,
     link: &Link,
-    mut buf: Vec<u8>,
 ) -> Result<(), ConnError> {
+    // A player only sends acknowledgements, pings and pause: a small buffer, held for life.
+    let mut buf = Vec::with_capacity(PLAYER_READ_BUFFER);
     loop {
         buf.clear();
         let BufResult(r, b) = stream.read(buf).await;
@@ -192,6 +196,9 @@ async fn write_loop(
         let BufResult(r, v) = stream.write_vectored_all(iov).await;
         iov = v;
         iov.clear();
+        // A GOP-cache burst needs hundreds of iovecs once; a live player needs a few per turn.
+        // Keeping the burst's capacity would cost every player kilobytes for life.
+        iov.shrink_to(IOV_KEEP);
         r?;
         shared
             .stats
