@@ -3,8 +3,10 @@
 //! bitrate and SEI-stamped latency that work through any server (ringcast, SRS, nginx-rtmp).
 //!
 //! Workers own their clients; the reporting thread only reads atomics. Map: [`sei`] (latency
-//! stamps), [`Stats`] (counters), [`rtmp`] (the player and publisher tasks).
+//! stamps), [`Stats`] (counters), [`rtmp`] (the player and publisher tasks), [`report`]
+//! (bench.sh's table and chart).
 
+pub mod report;
 pub mod rtmp;
 pub mod sei;
 

@@ -35,6 +35,15 @@ enum Command {
         #[arg(short = 'i', long = "input")]
         input: std::path::PathBuf,
     },
+    /// Turns bench.sh's CSV into the Markdown table (printed) and an SVG chart.
+    Report {
+        /// The CSV that bench.sh wrote.
+        #[arg(long)]
+        csv: std::path::PathBuf,
+        /// Where to write the chart of CPU and memory against players.
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +81,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let (common, tags) = match cli.command {
+        Command::Report { csv, svg } => report(&csv, svg.as_deref()),
         Command::RtmpPlay(c) => (c, None),
         Command::RtmpPublish { common, input } => match read_flv(&input) {
             Ok(tags) => (common, Some(Arc::new(tags))),
@@ -168,6 +178,21 @@ fn line(r: &Report, driver: &str) -> String {
         "alive={} failed={} total={:.2}Mbps kbps(min/median/max)={}/{}/{} lat(p50/p99)={lat} ({driver})",
         r.alive, r.failed, r.mbps, r.kbps[0], r.kbps[1], r.kbps[2]
     )
+}
+
+fn report(csv: &std::path::Path, svg: Option<&std::path::Path>) -> ! {
+    use ringcast::bench::report;
+    let text =
+        std::fs::read_to_string(csv).unwrap_or_else(|e| fail(&format!("{}: {e}", csv.display())));
+    let rows =
+        report::parse_csv(&text).unwrap_or_else(|e| fail(&format!("{}: {e}", csv.display())));
+    print!("{}", report::markdown(&rows));
+    if let Some(path) = svg {
+        if let Err(e) = std::fs::write(path, report::svg(&rows)) {
+            fail(&format!("{}: {e}", path.display()));
+        }
+    }
+    std::process::exit(0);
 }
 
 fn read_flv(path: &std::path::Path) -> Result<Vec<ringcast::flv::Tag>, String> {

@@ -1,0 +1,337 @@
+#!/usr/bin/env bash
+# bench.sh: SRS's performance table (SRS vs nginx-rtmp, its sb_rtmp_load players), with
+# ringcast in it, measured side by side in one run on this machine.
+#
+# For each server and each client level it starts the server fresh, publishes source.flv
+# with ringcast-bench (SEI-stamped, so latency is measured through any server), samples the
+# server's RSS with the publisher alone, starts the players, waits for the ramp and each
+# player's GOP-cache burst, then samples over the measuring window: server CPU (user and
+# system, from /proc), RSS, established connections, expected and actual bandwidth, the load
+# tool's CPU and the players' latency. It prints the Markdown table and writes results.csv,
+# table.md and chart.svg under bench-results/.
+#
+# Servers: ringcast (io_uring), ringcast-epoll (the same binary on its epoll fallback, so
+# io_uring's gain is measured), nginx-rtmp (Debian's libnginx-mod-rtmp, one worker, installed
+# if missing), srs (when SRS_BIN names an SRS binary).
+#
+# Everything it starts it stops, by pid, on exit and on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+usage() {
+    cat <<'EOF'
+usage: ./bench.sh [options]
+  --levels "500 1000 1500 2000 2500"   player counts to measure
+  --servers "ringcast ringcast-epoll nginx-rtmp [srs]"
+                                       servers to measure (srs needs SRS_BIN=/path/to/srs)
+  --proto rtmp|flv                     players over RTMP (default) or HTTP-FLV
+  --ramp SECONDS                       players start evenly over this time (default 5)
+  --measure SECONDS                    the measuring window after the ramp (default 20)
+  --media FILE                         the stream to publish (default ../shared/media/source.flv)
+  --load-workers N                     load tool threads (default 1, like sb_rtmp_load)
+  --out DIR                            results folder (default bench-results/DATE)
+  --no-build                           use the binaries in target/release as they are
+  -h, --help                           this text
+Environment: SRS_BIN (an SRS binary), RINGCAST_WORKERS (ringcast's workers; default one per core).
+EOF
+}
+
+levels="500 1000 1500 2000 2500"
+servers="ringcast ringcast-epoll nginx-rtmp"
+[[ -n "${SRS_BIN:-}" ]] && servers="$servers srs"
+proto=rtmp
+ramp=5
+measure=20
+warmup=6
+media=../shared/media/source.flv
+load_workers=1
+out="bench-results/$(date +%Y%m%d-%H%M%S)"
+build=1
+
+while (($#)); do
+    case "$1" in
+    --levels) levels="$2"; shift 2 ;;
+    --servers) servers="$2"; shift 2 ;;
+    --proto) proto="$2"; shift 2 ;;
+    --ramp) ramp="$2"; shift 2 ;;
+    --measure) measure="$2"; shift 2 ;;
+    --media) media="$2"; shift 2 ;;
+    --load-workers) load_workers="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --no-build) build=0; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "bench.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+die() {
+    echo "bench.sh: $*" >&2
+    exit 1
+}
+
+[[ -f "$media" ]] || die "$media: no such file (--media FILE)"
+case "$proto" in rtmp | flv) ;; *) die "--proto must be rtmp or flv" ;; esac
+
+# Ports of the servers under test; ringcast's come from conf/bench.conf.
+declare -A rtmp_port=([ringcast]=19350 [ringcast-epoll]=19350 [nginx-rtmp]=19351 [srs]=19352)
+declare -A http_port=([ringcast]=18080 [ringcast-epoll]=18080 [srs]=18082)
+
+mkdir -p "$out/logs"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d /tmp/ringcast-bench.XXXXXX)
+ticks_per_s=$(getconf CLK_TCK)
+
+# Processes started here, stopped on any exit.
+started=()
+cleanup() {
+    local pid
+    for pid in "${started[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${started[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    started=()
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
+
+stop_pid() {
+    local pid=$1 rest=() p
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${started[@]}"; do
+        [[ "$p" == "$pid" ]] || rest+=("$p")
+    done
+    started=("${rest[@]}")
+}
+
+# The pids of a server: the process and its children (nginx's worker).
+tree() {
+    echo "$1"
+    cat "/proc/$1/task/"*/children 2>/dev/null | tr ' ' '\n' | grep -v '^$' || true
+}
+
+# "user system" clock ticks of a process tree, threads included.
+cpu_ticks() {
+    local u=0 s=0 p f
+    for p in $(tree "$1"); do
+        [[ -r "/proc/$p/stat" ]] || continue
+        # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+        read -r -a f <<<"$(sed 's/^.*) //' "/proc/$p/stat")"
+        u=$((u + f[11]))
+        s=$((s + f[12]))
+    done
+    echo "$u $s"
+}
+
+# RSS of a process tree, in kB.
+rss_kb() {
+    local total=0 p kb
+    for p in $(tree "$1"); do
+        kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        total=$((total + ${kb:-0}))
+    done
+    echo "$total"
+}
+
+# Established TCP connections whose local port is $1 (what `ss -tn sport = :PORT` counts).
+connections() {
+    local hex
+    hex=$(printf '%04X' "$1")
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+        awk -v p=":$hex" '$4 == "01" && substr($2, length($2) - 4) == p {n++} END {print n + 0}'
+}
+
+wait_port() {
+    local port=$1
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+nginx_module() {
+    local m
+    for m in /usr/lib/nginx/modules/ngx_rtmp_module.so /usr/share/nginx/modules/ngx_rtmp_module.so; do
+        [[ -f "$m" ]] && { echo "$m"; return 0; }
+    done
+    return 1
+}
+
+ensure_nginx() {
+    if ! command -v nginx >/dev/null || ! nginx_module >/dev/null; then
+        echo "== installing nginx and libnginx-mod-rtmp (Debian packages)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        # policy-rc.d keeps the package from starting its own server on port 80.
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        apt-get install -y -qq --no-install-recommends nginx libnginx-mod-rtmp
+        rm -f /usr/sbin/policy-rc.d
+    fi
+}
+
+# Starts server $1; sets server_pid.
+start_server() {
+    local name=$1 log="$out/logs/$1-$2.log"
+    case "$name" in
+    ringcast | ringcast-epoll)
+        local io=uring
+        [[ "$name" == ringcast-epoll ]] && io=epoll
+        local workers=()
+        [[ -n "${RINGCAST_WORKERS:-}" ]] && workers=(--workers "$RINGCAST_WORKERS")
+        target/release/ringcast -c conf/bench.conf --io "$io" "${workers[@]}" >"$log" 2>&1 &
+        ;;
+    nginx-rtmp)
+        local prefix="$work/nginx"
+        mkdir -p "$prefix/logs"
+        cat >"$prefix/nginx.conf" <<EOF
+load_module $(nginx_module);
+daemon off;
+worker_processes 1;
+worker_rlimit_nofile 100000;
+pid $prefix/nginx.pid;
+error_log $prefix/logs/error.log warn;
+events { worker_connections 20000; }
+rtmp {
+    server {
+        listen 127.0.0.1:${rtmp_port[nginx-rtmp]};
+        chunk_size 60000;
+        application live { live on; }
+    }
+}
+EOF
+        nginx -p "$prefix" -c "$prefix/nginx.conf" >"$log" 2>&1 &
+        ;;
+    srs)
+        [[ -x "${SRS_BIN:-}" ]] || die "srs: set SRS_BIN to an SRS binary"
+        cat >"$work/srs.conf" <<EOF
+listen ${rtmp_port[srs]};
+max_connections 20000;
+daemon off;
+pid $work/srs.pid;
+srs_log_tank console;
+srs_log_level warn;
+http_server { enabled on; listen ${http_port[srs]}; }
+vhost __defaultVhost__ {
+    gop_cache on;
+    queue_length 10;
+    http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }
+}
+EOF
+        "$SRS_BIN" -c "$work/srs.conf" >"$log" 2>&1 &
+        ;;
+    *) die "unknown server $name" ;;
+    esac
+    server_pid=$!
+    started+=("$server_pid")
+    wait_port "${rtmp_port[$name]}" || die "$name did not open port ${rtmp_port[$name]} (see $log)"
+}
+
+summary_field() {
+    sed -n 's/.* '"$2"'=\([^ ]*\).*/\1/p' "$1" | tail -1
+}
+
+csv="$out/results.csv"
+echo "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed" >"$csv"
+
+if ((build)); then
+    echo "== building release"
+    cargo build --release --bins
+fi
+[[ " $servers " == *" nginx-rtmp "* ]] && ensure_nginx
+ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+bench=target/release/ringcast-bench
+echo "== $(nproc) cores, $(uname -r), levels: $levels, servers: $servers, proto: $proto"
+echo "== results in $out"
+
+measure_one() {
+    local name=$1 players=$2
+    if [[ "$proto" == flv && -z "${http_port[$name]:-}" ]]; then
+        echo "-- $name has no HTTP-FLV: skipped"
+        return 0
+    fi
+    start_server "$name" "$players"
+    local port=${rtmp_port[$name]}
+    local total=$((4 + ramp + warmup + measure + 3))
+    "$bench" rtmp-publish -c 1 -i "$media" -r "rtmp://127.0.0.1:$port/live/livestream" \
+        -d "$total" --interval 5 >"$out/logs/$name-$players-publish.log" 2>&1 &
+    local pub=$!
+    started+=("$pub")
+    sleep 4
+    local idle_kb
+    idle_kb=$(rss_kb "$server_pid")
+    local url="rtmp://127.0.0.1:$port/live/livestream" cmd=rtmp-play
+    if [[ "$proto" == flv ]]; then
+        url="http://127.0.0.1:${http_port[$name]}/live/livestream.flv"
+        cmd=flv-play
+    fi
+    "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + 1))" \
+        --interval 5 --workers "$load_workers" >"$out/logs/$name-$players-play.log" 2>&1 &
+    local load=$!
+    started+=("$load")
+    sleep "$((ramp + warmup))"
+    local t0 s0 l0 t1 s1 l1
+    t0=$(date +%s.%N)
+    s0=$(cpu_ticks "$server_pid")
+    l0=$(cpu_ticks "$load")
+    sleep "$measure"
+    t1=$(date +%s.%N)
+    s1=$(cpu_ticks "$server_pid")
+    l1=$(cpu_ticks "$load")
+    local rss conn
+    rss=$(rss_kb "$server_pid")
+    conn=$(connections "$port")
+    [[ "$proto" == flv ]] && conn=$(($(connections "${http_port[$name]}") + conn))
+    wait "$load" || true
+    stop_pid "$load"
+    wait "$pub" || true
+    stop_pid "$pub"
+    stop_pid "$server_pid"
+    local play_log="$out/logs/$name-$players-play.log" pub_log="$out/logs/$name-$players-publish.log"
+    local mbps p50 p99 alive failed stream_mbps
+    mbps=$(summary_field "$play_log" mbps)
+    p50=$(summary_field "$play_log" lat_p50_ms)
+    p99=$(summary_field "$play_log" lat_p99_ms)
+    alive=$(summary_field "$play_log" alive)
+    failed=$(summary_field "$play_log" failed)
+    stream_mbps=$(summary_field "$pub_log" mbps)
+    [[ -n "$mbps" && -n "$stream_mbps" ]] || die "$name at $players: no SUMMARY (see $play_log, $pub_log)"
+    read -r su ss <<<"$s0"
+    read -r eu es <<<"$s1"
+    read -r lu ls <<<"$l0"
+    read -r mu ms <<<"$l1"
+    awk -v name="$name" -v proto="$proto" -v n="$players" -v t0="$t0" -v t1="$t1" -v hz="$ticks_per_s" \
+        -v su="$su" -v ss="$ss" -v eu="$eu" -v es="$es" -v lu="$lu" -v ls="$ls" -v mu="$mu" -v ms="$ms" \
+        -v rss="$rss" -v idle="$idle_kb" -v conn="$conn" -v sm="$stream_mbps" -v am="$mbps" \
+        -v p50="$p50" -v p99="$p99" -v alive="$alive" -v failed="$failed" 'BEGIN {
+            dt = t1 - t0; u = (eu - su) / hz / dt * 100; s = (es - ss) / hz / dt * 100
+            sb = ((mu - lu) + (ms - ls)) / hz / dt * 100
+            printf "%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%d,%d,%d,%d\n",
+                name, proto, n, u + s, u, s, rss / 1024, idle / 1024, conn, n * sm, am, sb,
+                p50, p99, alive, failed
+        }' | tee -a "$csv"
+}
+
+for players in $levels; do
+    for name in $servers; do
+        echo "-- $name, $players $proto players"
+        measure_one "$name" "$players"
+    done
+done
+
+echo
+"$bench" report --csv "$csv" --svg "$out/chart.svg" | tee "$out/table.md"
+echo
+echo "== $out/results.csv, $out/table.md, $out/chart.svg"
