@@ -4,7 +4,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use compio::buf::BufResult;
 use compio::io::{AsyncRead, AsyncWriteExt};
@@ -20,6 +20,8 @@ use crate::rtmp::session::{Event, ServerSession, SessionConfig, SessionError};
 /// small, and a player keeps this buffer for life, so it must be small (players outnumber
 /// publishers by thousands).
 const CONTROL_READ_BUFFER: usize = 4 * 1024;
+/// `mw_latency` where the config leaves it unset, in ms: see [`super::tick`] and bench.sh.
+const DEFAULT_MW_LATENCY_MS: u32 = 50;
 /// Size of a publisher's read buffer: a whole 60000-byte chunk per read.
 const PUBLISH_READ_BUFFER: usize = 64 * 1024;
 
@@ -244,9 +246,15 @@ async fn play(
     flush(stream, &mut session).await?;
     let consumer = Consumer::subscribe(&shared.hub, &key, &settings);
     tracing::info!(cid = id, "play {key}");
+    let mw_latency = shared
+        .config()
+        .vhost(target.vhost)
+        .mw_latency
+        .unwrap_or(DEFAULT_MW_LATENCY_MS);
     let limits = player::Limits {
         chunk_size: settings.chunk_size,
         duration: target.duration,
+        merge: (mw_latency > 0).then(|| Duration::from_millis(u64::from(mw_latency))),
     };
     let result = player::run(stream, session, consumer, shared, limits).await;
     tracing::info!(cid = id, "stop playing {key}");

@@ -10,6 +10,7 @@ use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use compio::buf::BufResult;
@@ -80,6 +81,9 @@ pub(super) struct Limits {
     pub(super) chunk_size: u32,
     /// Stream time after which the play stops, when the client asked for one.
     pub(super) duration: Option<u32>,
+    /// `mw_latency`: wait for the core's next write tick of this period before writing what
+    /// arrived ([`super::tick`]); `None` writes as soon as anything arrives.
+    pub(super) merge: Option<Duration>,
 }
 
 /// Serves a player until it stops, disconnects, reaches its duration, or its socket fails.
@@ -93,14 +97,7 @@ pub(super) async fn run(
     let link = Link::default();
     let stop = limits.duration.map(|d| (d, session.play_stop_message()));
     let reader = pin!(read_loop(&*stream, session, &link));
-    let writer = pin!(write_loop(
-        &*stream,
-        consumer,
-        &link,
-        shared,
-        limits.chunk_size,
-        stop
-    ));
+    let writer = pin!(write_loop(&*stream, consumer, &link, shared, &limits, stop));
     match select(reader, writer).await {
         Either::Left((r, _)) | Either::Right((r, _)) => r,
     }
@@ -144,11 +141,11 @@ async fn write_loop(
     mut consumer: Consumer,
     link: &Link,
     shared: &Arc<Shared>,
-    chunk_size: u32,
+    limits: &Limits,
     mut stop: Option<(u32, Bytes)>,
 ) -> Result<(), ConnError> {
     let mut writer = PlayerWriter {
-        chunk_size,
+        chunk_size: limits.chunk_size,
         last: [None; 3],
         scratch: BytesMut::new(),
     };
@@ -190,6 +187,9 @@ async fn write_loop(
                 wait.as_mut().poll(cx).map(|_| ())
             })
             .await;
+            if let Some(period) = limits.merge {
+                super::tick::next(period).await;
+            }
             continue;
         }
         let len: usize = iov.iter().map(Bytes::len).sum();
