@@ -6,16 +6,14 @@
 # Reads and writes the kernel through files only (never the sysctl binary), so the test suite
 # can run every subcommand against a fake tree:
 #   ROOT       root of the file system (default: empty, meaning /)
-#   PROC_ROOT  where proc is mounted (default: $ROOT/proc)
-#   SYS_ROOT   where sysfs is mounted (default: $ROOT/sys); unused here, honoured for symmetry
+#   PROC_ROOT  where proc is mounted (default: $ROOT/proc); all it reads is there
 #   SYSCTL_D   where `persist` writes 90-ringcast.conf (default: $ROOT/etc/sysctl.d)
+# (irq-affinity.sh also reads sysfs, moved by SYS_ROOT.)
 set -euo pipefail
 
 ROOT=${ROOT:-}
 PROC_ROOT=${PROC_ROOT:-$ROOT/proc}
-SYS_ROOT=${SYS_ROOT:-$ROOT/sys}
 SYSCTL_D=${SYSCTL_D:-$ROOT/etc/sysctl.d}
-export SYS_ROOT
 PROG=$(basename "$0")
 PERSIST_FILE=90-ringcast.conf
 
@@ -37,7 +35,7 @@ Options:
   --udp-buffer SIZE          UDP buffer size for the rmem/wmem settings: bytes, or with a
                              K, M or G suffix (default 16M)
 
-Environment: ROOT, PROC_ROOT, SYS_ROOT, SYSCTL_D move the files it reads and writes.
+Environment: ROOT, PROC_ROOT, SYSCTL_D move the files it reads and writes.
 EOF
 }
 
