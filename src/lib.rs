@@ -9,7 +9,8 @@
 //! - [`flv`]: FLV tags, read and written, for the test publisher and HTTP-FLV.
 //! - [`media`]: frames as shared by the fan-out, codec sniffing, timestamp correction.
 //! - [`hub`]: the stream registry, one Source per stream, per-core rings and consumers.
-//! - [`runtime`]: worker threads on io_uring (epoll fallback), listeners.
+//! - [`runtime`]: worker threads on io_uring (epoll fallback), listeners, and the process
+//!   tuning from the config (CPU pinning, nice, open-file limit, UDP buffer sizes).
 //! - [`server`]: the I/O drivers that connect sockets, sessions and the hub.
 //! - [`stats`]: the periodic log line.
 //!

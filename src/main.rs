@@ -141,10 +141,14 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     let listen: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
     let pid_path = config.pid.clone();
     let config_path = cli.config.clone();
+    // Before any other thread starts, so that all inherit the nice value and CPU mask.
+    let cpus = runtime::tuning::tune_process(&config);
     let shared = Shared::new(config);
     let s = shared.clone();
-    let running = runtime::spawn_workers(workers, mode, move |w| server::run_worker(w, s.clone()))
-        .map_err(|e| e.to_string())?;
+    let running = runtime::spawn_pinned_workers(workers, mode, &cpus, move |w| {
+        server::run_worker(w, s.clone())
+    })
+    .map_err(|e| e.to_string())?;
     tracing::info!(
         "ringcast {} serving RTMP on {} with {workers} worker(s) on {}, pid {}",
         env!("CARGO_PKG_VERSION"),

@@ -7,7 +7,7 @@
 //! opens sockets or applies settings: callers act on the returned values.
 //!
 //! Compatibility rules, chosen so real SRS configs load unchanged:
-//! - Directives ringcast does not support (`rtc_server`, `hls`, `dvr`, ...)
+//! - Directives ringcast does not support (`srt_server`, `hls`, `dvr`, ...)
 //!   are skipped with one [`Warning`] per dotted path (`vhost.hls`), however
 //!   often they repeat, so a large SRS config stays readable in the log.
 //! - Known directives with bad values are errors, even inside disabled blocks,
@@ -59,6 +59,17 @@ const MW_LATENCY_MS: RangeInclusive<u64> = 0..=60_000;
 /// An hour of queued media per player is far past any real need and would let
 /// one slow player pin a great deal of memory.
 const MAX_QUEUE_SECS: f64 = 3600.0;
+const RTC_PORT: u16 = 8000;
+/// glibc's `cpu_set_t` holds 1024 CPUs, the most `sched_setaffinity` can name.
+const CPUS: RangeInclusive<u64> = 0..=1023;
+/// Nice values, from highest priority to lowest.
+const PRIORITY: RangeInclusive<i64> = -20..=19;
+/// Far past any real need (Linux's `fs.nr_open` default is 1048576); the bound
+/// catches a value with a digit too many.
+const RLIMIT_NOFILE: RangeInclusive<u64> = 1..=1 << 30;
+/// The kernel keeps socket buffer sizes in an `int` and doubles what is asked,
+/// so 1 GiB is the most that means anything; below a page is a typo.
+const SOCKET_BUFFER: RangeInclusive<u64> = 4096..=1 << 30;
 
 /// Where log lines go (`srs_log_tank`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +110,44 @@ impl Listener {
         Self {
             enabled: false,
             listen: any_v4(port),
+        }
+    }
+}
+
+/// The address WebRTC clients are told to send to (`rtc_server { candidate }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Candidate {
+    /// `candidate *;`: every address of the machine, as SRS does.
+    Any,
+    /// One address, e.g. the public IP in front of a NAT.
+    Ip(IpAddr),
+}
+
+/// `rtc_server { ... }`: the WebRTC UDP server and its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtcServer {
+    /// `enabled on|off;`, default off as in SRS.
+    pub enabled: bool,
+    /// `listen PORT;`, the UDP port, default 8000.
+    pub listen: u16,
+    /// `candidate IP|*;`, default `*`.
+    pub candidate: Candidate,
+    /// `sndbuf SIZE;` (bytes, or with a K, M or G suffix): the UDP send buffer
+    /// to ask for; `None` keeps the kernel's default (`net.core.wmem_default`).
+    pub sndbuf: Option<usize>,
+    /// `rcvbuf SIZE;`: the UDP receive buffer to ask for; `None` keeps the
+    /// kernel's default (`net.core.rmem_default`).
+    pub rcvbuf: Option<usize>,
+}
+
+impl Default for RtcServer {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: RTC_PORT,
+            candidate: Candidate::Any,
+            sndbuf: None,
+            rcvbuf: None,
         }
     }
 }
@@ -174,6 +223,17 @@ pub struct Config {
     pub http_api: Listener,
     /// `http_server { ... }` (or SRS 2's `http_stream`), default off on 8080.
     pub http_server: Listener,
+    /// `rtc_server { ... }`, default off on UDP 8000.
+    pub rtc_server: RtcServer,
+    /// `cpu_affinity 1-3;`: worker `i` runs on the `i`-th CPU of the list, round
+    /// robin, in the order written; empty (the default) leaves them unpinned.
+    pub cpu_affinity: Vec<usize>,
+    /// `priority -15;`: the nice value of the process, -20..=19, as with
+    /// `renice -n -15`; `None` keeps the one it was started with.
+    pub priority: Option<i32>,
+    /// `rlimit_nofile N;`: the open-file limit to raise to; `None` means
+    /// [`Config::nofile_wanted`]'s default, enough for `max_connections`.
+    pub rlimit_nofile: Option<u64>,
     /// All vhosts in file order; always contains [`DEFAULT_VHOST`].
     pub vhosts: Vec<Vhost>,
 }
@@ -192,6 +252,10 @@ impl Default for Config {
             workers: None,
             http_api: Listener::disabled_on(HTTP_API_PORT),
             http_server: Listener::disabled_on(HTTP_SERVER_PORT),
+            rtc_server: RtcServer::default(),
+            cpu_affinity: Vec::new(),
+            priority: None,
+            rlimit_nofile: None,
             vhosts: vec![Vhost::with_defaults(DEFAULT_VHOST)],
         }
     }
@@ -419,12 +483,29 @@ impl Config {
             .unwrap_or_else(|| &FALLBACK_VHOST)
     }
 
+    /// The open-file limit the process wants: `rlimit_nofile`, else
+    /// [`Config::nofile_needed`].
+    #[must_use]
+    pub fn nofile_wanted(&self) -> u64 {
+        self.rlimit_nofile.unwrap_or_else(|| self.nofile_needed())
+    }
+
+    /// Descriptors for `max_connections` plus room for listeners, the io_uring
+    /// and epoll descriptors of every worker, forwards and the log.
+    #[must_use]
+    pub fn nofile_needed(&self) -> u64 {
+        self.max_connections as u64 + NOFILE_SLACK
+    }
+
     fn find_vhost(&self, name: &str) -> Option<&Vhost> {
         self.vhosts
             .iter()
             .find(|v| v.name.eq_ignore_ascii_case(name))
     }
 }
+
+/// Descriptors beyond one per connection; see [`Config::nofile_wanted`].
+const NOFILE_SLACK: u64 = 1024;
 
 static FALLBACK_VHOST: LazyLock<Vhost> = LazyLock::new(|| Vhost::with_defaults(DEFAULT_VHOST));
 
@@ -446,6 +527,10 @@ const GLOBAL_KEYS: &[&str] = &[
     "http_api",
     "http_server",
     "http_stream",
+    "rtc_server",
+    "cpu_affinity",
+    "priority",
+    "rlimit_nofile",
     "vhost",
 ];
 const VHOST_KEYS: &[&str] = &[
@@ -461,6 +546,7 @@ const VHOST_KEYS: &[&str] = &[
 const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
 const FORWARD_KEYS: &[&str] = &["enabled", "destination"];
 const LISTENER_KEYS: &[&str] = &["enabled", "listen"];
+const RTC_SERVER_KEYS: &[&str] = &["enabled", "listen", "candidate", "sndbuf", "rcvbuf"];
 
 /// The settings SRS 4+ keeps in `play {}` but older configs put directly in
 /// the vhost, each with the line it was set on.
@@ -533,6 +619,10 @@ impl Builder<'_> {
                 "workers" => config.workers = Some(self.number(d, WORKERS)?),
                 "http_api" => config.http_api = self.listener(d, HTTP_API_PORT)?,
                 "http_server" => config.http_server = self.listener(d, HTTP_SERVER_PORT)?,
+                "rtc_server" => config.rtc_server = self.rtc_server(d)?,
+                "cpu_affinity" => config.cpu_affinity = self.cpu_list(d)?,
+                "priority" => config.priority = Some(self.signed(d, PRIORITY)?),
+                "rlimit_nofile" => config.rlimit_nofile = Some(self.number(d, RLIMIT_NOFILE)?),
                 _ => {
                     let vhost = self.vhost(d)?;
                     let key = vhost.name.to_ascii_lowercase();
@@ -706,6 +796,80 @@ impl Builder<'_> {
         Ok(listener)
     }
 
+    fn rtc_server(&mut self, d: &Directive) -> Result<RtcServer, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut rtc = RtcServer::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("rtc_server.", RTC_SERVER_KEYS, c) || !self.first(&mut seen, &c.name, c)
+            {
+                continue;
+            }
+            match c.name.as_str() {
+                "enabled" => rtc.enabled = self.flag(c)?,
+                "listen" => {
+                    let value = self.leaf_value(c)?;
+                    if !is_digits(value) {
+                        return Err(self.invalid(c, value, "a UDP port, e.g. 8000"));
+                    }
+                    rtc.listen = self.port(c, value)?;
+                }
+                "candidate" => {
+                    let value = self.leaf_value(c)?;
+                    rtc.candidate = match value {
+                        "*" => Candidate::Any,
+                        _ => Candidate::Ip(value.parse().map_err(|_| {
+                            self.invalid(c, value, "an IP address or `*`, e.g. 192.168.1.10")
+                        })?),
+                    };
+                }
+                "sndbuf" => rtc.sndbuf = Some(self.size(c, SOCKET_BUFFER)?),
+                _ => rtc.rcvbuf = Some(self.size(c, SOCKET_BUFFER)?),
+            }
+        }
+        Ok(rtc)
+    }
+
+    /// CPU lists such as `1-3`, `0,2,4` or `1-2 5`, expanded in the order
+    /// written; a CPU named twice counts once.
+    fn cpu_list(&mut self, d: &Directive) -> Result<Vec<usize>, ConfigError> {
+        const EXPECTED: &str = "a CPU list, e.g. 1-3 or 0,2,4";
+        if d.block {
+            return Err(self.err_block_unexpected(d));
+        }
+        if d.args.is_empty() {
+            return Err(self.missing(d));
+        }
+        let mut cpus = Vec::new();
+        for arg in &d.args {
+            for item in arg.split(',') {
+                let (lo, hi) = item.split_once('-').unwrap_or((item, item));
+                if !is_digits(lo) || !is_digits(hi) {
+                    return Err(self.invalid(d, arg, EXPECTED));
+                }
+                let cpu = |digits: &str| {
+                    digits
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| CPUS.contains(n))
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| self.out_of_range(d, digits, CPUS))
+                };
+                let (lo, hi) = (cpu(lo)?, cpu(hi)?);
+                if lo > hi {
+                    return Err(self.invalid(d, arg, EXPECTED));
+                }
+                for n in lo..=hi {
+                    if !cpus.contains(&n) {
+                        cpus.push(n);
+                    }
+                }
+            }
+        }
+        Ok(cpus)
+    }
+
     fn rtmp_listen(&mut self, d: &Directive) -> Result<Vec<SocketAddr>, ConfigError> {
         if d.block {
             return Err(self.err_block_unexpected(d));
@@ -832,6 +996,46 @@ impl Builder<'_> {
             .ok()
             .filter(|n| range.contains(n))
             .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| self.out_of_range(d, value, range))
+    }
+
+    /// A whole number with an optional `-`, such as a nice value.
+    fn signed<T: TryFrom<i64>>(
+        &mut self,
+        d: &Directive,
+        range: RangeInclusive<i64>,
+    ) -> Result<T, ConfigError> {
+        let value = self.leaf_value(d)?;
+        let expected = "a whole number from -20 (highest priority) to 19 (lowest), e.g. -15";
+        if !is_digits(value.strip_prefix('-').unwrap_or(value)) {
+            return Err(self.invalid(d, value, expected));
+        }
+        value
+            .parse::<i64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| self.invalid(d, value, expected))
+    }
+
+    /// Bytes, or with a `K`, `M` or `G` suffix (powers of 1024, either case).
+    fn size(&mut self, d: &Directive, range: RangeInclusive<u64>) -> Result<usize, ConfigError> {
+        let value = self.leaf_value(d)?;
+        let (digits, unit) = match value.char_indices().last() {
+            Some((at, 'k' | 'K')) => (&value[..at], 1 << 10),
+            Some((at, 'm' | 'M')) => (&value[..at], 1 << 20),
+            Some((at, 'g' | 'G')) => (&value[..at], 1 << 30),
+            _ => (value, 1),
+        };
+        if !is_digits(digits) {
+            return Err(self.invalid(d, value, "a size in bytes, e.g. 16M, 512K or 8388608"));
+        }
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .filter(|n| range.contains(n))
+            .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| self.out_of_range(d, value, range))
     }
 
@@ -1400,7 +1604,9 @@ vhost transcode.srs.com {
         assert_eq!(unique.len(), unsupported.len(), "{unsupported:?}");
         for expected in [
             "ff_log_dir",
-            "rtc_server",
+            "rtc_server.protocol",
+            "rtc_server.tcp",
+            "rtc_server.black_hole",
             "srt_server",
             "stats",
             "heartbeat",
@@ -1418,6 +1624,16 @@ vhost transcode.srs.com {
         ] {
             assert!(unsupported.contains(&expected), "no warning for {expected}");
         }
+        assert_eq!(
+            config.rtc_server,
+            RtcServer {
+                enabled: true,
+                listen: 8000,
+                candidate: Candidate::Any,
+                sndbuf: None,
+                rcvbuf: None,
+            }
+        );
         let hls = warnings
             .iter()
             .find(|w| w.message.starts_with("vhost.hls:"))
@@ -1791,13 +2007,13 @@ vhost transcode.srs.com {
             .map(|i| format!("vhost v{i} {{\n hls {{ enabled on; }}\n}}\n"))
             .collect();
         let (config, warnings) = parse(&format!(
-            "rtc_server {{ enabled on; }}\nrtc_server {{ }}\n{vhosts}"
+            "srt_server {{ enabled on; }}\nsrt_server {{ }}\n{vhosts}"
         ));
         assert_eq!(config.vhosts.len(), 11);
         assert_eq!(
             messages(&warnings),
             [
-                "conf/test.conf:1: rtc_server: not supported by ringcast, ignored (reported once)",
+                "conf/test.conf:1: srt_server: not supported by ringcast, ignored (reported once)",
                 "conf/test.conf:4: vhost.hls: not supported by ringcast, ignored (reported once)",
             ]
         );
@@ -1846,6 +2062,195 @@ vhost transcode.srs.com {
         assert_eq!(config.vhost("other").name, DEFAULT_VHOST);
         config.vhosts.clear();
         assert_eq!(config.vhost("other").name, DEFAULT_VHOST);
+    }
+
+    #[test]
+    fn process_tuning_directives() {
+        let (config, warnings) =
+            parse("cpu_affinity 1-3;\npriority -15;\nrlimit_nofile 100000;\nmax_connections 5000;");
+        assert!(warnings.is_empty(), "{:?}", messages(&warnings));
+        assert_eq!(config.cpu_affinity, [1, 2, 3]);
+        assert_eq!(config.priority, Some(-15));
+        assert_eq!(config.rlimit_nofile, Some(100_000));
+        assert_eq!(config.nofile_wanted(), 100_000);
+        assert_eq!(config.nofile_needed(), 6024);
+        // Without rlimit_nofile: enough for max_connections and the server's own.
+        let (config, _) = parse("max_connections 5000;");
+        assert_eq!((config.rlimit_nofile, config.nofile_wanted()), (None, 6024));
+        assert_eq!(Config::default().nofile_wanted(), 2024);
+        assert!(Config::default().cpu_affinity.is_empty());
+        assert_eq!(Config::default().priority, None);
+
+        // Written order is the workers' order; several arguments and duplicates are fine.
+        let cpus = |v: &str| parse(&format!("cpu_affinity {v};")).0.cpu_affinity;
+        assert_eq!(cpus("3,1"), [3, 1]);
+        assert_eq!(cpus("0,2-4 7"), [0, 2, 3, 4, 7]);
+        assert_eq!(cpus("1-2,2-3 1"), [1, 2, 3]);
+        assert_eq!(cpus("5-5"), [5]);
+        assert_eq!(cpus("1023"), [1023]);
+        for (value, priority) in [("19", 19), ("0", 0), ("-20", -20), ("-0", 0)] {
+            assert_eq!(
+                parse(&format!("priority {value};")).0.priority,
+                Some(priority)
+            );
+        }
+        assert_eq!(parse("rlimit_nofile 1;").0.rlimit_nofile, Some(1));
+    }
+
+    #[test]
+    fn bad_process_tuning_values() {
+        for bad in ["1-", "-1", "a", "1..3", "3-1", "1,,2", ",", "1-2-3", "+1"] {
+            assert_err(
+                &format!("\ncpu_affinity '{bad}';"),
+                &format!(
+                    "conf/test.conf:2: cpu_affinity: `{bad}` is not a CPU list, e.g. 1-3 or 0,2,4"
+                ),
+            );
+        }
+        assert_err(
+            "cpu_affinity 1-1024;",
+            "conf/test.conf:1: cpu_affinity: 1024 is out of range 0..=1023",
+        );
+        assert_err(
+            "cpu_affinity 0 99999999999999999999;",
+            "conf/test.conf:1: cpu_affinity: 99999999999999999999 is out of range 0..=1023",
+        );
+        assert_err(
+            "cpu_affinity;",
+            "conf/test.conf:1: cpu_affinity: missing value",
+        );
+        assert_err(
+            "cpu_affinity 1 { }",
+            "conf/test.conf:1: cpu_affinity: takes values ending in `;`, not a block",
+        );
+        for bad in [
+            "-21",
+            "20",
+            "+5",
+            "--1",
+            "high",
+            "-",
+            "",
+            "1.5",
+            "99999999999999999999",
+        ] {
+            assert_err(
+                &format!("priority '{bad}';"),
+                &format!("conf/test.conf:1: priority: `{bad}` is not a whole number from -20 (highest priority) to 19 (lowest), e.g. -15"),
+            );
+        }
+        assert_err(
+            "rlimit_nofile 0;",
+            "conf/test.conf:1: rlimit_nofile: 0 is out of range 1..=1073741824",
+        );
+        assert_err(
+            "rlimit_nofile unlimited;",
+            "conf/test.conf:1: rlimit_nofile: `unlimited` is not a whole number",
+        );
+    }
+
+    #[test]
+    fn rtc_server_block() {
+        let (config, warnings) = parse(
+            "rtc_server {\n enabled on;\n listen 8001;\n candidate 192.168.1.10;\n \
+             sndbuf 16M;\n rcvbuf 512k;\n protocol udp;\n}",
+        );
+        assert_eq!(
+            config.rtc_server,
+            RtcServer {
+                enabled: true,
+                listen: 8001,
+                candidate: Candidate::Ip("192.168.1.10".parse().unwrap()),
+                sndbuf: Some(16 << 20),
+                rcvbuf: Some(512 << 10),
+            }
+        );
+        // What ringcast does not do yet is still warned about, once.
+        assert_eq!(
+            messages(&warnings),
+            ["conf/test.conf:7: rtc_server.protocol: not supported by ringcast, ignored (reported once)"]
+        );
+        assert_eq!(config.rtc_server.listen, 8001);
+        let rtc = |body: &str| parse(&format!("rtc_server {{ {body} }}")).0.rtc_server;
+        assert_eq!(rtc(""), RtcServer::default());
+        assert_eq!(
+            RtcServer::default(),
+            RtcServer {
+                enabled: false,
+                listen: 8000,
+                candidate: Candidate::Any,
+                sndbuf: None,
+                rcvbuf: None
+            }
+        );
+        assert_eq!(
+            rtc("candidate ::1;").candidate,
+            Candidate::Ip("::1".parse().unwrap())
+        );
+        assert_eq!(rtc("candidate *;").candidate, Candidate::Any);
+        assert_eq!(rtc("sndbuf 4096;").sndbuf, Some(4096));
+        assert_eq!(rtc("sndbuf 1G;").sndbuf, Some(1 << 30));
+        assert_eq!(rtc("rcvbuf 8m;").rcvbuf, Some(8 << 20));
+        assert_eq!(rtc("rcvbuf 5K;").rcvbuf, Some(5120));
+    }
+
+    #[test]
+    fn bad_rtc_server_values() {
+        for (body, expected) in [
+            ("enabled yes;", "enabled: `yes` is not `on` or `off`"),
+            ("listen 0;", "listen: 0 is out of range 1..=65535"),
+            ("listen 70000;", "listen: 70000 is out of range 1..=65535"),
+            (
+                "listen 127.0.0.1:8000;",
+                "listen: `127.0.0.1:8000` is not a UDP port, e.g. 8000",
+            ),
+            (
+                "candidate example.com;",
+                "candidate: `example.com` is not an IP address or `*`, e.g. 192.168.1.10",
+            ),
+            (
+                "candidate $CANDIDATE;",
+                "candidate: `$CANDIDATE` is not an IP address or `*`, e.g. 192.168.1.10",
+            ),
+            (
+                "sndbuf 16MB;",
+                "sndbuf: `16MB` is not a size in bytes, e.g. 16M, 512K or 8388608",
+            ),
+            (
+                "sndbuf M;",
+                "sndbuf: `M` is not a size in bytes, e.g. 16M, 512K or 8388608",
+            ),
+            (
+                "rcvbuf -1;",
+                "rcvbuf: `-1` is not a size in bytes, e.g. 16M, 512K or 8388608",
+            ),
+            ("rcvbuf 1K;", "rcvbuf: 1K is out of range 4096..=1073741824"),
+            ("rcvbuf 2G;", "rcvbuf: 2G is out of range 4096..=1073741824"),
+            (
+                "rcvbuf 99999999999999999999G;",
+                "rcvbuf: 99999999999999999999G is out of range 4096..=1073741824",
+            ),
+            (
+                "rcvbuf 9999999999999G;",
+                "rcvbuf: 9999999999999G is out of range 4096..=1073741824",
+            ),
+            ("rcvbuf;", "rcvbuf: missing value"),
+        ] {
+            assert_err(
+                &format!("rtc_server {{\n {body}\n}}"),
+                &format!("conf/test.conf:2: {expected}"),
+            );
+        }
+        assert_err(
+            "rtc_server on;",
+            "conf/test.conf:1: rtc_server: expected a `{ ... }` block",
+        );
+        let (config, warnings) = parse("rtc_server {\n sndbuf 1M;\n sndbuf 2M;\n}");
+        assert_eq!(config.rtc_server.sndbuf, Some(1 << 20));
+        assert_eq!(
+            messages(&warnings),
+            ["conf/test.conf:3: sndbuf: repeated, first set at line 2, which is used"]
+        );
     }
 
     #[test]

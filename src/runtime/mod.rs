@@ -4,13 +4,16 @@
 //!
 //! Thread-per-core: a connection lives and dies on the worker that accepted it; cores meet
 //! only in the hub's relay queues. This module owns threads and sockets' creation, not
-//! protocols.
+//! protocols. [`tuning`] applies the config's process settings (CPU pinning, nice, open-file
+//! limit, UDP buffer sizes).
 
 use std::io;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
 use compio::driver::{DriverType, ProactorBuilder};
+
+pub mod tuning;
 
 /// Which I/O driver the workers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -122,14 +125,42 @@ where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()>,
 {
+    spawn_pinned_workers(workers, mode, &[], main)
+}
+
+/// Like [`spawn_workers`], with worker `i` pinned to `cpus[i % cpus.len()]` before it builds
+/// its runtime (so io_uring's kernel workers start there too); empty `cpus` pins none. Logs
+/// each worker's CPU, and warns when pinning fails: the worker then runs unpinned.
+pub fn spawn_pinned_workers<F, Fut>(
+    workers: usize,
+    mode: IoMode,
+    cpus: &[usize],
+    main: F,
+) -> Result<Workers, RuntimeError>
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut handles = Vec::with_capacity(workers);
     let mut driver = "";
     for worker in 0..workers {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let main = main.clone();
+        let cpu = (!cpus.is_empty()).then(|| cpus[worker % cpus.len()]);
         let handle = std::thread::Builder::new()
             .name(format!("ringcast-w{worker}"))
             .spawn(move || {
+                if let Some(cpu) = cpu {
+                    match tuning::pin_current_thread(&[cpu]) {
+                        Ok(()) => tracing::info!("worker {worker} pinned to CPU {cpu}"),
+                        Err(e) => tracing::warn!(
+                            "worker {worker} not pinned to CPU {cpu}, runs unpinned: {e}. \
+                             Fix: cpu_affinity with CPUs this process may use \
+                             (taskset -pc {} shows them)",
+                            std::process::id()
+                        ),
+                    }
+                }
                 let rt = match build_runtime(worker, mode) {
                     Ok(rt) => rt,
                     Err(e) => {

@@ -131,6 +131,11 @@ impl Server {
         self.dir.path()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().is_ok_and(|s| s.is_none())
