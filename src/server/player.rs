@@ -207,5 +207,10 @@ async fn write_loop(
         if done {
             return Ok(());
         }
+        // A live stream has something new by the next tick almost always: wait for the tick
+        // alone, not for the data and then the tick (one wake-up per write instead of two).
+        if let Some(period) = limits.merge {
+            super::tick::next(period).await;
+        }
     }
 }
