@@ -115,7 +115,8 @@ async fn accept_loop(
         };
         let id = shared.next_conn_id();
         let Some(_) = shared.open_connection(&worker) else {
-            tracing::warn!(cid = id, %peer, "http refused: max_connections reached");
+            let max = shared.config().max_connections;
+            tracing::warn!(cid = id, %peer, "http refused: max_connections {max} reached");
             continue;
         };
         let _ = stream.set_nodelay(true);
