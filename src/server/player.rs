@@ -24,6 +24,7 @@ use crate::hub::core::Consumer;
 use crate::media::Frame;
 use crate::rtmp::session::{Event, ServerSession};
 use crate::rtmp::STREAM_ID;
+use crate::stats::clients::Client;
 
 /// Frames gathered into one write at most; each costs at most two iovecs, under IOV_MAX.
 const MAX_BATCH: usize = 256;
@@ -92,12 +93,20 @@ pub(super) async fn run(
     session: ServerSession,
     consumer: Consumer,
     shared: &Arc<Shared>,
+    client: &Client,
     limits: Limits,
 ) -> Result<(), ConnError> {
     let link = Link::default();
     let stop = limits.duration.map(|d| (d, session.play_stop_message()));
     let reader = pin!(read_loop(&*stream, session, &link));
-    let writer = pin!(write_loop(&*stream, consumer, &link, shared, &limits, stop));
+    let writer = pin!(write_loop(
+        &*stream,
+        consumer,
+        &link,
+        (shared, client),
+        &limits,
+        stop
+    ));
     match select(reader, writer).await {
         Either::Left((r, _)) | Either::Right((r, _)) => r,
     }
@@ -140,7 +149,7 @@ async fn write_loop(
     mut stream: &TcpStream,
     mut consumer: Consumer,
     link: &Link,
-    shared: &Arc<Shared>,
+    (shared, client): (&Arc<Shared>, &Client),
     limits: &Limits,
     mut stop: Option<(u32, Bytes)>,
 ) -> Result<(), ConnError> {
@@ -204,6 +213,7 @@ async fn write_loop(
             .stats
             .bytes_out
             .fetch_add(len as u64, Ordering::Relaxed);
+        client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
         if done {
             return Ok(());
         }
