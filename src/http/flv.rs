@@ -7,6 +7,7 @@
 
 use std::pin::pin;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use compio::buf::BufResult;
@@ -19,11 +20,16 @@ use super::server::{head, Conn, HttpConnError};
 use crate::hub::core::Consumer;
 use crate::hub::{StreamKey, StreamSettings};
 use crate::media::Frame;
+use crate::runtime::tick;
 use crate::server::Shared;
 use crate::stats::clients::{Client, ClientKind};
 
 /// Frames gathered into one write at most; each costs three iovecs, under IOV_MAX (1024).
 const MAX_BATCH: usize = 256;
+/// iovecs a player keeps room for between writes.
+const IOV_KEEP: usize = 16;
+/// Bytes a player's reads take at most: it has nothing more to say.
+const DRAIN_BUFFER: usize = 512;
 /// The FLV file header (audio and video) and PreviousTagSize0.
 const FLV_HEADER: &[u8] = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00";
 
@@ -142,7 +148,8 @@ pub(super) async fn run(
     tracing::info!(cid = conn.id, "flv play {}", play.key);
     let start = vec![Bytes::from(response), Bytes::from_static(FLV_HEADER)];
     let reader = pin!(drain(stream));
-    let writer = pin!(write_loop(stream, consumer, shared, client, start));
+    let merge = shared.config().vhost(&play.key.vhost).merged_write();
+    let writer = pin!(write_loop(stream, consumer, shared, client, merge, start));
     let result = client
         .until_kicked(async {
             match select(reader, writer).await {
@@ -157,7 +164,7 @@ pub(super) async fn run(
 /// Reads until the client closes; a player has nothing more to say, so what it sends is
 /// dropped.
 async fn drain(mut stream: &TcpStream) -> Result<(), HttpConnError> {
-    let mut buf = Vec::with_capacity(4096);
+    let mut buf = Vec::with_capacity(DRAIN_BUFFER);
     loop {
         buf.clear();
         let BufResult(r, b) = stream.read(buf).await;
@@ -173,6 +180,7 @@ async fn write_loop(
     mut consumer: Consumer,
     shared: &Shared,
     client: &Client,
+    merge: Option<Duration>,
     mut iov: Vec<Bytes>,
 ) -> Result<(), HttpConnError> {
     loop {
@@ -180,18 +188,26 @@ async fn write_loop(
         if iov.is_empty() {
             // Data, or an unpublish: players keep waiting for the next publisher.
             consumer.wait().await;
+            if let Some(period) = merge {
+                tick::next(period).await;
+            }
             continue;
         }
         let len: usize = iov.iter().map(Bytes::len).sum();
         let BufResult(r, v) = stream.write_vectored_all(iov).await;
         iov = v;
         iov.clear();
+        // As for RTMP players: the GOP burst's iovecs are not kept for life.
+        iov.shrink_to(IOV_KEEP);
         r?;
         shared
             .stats
             .bytes_out
             .fetch_add(len as u64, Ordering::Relaxed);
         client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        if let Some(period) = merge {
+            tick::next(period).await;
+        }
     }
 }
 

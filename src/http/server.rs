@@ -190,6 +190,19 @@ pub(super) struct Conn<'a> {
 
 impl Conn<'_> {
     async fn serve(&self, stream: &TcpStream) -> Result<(), HttpConnError> {
+        // The request loop's buffers are gone by the time an HTTP-FLV play starts: a player
+        // holds its connection for hours, and thousands of them must not each keep 16 KiB.
+        match self.serve_requests(stream).await? {
+            Some((play, head)) => flv::run(self, stream, play, head).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Answers requests until the connection ends, or returns the HTTP-FLV play it asked for.
+    async fn serve_requests(
+        &self,
+        stream: &TcpStream,
+    ) -> Result<Option<(flv::Play, bool)>, HttpConnError> {
         let mut parser = RequestParser::new(Limits::default());
         let mut buf = Vec::with_capacity(READ_BUFFER);
         let mut s = stream;
@@ -213,10 +226,10 @@ impl Conn<'_> {
                     Routed::Reply(reply) => {
                         write_reply(stream, &reply, keep_alive, head).await?;
                         if !keep_alive {
-                            return Ok(());
+                            return Ok(None);
                         }
                     }
-                    Routed::Flv(play) => return flv::run(self, stream, play, head).await,
+                    Routed::Flv(play) => return Ok(Some((play, head))),
                 }
             }
             // A request's deadline runs from its first byte, so that a client trickling a
@@ -234,7 +247,7 @@ impl Conn<'_> {
             buf = b;
             let n = r?;
             if n == 0 {
-                return Ok(());
+                return Ok(None);
             }
             parser.push(&buf[..n]);
         }

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use compio::buf::BufResult;
 use compio::io::{AsyncRead, AsyncWriteExt};
@@ -23,8 +23,6 @@ use crate::stats::clients::{ClientKind, Kicked};
 /// small, and a player keeps this buffer for life, so it must be small (players outnumber
 /// publishers by thousands).
 const CONTROL_READ_BUFFER: usize = 4 * 1024;
-/// `mw_latency` where the config leaves it unset, in ms: see [`super::tick`] and bench.sh.
-const DEFAULT_MW_LATENCY_MS: u32 = 50;
 /// Size of a publisher's read buffer: a whole 60000-byte chunk per read.
 const PUBLISH_READ_BUFFER: usize = 64 * 1024;
 
@@ -291,15 +289,10 @@ async fn play(
     flush(stream, &mut session).await?;
     let consumer = Consumer::subscribe(&shared.hub, &key, &settings);
     tracing::info!(cid = id, "play {key}");
-    let mw_latency = shared
-        .config()
-        .vhost(target.vhost)
-        .mw_latency
-        .unwrap_or(DEFAULT_MW_LATENCY_MS);
     let limits = player::Limits {
         chunk_size: settings.chunk_size,
         duration: target.duration,
-        merge: (mw_latency > 0).then(|| Duration::from_millis(u64::from(mw_latency))),
+        merge: shared.config().vhost(target.vhost).merged_write(),
     };
     let registered = shared.clients.register(
         id,

@@ -8,7 +8,6 @@
 mod conn;
 mod forward;
 mod player;
-mod tick;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -83,7 +83,7 @@ pub(super) struct Limits {
     /// Stream time after which the play stops, when the client asked for one.
     pub(super) duration: Option<u32>,
     /// `mw_latency`: wait for the core's next write tick of this period before writing what
-    /// arrived ([`super::tick`]); `None` writes as soon as anything arrives.
+    /// arrived ([`crate::runtime::tick`]); `None` writes as soon as anything arrives.
     pub(super) merge: Option<Duration>,
 }
 
@@ -197,7 +197,7 @@ async fn write_loop(
             })
             .await;
             if let Some(period) = limits.merge {
-                super::tick::next(period).await;
+                crate::runtime::tick::next(period).await;
             }
             continue;
         }
@@ -220,7 +220,7 @@ async fn write_loop(
         // A live stream has something new by the next tick almost always: wait for the tick
         // alone, not for the data and then the tick (one wake-up per write instead of two).
         if let Some(period) = limits.merge {
-            super::tick::next(period).await;
+            crate::runtime::tick::next(period).await;
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The per-core write tick behind `mw_latency` (SRS's merged write): players that merge
+//! The per-core write tick behind `mw_latency` (SRS's merged write): players (RTMP and
+//! HTTP-FLV) that merge
 //! writes wait for their core's next tick, then each writes everything that arrived since its
 //! last write in one vectored write. Every such player of a core writes in the same loop turn,
 //! so their sends go to the kernel in one io_uring submission: batching across connections,
@@ -27,7 +28,7 @@ thread_local! {
 }
 
 /// Waits for this core's next tick of `period`.
-pub(super) async fn next(period: Duration) {
+pub async fn next(period: Duration) {
     let tick = TICKS.with(|t| {
         t.borrow_mut()
             .entry(period)
