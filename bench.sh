@@ -26,13 +26,16 @@ usage: ./bench.sh [options]
                                        servers to measure (srs needs SRS_BIN=/path/to/srs)
   --proto rtmp|flv                     players over RTMP (default) or HTTP-FLV
   --ramp SECONDS                       players start evenly over this time (default 5)
-  --measure SECONDS                    the measuring window after the ramp (default 20)
+  --warmup SECONDS                     wait after the ramp for each player's GOP-cache burst
+                                       to pass before measuring (default 6)
+  --measure SECONDS                    the measuring window after the warm-up (default 20)
   --media FILE                         the stream to publish (default ../shared/media/source.flv)
   --load-workers N                     load tool threads (default 1, like sb_rtmp_load)
   --out DIR                            results folder (default bench-results/DATE)
   --no-build                           use the binaries in target/release as they are
   -h, --help                           this text
-Environment: SRS_BIN (an SRS binary), RINGCAST_WORKERS (ringcast's workers; default one per core).
+Environment: SRS_BIN (an SRS binary), RINGCAST_WORKERS (ringcast's workers; default one per
+core), RINGCAST_BIN_DIR (where ringcast and ringcast-bench are; default target/release).
 EOF
 }
 
@@ -47,6 +50,7 @@ media=../shared/media/source.flv
 load_workers=1
 out="bench-results/$(date +%Y%m%d-%H%M%S)"
 build=1
+bin_dir=${RINGCAST_BIN_DIR:-target/release}
 
 while (($#)); do
     case "$1" in
@@ -55,6 +59,7 @@ while (($#)); do
     --proto) proto="$2"; shift 2 ;;
     --ramp) ramp="$2"; shift 2 ;;
     --measure) measure="$2"; shift 2 ;;
+    --warmup) warmup="$2"; shift 2 ;;
     --media) media="$2"; shift 2 ;;
     --load-workers) load_workers="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
@@ -97,14 +102,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
 
+# Stops a process and its children (nginx's workers): TERM, up to 5 s, then KILL.
 stop_pid() {
-    local pid=$1 rest=() p
-    kill -TERM "$pid" 2>/dev/null || true
+    local pid=$1 rest=() p pids
+    mapfile -t pids < <(tree "$pid")
+    kill -TERM "${pids[@]}" 2>/dev/null || true
     for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
+        alive=0
+        for p in "${pids[@]}"; do
+            kill -0 "$p" 2>/dev/null && alive=1
+        done
+        ((alive)) || break
         sleep 0.1
     done
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL "${pids[@]}" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     for p in "${started[@]}"; do
         [[ "$p" == "$pid" ]] || rest+=("$p")
@@ -184,13 +195,18 @@ ensure_nginx() {
 # Starts server $1; sets server_pid.
 start_server() {
     local name=$1 log="$out/logs/$1-$2.log"
+    # ringcast binds with SO_REUSEPORT: a server left running on the port would silently
+    # take half the connections, so the port must be free.
+    if (exec 3<>"/dev/tcp/127.0.0.1/${rtmp_port[$name]}") 2>/dev/null; then
+        die "port ${rtmp_port[$name]} is in use: stop what listens there before benchmarking $name"
+    fi
     case "$name" in
     ringcast | ringcast-epoll)
         local io=uring
         [[ "$name" == ringcast-epoll ]] && io=epoll
         local workers=()
         [[ -n "${RINGCAST_WORKERS:-}" ]] && workers=(--workers "$RINGCAST_WORKERS")
-        target/release/ringcast -c conf/bench.conf --io "$io" "${workers[@]}" >"$log" 2>&1 &
+        "$bin_dir/ringcast" -c conf/bench.conf --io "$io" "${workers[@]}" >"$log" 2>&1 &
         ;;
     nginx-rtmp)
         local prefix="$work/nginx"
@@ -245,14 +261,14 @@ summary_field() {
 csv="$out/results.csv"
 echo "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed" >"$csv"
 
-if ((build)); then
+if ((build)) && [[ -z "${RINGCAST_BIN_DIR:-}" ]]; then
     echo "== building release"
     cargo build --release --bins
 fi
 [[ " $servers " == *" nginx-rtmp "* ]] && ensure_nginx
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-bench=target/release/ringcast-bench
+bench="$bin_dir/ringcast-bench"
 echo "== $(nproc) cores, $(uname -r), levels: $levels, servers: $servers, proto: $proto"
 echo "== results in $out"
 

@@ -1,0 +1,69 @@
+//! bench.sh end to end, at a tiny scale, so that the benchmark cannot rot: it must start
+//! ringcast and nginx-rtmp, publish, play, sample them, print the seed's table with a ratio
+//! row, write the CSV and the chart, and leave nothing running. No timing is asserted: the
+//! numbers belong to the benchmark, not to tests.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+
+use common::require;
+
+#[test]
+fn bench_sh_measures_ringcast_and_nginx_rtmp_and_cleans_up() {
+    if !require("nginx") {
+        return;
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ringcast"))
+        .parent()
+        .expect("binary dir")
+        .to_owned();
+    let out = tempfile::tempdir().expect("temp dir");
+    let run = Command::new("./bench.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RINGCAST_BIN_DIR", &bin_dir)
+        .args(["--levels", "20", "--servers", "ringcast nginx-rtmp"])
+        .args(["--ramp", "1", "--warmup", "1", "--measure", "2"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("running bench.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench.sh failed:\n{stdout}\n{stderr}");
+
+    assert!(
+        stdout.contains("| Server | CPU | Mem | Conn | ENbps | ANbps | sb | Lat |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| ringcast, 20 players |"), "{stdout}");
+    assert!(stdout.contains("| nginx-rtmp, 20 players |"), "{stdout}");
+    assert!(
+        stdout.contains("| **ringcast / nginx-rtmp**, 20 players |"),
+        "{stdout}"
+    );
+
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).expect("results.csv");
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    for row in rows {
+        let cells: Vec<&str> = row.split(',').collect();
+        // Every player of both servers stayed and received the stream.
+        assert_eq!(cells[14], "20", "alive: {row}");
+        assert_eq!(cells[15], "0", "failed: {row}");
+        let mbps: f64 = cells[10].parse().expect("anbps");
+        assert!(mbps > 0.0, "no bandwidth: {row}");
+    }
+    let svg = std::fs::read_to_string(out.path().join("chart.svg")).expect("chart.svg");
+    assert!(svg.contains("<polyline") && svg.contains("nginx-rtmp"));
+
+    // Nothing it started still listens.
+    for port in [19350, 19351] {
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "something still listens on {port} after bench.sh"
+        );
+    }
+}
