@@ -77,6 +77,11 @@ impl Server {
     /// Starts ringcast with `workers` workers, extra global directives, and the body of the
     /// default vhost.
     pub fn start(workers: usize, global: &str, vhost: &str) -> Self {
+        Self::start_with(workers, global, vhost, &[])
+    }
+
+    /// As [`Server::start`], with extra command-line arguments.
+    pub fn start_with(workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let conf = dir.path().join("test.conf");
@@ -94,6 +99,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
             .arg("-c")
             .arg(&conf)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -129,6 +135,23 @@ impl Server {
     /// A scratch directory that lives as long as the server.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The server's process id, for signals.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid fits in i32")
+    }
+
+    /// Waits for the process to exit; None if it still runs after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// True while the process runs.
