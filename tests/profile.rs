@@ -166,3 +166,59 @@ fn cpu_profile_of_a_loaded_server_on_sigusr2_and_sigint() {
         );
     }
 }
+
+/// With `--features jemalloc`, `--profile=heap` writes a heap flamegraph and a pprof
+/// protobuf of live bytes on SIGUSR2 and on exit.
+#[cfg(feature = "jemalloc")]
+#[test]
+fn heap_profile_with_jemalloc() {
+    if !require("ffmpeg") {
+        return;
+    }
+    let out = tempfile::tempdir().expect("temp dir");
+    let out_dir = out.path().to_str().expect("utf-8 path").to_owned();
+    let mut server = Server::start_with(
+        2,
+        "",
+        "gop_cache on;",
+        &["--profile=heap", "--profile-dir", &out_dir],
+    );
+    assert!(server.wait_log("heap profiling active", Duration::from_secs(2)));
+    let url = server.url("heap");
+    let _publisher = ffmpeg_publish(&url);
+    assert!(server.wait_log(
+        "publish __defaultVhost__/live/heap",
+        Duration::from_secs(10)
+    ));
+    let players: Vec<Client> = (0..20)
+        .map(|_| Client::play(server.port, "heap").expect("play"))
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    kill(Pid::from_raw(server.pid()), Signal::SIGUSR2).expect("SIGUSR2");
+    assert!(server.wait_log("heap profile written", Duration::from_secs(30)));
+    assert!(server.alive(), "SIGUSR2 stopped the server");
+    kill(Pid::from_raw(server.pid()), Signal::SIGINT).expect("SIGINT");
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("the server exits on SIGINT");
+    assert!(status.success(), "exit status {status}");
+    drop(players);
+
+    let svgs = files(out.path(), ".svg");
+    let pbs = files(out.path(), ".pb.gz");
+    assert_eq!((svgs.len(), pbs.len()), (2, 2), "{svgs:?} {pbs:?}");
+    for p in svgs.iter().chain(&pbs) {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        assert!(name.starts_with("heap-"), "{name}");
+    }
+    let svg = std::fs::read_to_string(&svgs[0]).expect("reading the SVG");
+    assert!(svg.contains("<svg"), "not an SVG");
+    let raw = ringcast::profile::gunzip(&std::fs::read(&pbs[0]).expect("reading the .pb.gz"))
+        .expect("the .pb.gz is gzip");
+    let profile = pprof::protos::Profile::decode(raw.as_slice()).expect("a pprof Profile");
+    assert!(!profile.sample.is_empty(), "no live allocations sampled");
+    assert!(
+        profile.string_table.iter().any(|s| s.contains("ringcast")),
+        "no ringcast frames in the heap profile"
+    );
+}
