@@ -109,7 +109,11 @@ fn cpu_profile_of_a_loaded_server_on_sigusr2_and_sigint() {
         }
     }
 
-    kill(Pid::from_raw(server.pid()), Signal::SIGUSR2).expect("SIGUSR2");
+    kill(
+        Pid::from_raw(i32::try_from(server.pid()).expect("pid")),
+        Signal::SIGUSR2,
+    )
+    .expect("SIGUSR2");
     assert!(
         server.wait_log("CPU profile written", Duration::from_secs(30)),
         "no profile after SIGUSR2"
@@ -117,7 +121,11 @@ fn cpu_profile_of_a_loaded_server_on_sigusr2_and_sigint() {
     assert!(server.alive(), "SIGUSR2 stopped the server");
     assert_eq!(files(out.path(), ".svg").len(), 1);
 
-    kill(Pid::from_raw(server.pid()), Signal::SIGINT).expect("SIGINT");
+    kill(
+        Pid::from_raw(i32::try_from(server.pid()).expect("pid")),
+        Signal::SIGINT,
+    )
+    .expect("SIGINT");
     let status = server
         .wait_exit(Duration::from_secs(30))
         .expect("the server exits on SIGINT");
@@ -194,10 +202,18 @@ fn heap_profile_with_jemalloc() {
         .map(|_| Client::play(server.port, "heap").expect("play"))
         .collect();
     std::thread::sleep(Duration::from_secs(2));
-    kill(Pid::from_raw(server.pid()), Signal::SIGUSR2).expect("SIGUSR2");
+    kill(
+        Pid::from_raw(i32::try_from(server.pid()).expect("pid")),
+        Signal::SIGUSR2,
+    )
+    .expect("SIGUSR2");
     assert!(server.wait_log("heap profile written", Duration::from_secs(30)));
     assert!(server.alive(), "SIGUSR2 stopped the server");
-    kill(Pid::from_raw(server.pid()), Signal::SIGINT).expect("SIGINT");
+    kill(
+        Pid::from_raw(i32::try_from(server.pid()).expect("pid")),
+        Signal::SIGINT,
+    )
+    .expect("SIGINT");
     let status = server
         .wait_exit(Duration::from_secs(30))
         .expect("the server exits on SIGINT");

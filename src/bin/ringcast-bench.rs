@@ -1,4 +1,5 @@
-//! `ringcast-bench`: the load tool. Thousands of RTMP players or publishers from one process,
+//! `ringcast-bench`: the load tool. Thousands of RTMP or HTTP-FLV players, or RTMP publishers,
+//! from one process,
 //! with per-client bitrate and SEI latency, reported every interval and summed up at the end
 //! in one `SUMMARY` line that bench.sh reads.
 
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
+use ringcast::bench::flv::{self as flv_load, parse_http_url, FlvTarget};
 use ringcast::bench::rtmp::{self as load, Target, PLAYER_WARMUP};
 use ringcast::bench::{parse_rtmp_url, Report, Stats};
 use ringcast::flv::FlvReader;
@@ -15,7 +17,7 @@ use ringcast::runtime::{self, IoMode};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Load generator for RTMP servers (ringcast, SRS, nginx-rtmp).
+/// Load generator for RTMP and HTTP-FLV servers (ringcast, SRS, nginx-rtmp).
 #[derive(Debug, Parser)]
 #[command(name = "ringcast-bench", version)]
 struct Cli {
@@ -27,6 +29,9 @@ struct Cli {
 enum Command {
     /// N players of one stream, like SRS's sb_rtmp_load.
     RtmpPlay(Common),
+    /// N HTTP-FLV players of one stream (`-r http://HOST:PORT/APP/STREAM.flv`), like SRS's
+    /// sb_http_load.
+    FlvPlay(Common),
     /// N publishers of an FLV file, looped at its own pace, video frames stamped with SEI.
     RtmpPublish {
         #[command(flatten)]
@@ -42,7 +47,8 @@ struct Common {
     /// Clients.
     #[arg(short = 'c', long = "clients", default_value_t = 1)]
     clients: usize,
-    /// rtmp://HOST[:PORT]/APP/STREAM; `{i}` becomes the client's index.
+    /// rtmp://HOST[:PORT]/APP/STREAM (flv-play: http://HOST[:PORT]/PATH); `{i}` becomes the
+    /// client's index.
     #[arg(short = 'r', long = "url")]
     url: String,
     /// Seconds over which clients start, evenly.
@@ -71,10 +77,11 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let (common, tags) = match cli.command {
-        Command::RtmpPlay(c) => (c, None),
+    let (common, tags, http) = match cli.command {
+        Command::RtmpPlay(c) => (c, None, false),
+        Command::FlvPlay(c) => (c, None, true),
         Command::RtmpPublish { common, input } => match read_flv(&input) {
-            Ok(tags) => (common, Some(Arc::new(tags))),
+            Ok(tags) => (common, Some(Arc::new(tags)), false),
             Err(e) => fail(&format!("{}: {e}", input.display())),
         },
     };
@@ -84,15 +91,21 @@ fn main() {
     let duration = common
         .duration
         .unwrap_or(if tags.is_some() { 1e9 } else { 30.0 });
-    let targets: Vec<Target> = (0..common.clients)
+    let targets: Vec<Client> = (0..common.clients)
         .map(|i| {
             let url = common.url.replace("{i}", &i.to_string());
+            if http {
+                return match parse_http_url(&url) {
+                    Some(t) => Client::Flv(t),
+                    None => fail(&format!("{url}: not http://HOST[:PORT]/PATH")),
+                };
+            }
             match parse_rtmp_url(&url) {
-                Some((addr, tc_url, stream)) => Target {
+                Some((addr, tc_url, stream)) => Client::Rtmp(Target {
                     addr,
                     tc_url,
                     stream,
-                },
+                }),
                 None => fail(&format!("{url}: not rtmp://HOST[:PORT]/APP/STREAM")),
             }
         })
@@ -114,9 +127,12 @@ fn main() {
                 let (target, stats, tags) = (targets[i].clone(), stats.clone(), tags.clone());
                 tasks.push(compio::runtime::spawn(async move {
                     compio::time::sleep_until(at).await;
-                    match tags {
-                        Some(tags) => load::publish(i, target, tags, stats, stop).await,
-                        None => load::play(i, target, stats, stop).await,
+                    match (target, tags) {
+                        (Client::Rtmp(t), Some(tags)) => {
+                            load::publish(i, t, tags, stats, stop).await
+                        }
+                        (Client::Rtmp(t), None) => load::play(i, t, stats, stop).await,
+                        (Client::Flv(t), _) => flv_load::play(i, t, stats, stop).await,
                     }
                 }));
             }
@@ -158,6 +174,13 @@ fn main() {
     );
     // Workers end at `stop`; exiting drops any connection still open.
     std::process::exit(0);
+}
+
+/// One client's target.
+#[derive(Debug, Clone)]
+enum Client {
+    Rtmp(Target),
+    Flv(FlvTarget),
 }
 
 fn line(r: &Report, driver: &str) -> String {

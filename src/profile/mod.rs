@@ -51,11 +51,17 @@ impl ApiReply {
         }
     }
 
-    /// SRS's success shape: `{"code":0,"pid":"...","data":{...}}`.
-    fn ok(data: Value) -> Self {
+    /// SRS's success shape: `{"code":0,"server":..,"service":..,"pid":"..","data":{..}}`.
+    fn ok(shared: &Shared, data: Value) -> Self {
         Self::json(
             200,
-            &json!({ "code": 0, "pid": std::process::id().to_string(), "data": data }),
+            &json!({
+                "code": 0,
+                "server": shared.server_id,
+                "service": shared.server_id,
+                "pid": std::process::id().to_string(),
+                "data": data,
+            }),
         )
     }
 
@@ -305,14 +311,17 @@ pub async fn handle_api(
     Some(match path {
         "/api/v1/profile/cpu" => cpu_profile(query).await,
         "/api/v1/profile/heap" => heap_profile(query),
-        "/api/v1/valgrind" => ApiReply::ok(leak::check(
-            valgrind::LeakCheck::parse(query_param(query, "check").unwrap_or("")),
+        "/api/v1/valgrind" => ApiReply::ok(
             shared,
-        )),
-        "/api/v1/meminfos" => ApiReply::ok(procfs::meminfos()),
-        "/api/v1/rusages" => ApiReply::ok(procfs::rusages()),
-        "/api/v1/self_proc_stats" => ApiReply::ok(procfs::self_proc_stats()),
-        _ => ApiReply::ok(procfs::system_proc_stats()),
+            leak::check(
+                valgrind::LeakCheck::parse(query_param(query, "check").unwrap_or("")),
+                shared,
+            ),
+        ),
+        "/api/v1/meminfos" => ApiReply::ok(shared, procfs::meminfos()),
+        "/api/v1/rusages" => ApiReply::ok(shared, procfs::rusages()),
+        "/api/v1/self_proc_stats" => ApiReply::ok(shared, procfs::self_proc_stats()),
+        _ => ApiReply::ok(shared, procfs::system_proc_stats()),
     })
 }
 

@@ -129,7 +129,7 @@ pub fn self_proc_stats() -> Value {
         }
         data.insert((*name).into(), v);
     }
-    let hz = clock_ticks();
+    let hz = crate::stats::system::TICKS_PER_SEC;
     let now = Instant::now();
     let mut last = SELF_LAST.lock().unwrap_or_else(|e| e.into_inner());
     let percent = match *last {
@@ -146,12 +146,6 @@ pub fn self_proc_stats() -> Value {
     *last = Some((now, ticks));
     data.insert("percent".into(), json!(percent));
     Value::Object(data)
-}
-
-/// USER_HZ, the unit of /proc's tick counts: 100 in Linux's ABI on every architecture
-/// ringcast builds for.
-fn clock_ticks() -> f64 {
-    100.0
 }
 
 /// The `cpu` line of /proc/stat: user, nice, sys, idle, iowait, irq, softirq, steal, guest.

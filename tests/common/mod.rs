@@ -29,6 +29,24 @@ pub fn require(tool: &str) -> bool {
     found
 }
 
+/// True when python3 can import `module`. Under CI a missing module fails the test; elsewhere
+/// it skips.
+pub fn require_python(module: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("python3 module {module} is required by this test (CI=true): run .ci/run");
+        }
+        eprintln!("SKIPPED: python3 module {module} is not installed");
+    }
+    found
+}
+
 /// The test media: 60 s of H.264 + AAC, 2 s GOP.
 pub fn media() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media/source.flv");
@@ -70,12 +88,16 @@ pub struct Server {
     child: Child,
     /// Its RTMP port.
     pub port: u16,
+    /// Its HTTP API port (`http_api`).
+    pub api_port: u16,
+    /// Its HTTP-FLV port (`http_server`).
+    pub http_port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Server {
     /// Starts ringcast with `workers` workers, extra global directives, and the body of the
-    /// default vhost.
+    /// default vhost; the HTTP API and HTTP-FLV listen on free ports of their own.
     pub fn start(workers: usize, global: &str, vhost: &str) -> Self {
         Self::start_with(workers, global, vhost, &[])
     }
@@ -84,12 +106,15 @@ impl Server {
     pub fn start_with(workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        let (api_port, http_port) = (free_port(), free_port());
         let conf = dir.path().join("test.conf");
         std::fs::write(
             &conf,
             format!(
                 "listen 127.0.0.1:{port};\nworkers {workers};\ndaemon off;\npid {pid};\n\
-                 srs_log_tank console;\nsrs_log_level info;\n{global}\n\
+                 srs_log_tank console;\nsrs_log_level info;\n\
+                 http_api {{ enabled on; listen 127.0.0.1:{api_port}; }}\n\
+                 http_server {{ enabled on; listen 127.0.0.1:{http_port}; }}\n{global}\n\
                  vhost __defaultVhost__ {{\n{vhost}\n}}\n",
                 pid = dir.path().join("ringcast.pid").display(),
             ),
@@ -105,14 +130,31 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("starting ringcast");
-        let server = Self { child, port, dir };
+        let server = Self {
+            child,
+            port,
+            api_port,
+            http_port,
+            dir,
+        };
         wait_port(port, Duration::from_secs(10));
+        wait_port(api_port, Duration::from_secs(10));
         server
     }
 
     /// `rtmp://127.0.0.1:PORT/live/NAME`.
     pub fn url(&self, stream: &str) -> String {
         format!("rtmp://127.0.0.1:{}/live/{stream}", self.port)
+    }
+
+    /// `http://127.0.0.1:HTTP_PORT/live/NAME.flv`.
+    pub fn flv_url(&self, stream: &str) -> String {
+        format!("http://127.0.0.1:{}/live/{stream}.flv", self.http_port)
+    }
+
+    /// `http://127.0.0.1:API_PORT` followed by `path`.
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api_port)
     }
 
     /// Everything the server logged so far.
@@ -137,9 +179,9 @@ impl Server {
         self.dir.path()
     }
 
-    /// The server's process id, for signals.
-    pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pid fits in i32")
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits for the process to exit; None if it still runs after `within`.
