@@ -13,6 +13,29 @@ use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use pprof::protos::Message;
+use serde_json::Value;
+
+/// `curl -s URL` with a time limit: the status and the body's bytes.
+fn get(url: &str, limit_s: u64) -> (u16, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-s", "-m", &limit_s.to_string(), "-w", "\n%{http_code}"])
+        .arg(url)
+        .output()
+        .expect("running curl");
+    let split = out.stdout.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+    let status = String::from_utf8_lossy(&out.stdout[split..]).trim().parse();
+    (status.unwrap_or(0), out.stdout[..split].to_vec())
+}
+
+/// GETs an API path; asserts 200 and SRS's `code` 0, and returns the JSON.
+fn api(server: &Server, path: &str) -> Value {
+    let (status, body) = get(&server.api_url(path), 10);
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "GET {path}: {text}");
+    let v: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+    assert_eq!(v["code"], 0, "GET {path}: {text}");
+    v
+}
 
 fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -236,5 +259,161 @@ fn heap_profile_with_jemalloc() {
     assert!(
         profile.string_table.iter().any(|s| s.contains("ringcast")),
         "no ringcast frames in the heap profile"
+    );
+}
+
+/// The API's CPU profile: N seconds on demand in either form while the server works, a 409
+/// for a second request meanwhile; and SRS's statistics endpoints answer in SRS's shape.
+#[test]
+fn api_cpu_profile_on_demand_one_at_a_time() {
+    if !require("ffmpeg") || !require("curl") {
+        return;
+    }
+    let server = Server::start(2, "", "gop_cache on;");
+    let url = server.url("api");
+    let _publisher = ffmpeg_publish(&url);
+    assert!(server.wait_log("publish __defaultVhost__/live/api", Duration::from_secs(10)));
+    let _players: Vec<Client> = (0..20)
+        .map(|_| Client::play(server.port, "api").expect("play"))
+        .collect();
+
+    let pb_url = server.api_url("/api/v1/profile/cpu?seconds=3&format=pb");
+    let first = std::thread::spawn(move || get(&pb_url, 30));
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = get(&server.api_url("/api/v1/profile/cpu?seconds=1"), 10);
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 409, "{text}");
+    let err: Value = serde_json::from_str(&text).expect("a JSON error");
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("already running")),
+        "{text}"
+    );
+    let (status, body) = first.join().expect("curl thread");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let raw = ringcast::profile::gunzip(&body).expect("the profile is gzip");
+    pprof::protos::Profile::decode(raw.as_slice()).expect("a pprof Profile");
+
+    let (status, svg) = get(
+        &server.api_url("/api/v1/profile/cpu?seconds=1&format=svg"),
+        30,
+    );
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&svg).contains("<svg"));
+    let (status, _) = get(&server.api_url("/api/v1/profile/cpu?seconds=nope"), 10);
+    assert_eq!(status, 400);
+
+    let ru = api(&server, "/api/v1/rusages");
+    assert!(ru["data"]["ru_maxrss"].as_i64().unwrap_or(0) > 0, "{ru}");
+    let me = api(&server, "/api/v1/self_proc_stats");
+    assert_eq!(me["data"]["pid"], server.pid());
+    // Main thread, two workers, the stats thread at least.
+    assert!(me["data"]["num_threads"].as_i64().unwrap_or(0) >= 4, "{me}");
+    let sys = api(&server, "/api/v1/system_proc_stats");
+    assert!(sys["data"]["user"].as_u64().is_some(), "{sys}");
+    let mem = api(&server, "/api/v1/meminfos");
+    assert!(mem["data"]["MemTotal"].as_u64().unwrap_or(0) > 0, "{mem}");
+    let (status, _) = get(&server.api_url("/api/v1/profile/heap"), 10);
+    assert_eq!(status, if cfg!(feature = "jemalloc") { 200 } else { 501 });
+}
+
+/// Waits until the API lists no stream and no client.
+fn wait_idle(server: &Server) {
+    let start = std::time::Instant::now();
+    loop {
+        let streams = api(server, "/api/v1/streams");
+        let clients = api(server, "/api/v1/clients");
+        let empty = |v: &Value, k: &str| v[k].as_array().is_some_and(|a| a.is_empty());
+        if empty(&streams, "streams") && empty(&clients, "clients") {
+            // Connection tasks count themselves out just after the registry.
+            std::thread::sleep(Duration::from_millis(200));
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "streams or clients left: {streams} {clients}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One round: a publisher with a GOP, 50 players that each receive it, then everyone leaves.
+fn round(server: &Server, gop: &[ringcast::flv::Tag]) {
+    let mut publisher = Client::publish(server.port, "leak").expect("publish");
+    for tag in gop {
+        publisher.send(tag, tag.timestamp).expect("sending a tag");
+    }
+    let mut players = Vec::new();
+    for _ in 0..50 {
+        let mut p = Client::play(server.port, "leak").expect("play");
+        let got = p
+            .media_for(Duration::from_secs(5), |m| !m.is_empty())
+            .expect("media");
+        assert!(!got.is_empty(), "a player got nothing");
+        players.push(p);
+    }
+    drop(players);
+    drop(publisher);
+}
+
+/// SRS's incremental leak check, without valgrind: 20 rounds of publish, 50 players and
+/// stop; after a warm-up round, `check=added` finds no growth in live heap blocks beyond a
+/// small bound, and the live objects are back to zero after every round.
+#[test]
+fn leak_check_finds_no_growth_over_twenty_rounds() {
+    if !require("curl") {
+        return;
+    }
+    // Blocks that may legitimately appear after the warm-up: caches that grow to a peak
+    // (per-core tables, the runtime's op slab) and the API's own request.
+    const BOUND_PER_ROUND: i64 = 16;
+    const BOUND_TOTAL: i64 = 64;
+    let server = Server::start(2, "", "gop_cache on;");
+    let tags = media_tags();
+    // Metadata, sequence headers and the first GOP: up to the second keyframe.
+    let second_key = tags
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.type_id == 9 && t.data.first().is_some_and(|b| b >> 4 == 1))
+        .nth(1)
+        .map_or(tags.len(), |(i, _)| i);
+    let gop = &tags[..second_key];
+
+    round(&server, gop);
+    wait_idle(&server);
+    let base = api(&server, "/api/v1/valgrind?check=added");
+    let data = &base["data"];
+    assert_eq!(data["check"], "added", "{base}");
+    assert_eq!(data["call"], "VALGRIND_DO_ADDED_LEAK_CHECK");
+    assert_eq!(data["heap"]["counted"], true, "{base}");
+    let start_blocks = data["heap"]["live_blocks"].as_i64().expect("live_blocks");
+    let mut growths = Vec::new();
+    for _ in 1..20 {
+        round(&server, gop);
+        wait_idle(&server);
+        let check = api(&server, "/api/v1/valgrind?check=added");
+        let data = &check["data"];
+        assert_eq!(
+            data["objects"],
+            serde_json::json!({"connections": 1, "sessions": 0, "sources": 0, "players": 0, "queued_messages": 0}),
+            "{check}"
+        );
+        let delta = data["heap"]["delta_blocks"].as_i64().expect("delta_blocks");
+        growths.push(delta);
+        assert!(
+            delta <= BOUND_PER_ROUND,
+            "{delta} more live blocks after a round: {check}"
+        );
+    }
+    let end = api(&server, "/api/v1/valgrind?check=quick");
+    let end_blocks = end["data"]["heap"]["live_blocks"]
+        .as_i64()
+        .expect("live_blocks");
+    eprintln!("live blocks: {start_blocks} after warm-up, {end_blocks} after 20 rounds; per round {growths:?}");
+    assert!(
+        end_blocks - start_blocks <= BOUND_TOTAL,
+        "{} blocks grew over 19 rounds: {growths:?}",
+        end_blocks - start_blocks
     );
 }

@@ -31,7 +31,8 @@ static PREVIOUS: Mutex<Option<Baseline>> = Mutex::new(None);
 #[cfg(feature = "jemalloc")]
 const MAX_STACKS: usize = 20;
 
-/// The live objects of the server: what should return to zero when every client is gone.
+/// The live objects of the server: what should return to zero when every client is gone
+/// (but for the connection of the request that asks).
 pub fn objects(shared: &Shared) -> Value {
     let sources = shared.hub.sources();
     let players: usize = sources
@@ -40,7 +41,10 @@ pub fn objects(shared: &Shared) -> Value {
         .sum();
     let queued: usize = sources.iter().map(|s| s.queued_frames()).sum();
     json!({
-        "sessions": shared.stats.connections.load(Ordering::Relaxed),
+        // Every open connection, the API request asking included.
+        "connections": shared.stats.connections.load(Ordering::Relaxed),
+        // Publishing and playing clients.
+        "sessions": shared.clients.all().len(),
         "sources": sources.len(),
         "players": players,
         "queued_messages": queued,
@@ -150,7 +154,7 @@ mod tests {
         assert_eq!(first["valgrind"], false);
         assert_eq!(
             first["objects"],
-            json!({"sessions": 0, "sources": 0, "players": 0, "queued_messages": 0})
+            json!({"connections": 0, "sessions": 0, "sources": 0, "players": 0, "queued_messages": 0})
         );
         // The test binary's allocator is not wrapped: no counts, and it says so.
         assert_eq!(first["heap"]["counted"], false);
