@@ -13,14 +13,21 @@ use ringcast::profile;
 use ringcast::runtime::{self, IoMode};
 use ringcast::server::{self, Shared};
 
-#[cfg(not(feature = "jemalloc"))]
+#[cfg(all(feature = "jemalloc", feature = "valgrind"))]
+compile_error!("features jemalloc and valgrind each choose the allocator: pick one");
+#[cfg(not(any(feature = "jemalloc", feature = "valgrind")))]
 type Base = mimalloc::MiMalloc;
-#[cfg(not(feature = "jemalloc"))]
+#[cfg(not(any(feature = "jemalloc", feature = "valgrind")))]
 const BASE: Base = mimalloc::MiMalloc;
 #[cfg(feature = "jemalloc")]
 type Base = tikv_jemallocator::Jemalloc;
 #[cfg(feature = "jemalloc")]
 const BASE: Base = tikv_jemallocator::Jemalloc;
+// memcheck sees the heap only through malloc and free.
+#[cfg(all(feature = "valgrind", not(feature = "jemalloc")))]
+type Base = std::alloc::System;
+#[cfg(all(feature = "valgrind", not(feature = "jemalloc")))]
+const BASE: Base = std::alloc::System;
 
 /// Counted for the leak check (`/api/v1/valgrind`), unless built without `alloc-count`.
 #[cfg(feature = "alloc-count")]

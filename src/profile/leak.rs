@@ -56,7 +56,7 @@ pub fn check(kind: LeakCheck, shared: &Arc<Shared>) -> Value {
     let on_valgrind = valgrind::running_on_valgrind();
     if on_valgrind {
         std::thread::Builder::new()
-            .name("ringcast-vgcheck".into())
+            .name("ringcast-vgleak".into())
             .spawn(move || valgrind::leak_check(kind))
             .map_err(|e| tracing::warn!("leak check thread: {e}"))
             .ok();

@@ -1,6 +1,6 @@
 //! Built-in performance tooling: CPU profiles (pprof), heap profiles (jemalloc feature), the
 //! incremental leak check and the process statistics that SRS's API reports. It owns no
-//! socket: the HTTP API ([`crate::http`], once it exists) hands it the requests under its
+//! socket: the HTTP API ([`crate::http`]) hands it the requests under its
 //! paths through [`handle_api`] and writes back what it returns, and `main` drives the
 //! whole-run profiles through [`Session`] (start, SIGUSR2, exit).
 //!
