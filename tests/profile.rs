@@ -221,10 +221,21 @@ fn heap_profile_with_jemalloc() {
         "publish __defaultVhost__/live/heap",
         Duration::from_secs(10)
     ));
+    // The leak check lists the allocation stacks whose live bytes grew between two checks.
+    api(&server, "/api/v1/valgrind?check=added");
     let players: Vec<Client> = (0..20)
         .map(|_| Client::play(server.port, "heap").expect("play"))
         .collect();
     std::thread::sleep(Duration::from_secs(2));
+    let check = api(&server, "/api/v1/valgrind?check=added");
+    let stacks = check["data"]["stacks"].as_array().expect("stacks");
+    assert!(
+        stacks.iter().any(|s| s["bytes"].as_i64().unwrap_or(0) > 0
+            && s["frames"].as_array().is_some_and(|f| f
+                .iter()
+                .any(|f| f.as_str().is_some_and(|f| f.contains("ringcast::"))))),
+        "no growing ringcast stack: {check}"
+    );
     kill(
         Pid::from_raw(i32::try_from(server.pid()).expect("pid")),
         Signal::SIGUSR2,

@@ -1,5 +1,5 @@
 //! Heap profiles, in the build with the `jemalloc` feature: jemalloc samples allocations
-//! with their stacks (about one per 512 KiB allocated) once profiling is active. It is
+//! with their stacks (about one per 64 KiB allocated) once profiling is active. It is
 //! compiled in and inactive (`malloc_conf` in `main.rs`: `prof:true,prof_active:false`);
 //! `--profile=heap`, `GET /api/v1/profile/heap` or the first leak check activates it.
 //!
@@ -56,7 +56,8 @@ pub fn dump() -> Result<(Vec<u8>, Vec<u8>), ProfileError> {
     })
 }
 
-/// Estimated live bytes per allocation stack (return addresses, innermost first).
+/// Estimated live bytes per allocation stack (return addresses, outermost first, as
+/// jemalloc_pprof parses them).
 pub type Stacks = HashMap<Vec<usize>, f64>;
 
 /// Live bytes per stack now, from a fresh dump.
@@ -109,12 +110,17 @@ pub fn growth(
         .collect()
 }
 
-/// Names the frames of a stack, skipping the allocator's own.
+/// Frames listed per stack, from the allocation outwards.
+const MAX_FRAMES: usize = 16;
+
+/// Names the frames of a stack, innermost first, skipping the allocator's own.
 fn symbolize(addrs: &[usize]) -> Vec<String> {
     let mut frames = Vec::new();
-    for &addr in addrs {
+    for &addr in addrs.iter().rev() {
         let mut names = Vec::new();
-        backtrace::resolve(addr as *mut std::ffi::c_void, |sym| {
+        // A return address points after the call: step back into it.
+        let pc = addr.saturating_sub(1);
+        backtrace::resolve(pc as *mut std::ffi::c_void, |sym| {
             names.push(
                 sym.name()
                     .map_or_else(|| format!("{addr:#x}"), |n| format!("{n:#}")),
@@ -125,13 +131,36 @@ fn symbolize(addrs: &[usize]) -> Vec<String> {
         }
         frames.extend(names);
     }
+    // The allocation's own frames come first: jemalloc's sampler, the global allocator and
+    // the standard library's growth paths. The stack's story starts after the last of them.
     let first_own = frames
         .iter()
-        .position(|f| {
-            !(f.contains("jemalloc") || f.contains("alloc::alloc") || f.contains("__rust"))
-        })
-        .unwrap_or(0);
-    frames.split_off(first_own)
+        .take(32)
+        .rposition(|f| is_allocator_frame(f))
+        .map_or(0, |i| i + 1);
+    frames
+        .into_iter()
+        .skip(first_own)
+        .take(MAX_FRAMES)
+        .collect()
+}
+
+fn is_allocator_frame(name: &str) -> bool {
+    const MARKERS: [&str; 12] = [
+        "_rjem_",
+        "je_",
+        "prof_",
+        "imalloc",
+        "irallocx",
+        "__rust_alloc",
+        "__rust_realloc",
+        "GlobalAlloc",
+        "alloc::alloc::",
+        "alloc::raw_vec",
+        "profile::alloc",
+        "tikv_jemallocator",
+    ];
+    MARKERS.iter().any(|m| name.contains(m))
 }
 
 #[cfg(test)]
