@@ -106,6 +106,10 @@ fn main() -> ExitCode {
     for w in &warnings {
         eprintln!("ringcast: warning: {w}");
     }
+    if cli.profile.contains(&ProfileKind::Heap) && !cfg!(feature = "jemalloc") {
+        eprintln!("ringcast: --profile heap needs a build with --features jemalloc");
+        return ExitCode::FAILURE;
+    }
     if cli.test {
         println!(
             "ringcast: the configuration file {} syntax is ok",
@@ -204,7 +208,10 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         hz: cli.profile_hz,
         dir: cli.profile_dir.clone(),
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| {
+        let _ = std::fs::remove_file(&config.pid);
+        e.to_string()
+    })?;
 
     let workers = cli
         .workers
