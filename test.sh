@@ -8,3 +8,5 @@ echo "== unit and end-to-end tests, io_uring (RINGCAST_IO=uring)"
 RINGCAST_IO=uring cargo test --all-targets
 echo "== end-to-end tests again on the epoll fallback (RINGCAST_IO=epoll)"
 RINGCAST_IO=epoll cargo test --test '*'
+echo "== heap profiling, in the build with jemalloc (--features jemalloc)"
+RINGCAST_IO=uring cargo test --features jemalloc --test profile heap_profile_with_jemalloc

@@ -14,8 +14,11 @@
 //!   tuning from the config (CPU pinning, nice, open-file limit, UDP buffer sizes).
 //! - [`server`]: the I/O drivers that connect sockets, sessions and the hub.
 //! - [`stats`]: the periodic log line, the client registry, rates, /proc readings.
+//! - [`profile`]: CPU and heap profiles, the counting allocator, the incremental leak check,
+//!   SRS's process statistics.
 //!
-//! Protocol code is sans-IO and has no `unsafe`; the I/O layer is the only place that may.
+//! Protocol code is sans-IO and has no `unsafe`; the I/O layer and [`profile`]'s allocator
+//! and valgrind hooks are the only places that may.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod bench;

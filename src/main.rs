@@ -9,11 +9,52 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
 use ringcast::config::{Config, LogLevel, LogTank};
+use ringcast::profile;
 use ringcast::runtime::{self, IoMode};
 use ringcast::server::{self, Shared};
 
+#[cfg(all(feature = "jemalloc", feature = "valgrind"))]
+compile_error!("features jemalloc and valgrind each choose the allocator: pick one");
+#[cfg(not(any(feature = "jemalloc", feature = "valgrind")))]
+type Base = mimalloc::MiMalloc;
+#[cfg(not(any(feature = "jemalloc", feature = "valgrind")))]
+const BASE: Base = mimalloc::MiMalloc;
+#[cfg(feature = "jemalloc")]
+type Base = tikv_jemallocator::Jemalloc;
+#[cfg(feature = "jemalloc")]
+const BASE: Base = tikv_jemallocator::Jemalloc;
+// memcheck sees the heap only through malloc and free.
+#[cfg(all(feature = "valgrind", not(feature = "jemalloc")))]
+type Base = std::alloc::System;
+#[cfg(all(feature = "valgrind", not(feature = "jemalloc")))]
+const BASE: Base = std::alloc::System;
+
+/// Counted for the leak check (`/api/v1/valgrind`), unless built without `alloc-count`.
+#[cfg(feature = "alloc-count")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: profile::alloc::Counting<Base> = profile::alloc::Counting(BASE);
+#[cfg(not(feature = "alloc-count"))]
+#[global_allocator]
+static GLOBAL: Base = BASE;
+
+/// jemalloc's `const char *malloc_conf` (prefixed as tikv-jemalloc-sys builds it): heap
+/// profiling compiled in and inactive until `--profile=heap`, the API or a leak check
+/// activates it; one sample per 64 KiB allocated on average, fine enough for a leak check to see
+/// what grows between two checks. A reference to the first byte of a
+/// NUL-terminated string is exactly a C string pointer.
+#[cfg(feature = "jemalloc")]
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &u8 = &b"prof:true,prof_active:false,lg_prof_sample:16\0"[0];
+
+/// What `--profile` can sample for the whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProfileKind {
+    /// CPU time, with pprof.
+    Cpu,
+    /// Live heap, with jemalloc (builds with `--features jemalloc`).
+    Heap,
+}
 
 /// A live-streaming server (RTMP, HTTP-FLV, SRS's HTTP API, forwarding) on io_uring, thread
 /// per core.
@@ -35,9 +76,21 @@ struct Cli {
     /// I/O driver; default: RINGCAST_IO, else auto (io_uring where available, else epoll).
     #[arg(long, value_enum)]
     io: Option<IoMode>,
+    /// Profile the whole run (cpu, heap, or both: cpu,heap); profiles are written on exit
+    /// and on SIGUSR2.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    profile: Vec<ProfileKind>,
+    /// CPU sampling rate of --profile=cpu, in Hz.
+    #[arg(long, default_value_t = profile::cpu::DEFAULT_HZ, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    profile_hz: i32,
+    /// Where --profile writes its .svg and .pb.gz files.
+    #[arg(long, default_value = "flamegraphs")]
+    profile_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "alloc-count")]
+    GLOBAL.install();
     let cli = Cli::parse();
     if cli.version {
         println!("ringcast {}", env!("CARGO_PKG_VERSION"));
@@ -52,6 +105,10 @@ fn main() -> ExitCode {
     };
     for w in &warnings {
         eprintln!("ringcast: warning: {w}");
+    }
+    if cli.profile.contains(&ProfileKind::Heap) && !cfg!(feature = "jemalloc") {
+        eprintln!("ringcast: --profile heap needs a build with --features jemalloc");
+        return ExitCode::FAILURE;
     }
     if cli.test {
         println!(
@@ -144,6 +201,18 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         .thread_block()
         .map_err(|e| format!("blocking signals: {e}"))?;
 
+    // Before the workers start, so that sampling sees them from their first instruction.
+    let profiling = profile::Session::start(profile::Options {
+        cpu: cli.profile.contains(&ProfileKind::Cpu),
+        heap: cli.profile.contains(&ProfileKind::Heap),
+        hz: cli.profile_hz,
+        dir: cli.profile_dir.clone(),
+    })
+    .map_err(|e| {
+        let _ = std::fs::remove_file(&config.pid);
+        e.to_string()
+    })?;
+
     let workers = cli
         .workers
         .or(config.workers)
@@ -183,10 +252,12 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         match signals.wait() {
             Ok(Signal::SIGINT | Signal::SIGTERM) => {
                 tracing::info!("signal received, exiting");
+                profiling.finish();
                 let _ = std::fs::remove_file(&pid_path);
                 return Ok(());
             }
             Ok(Signal::SIGHUP) => reload(&shared, &config_path),
+            Ok(Signal::SIGUSR2) => profiling.dump(),
             Ok(other) => tracing::info!("{other} ignored"),
             Err(e) => return Err(format!("sigwait: {e}")),
         }

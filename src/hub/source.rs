@@ -175,6 +175,12 @@ impl Source {
         self.lock().publisher
     }
 
+    /// Frames waiting in this stream's relay queues for their cores to take them: what a
+    /// lagging core holds. Takes the Source's lock once; for stats, not for the hot path.
+    pub fn queued_frames(&self) -> usize {
+        self.lock().relays.iter().map(|r| r.queue.len()).sum()
+    }
+
     /// Ok(None) when the Source was removed from the hub (look it up again), Err when busy.
     pub(super) fn start_publish(
         self: &Arc<Self>,

@@ -99,6 +99,11 @@ impl Server {
     /// Starts ringcast with `workers` workers, extra global directives, and the body of the
     /// default vhost; the HTTP API and HTTP-FLV listen on free ports of their own.
     pub fn start(workers: usize, global: &str, vhost: &str) -> Self {
+        Self::start_with(workers, global, vhost, &[])
+    }
+
+    /// As [`Server::start`], with extra command-line arguments.
+    pub fn start_with(workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let (api_port, http_port) = (free_port(), free_port());
@@ -119,6 +124,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
             .arg("-c")
             .arg(&conf)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -176,6 +182,18 @@ impl Server {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits for the process to exit; None if it still runs after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// True while the process runs.
