@@ -9,4 +9,4 @@ RINGCAST_IO=uring cargo test --all-targets
 echo "== end-to-end tests again on the epoll fallback (RINGCAST_IO=epoll)"
 RINGCAST_IO=epoll cargo test --test '*'
 echo "== heap profiling, in the build with jemalloc (--features jemalloc)"
-RINGCAST_IO=uring cargo test --features jemalloc --test profile heap_profile_with_jemalloc
+RINGCAST_IO=uring cargo test --features jemalloc --lib --test profile -- heap
