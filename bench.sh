@@ -11,7 +11,8 @@
 # table.md and chart.svg under bench-results/.
 #
 # Servers: ringcast (io_uring), ringcast-epoll (the same binary on its epoll fallback, so
-# io_uring's gain is measured), nginx-rtmp (Debian's libnginx-mod-rtmp, one worker, installed
+# io_uring's gain is measured), ringcast-nocount (built without the alloc-count feature, the
+# counting layer behind /api/v1/valgrind, so its cost is measured), nginx-rtmp (Debian's libnginx-mod-rtmp, one worker, installed
 # if missing), srs (when SRS_BIN names an SRS binary).
 #
 # Everything it starts it stops, by pid, on exit and on Ctrl-C.
@@ -22,7 +23,7 @@ usage() {
     cat <<'EOF'
 usage: ./bench.sh [options]
   --levels "500 1000 1500 2000 2500"   player counts to measure
-  --servers "ringcast ringcast-epoll nginx-rtmp [srs]"
+  --servers "ringcast ringcast-epoll nginx-rtmp [ringcast-nocount] [srs]"
                                        servers to measure (srs needs SRS_BIN=/path/to/srs)
   --proto rtmp|flv                     players over RTMP (default) or HTTP-FLV
   --ramp SECONDS                       players start evenly over this time (default 5)
@@ -32,6 +33,8 @@ usage: ./bench.sh [options]
   --media FILE                         the stream to publish (default ../shared/media/source.flv)
   --load-workers N                     load tool threads (default 1, like sb_rtmp_load)
   --out DIR                            results folder (default bench-results/DATE)
+  --port-base N                        ports used: N..N+2 for RTMP, N+10 and N+12 for HTTP
+                                       (default 19350, as in conf/bench.conf)
   --no-build                           use the binaries in target/release as they are
   -h, --help                           this text
 Environment: SRS_BIN (an SRS binary), RINGCAST_WORKERS (ringcast's workers; default one per
@@ -51,6 +54,7 @@ load_workers=1
 out="bench-results/$(date +%Y%m%d-%H%M%S)"
 build=1
 bin_dir=${RINGCAST_BIN_DIR:-target/release}
+port_base=19350
 
 while (($#)); do
     case "$1" in
@@ -60,6 +64,7 @@ while (($#)); do
     --ramp) ramp="$2"; shift 2 ;;
     --measure) measure="$2"; shift 2 ;;
     --warmup) warmup="$2"; shift 2 ;;
+    --port-base) port_base="$2"; shift 2 ;;
     --media) media="$2"; shift 2 ;;
     --load-workers) load_workers="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
@@ -77,9 +82,12 @@ die() {
 [[ -f "$media" ]] || die "$media: no such file (--media FILE)"
 case "$proto" in rtmp | flv) ;; *) die "--proto must be rtmp or flv" ;; esac
 
-# Ports of the servers under test; ringcast's come from conf/bench.conf.
-declare -A rtmp_port=([ringcast]=19350 [ringcast-epoll]=19350 [nginx-rtmp]=19351 [srs]=19352)
-declare -A http_port=([ringcast]=18080 [ringcast-epoll]=18080 [srs]=18082)
+# Ports of the servers under test: RTMP on base+0 (ringcast), +1 (nginx-rtmp), +2 (SRS),
+# HTTP-FLV on base+10 (ringcast) and +12 (SRS). conf/bench.conf holds the default base's.
+declare -A rtmp_port=([ringcast]=$port_base [ringcast-epoll]=$port_base
+    [ringcast-nocount]=$port_base [nginx-rtmp]=$((port_base + 1)) [srs]=$((port_base + 2)))
+declare -A http_port=([ringcast]=$((port_base + 10)) [ringcast-epoll]=$((port_base + 10))
+    [ringcast-nocount]=$((port_base + 10)) [srs]=$((port_base + 12)))
 
 mkdir -p "$out/logs"
 out=$(cd "$out" && pwd)
@@ -201,12 +209,16 @@ start_server() {
         die "port ${rtmp_port[$name]} is in use: stop what listens there before benchmarking $name"
     fi
     case "$name" in
-    ringcast | ringcast-epoll)
-        local io=uring
+    ringcast | ringcast-epoll | ringcast-nocount)
+        local io=uring exe="$bin_dir/ringcast"
         [[ "$name" == ringcast-epoll ]] && io=epoll
+        [[ "$name" == ringcast-nocount ]] && exe="$bin_dir/ringcast-nocount"
         local workers=()
         [[ -n "${RINGCAST_WORKERS:-}" ]] && workers=(--workers "$RINGCAST_WORKERS")
-        "$bin_dir/ringcast" -c conf/bench.conf --io "$io" "${workers[@]}" >"$log" 2>&1 &
+        # conf/bench.conf as it is, on this run's ports.
+        sed -e "s/^listen .*/listen              ${rtmp_port[$name]};/" \
+            -e "s/^\(  *listen *\)[0-9]*;\$/\1${http_port[$name]};/" conf/bench.conf >"$work/ringcast.conf"
+        "$exe" -c "$work/ringcast.conf" --io "$io" "${workers[@]}" >"$log" 2>&1 &
         ;;
     nginx-rtmp)
         local prefix="$work/nginx"
@@ -263,6 +275,11 @@ echo "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,enbp
 
 if ((build)) && [[ -z "${RINGCAST_BIN_DIR:-}" ]]; then
     echo "== building release"
+    if [[ " $servers " == *" ringcast-nocount "* ]]; then
+        # Only the ringcast crate differs: its build without the counting allocator, kept aside.
+        cargo build --release --bin ringcast --no-default-features
+        cp target/release/ringcast target/release/ringcast-nocount
+    fi
     cargo build --release --bins
 fi
 [[ " $servers " == *" nginx-rtmp "* ]] && ensure_nginx

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 
@@ -21,11 +21,13 @@ fn bench_sh_measures_ringcast_and_nginx_rtmp_and_cleans_up() {
         .expect("binary dir")
         .to_owned();
     let out = tempfile::tempdir().expect("temp dir");
+    let base = free_base();
     let run = Command::new("./bench.sh")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RINGCAST_BIN_DIR", &bin_dir)
         .args(["--levels", "20", "--servers", "ringcast nginx-rtmp"])
         .args(["--ramp", "1", "--warmup", "1", "--measure", "2"])
+        .args(["--port-base", &base.to_string()])
         .arg("--out")
         .arg(out.path())
         .output()
@@ -60,10 +62,24 @@ fn bench_sh_measures_ringcast_and_nginx_rtmp_and_cleans_up() {
     assert!(svg.contains("<polyline") && svg.contains("nginx-rtmp"));
 
     // Nothing it started still listens.
-    for port in [19350, 19351] {
+    for port in [base, base + 1, base + 10] {
         assert!(
             TcpStream::connect(("127.0.0.1", port)).is_err(),
             "something still listens on {port} after bench.sh"
         );
     }
+}
+
+/// A port base whose ports bench.sh uses (base..base+2, base+10, base+12) are all free, so the
+/// test never meets another server, a developer's benchmark included.
+fn free_base() -> u16 {
+    let start = 20000 + (std::process::id() % 200) as u16 * 50;
+    (0..200)
+        .map(|i| start.wrapping_add(i * 20) % 30000 + 2000)
+        .find(|&base| {
+            [0, 1, 2, 10, 12]
+                .iter()
+                .all(|d| TcpListener::bind(("127.0.0.1", base + d)).is_ok())
+        })
+        .expect("no free port range for bench.sh")
 }
