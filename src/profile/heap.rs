@@ -102,19 +102,23 @@ pub fn growth(
     changed.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
     changed
         .into_iter()
-        .take(limit)
-        .map(|(addrs, d)| Growth {
-            bytes: d as i64,
-            frames: symbolize(addrs),
+        .filter_map(|(addrs, d)| {
+            Some(Growth {
+                bytes: d as i64,
+                frames: symbolize(addrs)?,
+            })
         })
+        .take(limit)
         .collect()
 }
 
 /// Frames listed per stack, from the allocation outwards.
 const MAX_FRAMES: usize = 16;
 
-/// Names the frames of a stack, innermost first, skipping the allocator's own.
-fn symbolize(addrs: &[usize]) -> Vec<String> {
+/// Names the frames of a stack, innermost first, skipping the allocator's own; `None` for
+/// the symbolizer's own caches, which this very check fills (tens of MB on the first call)
+/// and which are not the server's.
+fn symbolize(addrs: &[usize]) -> Option<Vec<String>> {
     let mut frames = Vec::new();
     for &addr in addrs.iter().rev() {
         let mut names = Vec::new();
@@ -131,6 +135,9 @@ fn symbolize(addrs: &[usize]) -> Vec<String> {
         }
         frames.extend(names);
     }
+    if frames.iter().any(|f| f.starts_with("backtrace::symbolize")) {
+        return None;
+    }
     // The allocation's own frames come first: jemalloc's sampler, the global allocator and
     // the standard library's growth paths. The stack's story starts after the last of them.
     let first_own = frames
@@ -138,11 +145,13 @@ fn symbolize(addrs: &[usize]) -> Vec<String> {
         .take(32)
         .rposition(|f| is_allocator_frame(f))
         .map_or(0, |i| i + 1);
-    frames
-        .into_iter()
-        .skip(first_own)
-        .take(MAX_FRAMES)
-        .collect()
+    Some(
+        frames
+            .into_iter()
+            .skip(first_own)
+            .take(MAX_FRAMES)
+            .collect(),
+    )
 }
 
 fn is_allocator_frame(name: &str) -> bool {
