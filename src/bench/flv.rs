@@ -38,14 +38,7 @@ pub fn parse_http_url(url: &str) -> Option<FlvTarget> {
     if authority.is_empty() || path.is_empty() {
         return None;
     }
-    let addr = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
+    let addr = super::socket_addr(authority, 80);
     Some(FlvTarget {
         addr,
         host: authority.to_owned(),

@@ -185,15 +185,23 @@ pub fn parse_rtmp_url(url: &str) -> Option<(String, String, String)> {
     if authority.is_empty() || app.is_empty() || stream.is_empty() {
         return None;
     }
-    let addr = if authority
+    Some((
+        socket_addr(authority, 1935),
+        format!("rtmp://{authority}/{app}"),
+        stream.to_owned(),
+    ))
+}
+
+/// `host:port` for a URL's authority, with `default_port` where it names none.
+pub fn socket_addr(authority: &str, default_port: u16) -> String {
+    if authority
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
     {
         authority.to_owned()
     } else {
-        format!("{authority}:1935")
-    };
-    Some((addr, format!("rtmp://{authority}/{app}"), stream.to_owned()))
+        format!("{authority}:{default_port}")
+    }
 }
 
 #[cfg(test)]

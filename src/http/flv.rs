@@ -6,7 +6,6 @@
 //! either side closes.
 
 use std::pin::pin;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,13 +20,11 @@ use crate::hub::core::Consumer;
 use crate::hub::{StreamKey, StreamSettings};
 use crate::media::Frame;
 use crate::runtime::tick;
-use crate::server::Shared;
+use crate::server::{write_batch, Shared};
 use crate::stats::clients::{Client, ClientKind};
 
 /// Frames gathered into one write at most; each costs three iovecs, under IOV_MAX (1024).
 const MAX_BATCH: usize = 256;
-/// iovecs a player keeps room for between writes.
-const IOV_KEEP: usize = 16;
 /// Bytes a player's reads take at most: it has nothing more to say.
 const DRAIN_BUFFER: usize = 512;
 /// The FLV file header (audio and video) and PreviousTagSize0.
@@ -176,7 +173,7 @@ async fn drain(mut stream: &TcpStream) -> Result<(), HttpConnError> {
 }
 
 async fn write_loop(
-    mut stream: &TcpStream,
+    stream: &TcpStream,
     mut consumer: Consumer,
     shared: &Shared,
     client: &Client,
@@ -193,18 +190,9 @@ async fn write_loop(
             }
             continue;
         }
-        let len: usize = iov.iter().map(Bytes::len).sum();
-        let BufResult(r, v) = stream.write_vectored_all(iov).await;
+        let (r, v) = write_batch(stream, iov, shared, client).await;
         iov = v;
-        iov.clear();
-        // As for RTMP players: the GOP burst's iovecs are not kept for life.
-        iov.shrink_to(IOV_KEEP);
         r?;
-        shared
-            .stats
-            .bytes_out
-            .fetch_add(len as u64, Ordering::Relaxed);
-        client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
         if let Some(period) = merge {
             tick::next(period).await;
         }

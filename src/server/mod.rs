@@ -9,6 +9,8 @@ mod conn;
 mod forward;
 mod player;
 
+pub(crate) use player::write_batch;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

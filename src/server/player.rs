@@ -112,6 +112,30 @@ pub(super) async fn run(
     }
 }
 
+/// Writes a player's batch (RTMP or HTTP-FLV) in one vectored write, counts it, and hands
+/// the vector back emptied.
+pub(crate) async fn write_batch(
+    mut stream: &TcpStream,
+    iov: Vec<Bytes>,
+    shared: &Shared,
+    client: &Client,
+) -> (std::io::Result<()>, Vec<Bytes>) {
+    let len: usize = iov.iter().map(Bytes::len).sum();
+    let BufResult(r, mut iov) = stream.write_vectored_all(iov).await;
+    iov.clear();
+    // A GOP-cache burst needs hundreds of iovecs once; a live player needs a few per turn.
+    // Keeping the burst's capacity would cost every player kilobytes for life.
+    iov.shrink_to(IOV_KEEP);
+    if r.is_ok() {
+        shared
+            .stats
+            .bytes_out
+            .fetch_add(len as u64, Ordering::Relaxed);
+        client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
+    }
+    (r, iov)
+}
+
 async fn read_loop(
     mut stream: &TcpStream,
     mut session: ServerSession,
@@ -146,7 +170,7 @@ async fn read_loop(
 
 /// `stop`: the play's duration and the status message that ends it.
 async fn write_loop(
-    mut stream: &TcpStream,
+    stream: &TcpStream,
     mut consumer: Consumer,
     link: &Link,
     (shared, client): (&Arc<Shared>, &Client),
@@ -201,19 +225,9 @@ async fn write_loop(
             }
             continue;
         }
-        let len: usize = iov.iter().map(Bytes::len).sum();
-        let BufResult(r, v) = stream.write_vectored_all(iov).await;
+        let (r, v) = write_batch(stream, iov, shared, client).await;
         iov = v;
-        iov.clear();
-        // A GOP-cache burst needs hundreds of iovecs once; a live player needs a few per turn.
-        // Keeping the burst's capacity would cost every player kilobytes for life.
-        iov.shrink_to(IOV_KEEP);
         r?;
-        shared
-            .stats
-            .bytes_out
-            .fetch_add(len as u64, Ordering::Relaxed);
-        client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
         if done {
             return Ok(());
         }
