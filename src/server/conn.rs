@@ -43,6 +43,9 @@ pub(super) enum ConnError {
     /// The stream is busy.
     #[error("publish refused: {0}")]
     PublishRefused(#[from] PublishError),
+    /// A player's socket took no data for queue_length.
+    #[error("player stopped reading for {0:?} (queue_length): cut")]
+    Stalled(Duration),
     /// The vhost is disabled.
     #[error("vhost {0} is disabled")]
     VhostDisabled(String),
@@ -255,6 +258,7 @@ async fn play(
         chunk_size: settings.chunk_size,
         duration: target.duration,
         merge: (mw_latency > 0).then(|| Duration::from_millis(u64::from(mw_latency))),
+        stall: settings.queue_length,
     };
     let result = player::run(stream, session, consumer, shared, limits).await;
     tracing::info!(cid = id, "stop playing {key}");

@@ -44,6 +44,8 @@ pub struct ServerStats {
     pub connections: AtomicUsize,
     /// Connections refused by max_connections.
     pub refused: AtomicU64,
+    /// Players cut because they stopped reading for queue_length.
+    pub players_cut: AtomicU64,
     /// Bytes sent to players.
     pub bytes_out: AtomicU64,
     /// Bytes received.

@@ -84,6 +84,9 @@ pub(super) struct Limits {
     /// `mw_latency`: wait for the core's next write tick of this period before writing what
     /// arrived ([`super::tick`]); `None` writes as soon as anything arrives.
     pub(super) merge: Option<Duration>,
+    /// `queue_length`: a write that cannot complete for this long means the player stopped
+    /// reading; it is cut, since what it would get next is older than the ring keeps.
+    pub(super) stall: Duration,
 }
 
 /// Serves a player until it stops, disconnects, reaches its duration, or its socket fails.
@@ -193,7 +196,14 @@ async fn write_loop(
             continue;
         }
         let len: usize = iov.iter().map(Bytes::len).sum();
-        let BufResult(r, v) = stream.write_vectored_all(iov).await;
+        // A player that stops reading never comes back to `next_batch`, where a slow one
+        // skips to a keyframe: without this bound it would hold its slot and socket forever.
+        let Ok(BufResult(r, v)) =
+            compio::time::timeout(limits.stall, stream.write_vectored_all(iov)).await
+        else {
+            shared.stats.players_cut.fetch_add(1, Ordering::Relaxed);
+            return Err(ConnError::Stalled(limits.stall));
+        };
         iov = v;
         iov.clear();
         // A GOP-cache burst needs hundreds of iovecs once; a live player needs a few per turn.
