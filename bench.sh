@@ -351,13 +351,14 @@ soak() {
         fi
     }
     round() {
-        "$bench" rtmp-play -c "$players" -r "$url" -s 5 -d 30 --interval 30 \
+        "$bench" rtmp-play -c "$players" -r "$url" -s 5 -d 30 --interval 5 \
             >"$logs/soak-round-$1.log" 2>&1 &
         round_pid=$!
         started+=("$round_pid")
     }
     echo "== soak: $minutes min of $players players per 30 s round, RSS bound +$bound_mb MB"
-    start_server ringcast soak
+    # Info level, whatever bench.conf says: every connection's end is logged with its reason.
+    RUST_LOG=info,compio=warn start_server ringcast soak
     "$bench" rtmp-publish -c 1 -i "$media" -r "$url" -d "$((minutes * 60 + 120))" \
         --interval 60 >"$logs/soak-publish.log" 2>&1 &
     local pub=$!
@@ -408,6 +409,7 @@ soak() {
         "($((growth_kb * 1024 / served)) bytes per player connection)"
     echo "soak: leak check at start: $start_leak"
     echo "soak: leak check at end:   $end_leak"
+    echo "soak: players cut for not reading: $(grep -c 'stopped reading' "$logs/ringcast-soak.log" || true)"
     echo "soak: samples in $csv_soak, logs in $logs"
     ((growth_kb <= bound_mb * 1024)) ||
         die "soak: RSS grew by $growth_kb kB, beyond the bound of $bound_mb MB"
