@@ -252,7 +252,10 @@ fn silent_clients_are_closed_after_the_handshake_timeout() {
     assert!(log.contains("timed out while waiting for connect"), "{log}");
 }
 
-/// SIGTERM with 2000 players connected and playing: the process exits within 2 s.
+/// SIGTERM with 2000 players connected and playing: the process exits within 2 s. The stream
+/// starts once all have joined (gop_cache off, so none gets a cached burst): 2000 debug-build
+/// players joining a 528 kbps stream would starve the handshakes of the last ones on a loaded
+/// 2-core CI machine, and what counts is that writes to all of them are in flight at SIGTERM.
 #[test]
 fn sigterm_with_two_thousand_players_exits_within_two_seconds() {
     const PLAYERS: usize = 2000;
@@ -263,11 +266,9 @@ fn sigterm_with_two_thousand_players_exits_within_two_seconds() {
     let mut server = Server::start(
         2,
         &format!("rlimit_nofile {limit};\nmax_connections {};", PLAYERS + 100),
-        "",
+        "gop_cache off;",
     );
-    let stop = Arc::new(AtomicBool::new(false));
     let publisher = Client::publish(server.port, "many").expect("publish");
-    let feeder = publish_realtime(publisher, media_tags(), stop.clone());
     let bench = Command::new(env!("CARGO_BIN_EXE_ringcast-bench"))
         .args(["rtmp-play", "-c", &PLAYERS.to_string(), "-r"])
         .arg(server.url("many"))
@@ -284,17 +285,25 @@ fn sigterm_with_two_thousand_players_exits_within_two_seconds() {
         .count()
         < PLAYERS
     {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "only {} players after 20 s",
-            server
-                .log()
-                .matches("play __defaultVhost__/live/many")
-                .count()
-        );
+        if start.elapsed() > Duration::from_secs(20) {
+            let log = server.log();
+            let mut reasons = std::collections::BTreeMap::new();
+            for l in log.lines() {
+                if let Some((_, why)) = l.split_once("closing: ") {
+                    let why = why.split(" \u{1b}").next().unwrap_or(why);
+                    *reasons.entry(why.to_owned()).or_insert(0) += 1;
+                }
+            }
+            panic!(
+                "only {} players after 20 s; connections closed early: {reasons:?}",
+                log.matches("play __defaultVhost__/live/many").count(),
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = publish_realtime(publisher, media_tags(), stop.clone());
+    std::thread::sleep(Duration::from_millis(1000));
     let signalled = Instant::now();
     kill(Pid::from_raw(server.pid() as i32), Signal::SIGTERM).expect("SIGTERM");
     while server.alive() {
