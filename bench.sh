@@ -36,6 +36,7 @@ usage: ./bench.sh [options]
   --port-base N                        ports used: N..N+2 for RTMP, N+10 and N+12 for HTTP
                                        (default 19350, as in conf/bench.conf)
   --no-build                           use the binaries in target/release as they are
+  --soak MINUTES                       instead: ringcast under player churn, RSS and leak check
   -h, --help                           this text
 Environment: SRS_BIN (an SRS binary), RINGCAST_WORKERS (ringcast's workers; default one per
 core), RINGCAST_BIN_DIR (where ringcast and ringcast-bench are; default target/release).
@@ -69,6 +70,7 @@ while (($#)); do
     --load-workers) load_workers="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
+    --soak) soak_minutes="$2"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -356,6 +358,98 @@ measure_one() {
                 p50, p99, alive, failed
         }' | tee -a "$csv"
 }
+
+# --soak MINUTES: ringcast alone under player churn, for leaks. Publishes the media, then for
+# MINUTES runs back-to-back rounds of SOAK_PLAYERS players (default 500; ringcast-bench
+# rtmp-play, 5 s ramp, 30 s each), sampling the server's RSS and connections every 10 s into
+# soak.csv. The start sample is taken after a first warm-up round, when its players have left
+# (the allocator and the rings are then at their working size), the end sample after the last
+# round has left: the same state, so the difference is what the churn leaked. It also asks the
+# HTTP API's leak check (/api/v1/valgrind?check=added) at start and end when it answers.
+# Fails when RSS grew by more than SOAK_MAX_GROWTH_MB (default 16 MB).
+soak() {
+    local minutes=$1 players=${SOAK_PLAYERS:-500} bound_mb=${SOAK_MAX_GROWTH_MB:-16}
+    if ! [[ "$minutes" =~ ^[0-9]+$ ]] || ((minutes == 0)); then
+        die "--soak takes whole minutes above 0"
+    fi
+    local port=${rtmp_port[ringcast]} leak_url="http://127.0.0.1:1985/api/v1/valgrind?check=added"
+    local url="rtmp://127.0.0.1:$port/live/livestream" logs="$out/logs" csv_soak="$out/soak.csv"
+    leak_check() {
+        local r
+        r=$(curl -s -m 5 "$leak_url" 2>/dev/null) || r=""
+        if [[ "$r" == "{"* ]]; then
+            echo "$r"
+        else
+            echo "unavailable (no answer from $leak_url; the endpoint is not in this build)"
+        fi
+    }
+    round() {
+        "$bench" rtmp-play -c "$players" -r "$url" -s 5 -d 30 --interval 5 \
+            >"$logs/soak-round-$1.log" 2>&1 &
+        round_pid=$!
+        started+=("$round_pid")
+    }
+    echo "== soak: $minutes min of $players players per 30 s round, RSS bound +$bound_mb MB"
+    # Info level, whatever bench.conf says: every connection's end is logged with its reason.
+    RUST_LOG=info,compio=warn start_server ringcast soak
+    "$bench" rtmp-publish -c 1 -i "$media" -r "$url" -d "$((minutes * 60 + 120))" \
+        --interval 60 >"$logs/soak-publish.log" 2>&1 &
+    local pub=$!
+    started+=("$pub")
+    sleep 4
+    local idle_kb round_pid rounds=1
+    idle_kb=$(rss_kb "$server_pid")
+    round 0
+    wait "$round_pid" || true
+    stop_pid "$round_pid"
+    sleep 2
+    local start_kb start_leak t0 now
+    start_kb=$(rss_kb "$server_pid")
+    start_leak=$(leak_check)
+    echo "seconds,rss_kb,connections,round" >"$csv_soak"
+    t0=$(date +%s)
+    round "$rounds"
+    while now=$(date +%s) && ((now - t0 < minutes * 60)); do
+        sleep 10
+        kill -0 "$server_pid" 2>/dev/null || die "soak: ringcast exited (see $logs/ringcast-soak.log)"
+        echo "$(($(date +%s) - t0)),$(rss_kb "$server_pid"),$(connections "$port"),$rounds" |
+            tee -a "$csv_soak"
+        if ! kill -0 "$round_pid" 2>/dev/null; then
+            stop_pid "$round_pid"
+            if (($(date +%s) - t0 < minutes * 60)); then
+                rounds=$((rounds + 1))
+                round "$rounds"
+            fi
+        fi
+    done
+    wait "$round_pid" || true
+    stop_pid "$round_pid"
+    sleep 2
+    local end_kb end_leak max_kb failed=0 r f
+    end_kb=$(rss_kb "$server_pid")
+    end_leak=$(leak_check)
+    max_kb=$(awk -F, 'NR > 1 && $2 > m {m = $2} END {print m + 0}' "$csv_soak")
+    for r in $(seq 0 "$rounds"); do
+        f=$(summary_field "$logs/soak-round-$r.log" failed)
+        failed=$((failed + ${f:-0}))
+    done
+    stop_pid "$pub"
+    stop_pid "$server_pid"
+    local growth_kb=$((end_kb - start_kb)) served=$(((rounds + 1) * players))
+    echo "soak: $minutes min, $((rounds + 1)) rounds, $served player connections, $failed failed"
+    echo "soak: RSS publisher alone $idle_kb kB; start $start_kb kB, end $end_kb kB," \
+        "peak with players $max_kb kB; growth $growth_kb kB" \
+        "($((growth_kb * 1024 / served)) bytes per player connection)"
+    echo "soak: leak check at start: $start_leak"
+    echo "soak: leak check at end:   $end_leak"
+    echo "soak: players cut for not reading: $(grep -c 'stopped reading' "$logs/ringcast-soak.log" || true)"
+    echo "soak: samples in $csv_soak, logs in $logs"
+    ((growth_kb <= bound_mb * 1024)) ||
+        die "soak: RSS grew by $growth_kb kB, beyond the bound of $bound_mb MB"
+    ((failed == 0)) || die "soak: $failed player connections failed"
+    echo "soak: passed (RSS growth within $bound_mb MB)"
+}
+[[ -n "${soak_minutes:-}" ]] && { soak "$soak_minutes"; exit 0; }
 
 for players in $levels; do
     for name in $servers; do

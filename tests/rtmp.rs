@@ -7,6 +7,8 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -223,18 +225,21 @@ fn forwards_to_nginx_rtmp() {
     );
 }
 
-/// The forward reconnects when the destination comes back.
+/// The forward connects when the destination comes up late, and reconnects when it goes down
+/// and comes back; a player of the origin is not disturbed meanwhile.
 #[test]
 fn forward_reconnects_when_the_destination_returns() {
     let dest_port = free_port();
     let server = Server::start(1, "", &format!("forward 127.0.0.1:{dest_port};"));
-    let tags = media_tags();
-    let mut publisher = Client::publish(server.port, "fwd").expect("publish");
-    for t in tags.iter().take(100) {
-        publisher.send(t, t.timestamp).expect("send");
-    }
-    // Nothing listens yet: the forwarder retries. Now a second ringcast comes up there.
-    std::thread::sleep(Duration::from_millis(1500));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = Client::publish(server.port, "fwd").expect("publish");
+    let mut local = Client::play(server.port, "fwd").expect("play from the origin");
+    let feeder = publish_realtime(publisher, media_tags(), stop.clone());
+    let watcher = std::thread::spawn(move || {
+        local
+            .media_for(Duration::from_secs(7), |_| false)
+            .expect("origin player")
+    });
     let dir = tempfile::tempdir().expect("tmp");
     let conf = dir.path().join("dest.conf");
     std::fs::write(
@@ -245,35 +250,52 @@ fn forward_reconnects_when_the_destination_returns() {
         ),
     )
     .expect("conf");
-    let dest = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dest server");
-    let _dest = Reaper(dest);
-    wait_port(dest_port, Duration::from_secs(10));
-    let mut player = Client::play(dest_port, "fwd").expect("play from destination");
-    // Keep publishing while the player listens at the destination.
-    let feeder = std::thread::spawn(move || {
-        for t in tags.iter().skip(100).take(400) {
-            if publisher.send(t, t.timestamp).is_err() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        publisher
-    });
-    let media = player
-        .media_for(Duration::from_secs(10), |m| m.iter().any(is_keyframe))
-        .expect("media");
-    assert!(
-        media.iter().any(is_keyframe),
-        "no keyframe forwarded: {} messages",
-        media.len()
-    );
+    let start_dest = || {
+        let dest = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dest server");
+        wait_port(dest_port, Duration::from_secs(10));
+        Reaper(dest)
+    };
+    let keyframe_at_dest = |when: &str| {
+        let mut player = Client::play(dest_port, "fwd").expect("play from destination");
+        let media = player
+            .media_for(Duration::from_secs(5), |m| m.iter().any(is_keyframe))
+            .expect("media");
+        assert!(
+            media.iter().any(is_keyframe),
+            "no keyframe forwarded {when}: {} messages",
+            media.len()
+        );
+    };
+    // Nothing listens yet: the forwarder retries until a second ringcast comes up there.
+    std::thread::sleep(Duration::from_millis(1500));
+    let dest = start_dest();
+    keyframe_at_dest("once the destination came up");
+    // The destination dies and comes back.
+    drop(dest);
+    std::thread::sleep(Duration::from_millis(500));
+    let _dest = start_dest();
+    keyframe_at_dest("after the destination came back");
+
+    let media = watcher.join().expect("origin player");
+    stop.store(true, Ordering::Relaxed);
     drop(feeder.join());
+    let video: Vec<u32> = media
+        .iter()
+        .filter(|m| m.type_id == 9)
+        .map(|m| m.timestamp)
+        .collect();
+    let gap = video.windows(2).map(|w| w[1].wrapping_sub(w[0])).max();
+    assert!(
+        video.len() > 100 && gap.is_some_and(|g| g <= 200),
+        "the origin player was disturbed: {} video frames, largest gap {gap:?} ms",
+        video.len()
+    );
     assert!(server
         .log()
         .contains("forwarding __defaultVhost__/live/fwd"));

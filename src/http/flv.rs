@@ -146,7 +146,10 @@ pub(super) async fn run(
     let start = vec![Bytes::from(response), Bytes::from_static(FLV_HEADER)];
     let reader = pin!(drain(stream));
     let merge = shared.config().vhost(&play.key.vhost).merged_write();
-    let writer = pin!(write_loop(stream, consumer, shared, client, merge, start));
+    let stall = play.settings.queue_length;
+    let writer = pin!(write_loop(
+        stream, consumer, shared, client, merge, stall, start
+    ));
     let result = client
         .until_kicked(async {
             match select(reader, writer).await {
@@ -178,6 +181,7 @@ async fn write_loop(
     shared: &Shared,
     client: &Client,
     merge: Option<Duration>,
+    stall: Duration,
     mut iov: Vec<Bytes>,
 ) -> Result<(), HttpConnError> {
     loop {
@@ -190,9 +194,7 @@ async fn write_loop(
             }
             continue;
         }
-        let (r, v) = write_batch(stream, iov, shared, client).await;
-        iov = v;
-        r?;
+        iov = write_batch(stream, iov, shared, client, stall).await?;
         if let Some(period) = merge {
             tick::next(period).await;
         }

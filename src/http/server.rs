@@ -164,6 +164,18 @@ pub(super) enum HttpConnError {
     /// The API kicked the client.
     #[error("kicked by the HTTP API")]
     Kicked,
+    /// An HTTP-FLV player's socket took no data for queue_length.
+    #[error("player stopped reading for {0:?} (queue_length): cut")]
+    Stalled(std::time::Duration),
+}
+
+impl From<crate::server::BatchError> for HttpConnError {
+    fn from(e: crate::server::BatchError) -> Self {
+        match e {
+            crate::server::BatchError::Io(e) => Self::Io(e),
+            crate::server::BatchError::Stalled(d) => Self::Stalled(d),
+        }
+    }
 }
 
 impl From<Kicked> for HttpConnError {

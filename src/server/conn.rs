@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use compio::buf::BufResult;
 use compio::io::{AsyncRead, AsyncWriteExt};
@@ -44,6 +44,9 @@ pub(super) enum ConnError {
     /// The stream is busy.
     #[error("publish refused: {0}")]
     PublishRefused(#[from] PublishError),
+    /// A player's socket took no data for queue_length.
+    #[error("player stopped reading for {0:?} (queue_length): cut")]
+    Stalled(Duration),
     /// The vhost is disabled.
     #[error("vhost {0} is disabled")]
     VhostDisabled(String),
@@ -55,6 +58,15 @@ pub(super) enum ConnError {
 impl From<Kicked> for ConnError {
     fn from(_: Kicked) -> Self {
         Self::Kicked
+    }
+}
+
+impl From<player::BatchError> for ConnError {
+    fn from(e: player::BatchError) -> Self {
+        match e {
+            player::BatchError::Io(e) => Self::Io(e),
+            player::BatchError::Stalled(d) => Self::Stalled(d),
+        }
     }
 }
 
@@ -293,6 +305,7 @@ async fn play(
         chunk_size: settings.chunk_size,
         duration: target.duration,
         merge: shared.config().vhost(target.vhost).merged_write(),
+        stall: settings.queue_length,
     };
     let registered = shared.clients.register(
         id,

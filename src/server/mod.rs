@@ -9,7 +9,7 @@ mod conn;
 mod forward;
 mod player;
 
-pub(crate) use player::write_batch;
+pub(crate) use player::{write_batch, BatchError};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -68,6 +68,8 @@ pub struct ServerStats {
     pub connections: AtomicUsize,
     /// Connections refused by max_connections.
     pub refused: AtomicU64,
+    /// Players cut because they stopped reading for queue_length.
+    pub players_cut: AtomicU64,
     /// Bytes sent to players.
     pub bytes_out: AtomicU64,
     /// Bytes received from publishers.

@@ -85,6 +85,9 @@ pub(super) struct Limits {
     /// `mw_latency`: wait for the core's next write tick of this period before writing what
     /// arrived ([`crate::runtime::tick`]); `None` writes as soon as anything arrives.
     pub(super) merge: Option<Duration>,
+    /// `queue_length`: a write that cannot complete for this long means the player stopped
+    /// reading; it is cut, since what it would get next is older than the ring keeps.
+    pub(super) stall: Duration,
 }
 
 /// Serves a player until it stops, disconnects, reaches its duration, or its socket fails.
@@ -112,28 +115,46 @@ pub(super) async fn run(
     }
 }
 
+/// Why a player's batch did not go out.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BatchError {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The write took no data for queue_length.
+    #[error("player stopped reading for {0:?} (queue_length): cut")]
+    Stalled(Duration),
+}
+
 /// Writes a player's batch (RTMP or HTTP-FLV) in one vectored write, counts it, and hands
-/// the vector back emptied.
+/// the vector back emptied. A write that cannot complete within `stall` (queue_length) means
+/// the player stopped reading: it never comes back to `next_batch`, where a slow player skips
+/// to a keyframe, so without this bound it would hold its slot and socket forever.
 pub(crate) async fn write_batch(
     mut stream: &TcpStream,
     iov: Vec<Bytes>,
     shared: &Shared,
     client: &Client,
-) -> (std::io::Result<()>, Vec<Bytes>) {
+    stall: Duration,
+) -> Result<Vec<Bytes>, BatchError> {
     let len: usize = iov.iter().map(Bytes::len).sum();
-    let BufResult(r, mut iov) = stream.write_vectored_all(iov).await;
+    let Ok(BufResult(r, mut iov)) =
+        compio::time::timeout(stall, stream.write_vectored_all(iov)).await
+    else {
+        shared.stats.players_cut.fetch_add(1, Ordering::Relaxed);
+        return Err(BatchError::Stalled(stall));
+    };
+    r?;
     iov.clear();
     // A GOP-cache burst needs hundreds of iovecs once; a live player needs a few per turn.
     // Keeping the burst's capacity would cost every player kilobytes for life.
     iov.shrink_to(IOV_KEEP);
-    if r.is_ok() {
-        shared
-            .stats
-            .bytes_out
-            .fetch_add(len as u64, Ordering::Relaxed);
-        client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
-    }
-    (r, iov)
+    shared
+        .stats
+        .bytes_out
+        .fetch_add(len as u64, Ordering::Relaxed);
+    client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
+    Ok(iov)
 }
 
 async fn read_loop(
@@ -225,9 +246,7 @@ async fn write_loop(
             }
             continue;
         }
-        let (r, v) = write_batch(stream, iov, shared, client).await;
-        iov = v;
-        r?;
+        iov = write_batch(stream, iov, shared, client, limits.stall).await?;
         if done {
             return Ok(());
         }

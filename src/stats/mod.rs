@@ -43,11 +43,12 @@ pub fn log_forever(shared: Arc<Shared>, period: Duration) {
         last_in = seen;
         let out = shared.stats.bytes_out.load(Ordering::Relaxed);
         tracing::info!(
-            "server connections={} out={}kbps refused={} skips={}",
+            "server connections={} out={}kbps refused={} skips={} cut={}",
             shared.stats.connections.load(Ordering::Relaxed),
             kbps(out - last_out),
             shared.stats.refused.load(Ordering::Relaxed),
             shared.hub.stats.player_skips.load(Ordering::Relaxed),
+            shared.stats.players_cut.load(Ordering::Relaxed),
         );
         last_out = out;
     }

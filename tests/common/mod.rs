@@ -381,3 +381,78 @@ pub fn is_keyframe(m: &RawMessage) -> bool {
 pub fn is_video_sh(m: &RawMessage) -> bool {
     m.type_id == 9 && m.payload.len() > 1 && m.payload[1] == 0
 }
+
+impl Client {
+    /// Like [`Client::play`], on a socket whose receive buffer is `rcvbuf` bytes, set before
+    /// connect so that the TCP window stays small: once this player stops reading, the
+    /// server's writes to it stall within a few kilobytes instead of megabytes.
+    pub fn play_small_window(port: u16, name: &str, rcvbuf: usize) -> Result<Self, String> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
+        socket
+            .set_recv_buffer_size(rcvbuf)
+            .map_err(|e| e.to_string())?;
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        socket.connect(&addr.into()).map_err(|e| e.to_string())?;
+        let url = format!("rtmp://127.0.0.1:{port}/live");
+        let mut c = Self {
+            stream: socket.into(),
+            session: ClientSession::play(&url, name),
+            events: Vec::new(),
+        };
+        c.until(Duration::from_secs(5), |e| {
+            matches!(e, ClientEvent::Playing | ClientEvent::Refused(_))
+        })?;
+        match c.events.last() {
+            Some(ClientEvent::Playing) => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    /// Aborts the connection with a reset, as a killed process or a dead network does.
+    pub fn kill(self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+    }
+}
+
+/// Resident memory of process `pid`, in KiB (Linux /proc).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Publishes `tags` at their own pace (timestamps against the wall clock) from a thread,
+/// until `stop` is set or the tags run out; returns the publisher when done.
+pub fn publish_realtime(
+    mut publisher: Client,
+    tags: Vec<Tag>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Client> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        for t in &tags {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let due = Duration::from_millis(u64::from(t.timestamp));
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            if publisher.send(t, t.timestamp).is_err() {
+                break;
+            }
+        }
+        publisher
+    })
+}
+
+/// Payload bytes of `media`.
+pub fn payload_bytes(media: &[RawMessage]) -> usize {
+    media.iter().map(|m| m.payload.len()).sum()
+}
