@@ -7,7 +7,7 @@
 //! opens sockets or applies settings: callers act on the returned values.
 //!
 //! Compatibility rules, chosen so real SRS configs load unchanged:
-//! - Directives ringcast does not support (`rtc_server`, `hls`, `dvr`, ...)
+//! - Directives ringcast does not support (`srt_server`, `hls`, `dvr`, ...)
 //!   are skipped with one [`Warning`] per dotted path (`vhost.hls`), however
 //!   often they repeat, so a large SRS config stays readable in the log.
 //! - Known directives with bad values are errors, even inside disabled blocks,
@@ -46,6 +46,7 @@ pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 const RTMP_PORT: u16 = 1935;
 const HTTP_API_PORT: u16 = 1985;
 const HTTP_SERVER_PORT: u16 = 8080;
+const RTC_PORT: u16 = 8000;
 /// SRS's accepted chunk sizes; the RTMP spec allows larger, but clients in the
 /// wild are only tested against what SRS sends.
 const CHUNK_SIZE: RangeInclusive<u64> = 128..=65536;
@@ -128,6 +129,54 @@ pub struct Vhost {
     pub mw_latency: Option<u32>,
     /// `tcp_nodelay on|off;`, default off as in SRS.
     pub tcp_nodelay: bool,
+    /// `rtc { ... }`: WebRTC for this vhost's streams.
+    pub rtc: VhostRtc,
+}
+
+/// A vhost's `rtc { enabled on; rtmp_to_rtc on; nack on; }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VhostRtc {
+    /// `enabled on|off;`, default off as in SRS: WHIP publish and WHEP play are refused unless
+    /// the stream's vhost turns them on.
+    pub enabled: bool,
+    /// `rtmp_to_rtc on|off;`, default off: RTMP publishes of this vhost are offered to WHEP
+    /// players.
+    pub rtmp_to_rtc: bool,
+    /// `nack on|off;`, default on: lost packets a player reports are resent.
+    pub nack: bool,
+}
+
+impl Default for VhostRtc {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            rtmp_to_rtc: false,
+            nack: true,
+        }
+    }
+}
+
+/// `rtc_server { enabled on; listen 8000; candidate 127.0.0.1; }`: the WebRTC UDP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtcServer {
+    /// `enabled on|off;`, default off.
+    pub enabled: bool,
+    /// `listen PORT;` (or `IP:PORT`): the UDP address every worker binds, default
+    /// `0.0.0.0:8000`.
+    pub listen: SocketAddr,
+    /// `candidate IP;`: the address put in SDP answers for clients to send to. `*` (SRS's
+    /// default) or an unset `$ENV_VAR` mean `None`: detect it from the host's interfaces.
+    pub candidate: Option<IpAddr>,
+}
+
+impl Default for RtcServer {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: any_v4(RTC_PORT),
+            candidate: None,
+        }
+    }
 }
 
 impl Vhost {
@@ -143,6 +192,7 @@ impl Vhost {
             chunk_size: None,
             mw_latency: None,
             tcp_nodelay: false,
+            rtc: VhostRtc::default(),
         }
     }
 }
@@ -174,6 +224,8 @@ pub struct Config {
     pub http_api: Listener,
     /// `http_server { ... }` (or SRS 2's `http_stream`), default off on 8080.
     pub http_server: Listener,
+    /// `rtc_server { ... }`, default off on UDP port 8000.
+    pub rtc_server: RtcServer,
     /// All vhosts in file order; always contains [`DEFAULT_VHOST`].
     pub vhosts: Vec<Vhost>,
 }
@@ -192,6 +244,7 @@ impl Default for Config {
             workers: None,
             http_api: Listener::disabled_on(HTTP_API_PORT),
             http_server: Listener::disabled_on(HTTP_SERVER_PORT),
+            rtc_server: RtcServer::default(),
             vhosts: vec![Vhost::with_defaults(DEFAULT_VHOST)],
         }
     }
@@ -446,6 +499,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "http_api",
     "http_server",
     "http_stream",
+    "rtc_server",
     "vhost",
 ];
 const VHOST_KEYS: &[&str] = &[
@@ -457,10 +511,13 @@ const VHOST_KEYS: &[&str] = &[
     "tcp_nodelay",
     "forward",
     "play",
+    "rtc",
 ];
 const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
 const FORWARD_KEYS: &[&str] = &["enabled", "destination"];
 const LISTENER_KEYS: &[&str] = &["enabled", "listen"];
+const RTC_SERVER_KEYS: &[&str] = &["enabled", "listen", "candidate"];
+const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "nack"];
 
 /// The settings SRS 4+ keeps in `play {}` but older configs put directly in
 /// the vhost, each with the line it was set on.
@@ -533,6 +590,7 @@ impl Builder<'_> {
                 "workers" => config.workers = Some(self.number(d, WORKERS)?),
                 "http_api" => config.http_api = self.listener(d, HTTP_API_PORT)?,
                 "http_server" => config.http_server = self.listener(d, HTTP_SERVER_PORT)?,
+                "rtc_server" => config.rtc_server = self.rtc_server(d)?,
                 _ => {
                     let vhost = self.vhost(d)?;
                     let key = vhost.name.to_ascii_lowercase();
@@ -580,6 +638,7 @@ impl Builder<'_> {
                 "tcp_nodelay" => vhost.tcp_nodelay = self.flag(c)?,
                 "forward" => self.forward(c, &mut vhost.forward)?,
                 "play" => self.play_block(c, &mut play)?,
+                "rtc" => vhost.rtc = self.vhost_rtc(c)?,
                 _ => self.play_setting(c, &mut legacy)?,
             }
         }
@@ -704,6 +763,66 @@ impl Builder<'_> {
             }
         }
         Ok(listener)
+    }
+
+    /// `rtc_server { ... }`. Kept apart from the other blocks: it grows with the RTC server.
+    fn rtc_server(&mut self, d: &Directive) -> Result<RtcServer, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut rtc = RtcServer::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("rtc_server.", RTC_SERVER_KEYS, c) || !self.first(&mut seen, &c.name, c)
+            {
+                continue;
+            }
+            match c.name.as_str() {
+                "enabled" => rtc.enabled = self.flag(c)?,
+                "listen" => {
+                    let value = self.leaf_value(c)?;
+                    rtc.listen = self.socket_addr(c, value)?;
+                }
+                _ => rtc.candidate = self.candidate(c)?,
+            }
+        }
+        Ok(rtc)
+    }
+
+    /// SRS's candidate forms: an IP, `*` (detect), or `$NAME` (an environment variable,
+    /// detect when unset).
+    fn candidate(&mut self, d: &Directive) -> Result<Option<IpAddr>, ConfigError> {
+        let value = self.leaf_value(d)?;
+        let resolved = match value.strip_prefix('$') {
+            Some(name) => std::env::var(name).unwrap_or_default(),
+            None => value.to_owned(),
+        };
+        if resolved.is_empty() || resolved == "*" {
+            return Ok(None);
+        }
+        resolved
+            .parse::<IpAddr>()
+            .map(Some)
+            .map_err(|_| self.invalid(d, value, "an IP address, `*` or `$ENV_VAR`"))
+    }
+
+    /// A vhost's `rtc { ... }`.
+    fn vhost_rtc(&mut self, d: &Directive) -> Result<VhostRtc, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut rtc = VhostRtc::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("vhost.rtc.", VHOST_RTC_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            let on = self.flag(c)?;
+            match c.name.as_str() {
+                "enabled" => rtc.enabled = on,
+                "rtmp_to_rtc" => rtc.rtmp_to_rtc = on,
+                _ => rtc.nack = on,
+            }
+        }
+        Ok(rtc)
     }
 
     fn rtmp_listen(&mut self, d: &Directive) -> Result<Vec<SocketAddr>, ConfigError> {
@@ -1378,6 +1497,18 @@ vhost transcode.srs.com {
             ["127.0.0.1:19350", "backup.example.com:1935"]
         );
 
+        assert!(config.rtc_server.enabled);
+        assert_eq!(config.rtc_server.listen, addr("0.0.0.0:8000"));
+        assert_eq!(config.rtc_server.candidate, None);
+        assert_eq!(
+            default.rtc,
+            VhostRtc {
+                enabled: true,
+                rtmp_to_rtc: false,
+                nack: true
+            }
+        );
+
         let transcode = config.vhost("transcode.srs.com");
         assert!(!transcode.enabled && !transcode.gop_cache);
         assert_eq!(transcode.queue_length, Duration::from_secs(30));
@@ -1400,7 +1531,9 @@ vhost transcode.srs.com {
         assert_eq!(unique.len(), unsupported.len(), "{unsupported:?}");
         for expected in [
             "ff_log_dir",
-            "rtc_server",
+            "rtc_server.protocol",
+            "rtc_server.tcp",
+            "vhost.rtc.rtc_to_rtmp",
             "srt_server",
             "stats",
             "heartbeat",
@@ -1786,18 +1919,58 @@ vhost transcode.srs.com {
     }
 
     #[test]
+    fn rtc_blocks() {
+        let (config, warnings) = parse(
+            "rtc_server { enabled on; listen 9000; candidate 192.0.2.7; }\n\
+             vhost __defaultVhost__ { rtc { enabled on; rtmp_to_rtc on; nack off; } }",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            config.rtc_server,
+            RtcServer {
+                enabled: true,
+                listen: addr("0.0.0.0:9000"),
+                candidate: Some("192.0.2.7".parse().unwrap()),
+            }
+        );
+        assert_eq!(
+            config.vhost("x").rtc,
+            VhostRtc {
+                enabled: true,
+                rtmp_to_rtc: true,
+                nack: false
+            }
+        );
+        let (config, _) = parse("rtc_server { candidate $RINGCAST_TEST_SURELY_UNSET; }");
+        assert_eq!(config.rtc_server, RtcServer::default());
+        assert_eq!(Config::default().vhost("x").rtc, VhostRtc::default());
+        assert_err(
+            "rtc_server { candidate localhost; }",
+            "conf/test.conf:1: candidate: `localhost` is not an IP address, `*` or `$ENV_VAR`",
+        );
+        assert_err(
+            "vhost v { rtc { nack yes; } }",
+            "conf/test.conf:1: nack: `yes` is not `on` or `off`",
+        );
+        assert_err(
+            "rtc_server { listen 70000; }",
+            "conf/test.conf:1: listen: 70000 is out of range 1..=65535",
+        );
+    }
+
+    #[test]
     fn unknown_directive_warns_once() {
         let vhosts: String = (0..10)
             .map(|i| format!("vhost v{i} {{\n hls {{ enabled on; }}\n}}\n"))
             .collect();
         let (config, warnings) = parse(&format!(
-            "rtc_server {{ enabled on; }}\nrtc_server {{ }}\n{vhosts}"
+            "srt_server {{ enabled on; }}\nsrt_server {{ }}\n{vhosts}"
         ));
         assert_eq!(config.vhosts.len(), 11);
         assert_eq!(
             messages(&warnings),
             [
-                "conf/test.conf:1: rtc_server: not supported by ringcast, ignored (reported once)",
+                "conf/test.conf:1: srt_server: not supported by ringcast, ignored (reported once)",
                 "conf/test.conf:4: vhost.hls: not supported by ringcast, ignored (reported once)",
             ]
         );
