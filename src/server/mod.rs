@@ -33,6 +33,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// Counters.
     pub stats: ServerStats,
+    /// WebRTC sessions and streams.
+    pub rtc: Arc<crate::rtc::RtcHub>,
     next_conn_id: AtomicU64,
 }
 
@@ -56,6 +58,7 @@ impl Shared {
             config: RwLock::new(Arc::new(config)),
             hub: Hub::new(),
             stats: ServerStats::default(),
+            rtc: crate::rtc::RtcHub::new(),
             next_conn_id: AtomicU64::new(100),
         })
     }
@@ -95,10 +98,16 @@ impl Shared {
 }
 
 /// Runs one worker: an accept loop per listen address, on this worker's own SO_REUSEPORT
-/// socket.
+/// socket, and the WebRTC UDP loop when `rtc_server` is enabled.
 pub async fn run_worker(worker: usize, shared: Arc<Shared>) {
     let addrs: Vec<SocketAddr> = shared.config().listen.clone();
     let mut loops = Vec::new();
+    if shared.config().rtc_server.enabled {
+        loops.push(compio::runtime::spawn(crate::rtc::udp::run(
+            worker,
+            shared.clone(),
+        )));
+    }
     for addr in addrs {
         let listener = match crate::runtime::reuseport_listener(addr)
             .map_err(|e| e.to_string())
