@@ -19,6 +19,7 @@
 pub mod bench;
 pub mod config;
 pub mod flv;
+pub mod http;
 pub mod hub;
 pub mod media;
 pub mod profile;

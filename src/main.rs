@@ -15,7 +15,8 @@ use ringcast::server::{self, Shared};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A live-streaming server (RTMP, forwarding) on io_uring, thread per core.
+/// A live-streaming server (RTMP, HTTP-FLV, SRS's HTTP API, forwarding) on io_uring, thread
+/// per core.
 #[derive(Debug, Parser)]
 #[command(name = "ringcast", disable_version_flag = true)]
 struct Cli {
@@ -111,7 +112,12 @@ fn write_pid(path: &Path) -> Result<(), String> {
 }
 
 fn run(cli: Cli, config: Config) -> Result<(), String> {
+    let http: Vec<_> = ringcast::http::listeners(&config)
+        .into_iter()
+        .map(|(addr, _)| addr)
+        .collect();
     runtime::check_bind(&config.listen).map_err(|e| e.to_string())?;
+    runtime::check_bind(&http).map_err(|e| e.to_string())?;
     if config.rtc_server.enabled {
         let addr = config.rtc_server.listen;
         ringcast::rtc::udp::bind(addr).map_err(|e| format!("rtc_server: udp {addr}: {e}"))?;
@@ -156,18 +162,11 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         running.driver,
         std::process::id()
     );
-    let config = shared.config();
-    for (name, l) in [
-        ("http_api", &config.http_api),
-        ("http_server", &config.http_server),
-    ] {
-        if l.enabled {
-            tracing::warn!(
-                "{name} on {} is enabled, but this version serves RTMP only: ignored",
-                l.listen
-            );
-        }
-    }
+    let s = shared.clone();
+    std::thread::Builder::new()
+        .name("ringcast-rates".into())
+        .spawn(move || ringcast::stats::rates::sample_forever(s))
+        .map_err(|e| format!("rates thread: {e}"))?;
     let s = shared.clone();
     std::thread::Builder::new()
         .name("ringcast-stats".into())

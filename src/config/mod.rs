@@ -129,6 +129,9 @@ pub struct Vhost {
     pub mw_latency: Option<u32>,
     /// `tcp_nodelay on|off;`, default off as in SRS.
     pub tcp_nodelay: bool,
+    /// `http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }`: the HTTP-FLV mount
+    /// template when enabled, default off as in SRS.
+    pub http_remux: Option<String>,
     /// `rtc { ... }`: WebRTC for this vhost's streams.
     pub rtc: VhostRtc,
 }
@@ -192,6 +195,7 @@ impl Vhost {
             chunk_size: None,
             mw_latency: None,
             tcp_nodelay: false,
+            http_remux: None,
             rtc: VhostRtc::default(),
         }
     }
@@ -511,8 +515,12 @@ const VHOST_KEYS: &[&str] = &[
     "tcp_nodelay",
     "forward",
     "play",
+    "http_remux",
     "rtc",
 ];
+const HTTP_REMUX_KEYS: &[&str] = &["enabled", "mount"];
+/// SRS's default HTTP-FLV mount.
+pub const DEFAULT_FLV_MOUNT: &str = "[vhost]/[app]/[stream].flv";
 const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
 const FORWARD_KEYS: &[&str] = &["enabled", "destination"];
 const LISTENER_KEYS: &[&str] = &["enabled", "listen"];
@@ -638,6 +646,7 @@ impl Builder<'_> {
                 "tcp_nodelay" => vhost.tcp_nodelay = self.flag(c)?,
                 "forward" => self.forward(c, &mut vhost.forward)?,
                 "play" => self.play_block(c, &mut play)?,
+                "http_remux" => vhost.http_remux = self.http_remux(c)?,
                 "rtc" => vhost.rtc = self.vhost_rtc(c)?,
                 _ => self.play_setting(c, &mut legacy)?,
             }
@@ -743,6 +752,41 @@ impl Builder<'_> {
             ),
         }
         Ok(())
+    }
+
+    /// `http_remux { enabled on; mount TEMPLATE; }`; the mount when enabled.
+    fn http_remux(&mut self, d: &Directive) -> Result<Option<String>, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut seen = Seen::default();
+        let mut enabled = false;
+        let mut mount = DEFAULT_FLV_MOUNT.to_owned();
+        for c in &d.children {
+            if !self.known("vhost.http_remux.", HTTP_REMUX_KEYS, c)
+                || !self.first(&mut seen, &c.name, c)
+            {
+                continue;
+            }
+            if c.name == "enabled" {
+                enabled = self.flag(c)?;
+            } else {
+                let value = self.leaf_value(c)?;
+                let ok = value.ends_with(".flv")
+                    && value.contains("[app]")
+                    && value.contains("[stream]")
+                    && !value.split('/').any(|s| s == "..")
+                    && value.bytes().all(|b| b.is_ascii_graphic());
+                if !ok {
+                    return Err(self.invalid(
+                        c,
+                        value,
+                        "a path ending in .flv with [app] and [stream], e.g. [vhost]/[app]/[stream].flv",
+                    ));
+                }
+                mount = value.to_owned();
+            }
+        }
+        Ok(enabled.then_some(mount))
     }
 
     fn listener(&mut self, d: &Directive, default_port: u16) -> Result<Listener, ConfigError> {
@@ -1109,6 +1153,34 @@ fn is_digits(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_remux_mount() {
+        let (config, warnings) = parse(
+            "vhost a { http_remux { enabled on; mount [app]/[stream].flv; } }\n\
+             vhost b { http_remux { enabled off; } }\nvhost c { http_remux { enabled on; } }",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            config.vhost("a").http_remux.as_deref(),
+            Some("[app]/[stream].flv")
+        );
+        assert_eq!(config.vhost("b").http_remux, None);
+        assert_eq!(
+            config.vhost("c").http_remux.as_deref(),
+            Some(DEFAULT_FLV_MOUNT)
+        );
+        let err = Config::parse(
+            "vhost a {\n http_remux {\n enabled on;\n mount [app]/live.m3u8;\n }\n}",
+            FILE,
+        )
+        .expect_err("not an FLV mount");
+        assert_eq!(err.line(), Some(4));
+        assert!(
+            err.to_string().starts_with("conf/test.conf:4: mount:"),
+            "{err}"
+        );
+    }
 
     const FILE: &str = "conf/test.conf";
 

@@ -123,6 +123,15 @@ impl Hub {
         }
     }
 
+    /// The stream `key`, if it exists.
+    pub fn get(&self, key: &StreamKey) -> Option<Arc<Source>> {
+        self.streams
+            .lock()
+            .expect("hub lock poisoned")
+            .get(key)
+            .cloned()
+    }
+
     /// The Sources alive now, for stats.
     pub fn sources(&self) -> Vec<Arc<Source>> {
         let map = self.streams.lock().expect("hub lock poisoned");

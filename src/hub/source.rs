@@ -123,6 +123,7 @@ pub struct Source {
     key: StreamKey,
     settings: StreamSettings,
     state: Mutex<State>,
+    created: std::time::SystemTime,
     /// Counters.
     pub stats: SourceStats,
 }
@@ -134,6 +135,7 @@ impl Source {
             key,
             settings,
             state: Mutex::default(),
+            created: std::time::SystemTime::now(),
             stats: SourceStats::default(),
         }
     }
@@ -148,6 +150,11 @@ impl Source {
         &self.key
     }
 
+    /// When the stream was created (its first publisher or player arrived).
+    pub fn created(&self) -> std::time::SystemTime {
+        self.created
+    }
+
     /// The settings it was created with.
     pub fn settings(&self) -> &StreamSettings {
         &self.settings
@@ -155,6 +162,12 @@ impl Source {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("source lock poisoned")
+    }
+
+    /// The latest video and audio sequence headers, for the API.
+    pub fn sequence_headers(&self) -> (Option<Arc<Frame>>, Option<Arc<Frame>>) {
+        let st = self.lock();
+        (st.video_sh.clone(), st.audio_sh.clone())
     }
 
     /// The connection publishing now, if any.

@@ -5,7 +5,11 @@
 //!
 //! It owns no connection and no clock; it must not know about players, cores or sockets.
 
-use bytes::{Bytes, BytesMut};
+pub mod codec;
+
+use std::sync::OnceLock;
+
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::rtmp::chunk::{self, HeaderFmt};
 
@@ -154,6 +158,10 @@ pub struct Frame {
     /// chunks repeat the extended timestamp of the first header, and a type-0 header's
     /// extended field (absolute time) differs from the type-1's (delta).
     pub needs_own_chunks: bool,
+    /// The FLV tag header (11 bytes) and the PreviousTagSize after the body (4 bytes), built
+    /// by the first HTTP-FLV player that needs it, on whichever core, and shared by all:
+    /// streams nobody plays over HTTP never pay for it.
+    flv_framing: OnceLock<Bytes>,
 }
 
 impl Frame {
@@ -192,7 +200,30 @@ impl Frame {
             needs_own_chunks: multi_chunk && (ext(timestamp) != ext(delta) || ext(delta)),
             payload,
             rtmp: rtmp.freeze(),
+            flv_framing: OnceLock::new(),
         }
+    }
+
+    /// Appends the frame as an FLV tag: the shared tag header, the payload itself (no copy)
+    /// and the shared PreviousTagSize. The timestamp is the stream's, as for RTMP players.
+    pub fn flv_tag(&self, iov: &mut Vec<Bytes>) {
+        let framing = self.flv_framing.get_or_init(|| {
+            let size = self.payload.len().min(crate::flv::MAX_TAG_LEN) as u32;
+            let mut b = BytesMut::with_capacity(15);
+            b.put_u8(self.kind.type_id());
+            b.put_slice(&size.to_be_bytes()[1..]);
+            b.put_slice(&self.timestamp.to_be_bytes()[1..]);
+            b.put_u8((self.timestamp >> 24) as u8);
+            b.put_slice(&[0, 0, 0]);
+            b.put_u32(size + crate::flv::TAG_HEADER_LEN as u32);
+            b.freeze()
+        });
+        iov.push(framing.slice(..11));
+        iov.push(
+            self.payload
+                .slice(..self.payload.len().min(crate::flv::MAX_TAG_LEN)),
+        );
+        iov.push(framing.slice(11..));
     }
 
     /// True for a frame a decoder can start from.
@@ -342,6 +373,29 @@ mod tests {
         f.type0_header(1, &mut spliced);
         spliced.extend_from_slice(&f.rtmp[f.rtmp_header_len..]);
         assert_eq!(own, spliced);
+    }
+
+    #[test]
+    fn flv_form_is_a_whole_tag_and_built_once() {
+        let payload = Bytes::from(vec![0x17u8, 1, 0, 0, 0, 9, 9]);
+        let f = Frame::new(
+            0,
+            None,
+            MediaKind::Video,
+            0x0123_4567,
+            40,
+            payload.clone(),
+            128,
+        );
+        let mut iov = Vec::new();
+        f.flv_tag(&mut iov);
+        f.flv_tag(&mut iov);
+        assert_eq!(iov[0].as_ptr(), iov[3].as_ptr(), "framing rebuilt");
+        assert_eq!(iov[1].as_ptr(), payload.as_ptr(), "payload copied");
+        let mut expected = BytesMut::new();
+        crate::flv::write_tag(9, 0x0123_4567, &payload, &mut expected);
+        let got: Vec<u8> = iov[..3].iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! logged here, once, with the connection's id.
 
 use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +17,7 @@ use crate::hub::core::Consumer;
 use crate::hub::PublishError;
 use crate::media::MediaKind;
 use crate::rtmp::session::{Event, ServerSession, SessionConfig, SessionError};
+use crate::stats::clients::{ClientKind, Kicked};
 
 /// Size of a connection's read buffer.
 pub(super) const READ_BUFFER: usize = 64 * 1024;
@@ -40,11 +43,20 @@ pub(super) enum ConnError {
     /// The vhost is disabled.
     #[error("vhost {0} is disabled")]
     VhostDisabled(String),
+    /// The API asked to close the connection.
+    #[error("kicked by the HTTP API")]
+    Kicked,
+}
+
+impl From<Kicked> for ConnError {
+    fn from(_: Kicked) -> Self {
+        Self::Kicked
+    }
 }
 
 /// Serves one accepted connection and logs how it ended.
-pub(super) async fn serve(id: u64, mut stream: TcpStream, shared: &Arc<Shared>) {
-    match run(id, &mut stream, shared).await {
+pub(super) async fn serve(id: u64, peer: SocketAddr, mut stream: TcpStream, shared: &Arc<Shared>) {
+    match run(id, peer, &mut stream, shared).await {
         Ok(()) => {}
         Err(ConnError::Io(e)) if is_disconnect(&e) => {
             tracing::info!(cid = id, "peer disconnected: {e}")
@@ -69,7 +81,12 @@ pub(super) async fn flush(stream: &mut TcpStream, session: &mut ServerSession) -
     Ok(())
 }
 
-async fn run(id: u64, stream: &mut TcpStream, shared: &Arc<Shared>) -> Result<(), ConnError> {
+async fn run(
+    id: u64,
+    peer: SocketAddr,
+    stream: &mut TcpStream,
+    shared: &Arc<Shared>,
+) -> Result<(), ConnError> {
     let config = shared.config();
     let mut session = ServerSession::new(SessionConfig {
         out_chunk_size: config.chunk_size,
@@ -79,6 +96,7 @@ async fn run(id: u64, stream: &mut TcpStream, shared: &Arc<Shared>) -> Result<()
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut phase = "handshaking";
     let mut app = String::new();
+    let mut tc = String::new();
     loop {
         buf.clear();
         let BufResult(r, b) = compio::time::timeout_at(deadline, stream.read(buf))
@@ -104,6 +122,7 @@ async fn run(id: u64, stream: &mut TcpStream, shared: &Arc<Shared>) -> Result<()
                 } => {
                     tracing::info!(cid = id, "connect app={a} tcUrl={tc_url} vhost={vhost}");
                     app = a;
+                    tc = tc_url;
                     phase = "waiting for publish or play";
                 }
                 Event::Publish {
@@ -111,7 +130,16 @@ async fn run(id: u64, stream: &mut TcpStream, shared: &Arc<Shared>) -> Result<()
                     vhost,
                 } => {
                     let vhost = vhost.unwrap_or_else(|| session.vhost().to_owned());
-                    return publish(id, stream, session, shared, &vhost, &app, &name, buf).await;
+                    let target = Target {
+                        id,
+                        peer,
+                        tc_url: &tc,
+                        vhost: &vhost,
+                        app: &app,
+                        name: &name,
+                        duration: None,
+                    };
+                    return publish(stream, session, shared, target, buf).await;
                 }
                 Event::Play {
                     stream: name,
@@ -119,13 +147,16 @@ async fn run(id: u64, stream: &mut TcpStream, shared: &Arc<Shared>) -> Result<()
                     duration,
                 } => {
                     let vhost = vhost.unwrap_or_else(|| session.vhost().to_owned());
-                    let target = PlayTarget {
+                    let target = Target {
+                        id,
+                        peer,
+                        tc_url: &tc,
                         vhost: &vhost,
                         app: &app,
                         name: &name,
                         duration,
                     };
-                    return play(id, stream, session, shared, target, buf).await;
+                    return play(stream, session, shared, target, buf).await;
                 }
                 _ => {}
             }
@@ -143,18 +174,15 @@ fn check_vhost(shared: &Shared, vhost: &str) -> Result<(), ConnError> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn publish(
-    id: u64,
     stream: &mut TcpStream,
     mut session: ServerSession,
     shared: &Arc<Shared>,
-    vhost: &str,
-    app: &str,
-    name: &str,
+    target: Target<'_>,
     mut buf: Vec<u8>,
 ) -> Result<(), ConnError> {
-    let (key, settings) = shared.stream(vhost, app, name);
+    let (id, vhost) = (target.id, target.vhost);
+    let (key, settings) = shared.stream(vhost, target.app, target.name);
     let refused = check_vhost(shared, vhost).and_then(|()| {
         shared
             .hub
@@ -184,38 +212,55 @@ async fn publish(
         ))
         .detach();
     }
-    loop {
-        while let Some(event) = session.poll_event() {
-            match event {
-                Event::Media(m) => {
-                    if let Some(kind) = MediaKind::from_type_id(m.type_id) {
-                        guard.push(kind, m.timestamp, m.payload);
+    let registered = shared.clients.register(
+        id,
+        target.peer.ip(),
+        key.clone(),
+        target.tc_url.to_owned(),
+        ClientKind::RtmpPublish,
+    );
+    let client = registered.client();
+    client
+        .until_kicked(async {
+            loop {
+                while let Some(event) = session.poll_event() {
+                    match event {
+                        Event::Media(m) => {
+                            if let Some(kind) = MediaKind::from_type_id(m.type_id) {
+                                guard.push(kind, m.timestamp, m.payload);
+                            }
+                        }
+                        Event::Unpublish => {
+                            tracing::info!(cid = id, "unpublish {key}");
+                            return Ok(());
+                        }
+                        _ => {}
                     }
                 }
-                Event::Unpublish => {
-                    tracing::info!(cid = id, "unpublish {key}");
+                flush(stream, &mut session).await?;
+                buf.clear();
+                let BufResult(r, b) = compio::time::timeout(PUBLISH_TIMEOUT, stream.read(buf))
+                    .await
+                    .map_err(|_| ConnError::Timeout("publishing"))?;
+                buf = b;
+                let n = r?;
+                if n == 0 {
+                    tracing::info!(cid = id, "publisher left {key}");
                     return Ok(());
                 }
-                _ => {}
+                client.recv_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                session.handle_input(&buf[..n])?;
             }
-        }
-        flush(stream, &mut session).await?;
-        buf.clear();
-        let BufResult(r, b) = compio::time::timeout(PUBLISH_TIMEOUT, stream.read(buf))
-            .await
-            .map_err(|_| ConnError::Timeout("publishing"))?;
-        buf = b;
-        let n = r?;
-        if n == 0 {
-            tracing::info!(cid = id, "publisher left {key}");
-            return Ok(());
-        }
-        session.handle_input(&buf[..n])?;
-    }
+        })
+        .await
 }
 
-/// What a play asks for.
-struct PlayTarget<'a> {
+/// What a publish or play asks for, and who asks.
+struct Target<'a> {
+    id: u64,
+    peer: SocketAddr,
+    tc_url: &'a str,
     vhost: &'a str,
     app: &'a str,
     name: &'a str,
@@ -223,13 +268,13 @@ struct PlayTarget<'a> {
 }
 
 async fn play(
-    id: u64,
     stream: &mut TcpStream,
     mut session: ServerSession,
     shared: &Arc<Shared>,
-    target: PlayTarget<'_>,
+    target: Target<'_>,
     buf: Vec<u8>,
 ) -> Result<(), ConnError> {
+    let id = target.id;
     let (key, settings) = shared.stream(target.vhost, target.app, target.name);
     if let Err(e) = check_vhost(shared, target.vhost) {
         session.reject_play(&e.to_string());
@@ -245,7 +290,19 @@ async fn play(
         chunk_size: settings.chunk_size,
         duration: target.duration,
     };
-    let result = player::run(stream, session, consumer, shared, limits, buf).await;
+    let registered = shared.clients.register(
+        id,
+        target.peer.ip(),
+        key.clone(),
+        target.tc_url.to_owned(),
+        ClientKind::RtmpPlay,
+    );
+    let client = registered.client();
+    let result = client
+        .until_kicked(player::run(
+            stream, session, consumer, shared, client, limits, buf,
+        ))
+        .await;
     tracing::info!(cid = id, "stop playing {key}");
     result
 }

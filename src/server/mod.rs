@@ -11,13 +11,15 @@ mod player;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use compio::net::TcpListener;
 
 use crate::config::Config;
 use crate::hub::{Hub, StreamKey, StreamSettings};
+use crate::stats::clients::ClientRegistry;
+use crate::stats::rates::Rates;
 
 /// How long a new connection may take to handshake and send publish or play. Short, so that
 /// port scanners and stuck clients give their slot back quickly.
@@ -33,9 +35,30 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// Counters.
     pub stats: ServerStats,
+    /// Publishing and playing clients, for the API.
+    pub clients: ClientRegistry,
+    /// Bitrates and CPU use over the last 30 s, for the API.
+    pub rates: Rates,
+    /// The workers, in the order they started.
+    pub workers: Mutex<Vec<Arc<WorkerInfo>>>,
+    /// When the server started.
+    pub started: Instant,
+    /// A random id of this process, SRS's `server` field.
+    pub server_id: String,
     /// WebRTC sessions and streams.
     pub rtc: Arc<crate::rtc::RtcHub>,
     next_conn_id: AtomicU64,
+}
+
+/// One worker thread, for the per-worker load in the metrics.
+#[derive(Debug)]
+pub struct WorkerInfo {
+    /// Its index.
+    pub index: usize,
+    /// Its thread id, to read its CPU time from /proc.
+    pub tid: i32,
+    /// Connections (RTMP and HTTP) it serves now.
+    pub connections: AtomicUsize,
 }
 
 /// Server-wide counters.
@@ -47,8 +70,10 @@ pub struct ServerStats {
     pub refused: AtomicU64,
     /// Bytes sent to players.
     pub bytes_out: AtomicU64,
-    /// Bytes received.
+    /// Bytes received from publishers.
     pub bytes_in: AtomicU64,
+    /// Connections accepted since the start, RTMP and HTTP.
+    pub accepted: AtomicU64,
 }
 
 impl Shared {
@@ -58,9 +83,40 @@ impl Shared {
             config: RwLock::new(Arc::new(config)),
             hub: Hub::new(),
             stats: ServerStats::default(),
+            clients: ClientRegistry::default(),
+            rates: Rates::default(),
+            workers: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            server_id: format!("vid-{:08x}", rand::random::<u32>()),
             rtc: crate::rtc::RtcHub::new(),
             next_conn_id: AtomicU64::new(100),
         })
+    }
+
+    /// A new connection id, unique in the process.
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a new connection against max_connections; false (and counted as refused) when
+    /// over the limit. A true answer must be paired with [`Shared::close_connection`].
+    pub(crate) fn open_connection(&self, worker: &WorkerInfo) -> Option<usize> {
+        let max = self.config().max_connections;
+        let open = self.stats.connections.fetch_add(1, Ordering::AcqRel) + 1;
+        if open > max {
+            self.stats.connections.fetch_sub(1, Ordering::AcqRel);
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        worker.connections.fetch_add(1, Ordering::Relaxed);
+        Some(open)
+    }
+
+    /// Ends what [`Shared::open_connection`] counted; returns the connections left.
+    pub(crate) fn close_connection(&self, worker: &WorkerInfo) -> usize {
+        worker.connections.fetch_sub(1, Ordering::Relaxed);
+        self.stats.connections.fetch_sub(1, Ordering::AcqRel) - 1
     }
 
     /// The config in force.
@@ -97,11 +153,21 @@ impl Shared {
     }
 }
 
-/// Runs one worker: an accept loop per listen address, on this worker's own SO_REUSEPORT
-/// socket, and the WebRTC UDP loop when `rtc_server` is enabled.
+/// Runs one worker: an accept loop per RTMP listen address and per HTTP listener, each on this
+/// worker's own SO_REUSEPORT socket, and the WebRTC UDP loop when `rtc_server` is enabled.
 pub async fn run_worker(worker: usize, shared: Arc<Shared>) {
+    let info = Arc::new(WorkerInfo {
+        index: worker,
+        tid: nix::unistd::gettid().as_raw(),
+        connections: AtomicUsize::new(0),
+    });
+    shared
+        .workers
+        .lock()
+        .expect("workers lock poisoned")
+        .push(info.clone());
     let addrs: Vec<SocketAddr> = shared.config().listen.clone();
-    let mut loops = Vec::new();
+    let mut loops = crate::http::spawn_listeners(&shared, &info);
     if shared.config().rtc_server.enabled {
         loops.push(compio::runtime::spawn(crate::rtc::udp::run(
             worker,
@@ -122,6 +188,7 @@ pub async fn run_worker(worker: usize, shared: Arc<Shared>) {
         loops.push(compio::runtime::spawn(accept_loop(
             listener,
             shared.clone(),
+            info.clone(),
         )));
     }
     for l in loops {
@@ -129,7 +196,7 @@ pub async fn run_worker(worker: usize, shared: Arc<Shared>) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, worker: Arc<WorkerInfo>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -140,22 +207,19 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let max = shared.config().max_connections;
-        let open = shared.stats.connections.fetch_add(1, Ordering::AcqRel) + 1;
-        if open > max {
-            shared.stats.connections.fetch_sub(1, Ordering::AcqRel);
-            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(cid = id, %peer, "refused: max_connections {max} reached");
+        let id = shared.next_conn_id();
+        let Some(open) = shared.open_connection(&worker) else {
+            tracing::warn!(cid = id, %peer, "refused: max_connections reached");
             drop(stream);
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let worker = worker.clone();
         compio::runtime::spawn(async move {
             tracing::info!(cid = id, %peer, "accepted, {open} connection(s)");
-            conn::serve(id, stream, &shared).await;
-            let left = shared.stats.connections.fetch_sub(1, Ordering::AcqRel) - 1;
+            conn::serve(id, peer, stream, &shared).await;
+            let left = shared.close_connection(&worker);
             tracing::info!(cid = id, "closed, {left} connection(s)");
         })
         .detach();

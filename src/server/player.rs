@@ -23,6 +23,7 @@ use crate::hub::core::Consumer;
 use crate::media::Frame;
 use crate::rtmp::session::{Event, ServerSession};
 use crate::rtmp::STREAM_ID;
+use crate::stats::clients::Client;
 
 /// Frames gathered into one write at most; each costs at most two iovecs, under IOV_MAX.
 const MAX_BATCH: usize = 256;
@@ -84,6 +85,7 @@ pub(super) async fn run(
     session: ServerSession,
     consumer: Consumer,
     shared: &Arc<Shared>,
+    client: &Client,
     limits: Limits,
     buf: Vec<u8>,
 ) -> Result<(), ConnError> {
@@ -94,7 +96,7 @@ pub(super) async fn run(
         &*stream,
         consumer,
         &link,
-        shared,
+        (shared, client),
         limits.chunk_size,
         stop
     ));
@@ -139,7 +141,7 @@ async fn write_loop(
     mut stream: &TcpStream,
     mut consumer: Consumer,
     link: &Link,
-    shared: &Arc<Shared>,
+    (shared, client): (&Arc<Shared>, &Client),
     chunk_size: u32,
     mut stop: Option<(u32, Bytes)>,
 ) -> Result<(), ConnError> {
@@ -197,6 +199,7 @@ async fn write_loop(
             .stats
             .bytes_out
             .fetch_add(len as u64, Ordering::Relaxed);
+        client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
         if done {
             return Ok(());
         }

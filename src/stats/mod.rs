@@ -1,5 +1,11 @@
-//! The periodic log line, SRS-style: one line per stream with its input bitrate and its
-//! consumers, and one for the server. It reads counters and never blocks the workers.
+//! Statistics: the periodic log line (SRS-style: one line per stream with its input bitrate
+//! and its consumers, and one for the server), the registry of clients ([`clients`]), the
+//! 30-second rates ([`rates`]) and readings from /proc ([`system`]) that the HTTP API serves.
+//! It reads counters and never blocks the workers.
+
+pub mod clients;
+pub mod rates;
+pub mod system;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -70,21 +70,28 @@ pub struct Server {
     child: Child,
     /// Its RTMP port.
     pub port: u16,
+    /// Its HTTP API port (`http_api`).
+    pub api_port: u16,
+    /// Its HTTP-FLV port (`http_server`).
+    pub http_port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Server {
     /// Starts ringcast with `workers` workers, extra global directives, and the body of the
-    /// default vhost.
+    /// default vhost; the HTTP API and HTTP-FLV listen on free ports of their own.
     pub fn start(workers: usize, global: &str, vhost: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        let (api_port, http_port) = (free_port(), free_port());
         let conf = dir.path().join("test.conf");
         std::fs::write(
             &conf,
             format!(
                 "listen 127.0.0.1:{port};\nworkers {workers};\ndaemon off;\npid {pid};\n\
-                 srs_log_tank console;\nsrs_log_level info;\n{global}\n\
+                 srs_log_tank console;\nsrs_log_level info;\n\
+                 http_api {{ enabled on; listen 127.0.0.1:{api_port}; }}\n\
+                 http_server {{ enabled on; listen 127.0.0.1:{http_port}; }}\n{global}\n\
                  vhost __defaultVhost__ {{\n{vhost}\n}}\n",
                 pid = dir.path().join("ringcast.pid").display(),
             ),
@@ -99,14 +106,31 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("starting ringcast");
-        let server = Self { child, port, dir };
+        let server = Self {
+            child,
+            port,
+            api_port,
+            http_port,
+            dir,
+        };
         wait_port(port, Duration::from_secs(10));
+        wait_port(api_port, Duration::from_secs(10));
         server
     }
 
     /// `rtmp://127.0.0.1:PORT/live/NAME`.
     pub fn url(&self, stream: &str) -> String {
         format!("rtmp://127.0.0.1:{}/live/{stream}", self.port)
+    }
+
+    /// `http://127.0.0.1:HTTP_PORT/live/NAME.flv`.
+    pub fn flv_url(&self, stream: &str) -> String {
+        format!("http://127.0.0.1:{}/live/{stream}.flv", self.http_port)
+    }
+
+    /// `http://127.0.0.1:API_PORT` followed by `path`.
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api_port)
     }
 
     /// Everything the server logged so far.

@@ -1,0 +1,219 @@
+//! HTTP-FLV players: the mount that maps a request path to a stream, and the player loop. A
+//! player is a [`Consumer`] cursor over the same shared frames as RTMP players; each frame
+//! goes out as the FLV tag form that [`Frame::flv_tag`] builds once for every player (its
+//! payload is the very bytes the publisher sent). A loop turn writes everything between the
+//! cursor and the head as one vectored write. The body is close-delimited: it ends when
+//! either side closes.
+
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use compio::buf::BufResult;
+use compio::io::{AsyncRead, AsyncWriteExt};
+use compio::net::TcpStream;
+use futures_util::future::{select, Either};
+
+use super::parser::Request;
+use super::server::{head, Conn, HttpConnError};
+use crate::hub::core::Consumer;
+use crate::hub::{StreamKey, StreamSettings};
+use crate::media::Frame;
+use crate::server::Shared;
+use crate::stats::clients::{Client, ClientKind};
+
+/// Frames gathered into one write at most; each costs three iovecs, under IOV_MAX (1024).
+const MAX_BATCH: usize = 256;
+/// The FLV file header (audio and video) and PreviousTagSize0.
+const FLV_HEADER: &[u8] = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00";
+
+/// A stream an HTTP-FLV request asked for.
+pub(super) struct Play {
+    key: StreamKey,
+    settings: StreamSettings,
+    url: String,
+}
+
+/// The published stream `req` names through a vhost's `http_remux` mount, if any. The vhost
+/// comes from `?vhost=`, else the Host header, else the default vhost.
+pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
+    let config = shared.config();
+    let query_vhost = req
+        .query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("vhost="))
+        .map(str::to_owned);
+    let host = req
+        .header("host")
+        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned());
+    let names = [
+        query_vhost,
+        host,
+        Some(crate::config::DEFAULT_VHOST.to_owned()),
+    ];
+    for name in names.into_iter().flatten() {
+        let vhost = config.vhost(&name);
+        let Some(mount) = vhost.http_remux.as_deref().filter(|_| vhost.enabled) else {
+            continue;
+        };
+        let Some((app, stream)) = match_mount(mount, &req.path) else {
+            continue;
+        };
+        let (key, settings) = shared.stream(&vhost.name, &app, &stream);
+        let live = shared
+            .hub
+            .get(&key)
+            .is_some_and(|s| s.publisher().is_some());
+        if live {
+            return Some(Play {
+                key,
+                settings,
+                url: req.path.clone(),
+            });
+        }
+    }
+    None
+}
+
+/// `(app, stream)` when `path` fits `template` (`[vhost]/[app]/[stream].flv`; the vhost is not
+/// part of the path: it is chosen by the Host header or `?vhost=`).
+fn match_mount(template: &str, path: &str) -> Option<(String, String)> {
+    let t = template.trim_start_matches('/');
+    let t = t.strip_prefix("[vhost]/").unwrap_or(t);
+    let p = path.strip_prefix('/')?;
+    let (ts, ps): (Vec<_>, Vec<_>) = (t.split('/').collect(), p.split('/').collect());
+    if ts.len() != ps.len() {
+        return None;
+    }
+    let (mut app, mut stream) = (None, None);
+    for (t, p) in ts.into_iter().zip(ps) {
+        let mut matched = false;
+        for (placeholder, slot) in [("[app]", &mut app), ("[stream]", &mut stream)] {
+            if let Some((prefix, suffix)) = t.split_once(placeholder) {
+                let v = p.strip_prefix(prefix)?.strip_suffix(suffix)?;
+                if v.is_empty() {
+                    return None;
+                }
+                *slot = Some(v.to_owned());
+                matched = true;
+                break;
+            }
+        }
+        if !matched && t != p {
+            return None;
+        }
+    }
+    Some((app?, stream?))
+}
+
+/// Plays `play` on `stream` until the client leaves, is kicked, or the socket fails.
+pub(super) async fn run(
+    conn: &Conn<'_>,
+    stream: &TcpStream,
+    play: Play,
+    head_only: bool,
+) -> Result<(), HttpConnError> {
+    let mut s = stream;
+    let response = head(
+        200,
+        "video/x-flv",
+        None,
+        false,
+        &[("Cache-Control", "no-cache".into())],
+    );
+    if head_only {
+        return s
+            .write_all(response.into_bytes())
+            .await
+            .0
+            .map_err(Into::into);
+    }
+    let shared = conn.shared;
+    let consumer = Consumer::subscribe(&shared.hub, &play.key, &play.settings);
+    let registered = shared.clients.register(
+        conn.id,
+        conn.peer.ip(),
+        play.key.clone(),
+        play.url,
+        ClientKind::FlvPlay,
+    );
+    let client = registered.client();
+    tracing::info!(cid = conn.id, "flv play {}", play.key);
+    let start = vec![Bytes::from(response), Bytes::from_static(FLV_HEADER)];
+    let reader = pin!(drain(stream));
+    let writer = pin!(write_loop(stream, consumer, shared, client, start));
+    let result = client
+        .until_kicked(async {
+            match select(reader, writer).await {
+                Either::Left((r, _)) | Either::Right((r, _)) => r,
+            }
+        })
+        .await;
+    tracing::info!(cid = conn.id, "stop flv play {}", play.key);
+    result
+}
+
+/// Reads until the client closes; a player has nothing more to say, so what it sends is
+/// dropped.
+async fn drain(mut stream: &TcpStream) -> Result<(), HttpConnError> {
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        let BufResult(r, b) = stream.read(buf).await;
+        buf = b;
+        if r? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+async fn write_loop(
+    mut stream: &TcpStream,
+    mut consumer: Consumer,
+    shared: &Shared,
+    client: &Client,
+    mut iov: Vec<Bytes>,
+) -> Result<(), HttpConnError> {
+    loop {
+        consumer.next_batch(MAX_BATCH, |f: &Frame| f.flv_tag(&mut iov));
+        if iov.is_empty() {
+            // Data, or an unpublish: players keep waiting for the next publisher.
+            consumer.wait().await;
+            continue;
+        }
+        let len: usize = iov.iter().map(Bytes::len).sum();
+        let BufResult(r, v) = stream.write_vectored_all(iov).await;
+        iov = v;
+        iov.clear();
+        r?;
+        shared
+            .stats
+            .bytes_out
+            .fetch_add(len as u64, Ordering::Relaxed);
+        client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::match_mount;
+
+    #[test]
+    fn mounts() {
+        let m = |t, p| match_mount(t, p);
+        let hit = |a: &str, s: &str| Some((a.to_owned(), s.to_owned()));
+        assert_eq!(
+            m("[vhost]/[app]/[stream].flv", "/live/livestream.flv"),
+            hit("live", "livestream")
+        );
+        assert_eq!(m("[app]/[stream].flv", "/live/a.b.flv"), hit("live", "a.b"));
+        assert_eq!(
+            m("/flv/[app]/s-[stream].flv", "/flv/x/s-y.flv"),
+            hit("x", "y")
+        );
+        assert_eq!(m("[app]/[stream].flv", "/live/.flv"), None);
+        assert_eq!(m("[app]/[stream].flv", "/a/b/c.flv"), None);
+        assert_eq!(m("/flv/[app]/[stream].flv", "/hls/x/y.flv"), None);
+        assert_eq!(m("[app]/[stream].flv", "live/s.flv"), None);
+    }
+}
