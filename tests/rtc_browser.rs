@@ -224,6 +224,78 @@ fn chromium_publishes_with_whip_and_plays_with_whep() {
         number(&later, "audio") > 0,
         "audio packets reach the player: {later:?}"
     );
-    eprintln!("publisher: {published:?}\nplayer: {later:?}");
     assert!(server.log().contains("rtc connected"), "{}", server.log());
+}
+
+#[test]
+fn rtmp_publish_plays_in_chromium_over_whep() {
+    if !require("chromium") || !require("ffmpeg") {
+        return;
+    }
+    let udp = free_port();
+    let server = Server::start(
+        2,
+        &format!("rtc_server {{ enabled on; listen 127.0.0.1:{udp}; candidate 127.0.0.1; }}"),
+        "rtc { enabled on; rtmp_to_rtc on; }",
+    );
+    // WebRTC has no B-frames: re-encode without them, as SRS's docs advise for RTMP to
+    // WebRTC; the audio stays AAC.
+    let _ffmpeg = Reaper(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+            ])
+            .arg(common::media())
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-bf",
+                "0",
+                "-g",
+                "30",
+                "-c:a",
+                "copy",
+                "-f",
+                "flv",
+            ])
+            .arg(server.url("rtmpcam"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting ffmpeg"),
+    );
+    assert!(
+        server.wait_log("publish", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    let reports: Reports = Arc::default();
+    let pages = page_server(server.api_port, "rtmpcam", reports.clone());
+    let profiles = tempfile::tempdir().expect("temp dir");
+    let _player = chromium(
+        &format!("http://127.0.0.1:{pages}/play.html"),
+        &profiles.path().join("player"),
+    );
+    let first = wait_for(&reports, &server, "play", Duration::from_secs(30), |kv| {
+        kv.get("state").is_some_and(|s| s == "connected") && number(kv, "frames") > 0
+    });
+    let later = wait_for(&reports, &server, "play", Duration::from_secs(15), |kv| {
+        number(kv, "frames") >= number(&first, "frames") + 30
+    });
+    assert_eq!(later.get("codec").map(String::as_str), Some("video/H264"));
+    assert!(
+        number(&later, "audio") > 20,
+        "Opus from AAC reaches the player: {later:?}"
+    );
 }

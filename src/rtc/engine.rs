@@ -10,6 +10,7 @@
 //! NACKs are answered.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
@@ -17,13 +18,18 @@ use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
 use str0m::crypto::CryptoProvider;
-use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
+use str0m::format::Codec;
+use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcError};
 
+use super::bridge::{AacToOpus, AudioUnit, AvcToAnnexB, VideoUnit};
 use super::hub::{CoreMsg, Inbox, RtcHub, RtcStream, SharedFrame};
 use super::signal::Role;
 use super::stun;
+use crate::hub::core::Consumer;
+use crate::hub::{Hub, StreamKey, StreamSettings};
+use crate::media::MediaKind as RtmpKind;
 
 /// Keyframe requests to one publisher are sent at most this often, however many players ask.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
@@ -56,6 +62,8 @@ pub struct SessionParams {
     pub candidate: SocketAddr,
     /// Whether NACKs are offered and answered.
     pub nack: bool,
+    /// For a player of an RTMP stream (`rtmp_to_rtc`): that stream's settings.
+    pub bridge: Option<StreamSettings>,
 }
 
 /// One WebRTC peer.
@@ -74,6 +82,9 @@ pub struct Session {
     /// with players, as of that version.
     fanout: (u64, Vec<Arc<Inbox>>),
     last_keyframe_request: Option<Instant>,
+    bridge: Option<StreamSettings>,
+    /// Bridged player: video waits for a keyframe.
+    need_key: bool,
 }
 
 impl Session {
@@ -119,6 +130,8 @@ impl Session {
             mids: Vec::new(),
             fanout: (u64::MAX, Vec::new()),
             last_keyframe_request: None,
+            bridge: params.bridge,
+            need_key: true,
         };
         Ok((session, answer.to_sdp_string()))
     }
@@ -190,6 +203,45 @@ impl Session {
         Ok(true)
     }
 
+    /// Writes a unit converted from RTMP to this player; `Ok(false)` if it has no use for
+    /// it (not connected, no such codec, or video waiting for a keyframe).
+    fn write_unit(&mut self, unit: &BridgeUnit, now: Instant) -> Result<bool, RtcError> {
+        if !self.connected {
+            return Ok(false);
+        }
+        let (kind, codec, time, data) = match unit {
+            BridgeUnit::Video(v) => {
+                if self.need_key && !v.keyframe {
+                    return Ok(false);
+                }
+                let time = MediaTime::new(v.pts_ms * 90, Frequency::NINETY_KHZ);
+                (MediaKind::Video, Codec::H264, time, &v.data)
+            }
+            BridgeUnit::Audio(a) => {
+                let time = MediaTime::new(a.rtp_time, Frequency::FORTY_EIGHT_KHZ);
+                (MediaKind::Audio, Codec::Opus, time, &a.data)
+            }
+        };
+        let Some(mid) = self.mids.iter().find(|(_, k)| *k == kind).map(|(m, _)| *m) else {
+            return Ok(false);
+        };
+        let Some(writer) = self.rtc.writer(mid) else {
+            return Ok(false);
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+        else {
+            return Ok(false);
+        };
+        if kind == MediaKind::Video {
+            self.need_key = false;
+        }
+        writer.write(pt, now, time, data.clone())?;
+        Ok(true)
+    }
+
     /// Asks this publisher's client for a keyframe, at most once per [`KEYFRAME_INTERVAL`];
     /// `true` if a request was queued.
     fn request_keyframe(&mut self, kind: KeyframeRequestKind, now: Instant) -> bool {
@@ -216,6 +268,15 @@ impl Session {
     }
 }
 
+/// A session id as signalling shows it (16 hex digits), for logs.
+struct Sid(u64);
+
+impl std::fmt::Display for Sid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// A random token of ICE characters.
 fn random_token(len: usize) -> String {
     use rand::Rng;
@@ -226,11 +287,30 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
+/// One RTMP stream played by WebRTC players of this core: one hub consumer and one
+/// conversion, whatever the number of players.
+#[derive(Debug)]
+struct Bridge {
+    consumer: Consumer,
+    video: AvcToAnnexB,
+    audio: AacToOpus,
+    players: Vec<u64>,
+}
+
+/// What a bridge hands its players.
+#[derive(Debug)]
+enum BridgeUnit {
+    Video(VideoUnit),
+    Audio(AudioUnit),
+}
+
 /// One core's sessions and their forwarding.
 #[derive(Debug)]
 pub struct Engine {
     core: usize,
     hub: Arc<RtcHub>,
+    rtmp: Arc<Hub>,
+    bridges: HashMap<StreamKey, Bridge>,
     inbox: Arc<Inbox>,
     local: SocketAddr,
     sessions: HashMap<u64, Session>,
@@ -244,12 +324,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The engine of core `core`, whose socket is reached at `local` (the candidate).
-    pub fn new(core: usize, hub: Arc<RtcHub>, local: SocketAddr) -> Self {
+    /// The engine of core `core`, whose socket is reached at `local` (the candidate); RTMP
+    /// streams come from `rtmp`.
+    pub fn new(core: usize, hub: Arc<RtcHub>, rtmp: Arc<Hub>, local: SocketAddr) -> Self {
         let inbox = hub.register_core(core);
         Self {
             core,
             hub,
+            rtmp,
+            bridges: HashMap::new(),
             inbox,
             local,
             sessions: HashMap::new(),
@@ -299,7 +382,7 @@ impl Engine {
             return;
         };
         if let Err(e) = session.rtc.handle_input(input) {
-            tracing::debug!(session = id, "rtc input: {e}");
+            tracing::debug!(session = %Sid(id), "rtc input: {e}");
             self.close(id);
             return;
         }
@@ -340,7 +423,7 @@ impl Engine {
         let session = pending.session;
         let id = session.id;
         tracing::info!(
-            session = id,
+            session = %Sid(id),
             core = self.core,
             %source,
             stream = %session.stream.key(),
@@ -413,7 +496,7 @@ impl Engine {
                 continue;
             };
             if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
-                tracing::debug!(session = id, "rtc timeout: {e}");
+                tracing::debug!(session = %Sid(id), "rtc timeout: {e}");
                 self.close(id);
                 continue;
             }
@@ -436,7 +519,7 @@ impl Engine {
             }
             self.events = events;
             if let Err(e) = result {
-                tracing::debug!(session = id, "rtc: {e}");
+                tracing::debug!(session = %Sid(id), "rtc: {e}");
                 self.close(id);
             } else if !alive {
                 self.close(id);
@@ -451,8 +534,21 @@ impl Engine {
                     return;
                 };
                 s.connected = true;
-                tracing::info!(session = id, "rtc connected");
-                if s.role == Role::Play {
+                tracing::info!(session = %Sid(id), "rtc connected");
+                if let Some(settings) = s.bridge.clone() {
+                    let key = s.stream.key().clone();
+                    let rtmp = &self.rtmp;
+                    self.bridges
+                        .entry(key.clone())
+                        .or_insert_with(|| Bridge {
+                            consumer: Consumer::subscribe(rtmp, &key, &settings),
+                            video: AvcToAnnexB::default(),
+                            audio: AacToOpus::default(),
+                            players: Vec::new(),
+                        })
+                        .players
+                        .push(id);
+                } else if s.role == Role::Play {
                     let stream = s.stream.clone();
                     self.request_keyframe(&stream, KeyframeRequestKind::Pli, now);
                 }
@@ -548,7 +644,7 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(session = id, "rtc write: {e}");
+                    tracing::debug!(session = %Sid(id), "rtc write: {e}");
                     failed.push(id);
                 }
             }
@@ -571,6 +667,14 @@ impl Engine {
                 stream.set_publisher(None);
                 self.hub.remove_stream(&stream);
             }
+            Role::Play if session.bridge.is_some() => {
+                if let Some(b) = self.bridges.get_mut(stream.key()) {
+                    b.players.retain(|p| *p != id);
+                    if b.players.is_empty() {
+                        self.bridges.remove(stream.key());
+                    }
+                }
+            }
             Role::Play => {
                 stream.add_player(self.core, -1);
                 if let Some(list) = self.players.get_mut(&stream.id()) {
@@ -582,7 +686,63 @@ impl Engine {
             }
         }
         self.hub.session_ended(id);
-        tracing::info!(session = id, stream = %stream.key(), "rtc session closed");
+        tracing::info!(session = %Sid(id), stream = %stream.key(), "rtc session closed");
+    }
+
+    /// Converts the RTMP frames that arrived for this core's bridged players and writes them.
+    pub fn handle_bridges(&mut self, now: Instant) {
+        let mut failed = Vec::new();
+        let mut units = Vec::new();
+        for bridge in self.bridges.values_mut() {
+            let (video, audio) = (&mut bridge.video, &mut bridge.audio);
+            bridge.consumer.next_batch(256, |f| match f.kind {
+                RtmpKind::Video => match video.push(&f.payload, f.timestamp) {
+                    Ok(Some(unit)) => units.push(BridgeUnit::Video(unit)),
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!("rtmp to rtc video: {e}"),
+                },
+                RtmpKind::Audio => match audio.push(&f.payload, f.timestamp) {
+                    Ok(out) => units.extend(out.into_iter().map(BridgeUnit::Audio)),
+                    Err(e) => tracing::debug!("rtmp to rtc audio: {e}"),
+                },
+                RtmpKind::Data => {}
+            });
+            for unit in units.drain(..) {
+                for &id in &bridge.players {
+                    let Some(s) = self.sessions.get_mut(&id) else {
+                        continue;
+                    };
+                    match s.write_unit(&unit, now) {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            if !s.dirty {
+                                s.dirty = true;
+                                self.dirty.push(id);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(session = %Sid(id), "rtc write: {e}");
+                            failed.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        for id in failed {
+            self.close(id);
+        }
+    }
+
+    /// Whether a bridged RTMP stream has frames (or news) for this core; registers `cx` to be
+    /// woken when one does.
+    pub fn poll_bridges(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        for bridge in self.bridges.values_mut() {
+            let wait = std::pin::pin!(bridge.consumer.wait());
+            if wait.poll(cx).is_ready() {
+                return true;
+            }
+        }
+        false
     }
 
     /// The transmits produced since the last call.

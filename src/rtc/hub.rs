@@ -274,6 +274,18 @@ impl RtcHub {
         Ok(stream)
     }
 
+    /// A stream object for players fed from RTMP (`rtmp_to_rtc`): not registered, so WHIP
+    /// publishing the same name stays possible; cores group such players by stream key.
+    pub fn detached_stream(&self, key: &StreamKey) -> Arc<RtcStream> {
+        Arc::new(RtcStream {
+            id: self.next_stream.fetch_add(1, Ordering::Relaxed) + 1,
+            key: key.clone(),
+            publisher: Mutex::new(None),
+            players: Mutex::new(Vec::new()),
+            version: AtomicU64::new(0),
+        })
+    }
+
     /// The published stream `key`.
     pub fn stream(&self, key: &StreamKey) -> Result<Arc<RtcStream>, HubError> {
         let streams = self.streams.lock().expect("rtc streams lock poisoned");

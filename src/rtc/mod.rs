@@ -10,6 +10,7 @@
 //! - [`udp`]: the I/O layer: a SO_REUSEPORT socket per core, recvmmsg/sendmmsg batches.
 //! - [`stun`]: the binding's USERNAME, to route a new peer's first datagram.
 
+pub mod bridge;
 pub mod engine;
 pub mod hub;
 pub mod signal;
@@ -80,7 +81,8 @@ fn serve(request: Request, shared: &Arc<Shared>) -> Result<ApiReply, SignalError
             if !config.rtc_server.enabled {
                 return Err(SignalError::Forbidden("rtc_server is disabled".into()));
             }
-            let (key, _) = shared.stream(vhost.as_deref().unwrap_or(DEFAULT_VHOST), &app, &stream);
+            let (key, settings) =
+                shared.stream(vhost.as_deref().unwrap_or(DEFAULT_VHOST), &app, &stream);
             let vhost = config.vhost(&key.vhost);
             if !vhost.enabled || !vhost.rtc.enabled {
                 return Err(SignalError::Forbidden(format!(
@@ -88,11 +90,17 @@ fn serve(request: Request, shared: &Arc<Shared>) -> Result<ApiReply, SignalError
                     key.vhost
                 )));
             }
-            let rtc_stream = match role {
-                Role::Publish => hub.create_stream(&key),
-                Role::Play => hub.stream(&key),
-            }
-            .map_err(hub_error)?;
+            let (rtc_stream, bridge) = match role {
+                Role::Publish => (hub.create_stream(&key).map_err(hub_error)?, None),
+                Role::Play => match hub.stream(&key) {
+                    Ok(s) => (s, None),
+                    // No WebRTC publisher: play the RTMP stream, published now or later.
+                    Err(_) if vhost.rtc.rtmp_to_rtc => {
+                        (hub.detached_stream(&key), Some(settings.clone()))
+                    }
+                    Err(e) => return Err(hub_error(e)),
+                },
+            };
             let now = Instant::now();
             let id = rand::random::<u64>() >> 1;
             let params = SessionParams {
@@ -103,6 +111,7 @@ fn serve(request: Request, shared: &Arc<Shared>) -> Result<ApiReply, SignalError
                     config.rtc_server.listen.port(),
                 ),
                 nack: vhost.rtc.nack,
+                bridge,
             };
             let forget = |e: String| {
                 if role == Role::Publish {

@@ -104,7 +104,14 @@ impl Net {
         let (config, _) = Config::parse(CONFIG, "test.conf").unwrap();
         let shared = Shared::new(config);
         let engines = (0..cores)
-            .map(|c| Engine::new(c, shared.rtc.clone(), SERVER.parse().unwrap()))
+            .map(|c| {
+                Engine::new(
+                    c,
+                    shared.rtc.clone(),
+                    shared.hub.clone(),
+                    SERVER.parse().unwrap(),
+                )
+            })
             .collect();
         Self {
             shared,

@@ -198,7 +198,7 @@ pub async fn run(worker: usize, shared: Arc<Shared>) {
         tracing::info!("rtc listening on udp {}, candidate {local}", rtc.listen);
     }
     let hub = shared.rtc.clone();
-    let mut engine = Engine::new(worker, hub.clone(), local);
+    let mut engine = Engine::new(worker, hub.clone(), shared.hub.clone(), local);
     let inbox = engine.inbox().clone();
     let mut recv = RecvBatch::default();
     let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
@@ -223,6 +223,7 @@ pub async fn run(worker: usize, shared: Arc<Shared>) {
             inbox.rx_drops.store(d, Ordering::Relaxed);
         }
         engine.handle_inbox(now);
+        engine.handle_bridges(now);
         engine.handle_timeout(now);
         engine.drive(now);
         engine.take_transmits(&mut transmits);
@@ -230,21 +231,24 @@ pub async fn run(worker: usize, shared: Arc<Shared>) {
             send_all(&socket, &mut send_headers, &transmits, &hub.stats);
             transmits.clear();
         }
-        wait(&socket, &mut ready, engine.poll_timeout(), &inbox).await;
+        wait(&socket, &mut ready, &mut engine, &inbox).await;
     }
 }
 
-/// Waits until the socket is readable, `deadline` passes or the inbox has messages. The
-/// readiness operation outlives a turn that ends for another reason, so none is lost.
+/// Waits until the socket is readable, the engine's next timer passes, the inbox has
+/// messages or a bridged RTMP stream has frames. The readiness operation outlives a turn that
+/// ends for another reason, so none is lost.
 async fn wait(
     socket: &Arc<UdpSocket>,
     ready: &mut Option<Pin<Box<dyn Future<Output = ()>>>>,
-    deadline: Option<Instant>,
+    engine: &mut Engine,
     inbox: &Inbox,
 ) {
-    let mut sleep = deadline.map(|d| Box::pin(compio::time::sleep_until(d)));
+    let mut sleep = engine
+        .poll_timeout()
+        .map(|d| Box::pin(compio::time::sleep_until(d)));
     std::future::poll_fn(|cx| {
-        if inbox.poll_notified(cx.waker()) {
+        if inbox.poll_notified(cx.waker()) || engine.poll_bridges(cx) {
             return Poll::Ready(());
         }
         let r = ready.get_or_insert_with(|| {
