@@ -3,10 +3,12 @@
 //! bitrate and SEI-stamped latency that work through any server (ringcast, SRS, nginx-rtmp).
 //!
 //! Workers own their clients; the reporting thread only reads atomics. Map: [`sei`] (latency
-//! stamps), [`Stats`] (counters), [`rtmp`] (the player and publisher tasks).
+//! stamps), [`Stats`] (counters), [`rtmp`] (the player and publisher tasks), [`whep`] (WebRTC
+//! players).
 
 pub mod rtmp;
 pub mod sei;
+pub mod whep;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,13 +1,16 @@
-//! `ringcast-bench`: the load tool. Thousands of RTMP players or publishers from one process,
-//! with per-client bitrate and SEI latency, reported every interval and summed up at the end
-//! in one `SUMMARY` line that bench.sh reads.
+//! `ringcast-bench`: the load tool. Thousands of RTMP players or publishers, or WHEP players,
+//! from one process, with per-client bitrate and SEI latency (RTMP) or packets, NACKs and loss
+//! (WHEP), reported every interval and summed up at the end in one `SUMMARY` line that
+//! bench.sh reads.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
 use ringcast::bench::rtmp::{self as load, Target, PLAYER_WARMUP};
+use ringcast::bench::whep::{self, WhepCounters};
 use ringcast::bench::{parse_rtmp_url, Report, Stats};
 use ringcast::flv::FlvReader;
 use ringcast::runtime::{self, IoMode};
@@ -35,6 +38,15 @@ enum Command {
         #[arg(short = 'i', long = "input")]
         input: std::path::PathBuf,
     },
+    /// N WebRTC players of one stream over WHEP (-r http://HOST:1985/rtc/v1/whep/?app=live&stream=NAME).
+    WhepPlay(Common),
+}
+
+/// What each client does.
+enum Job {
+    RtmpPlay(Arc<Vec<Target>>),
+    RtmpPublish(Arc<Vec<Target>>, Arc<Vec<ringcast::flv::Tag>>),
+    WhepPlay(Arc<Vec<Arc<(String, String)>>>),
 }
 
 #[derive(Debug, Args)]
@@ -42,7 +54,8 @@ struct Common {
     /// Clients.
     #[arg(short = 'c', long = "clients", default_value_t = 1)]
     clients: usize,
-    /// rtmp://HOST[:PORT]/APP/STREAM; `{i}` becomes the client's index.
+    /// rtmp://HOST[:PORT]/APP/STREAM (whep-play: the WHEP URL); `{i}` becomes the client's
+    /// index.
     #[arg(short = 'r', long = "url")]
     url: String,
     /// Seconds over which clients start, evenly.
@@ -71,12 +84,13 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let (common, tags) = match cli.command {
-        Command::RtmpPlay(c) => (c, None),
+    let (common, tags, is_whep) = match cli.command {
+        Command::RtmpPlay(c) => (c, None, false),
         Command::RtmpPublish { common, input } => match read_flv(&input) {
-            Ok(tags) => (common, Some(Arc::new(tags))),
+            Ok(tags) => (common, Some(Arc::new(tags)), false),
             Err(e) => fail(&format!("{}: {e}", input.display())),
         },
+        Command::WhepPlay(c) => (c, None, true),
     };
     if common.clients == 0 {
         fail("-c must be at least 1");
@@ -84,39 +98,60 @@ fn main() {
     let duration = common
         .duration
         .unwrap_or(if tags.is_some() { 1e9 } else { 30.0 });
-    let targets: Vec<Target> = (0..common.clients)
-        .map(|i| {
-            let url = common.url.replace("{i}", &i.to_string());
-            match parse_rtmp_url(&url) {
+    let urls = (0..common.clients).map(|i| common.url.replace("{i}", &i.to_string()));
+    let job = if is_whep {
+        let urls = urls
+            .map(|url| match whep::parse_http_url(&url) {
+                Some(u) => Arc::new(u),
+                None => fail(&format!("{url}: not http://HOST[:PORT]/PATH")),
+            })
+            .collect();
+        Job::WhepPlay(Arc::new(urls))
+    } else {
+        let targets: Vec<Target> = urls
+            .map(|url| match parse_rtmp_url(&url) {
                 Some((addr, tc_url, stream)) => Target {
                     addr,
                     tc_url,
                     stream,
                 },
                 None => fail(&format!("{url}: not rtmp://HOST[:PORT]/APP/STREAM")),
-            }
-        })
-        .collect();
+            })
+            .collect();
+        match tags {
+            Some(tags) => Job::RtmpPublish(Arc::new(targets), tags),
+            None => Job::RtmpPlay(Arc::new(targets)),
+        }
+    };
+    let job = Arc::new(job);
+    let counters = Arc::new(WhepCounters::default());
     let stats = Arc::new(Stats::new(common.clients));
     let start = Instant::now();
     let stop = start + Duration::from_secs_f64(duration);
     let ramp = Duration::from_secs_f64(common.ramp.max(0.0));
     let workers = common.workers.max(1);
     let mode = common.io.or_else(IoMode::from_env).unwrap_or(IoMode::Auto);
-    let (targets, st) = (Arc::new(targets), stats.clone());
+    let (st, ct) = (stats.clone(), counters.clone());
+    let n = common.clients;
     let running = runtime::spawn_workers(workers, mode, move |w| {
-        let (targets, stats, tags) = (targets.clone(), st.clone(), tags.clone());
+        let (job, stats, counters) = (job.clone(), st.clone(), ct.clone());
         async move {
-            let n = targets.len();
             let mut tasks = Vec::new();
             for i in (w..n).step_by(workers) {
                 let at = start + ramp.mul_f64(i as f64 / n as f64);
-                let (target, stats, tags) = (targets[i].clone(), stats.clone(), tags.clone());
+                let (job, stats, counters) = (job.clone(), stats.clone(), counters.clone());
                 tasks.push(compio::runtime::spawn(async move {
                     compio::time::sleep_until(at).await;
-                    match tags {
-                        Some(tags) => load::publish(i, target, tags, stats, stop).await,
-                        None => load::play(i, target, stats, stop).await,
+                    match &*job {
+                        Job::RtmpPublish(targets, tags) => {
+                            load::publish(i, targets[i].clone(), tags.clone(), stats, stop).await
+                        }
+                        Job::RtmpPlay(targets) => {
+                            load::play(i, targets[i].clone(), stats, stop).await
+                        }
+                        Job::WhepPlay(urls) => {
+                            whep::play(i, urls[i].clone(), stats, counters, stop).await
+                        }
                     }
                 }));
             }
@@ -151,9 +186,20 @@ fn main() {
     let (t0, s0) = steady.unwrap_or((start, Stats::new(common.clients).snapshot()));
     let r = end.1.since(&s0, (end.0 - t0).as_secs_f64());
     let (p50, p99) = r.latency.map_or((-1, -1), |[a, b]| (a as i64, b as i64));
+    let whep = if is_whep {
+        let packets = counters.packets.load(Ordering::Relaxed);
+        let lost = counters.lost.load(Ordering::Relaxed);
+        format!(
+            " packets={packets} nacks={} lost={lost} loss_pct={:.3}",
+            counters.nacks.load(Ordering::Relaxed),
+            lost as f64 * 100.0 / (packets + lost).max(1) as f64
+        )
+    } else {
+        String::new()
+    };
     println!(
         "SUMMARY clients={} alive={} failed={} mbps={:.2} kbps_min={} kbps_median={} \
-         kbps_max={} lat_p50_ms={p50} lat_p99_ms={p99} samples={}",
+         kbps_max={} lat_p50_ms={p50} lat_p99_ms={p99} samples={}{whep}",
         common.clients, r.alive, r.failed, r.mbps, r.kbps[0], r.kbps[1], r.kbps[2], r.samples
     );
     // Workers end at `stop`; exiting drops any connection still open.
