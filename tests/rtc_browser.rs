@@ -225,6 +225,39 @@ fn chromium_publishes_with_whip_and_plays_with_whep() {
         "audio packets reach the player: {later:?}"
     );
     assert!(server.log().contains("rtc connected"), "{}", server.log());
+
+    // 5% loss on everything the server sends: NACKs repair it and frames keep coming.
+    assert_eq!(api(&server, "POST", "/rtc/v1/nack/?drop=20").0, 200);
+    let lossy = wait_for(&reports, &server, "play", Duration::from_secs(20), |kv| {
+        number(kv, "frames") >= number(&later, "frames") + 100 && number(kv, "nacks") > 0
+    });
+    let (_, stats) = api(&server, "GET", "/rtc/v1/stats/");
+    let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    assert!(stats["simulated_drops"].as_u64() > Some(20), "{stats}");
+    eprintln!("under 5% loss: {lossy:?}\n{stats}");
+}
+
+/// A request to the API without a body: `(status, body)`.
+fn api(server: &Server, method: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.api_port)).expect("API");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .expect("sending");
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut s, &mut reply).expect("reading");
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
 }
 
 #[test]

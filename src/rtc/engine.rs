@@ -321,6 +321,8 @@ pub struct Engine {
     dirty: Vec<u64>,
     out: Vec<Transmit>,
     events: Vec<Event>,
+    /// Datagrams to players produced, for the loss simulation.
+    sent_count: u64,
 }
 
 impl Engine {
@@ -342,6 +344,7 @@ impl Engine {
             dirty: Vec::new(),
             out: Vec::new(),
             events: Vec::new(),
+            sent_count: 0,
         }
     }
 
@@ -512,8 +515,12 @@ impl Engine {
                 continue;
             };
             let mut events = std::mem::take(&mut self.events);
+            let from = self.out.len();
             let result = session.poll(&mut self.out, &mut events);
             let alive = session.rtc.is_alive();
+            if session.role == Role::Play {
+                self.simulate_loss(from);
+            }
             for event in events.drain(..) {
                 self.handle_event(id, event, now);
             }
@@ -748,6 +755,28 @@ impl Engine {
     /// The transmits produced since the last call.
     pub fn take_transmits(&mut self, into: &mut Vec<Transmit>) {
         into.append(&mut self.out);
+    }
+
+    /// The loss simulation: drops one in `simulate_drop_every` of the datagrams to players
+    /// from `self.out[from..]`.
+    fn simulate_loss(&mut self, from: usize) {
+        let every = self.hub.stats.simulate_drop_every.load(Ordering::Relaxed);
+        if every == 0 {
+            return;
+        }
+        let mut i = from;
+        while i < self.out.len() {
+            self.sent_count += 1;
+            if self.sent_count.is_multiple_of(every) {
+                self.out.remove(i);
+                self.hub
+                    .stats
+                    .simulated_drops
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// When the engine next needs [`Self::handle_timeout`].

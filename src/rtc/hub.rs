@@ -173,6 +173,11 @@ pub struct RtcStats {
     pub rejected: AtomicU64,
     /// Messages dropped on full core inboxes.
     pub inbox_overflows: AtomicU64,
+    /// Loss simulation (SRS's `/rtc/v1/nack/` API): drop one in this many datagrams sent to
+    /// players; 0 is off.
+    pub simulate_drop_every: AtomicU64,
+    /// Datagrams dropped by the loss simulation.
+    pub simulated_drops: AtomicU64,
 }
 
 /// Where a session lives, for DELETE.

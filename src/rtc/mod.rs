@@ -18,6 +18,7 @@ pub mod stun;
 pub mod udp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -55,6 +56,36 @@ pub async fn handle_api(
 fn serve(request: Request, shared: &Arc<Shared>) -> Result<ApiReply, SignalError> {
     let hub = &shared.rtc;
     match request {
+        Request::Stats => {
+            let s = &hub.stats;
+            let sent = s.sent.load(Ordering::Relaxed);
+            let calls = s.send_calls.load(Ordering::Relaxed);
+            let body = serde_json::json!({
+                "code": 0,
+                "sessions": s.sessions.load(Ordering::Relaxed),
+                "pending": hub.pending_count(),
+                "received": s.received.load(Ordering::Relaxed),
+                "rejected": s.rejected.load(Ordering::Relaxed),
+                "sent": sent,
+                "send_calls": calls,
+                "send_calls_per_packet": calls as f64 / sent.max(1) as f64,
+                "inbox_overflows": s.inbox_overflows.load(Ordering::Relaxed),
+                "simulated_drops": s.simulated_drops.load(Ordering::Relaxed),
+                "loss": { "r": hub.rx_drops(), "s": s.send_drops.load(Ordering::Relaxed) },
+            });
+            Ok(json_reply(body))
+        }
+        Request::SimulateLoss { drop_every } => {
+            hub.stats
+                .simulate_drop_every
+                .store(drop_every, Ordering::Relaxed);
+            tracing::warn!(
+                "rtc: simulating loss, dropping one in {drop_every} datagrams sent (0: off)"
+            );
+            Ok(json_reply(
+                serde_json::json!({"code": 0, "drop": drop_every}),
+            ))
+        }
         Request::Delete { session } => {
             let id = u64::from_str_radix(&session, 16)
                 .map_err(|_| SignalError::NotFound(format!("no session {session}")))?;
@@ -142,6 +173,15 @@ fn serve(request: Request, shared: &Arc<Shared>) -> Result<ApiReply, SignalError
                 "ringcast",
             ))
         }
+    }
+}
+
+fn json_reply(body: serde_json::Value) -> ApiReply {
+    ApiReply {
+        status: 200,
+        content_type: "application/json",
+        headers: Vec::new(),
+        body: body.to_string().into_bytes(),
     }
 }
 

@@ -45,6 +45,14 @@ pub enum Request {
         /// The session id from the `Location`.
         session: String,
     },
+    /// `GET /rtc/v1/stats/`: the RTC counters.
+    Stats,
+    /// `POST /rtc/v1/nack/?drop=N` (SRS's loss simulation): drop one in N datagrams sent to
+    /// players, `0` to stop.
+    SimulateLoss {
+        /// One in this many datagrams is dropped; 0 turns the simulation off.
+        drop_every: u64,
+    },
 }
 
 /// Why a signalling request is refused; each maps to an HTTP status.
@@ -93,6 +101,20 @@ pub fn parse(
     let Some(rest) = path.strip_prefix("/rtc/v1/") else {
         return Ok(None);
     };
+    let params = query_pairs(query);
+    match (method, rest.trim_end_matches('/')) {
+        ("GET", "stats") => return Ok(Some(Request::Stats)),
+        ("POST", "nack") => {
+            let drop_every = params
+                .iter()
+                .find(|(k, _)| k == "drop")
+                .and_then(|(_, v)| v.parse().ok())
+                .ok_or_else(|| SignalError::BadRequest("nack needs ?drop=N".into()))?;
+            return Ok(Some(Request::SimulateLoss { drop_every }));
+        }
+        (other, "stats" | "nack") => return Err(SignalError::MethodNotAllowed(other.to_owned())),
+        _ => {}
+    }
     let (role, style) = match rest.trim_end_matches('/') {
         "whip" => (Role::Publish, Style::Whip),
         "whep" => (Role::Play, Style::Whip),
@@ -100,7 +122,6 @@ pub fn parse(
         "play" => (Role::Play, Style::Json),
         _ => return Ok(None),
     };
-    let params = query_pairs(query);
     let param = |name: &str| {
         params
             .iter()
@@ -330,6 +351,16 @@ mod tests {
             }))
         );
         assert_eq!(parse("GET", "/rtc/v1/nope/", "", b""), Ok(None));
+        assert_eq!(
+            parse("GET", "/rtc/v1/stats/", "", b""),
+            Ok(Some(Request::Stats))
+        );
+        assert_eq!(
+            parse("POST", "/rtc/v1/nack/", "drop=20", b""),
+            Ok(Some(Request::SimulateLoss { drop_every: 20 }))
+        );
+        assert!(parse("POST", "/rtc/v1/nack/", "drop=x", b"").is_err());
+        assert!(parse("DELETE", "/rtc/v1/stats", "", b"").is_err());
         assert_eq!(parse("GET", "/api/v1/versions", "", b""), Ok(None));
     }
 
