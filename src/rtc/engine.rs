@@ -13,10 +13,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
+use str0m::crypto::dtls::DtlsCert;
 use str0m::crypto::CryptoProvider;
 use str0m::format::Codec;
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
@@ -36,6 +37,26 @@ const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
 static CRYPTO: LazyLock<Arc<CryptoProvider>> =
     LazyLock::new(|| Arc::new(str0m::crypto::from_feature_flags()));
+
+/// How long one DTLS certificate serves new sessions. One per process, as SRS does, saves a
+/// key generation per session; renewing it keeps it far from its one-year expiry.
+const CERT_RENEWAL: Duration = Duration::from_secs(24 * 3600);
+
+static CERT: Mutex<Option<(DtlsCert, Instant)>> = Mutex::new(None);
+
+/// The process's DTLS certificate, made or renewed as needed; `None` if the provider cannot
+/// make one (str0m then fails loudly, which the tests would show).
+fn dtls_cert(now: Instant) -> Option<DtlsCert> {
+    let mut cert = CERT.lock().expect("rtc certificate lock poisoned");
+    match &*cert {
+        Some((c, made)) if now.saturating_duration_since(*made) < CERT_RENEWAL => Some(c.clone()),
+        _ => {
+            let fresh = CRYPTO.dtls_provider.generate_certificate()?;
+            *cert = Some((fresh.clone(), now));
+            Some(fresh)
+        }
+    }
+}
 
 /// Why an offer cannot become a session.
 #[derive(Debug, thiserror::Error)]
@@ -98,8 +119,11 @@ impl Session {
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| SessionError::BadOffer(e.to_string()))?;
         let ufrag = random_token(8);
-        let mut config = Rtc::builder()
-            .set_crypto_provider(CRYPTO.clone())
+        let mut config = Rtc::builder().set_crypto_provider(CRYPTO.clone());
+        if let Some(cert) = dtls_cert(now) {
+            config = config.set_dtls_cert(cert);
+        }
+        let mut config = config
             .set_local_ice_credentials(IceCreds {
                 ufrag: ufrag.clone(),
                 pass: random_token(24),
