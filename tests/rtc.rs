@@ -151,3 +151,55 @@ fn srs_json_signalling_and_refusals() {
         server.log()
     );
 }
+
+#[test]
+fn whip_bench_publisher_feeds_whep_bench_players() {
+    let server = rtc_server("enabled on;");
+    let mut publisher = common::Reaper(
+        Command::new(env!("CARGO_BIN_EXE_ringcast-bench"))
+            .args([
+                "whip-publish",
+                "-c",
+                "1",
+                "-d",
+                "14",
+                "--interval",
+                "2",
+                "-i",
+            ])
+            .arg(common::media())
+            .arg("-r")
+            .arg(server.api_url("/rtc/v1/whip/?app=live&stream=loop"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("running ringcast-bench whip-publish"),
+    );
+    assert!(
+        server.wait_log("rtc connected", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ringcast-bench"))
+        .args(["whep-play", "-c", "3", "-d", "7", "--interval", "2", "-r"])
+        .arg(server.api_url("/rtc/v1/whep/?app=live&stream=loop"))
+        .output()
+        .expect("running ringcast-bench whep-play");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("SUMMARY"))
+        .unwrap_or_else(|| panic!("no SUMMARY: {stdout}\n{}", server.log()));
+    assert!(summary.contains(" alive=3 "), "{summary}\n{}", server.log());
+    let packets: u64 = summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("packets="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(packets > 300, "{summary}");
+    let _ = publisher.0.kill();
+    let mut text = String::new();
+    if let Some(mut o) = publisher.0.stdout.take() {
+        let _ = o.read_to_string(&mut text);
+    }
+    assert!(text.contains("alive=1"), "publisher: {text}");
+}

@@ -1,6 +1,8 @@
-//! WHEP load: a player task that signals with one HTTP POST (an SDP offer for H.264 and Opus,
-//! receive only), then runs a str0m client over its own UDP socket, counting media bytes,
-//! received packets and the NACKs it sent. Works with any WHEP server (ringcast, SRS 5+).
+//! WebRTC load: WHEP players and WHIP publishers. Each signals with one HTTP POST (an SDP
+//! offer for H.264 and Opus), then runs a str0m client over its own UDP socket. Players count
+//! media bytes, received packets and the NACKs they sent; publishers send an FLV file looped
+//! at its own pace, converted as ringcast's RTMP to WebRTC converts it. Works with any
+//! WHIP/WHEP server (ringcast, SRS 5+).
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,11 +15,15 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::{TcpStream, UdpSocket};
 use futures_util::future::{select, Either};
 use str0m::change::SdpAnswer;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use super::{ClientState, Stats};
+use crate::flv::Tag;
+use crate::media::{TYPE_AUDIO, TYPE_VIDEO};
+use crate::rtc::bridge::{AacToOpus, AvcToAnnexB};
 
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REPLY: usize = 256 * 1024;
@@ -121,6 +127,143 @@ fn complete_body(reply: &[u8]) -> Option<Result<String, WhepError>> {
     Some(Ok(body.to_owned()))
 }
 
+/// One str0m peer over its own UDP socket, connected to a WHIP or WHEP server.
+struct Peer {
+    rtc: Rtc,
+    socket: UdpSocket,
+    server: SocketAddr,
+    local: SocketAddr,
+    buf: Vec<u8>,
+    video: Mid,
+    audio: Mid,
+}
+
+impl Peer {
+    /// Offers H.264 and Opus in `direction` to the signalling URL and opens the UDP socket.
+    async fn connect(url: &(String, String), direction: Direction) -> Result<Self, WhepError> {
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .build(Instant::now());
+        let mut api = rtc.sdp_api();
+        let video = api.add_media(MediaKind::Video, direction, None, None, None);
+        let audio = api.add_media(MediaKind::Audio, direction, None, None, None);
+        let Some((offer, pending)) = api.apply() else {
+            return Err(WhepError::Signal("no offer".into()));
+        };
+        let answer = compio::time::timeout(
+            SIGNAL_TIMEOUT,
+            post_offer(&url.0, &url.1, &offer.to_sdp_string()),
+        )
+        .await
+        .map_err(|_| WhepError::Timeout)??;
+        // The server's UDP address is the answer's candidate (ICE-lite: it has one).
+        let server = answer_candidate(&answer)
+            .ok_or_else(|| WhepError::Signal("the answer has no UDP candidate".into()))?;
+        let answer = SdpAnswer::from_sdp_string(&answer)
+            .map_err(|e| WhepError::Signal(format!("bad answer: {e}")))?;
+        rtc.sdp_api().accept_answer(pending, answer)?;
+        let bind: SocketAddr = if server.is_ipv4() {
+            "0.0.0.0:0".parse().expect("literal address")
+        } else {
+            "[::]:0".parse().expect("literal address")
+        };
+        let socket = UdpSocket::bind(bind).await?;
+        // Connecting picks the local address that routes to the server: the candidate.
+        socket.connect(server).await?;
+        let local = socket.local_addr()?;
+        let candidate = str0m::Candidate::host(local, "udp")
+            .map_err(|e| WhepError::Signal(format!("local candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        Ok(Self {
+            rtc,
+            socket,
+            server,
+            local,
+            buf: Vec::with_capacity(2048),
+            video,
+            audio,
+        })
+    }
+
+    /// Runs the session until it has events (into `events`) or `deadline` passes.
+    async fn run_until(
+        &mut self,
+        deadline: Instant,
+        events: &mut Vec<Event>,
+    ) -> Result<(), WhepError> {
+        loop {
+            let timeout = loop {
+                match self.rtc.poll_output()? {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => {
+                        let BufResult(r, _) = self.socket.send(t.contents.to_vec()).await;
+                        r?;
+                    }
+                    Output::Event(e) => events.push(e),
+                }
+            };
+            let now = Instant::now();
+            if !events.is_empty() || now >= deadline {
+                return Ok(());
+            }
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            let recv = std::pin::pin!(self.socket.recv(buf));
+            let sleep = std::pin::pin!(compio::time::sleep_until(timeout.min(deadline).max(now)));
+            match select(recv, sleep).await {
+                Either::Left((BufResult(r, b), _)) => {
+                    self.buf = b;
+                    let n = r?;
+                    if let Ok(contents) = self.buf[..n].try_into() {
+                        self.rtc.handle_input(Input::Receive(
+                            Instant::now(),
+                            Receive {
+                                proto: Protocol::Udp,
+                                source: self.server,
+                                destination: self.local,
+                                contents,
+                            },
+                        ))?;
+                    }
+                }
+                Either::Right(_) => {
+                    self.buf = Vec::with_capacity(2048);
+                    self.rtc.handle_input(Input::Timeout(Instant::now()))?;
+                }
+            }
+        }
+    }
+
+    /// Runs until connected, or fails after [`SIGNAL_TIMEOUT`].
+    async fn wait_connected(&mut self) -> Result<(), WhepError> {
+        let by = Instant::now() + SIGNAL_TIMEOUT;
+        let mut events = Vec::new();
+        while Instant::now() < by {
+            self.run_until(by, &mut events).await?;
+            if events.drain(..).any(|e| matches!(e, Event::Connected)) {
+                return Ok(());
+            }
+        }
+        Err(WhepError::Timeout)
+    }
+
+    /// The payload type of `codec` on `mid`.
+    fn pt(&mut self, mid: Mid, codec: Codec) -> Result<Pt, WhepError> {
+        self.rtc
+            .writer(mid)
+            .and_then(|w| {
+                w.payload_params()
+                    .find(|p| p.spec().codec == codec)
+                    .map(|p| p.pt())
+            })
+            .ok_or_else(|| WhepError::Signal(format!("{codec:?} not negotiated")))
+    }
+}
+
 /// Plays one WHEP stream until `stop`, counting into `stats[i]` and `counters`.
 pub async fn play(
     i: usize,
@@ -129,140 +272,138 @@ pub async fn play(
     counters: Arc<WhepCounters>,
     stop: Instant,
 ) {
-    if let Err(e) = run(i, &url, &stats, &counters, stop).await {
+    if let Err(e) = run_player(i, &url, &stats, &counters, stop).await {
         tracing::warn!(client = i, "whep: {e}");
         stats.set_state(i, ClientState::Failed);
     }
 }
 
-async fn run(
+async fn run_player(
     i: usize,
     url: &(String, String),
     stats: &Stats,
     counters: &WhepCounters,
     stop: Instant,
 ) -> Result<(), WhepError> {
-    let mut rtc = Rtc::builder()
-        .clear_codecs()
-        .enable_h264(true)
-        .enable_opus(true, false)
-        .set_stats_interval(Some(Duration::from_secs(1)))
-        .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-        .build(Instant::now());
-    let mut api = rtc.sdp_api();
-    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-    let Some((offer, pending)) = api.apply() else {
-        return Err(WhepError::Signal("no offer".into()));
-    };
-    let answer = compio::time::timeout(
-        SIGNAL_TIMEOUT,
-        post_offer(&url.0, &url.1, &offer.to_sdp_string()),
-    )
-    .await
-    .map_err(|_| WhepError::Timeout)??;
-    // The server's UDP address is the answer's candidate (ICE-lite: it has one).
-    let server = answer_candidate(&answer)
-        .ok_or_else(|| WhepError::Signal("the answer has no UDP candidate".into()))?;
-    let answer = SdpAnswer::from_sdp_string(&answer)
-        .map_err(|e| WhepError::Signal(format!("bad answer: {e}")))?;
-    rtc.sdp_api().accept_answer(pending, answer)?;
-    let bind: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0".parse().expect("literal address")
-    } else {
-        "[::]:0".parse().expect("literal address")
-    };
-    let socket = UdpSocket::bind(bind).await?;
-    // Connecting picks the local address that routes to the server: the candidate to offer.
-    socket.connect(server).await?;
-    let local = socket.local_addr()?;
-    let candidate = str0m::Candidate::host(local, "udp")
-        .map_err(|e| WhepError::Signal(format!("local candidate: {e}")))?;
-    rtc.add_local_candidate(candidate);
-
+    let mut peer = Peer::connect(url, Direction::RecvOnly).await?;
+    peer.wait_connected().await?;
+    stats.set_state(i, ClientState::Alive);
     let mut last: Vec<(Mid, u64, u64)> = Vec::new();
-    let connect_by = Instant::now() + SIGNAL_TIMEOUT;
-    let mut connected = false;
-    let mut buf = Vec::with_capacity(2048);
-    loop {
-        let timeout = match rtc.poll_output()? {
-            Output::Timeout(t) => t,
-            Output::Transmit(t) => {
-                let BufResult(r, _) = socket.send(t.contents.to_vec()).await;
-                r?;
-                continue;
-            }
-            Output::Event(e) => {
-                match e {
-                    Event::Connected => {
-                        connected = true;
-                        stats.set_state(i, ClientState::Alive);
-                    }
-                    Event::MediaData(d) => {
-                        stats.bytes[i].fetch_add(d.data.len() as u64, Ordering::Relaxed);
-                    }
-                    Event::MediaIngressStats(s) => {
-                        let slot = match last.iter_mut().find(|(m, _, _)| *m == s.mid) {
-                            Some(slot) => slot,
-                            None => {
-                                last.push((s.mid, 0, 0));
-                                last.last_mut().expect("pushed above")
-                            }
-                        };
-                        let packets = s.packets.saturating_sub(slot.1);
-                        counters.packets.fetch_add(packets, Ordering::Relaxed);
-                        counters
-                            .nacks
-                            .fetch_add(s.nacks.saturating_sub(slot.2), Ordering::Relaxed);
-                        if let Some(loss) = s.loss {
-                            let lost = (f64::from(loss) * packets as f64).round() as u64;
-                            counters.lost.fetch_add(lost, Ordering::Relaxed);
+    let mut events = Vec::new();
+    while Instant::now() < stop {
+        peer.run_until(stop, &mut events).await?;
+        for e in events.drain(..) {
+            match e {
+                Event::MediaData(d) => {
+                    stats.bytes[i].fetch_add(d.data.len() as u64, Ordering::Relaxed);
+                }
+                Event::MediaIngressStats(s) => {
+                    let slot = match last.iter_mut().find(|(m, _, _)| *m == s.mid) {
+                        Some(slot) => slot,
+                        None => {
+                            last.push((s.mid, 0, 0));
+                            last.last_mut().expect("pushed above")
                         }
-                        slot.1 = s.packets;
-                        slot.2 = s.nacks;
+                    };
+                    let packets = s.packets.saturating_sub(slot.1);
+                    counters.packets.fetch_add(packets, Ordering::Relaxed);
+                    counters
+                        .nacks
+                        .fetch_add(s.nacks.saturating_sub(slot.2), Ordering::Relaxed);
+                    if let Some(loss) = s.loss {
+                        let lost = (f64::from(loss) * packets as f64).round() as u64;
+                        counters.lost.fetch_add(lost, Ordering::Relaxed);
                     }
-                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                        return Err(WhepError::Signal("disconnected".into()));
-                    }
-                    _ => {}
+                    slot.1 = s.packets;
+                    slot.2 = s.nacks;
                 }
-                continue;
-            }
-        };
-        let now = Instant::now();
-        if now >= stop {
-            return Ok(());
-        }
-        if !connected && now >= connect_by {
-            return Err(WhepError::Timeout);
-        }
-        let wait = timeout.min(stop).max(now);
-        buf.clear();
-        let recv = std::pin::pin!(socket.recv(std::mem::take(&mut buf)));
-        let sleep = std::pin::pin!(compio::time::sleep_until(wait));
-        match select(recv, sleep).await {
-            Either::Left((BufResult(r, b), _)) => {
-                buf = b;
-                let n = r?;
-                let now = Instant::now();
-                if let Ok(contents) = buf[..n].try_into() {
-                    rtc.handle_input(Input::Receive(
-                        now,
-                        Receive {
-                            proto: Protocol::Udp,
-                            source: server,
-                            destination: local,
-                            contents,
-                        },
-                    ))?;
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    return Err(WhepError::Signal("disconnected".into()));
                 }
-            }
-            Either::Right(_) => {
-                buf = Vec::with_capacity(2048);
-                rtc.handle_input(Input::Timeout(Instant::now()))?;
+                _ => {}
             }
         }
     }
+    Ok(())
+}
+
+/// Publishes `tags` (an FLV file: H.264 and AAC) over WHIP until `stop`, looped at its own
+/// pace: H.264 as Annex B, AAC transcoded to Opus, as ringcast's RTMP to WebRTC does.
+pub async fn publish(
+    i: usize,
+    url: Arc<(String, String)>,
+    tags: Arc<Vec<Tag>>,
+    stats: Arc<Stats>,
+    stop: Instant,
+) {
+    if let Err(e) = run_publisher(i, &url, &tags, &stats, stop).await {
+        tracing::warn!(client = i, "whip: {e}");
+        stats.set_state(i, ClientState::Failed);
+    }
+}
+
+async fn run_publisher(
+    i: usize,
+    url: &(String, String),
+    tags: &[Tag],
+    stats: &Stats,
+    stop: Instant,
+) -> Result<(), WhepError> {
+    let mut peer = Peer::connect(url, Direction::SendOnly).await?;
+    peer.wait_connected().await?;
+    stats.set_state(i, ClientState::Alive);
+    let video_pt = peer.pt(peer.video, Codec::H264)?;
+    let audio_pt = peer.pt(peer.audio, Codec::Opus)?;
+    let (mut video, mut audio) = (AvcToAnnexB::default(), AacToOpus::default());
+    let first = tags.first().map_or(0, |t| t.timestamp);
+    let span = tags.last().map_or(0, |t| t.timestamp).saturating_sub(first) + 40;
+    let start = Instant::now();
+    let mut events = Vec::new();
+    for round in 0u64.. {
+        for tag in tags {
+            let ts = round * u64::from(span) + u64::from(tag.timestamp.saturating_sub(first));
+            let at = start + Duration::from_millis(ts);
+            while Instant::now() < at.min(stop) {
+                peer.run_until(at.min(stop), &mut events).await?;
+                if events.drain(..).any(|e| {
+                    matches!(
+                        e,
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                    )
+                }) {
+                    return Err(WhepError::Signal("disconnected".into()));
+                }
+            }
+            if Instant::now() >= stop {
+                return Ok(());
+            }
+            // The RTMP clock wraps at 32 bits, as the converters expect.
+            let ts = ts as u32;
+            let now = Instant::now();
+            match tag.type_id {
+                TYPE_VIDEO => {
+                    if let Ok(Some(unit)) = video.push(&tag.data, ts) {
+                        stats.bytes[i].fetch_add(unit.data.len() as u64, Ordering::Relaxed);
+                        let time = MediaTime::new(unit.pts_ms * 90, Frequency::NINETY_KHZ);
+                        if let Some(w) = peer.rtc.writer(peer.video) {
+                            w.write(video_pt, now, time, unit.data)?;
+                        }
+                    }
+                }
+                TYPE_AUDIO => {
+                    for unit in audio.push(&tag.data, ts).unwrap_or_default() {
+                        stats.bytes[i].fetch_add(unit.data.len() as u64, Ordering::Relaxed);
+                        let time = MediaTime::new(unit.rtp_time, Frequency::FORTY_EIGHT_KHZ);
+                        if let Some(w) = peer.rtc.writer(peer.audio) {
+                            w.write(audio_pt, now, time, unit.data)?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The address of the first UDP candidate of an SDP answer.

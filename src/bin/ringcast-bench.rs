@@ -40,6 +40,14 @@ enum Command {
     },
     /// N WebRTC players of one stream over WHEP (-r http://HOST:1985/rtc/v1/whep/?app=live&stream=NAME).
     WhepPlay(Common),
+    /// N WebRTC publishers over WHIP of an FLV file (H.264 and AAC, sent as H.264 and Opus).
+    WhipPublish {
+        #[command(flatten)]
+        common: Common,
+        /// The FLV file to publish.
+        #[arg(short = 'i', long = "input")]
+        input: std::path::PathBuf,
+    },
 }
 
 /// What each client does.
@@ -47,6 +55,10 @@ enum Job {
     RtmpPlay(Arc<Vec<Target>>),
     RtmpPublish(Arc<Vec<Target>>, Arc<Vec<ringcast::flv::Tag>>),
     WhepPlay(Arc<Vec<Arc<(String, String)>>>),
+    WhipPublish(
+        Arc<Vec<Arc<(String, String)>>>,
+        Arc<Vec<ringcast::flv::Tag>>,
+    ),
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +103,10 @@ fn main() {
             Err(e) => fail(&format!("{}: {e}", input.display())),
         },
         Command::WhepPlay(c) => (c, None, true),
+        Command::WhipPublish { common, input } => match read_flv(&input) {
+            Ok(tags) => (common, Some(Arc::new(tags)), true),
+            Err(e) => fail(&format!("{}: {e}", input.display())),
+        },
     };
     if common.clients == 0 {
         fail("-c must be at least 1");
@@ -106,7 +122,10 @@ fn main() {
                 None => fail(&format!("{url}: not http://HOST[:PORT]/PATH")),
             })
             .collect();
-        Job::WhepPlay(Arc::new(urls))
+        match tags {
+            Some(tags) => Job::WhipPublish(Arc::new(urls), tags),
+            None => Job::WhepPlay(Arc::new(urls)),
+        }
     } else {
         let targets: Vec<Target> = urls
             .map(|url| match parse_rtmp_url(&url) {
@@ -151,6 +170,9 @@ fn main() {
                         }
                         Job::WhepPlay(urls) => {
                             whep::play(i, urls[i].clone(), stats, counters, stop).await
+                        }
+                        Job::WhipPublish(urls, tags) => {
+                            whep::publish(i, urls[i].clone(), tags.clone(), stats, stop).await
                         }
                     }
                 }));
