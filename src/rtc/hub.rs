@@ -171,6 +171,8 @@ pub struct RtcStats {
     /// Datagrams rejected: unknown sender and not a binding for a pending session, wrong
     /// credentials, or not parseable.
     pub rejected: AtomicU64,
+    /// Signalling requests refused (malformed SDP or JSON, busy or unknown streams, ...).
+    pub refused_requests: AtomicU64,
     /// Messages dropped on full core inboxes.
     pub inbox_overflows: AtomicU64,
     /// Loss simulation (SRS's `/rtc/v1/nack/` API): drop one in this many datagrams sent to

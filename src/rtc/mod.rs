@@ -48,6 +48,11 @@ pub async fn handle_api(
         Err(e) => Err(e),
     };
     Some(result.unwrap_or_else(|e| {
+        shared
+            .rtc
+            .stats
+            .refused_requests
+            .fetch_add(1, Ordering::Relaxed);
         tracing::warn!("rtc signalling {method} {path}?{query}: {e}");
         signal::error_reply(style, &e)
     }))
@@ -66,6 +71,7 @@ fn serve(request: Request, shared: &Arc<Shared>) -> Result<ApiReply, SignalError
                 "pending": hub.pending_count(),
                 "received": s.received.load(Ordering::Relaxed),
                 "rejected": s.rejected.load(Ordering::Relaxed),
+                "refused_requests": s.refused_requests.load(Ordering::Relaxed),
                 "sent": sent,
                 "send_calls": calls,
                 "send_calls_per_packet": calls as f64 / sent.max(1) as f64,

@@ -405,4 +405,48 @@ fn bad_datagrams_and_credentials_are_rejected() {
         b"v=0\r\nnonsense",
     );
     assert_eq!(bad.status, 400);
+    let bad = net.api(
+        "POST",
+        "/rtc/v1/whip/",
+        "app=live&stream=y",
+        b"v=0\r\nm=video x",
+    );
+    assert_eq!(bad.status, 400);
+    let refused = &net.shared.rtc.stats.refused_requests;
+    assert_eq!(refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let stats = net.api("GET", "/rtc/v1/stats/", "", b"");
+    let v: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
+    assert_eq!(
+        (v["rejected"].as_u64(), v["refused_requests"].as_u64()),
+        (Some(4), Some(2))
+    );
+}
+
+#[test]
+fn silent_peers_time_out() {
+    let mut net = Net::new(1);
+    let (publisher, _) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "quiet");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "quiet");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    assert_eq!(net.engines[0].session_count(), 2);
+    // Both clients vanish without a DELETE: only the engine's clock moves on.
+    net.clients.clear();
+    let end = net.now + Duration::from_secs(60);
+    while net.now < end && net.engines[0].session_count() > 0 {
+        net.now += Duration::from_millis(100);
+        let now = net.now;
+        let e = &mut net.engines[0];
+        e.handle_timeout(now);
+        e.drive(now);
+        let mut sink = Vec::new();
+        e.take_transmits(&mut sink);
+    }
+    assert_eq!(
+        net.engines[0].session_count(),
+        0,
+        "sessions of gone peers are closed"
+    );
+    let stats = &net.shared.rtc.stats;
+    assert_eq!(stats.sessions.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
