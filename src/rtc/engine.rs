@@ -408,10 +408,20 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
-        if let Err(e) = session.rtc.handle_input(input) {
-            tracing::debug!(session = %Sid(id), "rtc input: {e}");
-            self.close(id);
+        if !session.rtc.accepts(&input) {
+            self.reject(source, "not for the session at its address");
             return;
+        }
+        if let Err(e) = session.rtc.handle_input(input) {
+            // A bad datagram from (or spoofed as) the peer costs the datagram, not the
+            // session: the session ends only if str0m gives up on it.
+            tracing::debug!(session = %Sid(id), "rtc input rejected: {e}");
+            let alive = session.rtc.is_alive();
+            self.reject(source, "refused by the session");
+            if !alive {
+                self.close(id);
+                return;
+            }
         }
         self.mark_dirty(id);
     }

@@ -450,3 +450,30 @@ fn silent_peers_time_out() {
     let stats = &net.shared.rtc.stats;
     assert_eq!(stats.sessions.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
+
+#[test]
+fn garbage_from_a_peer_address_does_not_end_its_session() {
+    let mut net = Net::new(1);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "spoof");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "spoof");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    let now = net.now;
+    let spoofed: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+    let mut seed = 7u32;
+    for len in [0usize, 1, 13, 20, 100, 1200] {
+        for first in [0u8, 1, 20, 22, 23, 64, 128, 129, 200] {
+            let mut d = vec![first; len.max(1)];
+            for b in d.iter_mut().skip(1) {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                *b = (seed >> 24) as u8;
+            }
+            net.engines[0].handle_datagram(now, spoofed, &d[..len]);
+        }
+    }
+    net.engines[0].drive(now);
+    assert_eq!(net.engines[0].session_count(), 2);
+    let before = net.clients[player].video_frames();
+    net.publish(publisher, video, 0, 30);
+    assert!(net.clients[player].video_frames() >= before + 25);
+}
