@@ -3,7 +3,8 @@
 //! [`Engine`]. One loop turn receives datagrams in batches (recvmmsg, up to
 //! [`MAX_BATCHES`] × [`BATCH`] per turn so a flood cannot starve the inbox and timers),
 //! hands them to the engine, drains the inbox, runs the timers, and sends every datagram the
-//! turn produced with as few sendmmsg calls as fit ([`BATCH`] per call). The socket is
+//! turn produced with as few sendmmsg calls as fit ([`BATCH`] messages per call, a run of
+//! datagrams to one peer as one UDP GSO message). The socket is
 //! nonblocking and the loop waits on its readiness through compio (a poll operation on both
 //! io_uring and epoll), on the engine's next timer and on its inbox.
 //!
@@ -32,7 +33,7 @@ use super::hub::{Inbox, RtcStats};
 use crate::server::Shared;
 
 /// Datagrams per recvmmsg or sendmmsg call.
-pub const BATCH: usize = 32;
+pub const BATCH: usize = 64;
 /// Receive batches per loop turn.
 pub const MAX_BATCHES: usize = 8;
 /// Largest datagram received; WebRTC keeps packets under the path MTU.
