@@ -233,7 +233,7 @@ fn chromium_publishes_with_whip_and_plays_with_whep() {
     });
     let (_, stats) = api(&server, "GET", "/rtc/v1/stats/");
     let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
-    assert!(stats["simulated_drops"].as_u64() > Some(20), "{stats}");
+    assert!(stats["simulated_drops"].as_u64() >= Some(10), "{stats}");
     eprintln!("under 5% loss: {lossy:?}\n{stats}");
 }
 
