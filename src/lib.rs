@@ -1,6 +1,6 @@
-//! ringcast: a live-streaming media server (RTMP in and out, forwarding to other RTMP
-//! servers), io_uring thread-per-core, with zero-copy fan-out: each message is serialized once
-//! into refcounted bytes that every player on every core shares.
+//! ringcast: a live-streaming media server (RTMP in and out, HTTP-FLV out, SRS's HTTP API,
+//! forwarding to other RTMP servers), io_uring thread-per-core, with zero-copy fan-out: each
+//! message is serialized once into refcounted bytes that every player on every core shares.
 //!
 //! Module map, one folder per concern:
 //! - [`bench`]: the load tool behind `ringcast-bench` (players, publishers, SEI latency).
@@ -8,10 +8,11 @@
 //! - [`rtmp`]: the RTMP protocol, sans-IO (handshake, chunks, AMF0, server and client sessions).
 //! - [`flv`]: FLV tags, read and written, for the test publisher and HTTP-FLV.
 //! - [`media`]: frames as shared by the fan-out, codec sniffing, timestamp correction.
+//! - [`http`]: the HTTP/1.1 server: SRS's API, HTTP-FLV players, Prometheus metrics.
 //! - [`hub`]: the stream registry, one Source per stream, per-core rings and consumers.
 //! - [`runtime`]: worker threads on io_uring (epoll fallback), listeners.
 //! - [`server`]: the I/O drivers that connect sockets, sessions and the hub.
-//! - [`stats`]: the periodic log line.
+//! - [`stats`]: the periodic log line, the client registry, rates, /proc readings.
 //!
 //! Protocol code is sans-IO and has no `unsafe`; the I/O layer is the only place that may.
 #![warn(missing_docs, unreachable_pub)]

@@ -116,6 +116,12 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         .into_iter()
         .map(|(addr, _)| addr)
         .collect();
+    // SO_REUSEPORT would let RTMP and HTTP share a port and split its connections at random.
+    if let Some(addr) = http.iter().find(|a| config.listen.contains(a)) {
+        return Err(format!(
+            "{addr} is both an RTMP listen address and an HTTP one"
+        ));
+    }
     runtime::check_bind(&config.listen).map_err(|e| e.to_string())?;
     runtime::check_bind(&http).map_err(|e| e.to_string())?;
     if config.rtc_server.enabled {

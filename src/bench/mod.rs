@@ -1,11 +1,13 @@
-//! The load tool behind `ringcast-bench`: many RTMP players or publishers from one process, on
-//! the same runtime as the server (worker threads on io_uring or epoll), with per-client
+//! The load tool behind `ringcast-bench`: many RTMP or HTTP-FLV players, or RTMP publishers,
+//! from one process, on the same runtime as the server (worker threads on io_uring or epoll),
+//! with per-client
 //! bitrate and SEI-stamped latency that work through any server (ringcast, SRS, nginx-rtmp).
 //!
 //! Workers own their clients; the reporting thread only reads atomics. Map: [`sei`] (latency
-//! stamps), [`Stats`] (counters), [`rtmp`] (the player and publisher tasks), [`whep`] (WebRTC
-//! players).
+//! stamps), [`Stats`] (counters), [`rtmp`] (the player and publisher tasks), [`flv`] (the
+//! HTTP-FLV player task), [`whep`] (WebRTC players and publishers).
 
+pub mod flv;
 pub mod rtmp;
 pub mod sei;
 pub mod whep;

@@ -1,7 +1,7 @@
-//! `ringcast-bench`: the load tool. Thousands of RTMP players or publishers, or WHEP players,
-//! from one process, with per-client bitrate and SEI latency (RTMP) or packets, NACKs and loss
-//! (WHEP), reported every interval and summed up at the end in one `SUMMARY` line that
-//! bench.sh reads.
+//! `ringcast-bench`: the load tool. Thousands of RTMP, HTTP-FLV or WHEP players, or RTMP or
+//! WHIP publishers, from one process, with per-client bitrate and SEI latency (RTMP) or
+//! packets, NACKs and loss (WebRTC), reported every interval and summed up at the end in one
+//! `SUMMARY` line that bench.sh reads.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
+use ringcast::bench::flv::{self as flv_load, FlvTarget};
 use ringcast::bench::rtmp::{self as load, Target, PLAYER_WARMUP};
 use ringcast::bench::whep::{self, WhepCounters};
 use ringcast::bench::{parse_rtmp_url, Report, Stats};
@@ -18,7 +19,7 @@ use ringcast::runtime::{self, IoMode};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Load generator for RTMP servers (ringcast, SRS, nginx-rtmp).
+/// Load generator for RTMP, HTTP-FLV and WebRTC servers (ringcast, SRS, nginx-rtmp).
 #[derive(Debug, Parser)]
 #[command(name = "ringcast-bench", version)]
 struct Cli {
@@ -30,6 +31,9 @@ struct Cli {
 enum Command {
     /// N players of one stream, like SRS's sb_rtmp_load.
     RtmpPlay(Common),
+    /// N HTTP-FLV players of one stream (`-r http://HOST:PORT/APP/STREAM.flv`), like SRS's
+    /// sb_http_load.
+    FlvPlay(Common),
     /// N publishers of an FLV file, looped at its own pace, video frames stamped with SEI.
     RtmpPublish {
         #[command(flatten)]
@@ -53,6 +57,7 @@ enum Command {
 /// What each client does.
 enum Job {
     RtmpPlay(Arc<Vec<Target>>),
+    FlvPlay(Arc<Vec<FlvTarget>>),
     RtmpPublish(Arc<Vec<Target>>, Arc<Vec<ringcast::flv::Tag>>),
     WhepPlay(Arc<Vec<Arc<(String, String)>>>),
     WhipPublish(
@@ -66,8 +71,8 @@ struct Common {
     /// Clients.
     #[arg(short = 'c', long = "clients", default_value_t = 1)]
     clients: usize,
-    /// rtmp://HOST[:PORT]/APP/STREAM (whep-play: the WHEP URL); `{i}` becomes the client's
-    /// index.
+    /// rtmp://HOST[:PORT]/APP/STREAM (flv-play: http://HOST[:PORT]/PATH; whep-play and
+    /// whip-publish: the WHEP or WHIP URL); `{i}` becomes the client's index.
     #[arg(short = 'r', long = "url")]
     url: String,
     /// Seconds over which clients start, evenly.
@@ -96,15 +101,16 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let (common, tags, is_whep) = match cli.command {
-        Command::RtmpPlay(c) => (c, None, false),
+    let (common, tags, is_whep, is_flv) = match cli.command {
+        Command::RtmpPlay(c) => (c, None, false, false),
+        Command::FlvPlay(c) => (c, None, false, true),
         Command::RtmpPublish { common, input } => match read_flv(&input) {
-            Ok(tags) => (common, Some(Arc::new(tags)), false),
+            Ok(tags) => (common, Some(Arc::new(tags)), false, false),
             Err(e) => fail(&format!("{}: {e}", input.display())),
         },
-        Command::WhepPlay(c) => (c, None, true),
+        Command::WhepPlay(c) => (c, None, true, false),
         Command::WhipPublish { common, input } => match read_flv(&input) {
-            Ok(tags) => (common, Some(Arc::new(tags)), true),
+            Ok(tags) => (common, Some(Arc::new(tags)), true, false),
             Err(e) => fail(&format!("{}: {e}", input.display())),
         },
     };
@@ -115,7 +121,15 @@ fn main() {
         .duration
         .unwrap_or(if tags.is_some() { 1e9 } else { 30.0 });
     let urls = (0..common.clients).map(|i| common.url.replace("{i}", &i.to_string()));
-    let job = if is_whep {
+    let job = if is_flv {
+        let targets = urls
+            .map(|url| match flv_load::parse_http_url(&url) {
+                Some(t) => t,
+                None => fail(&format!("{url}: not http://HOST[:PORT]/PATH")),
+            })
+            .collect();
+        Job::FlvPlay(Arc::new(targets))
+    } else if is_whep {
         let urls = urls
             .map(|url| match whep::parse_http_url(&url) {
                 Some(u) => Arc::new(u),
@@ -167,6 +181,9 @@ fn main() {
                         }
                         Job::RtmpPlay(targets) => {
                             load::play(i, targets[i].clone(), stats, stop).await
+                        }
+                        Job::FlvPlay(targets) => {
+                            flv_load::play(i, targets[i].clone(), stats, stop).await
                         }
                         Job::WhepPlay(urls) => {
                             whep::play(i, urls[i].clone(), stats, counters, stop).await

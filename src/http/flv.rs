@@ -68,7 +68,8 @@ pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
             return Some(Play {
                 key,
                 settings,
-                url: req.path.clone(),
+                // The URL as the client asked for it, the API's tcUrl.
+                url: format!("http://{}{}", req.header("host").unwrap_or(""), req.path),
             });
         }
     }

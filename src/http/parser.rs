@@ -367,6 +367,38 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic_or_overrun() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let seed = b"GET /a?b HTTP/1.1\r\nContent-Length: 3\r\nX: y\r\n\r\nabc";
+        for _ in 0..5000 {
+            let mut data = seed.to_vec();
+            for _ in 0..rng.gen_range(1..8) {
+                let i = rng.gen_range(0..data.len());
+                match rng.gen_range(0..3) {
+                    0 => data[i] = rng.gen(),
+                    1 => data.insert(i, rng.gen()),
+                    _ => {
+                        data.remove(i);
+                    }
+                }
+            }
+            let mut p = RequestParser::new(Limits::default());
+            for piece in data.chunks(rng.gen_range(1..16)) {
+                p.push(piece);
+                match p.next_request() {
+                    Ok(Some(r)) => assert!(r.body.len() < data.len()),
+                    Ok(None) => {}
+                    Err(e) => {
+                        assert!((400..=501).contains(&e.status()));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn waits_for_the_whole_body() {
         let mut p = RequestParser::new(Limits::default());
         p.push(b"POST /x HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");

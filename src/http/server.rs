@@ -7,7 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use compio::buf::BufResult;
@@ -115,7 +115,8 @@ async fn accept_loop(
         };
         let id = shared.next_conn_id();
         let Some(_) = shared.open_connection(&worker) else {
-            tracing::warn!(cid = id, %peer, "http refused: max_connections reached");
+            let max = shared.config().max_connections;
+            tracing::warn!(cid = id, %peer, "http refused: max_connections {max} reached");
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -192,6 +193,7 @@ impl Conn<'_> {
         let mut parser = RequestParser::new(Limits::default());
         let mut buf = Vec::with_capacity(READ_BUFFER);
         let mut s = stream;
+        let mut request_started = None;
         loop {
             loop {
                 let request = match parser.next_request() {
@@ -203,6 +205,7 @@ impl Conn<'_> {
                         return Err(e.into());
                     }
                 };
+                request_started = None;
                 tracing::debug!(cid = self.id, "{} {}", request.method, request.path);
                 let keep_alive = request.keep_alive();
                 let head = request.method == "HEAD";
@@ -216,13 +219,16 @@ impl Conn<'_> {
                     Routed::Flv(play) => return flv::run(self, stream, play, head).await,
                 }
             }
-            let (limit, what) = if parser.buffered() == 0 {
-                (IDLE_TIMEOUT, "waiting for a request")
+            // A request's deadline runs from its first byte, so that a client trickling a
+            // byte at a time cannot hold the connection past it.
+            let (deadline, what) = if parser.buffered() == 0 {
+                (Instant::now() + IDLE_TIMEOUT, "waiting for a request")
             } else {
-                (REQUEST_TIMEOUT, "reading a request")
+                let started = *request_started.get_or_insert_with(Instant::now);
+                (started + REQUEST_TIMEOUT, "reading a request")
             };
             buf.clear();
-            let BufResult(r, b) = compio::time::timeout(limit, s.read(buf))
+            let BufResult(r, b) = compio::time::timeout_at(deadline, s.read(buf))
                 .await
                 .map_err(|_| HttpConnError::Timeout(what))?;
             buf = b;

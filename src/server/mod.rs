@@ -209,7 +209,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, worker: Arc<Wor
         };
         let id = shared.next_conn_id();
         let Some(open) = shared.open_connection(&worker) else {
-            tracing::warn!(cid = id, %peer, "refused: max_connections reached");
+            let max = shared.config().max_connections;
+            tracing::warn!(cid = id, %peer, "refused: max_connections {max} reached");
             drop(stream);
             continue;
         };

@@ -29,6 +29,24 @@ pub fn require(tool: &str) -> bool {
     found
 }
 
+/// True when python3 can import `module`. Under CI a missing module fails the test; elsewhere
+/// it skips.
+pub fn require_python(module: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("python3 module {module} is required by this test (CI=true): run .ci/run");
+        }
+        eprintln!("SKIPPED: python3 module {module} is not installed");
+    }
+    found
+}
+
 /// The test media: 60 s of H.264 + AAC, 2 s GOP.
 pub fn media() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media/source.flv");
@@ -153,6 +171,11 @@ impl Server {
     /// A scratch directory that lives as long as the server.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// True while the process runs.

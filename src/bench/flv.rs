@@ -1,0 +1,304 @@
+//! HTTP-FLV load: a player task that GETs an FLV stream, counts bytes and reads the latency
+//! stamps from its video tags, against any HTTP-FLV server (ringcast, SRS). The response
+//! head and the chunked transfer coding are read by the sans-IO [`ResponseReader`], the tags
+//! by [`FlvReader`]; the task only moves bytes.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use compio::buf::BufResult;
+use compio::io::{AsyncRead, AsyncWriteExt};
+use compio::net::TcpStream;
+
+use super::rtmp::{LoadError, PLAYER_WARMUP};
+use super::{sei, wall_ms, ClientState, Stats};
+use crate::flv::FlvReader;
+use crate::media::TYPE_VIDEO;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A response head larger than this is not an FLV server's.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Where an HTTP-FLV player connects.
+#[derive(Debug, Clone)]
+pub struct FlvTarget {
+    /// `host:port`.
+    pub addr: String,
+    /// The Host header.
+    pub host: String,
+    /// The path and query.
+    pub path: String,
+}
+
+/// Splits `http://host[:port]/path` into a target.
+pub fn parse_http_url(url: &str) -> Option<FlvTarget> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest.split_once('/')?;
+    if authority.is_empty() || path.is_empty() {
+        return None;
+    }
+    let addr = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    Some(FlvTarget {
+        addr,
+        host: authority.to_owned(),
+        path: format!("/{path}"),
+    })
+}
+
+/// Why a response could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    /// Not an HTTP response, or a broken chunked coding.
+    #[error("malformed HTTP response: {0}")]
+    Malformed(&'static str),
+    /// The server answered with another status than 200.
+    #[error("HTTP status {0}")]
+    Status(u16),
+}
+
+#[derive(Debug)]
+enum Body {
+    /// Until the server closes.
+    Plain,
+    /// Chunk size line being read.
+    ChunkSize(Vec<u8>),
+    /// Bytes left in the current chunk.
+    ChunkData(usize),
+    /// The CRLF after a chunk's data; bytes of it left.
+    ChunkEnd(usize),
+    /// The last chunk was read.
+    Done,
+}
+
+/// Reads an HTTP response: the head, then the body bytes, de-chunked when chunked.
+#[derive(Debug)]
+pub struct ResponseReader {
+    head: Option<Vec<u8>>,
+    body: Body,
+}
+
+impl Default for ResponseReader {
+    fn default() -> Self {
+        Self {
+            head: Some(Vec::new()),
+            body: Body::Plain,
+        }
+    }
+}
+
+impl ResponseReader {
+    /// A reader waiting for the head.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True once the head was read and accepted.
+    pub fn started(&self) -> bool {
+        self.head.is_none()
+    }
+
+    /// Consumes received bytes, appending body bytes to `out`.
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), ResponseError> {
+        if let Some(head) = &mut self.head {
+            let before = head.len();
+            head.extend_from_slice(data);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                if head.len() > MAX_HEAD {
+                    return Err(ResponseError::Malformed("response head too large"));
+                }
+                return Ok(());
+            };
+            let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+            let status = text
+                .strip_prefix("http/1.")
+                .and_then(|s| s.get(2..5))
+                .and_then(|s| s.parse::<u16>().ok())
+                .ok_or(ResponseError::Malformed("bad status line"))?;
+            if status != 200 {
+                return Err(ResponseError::Status(status));
+            }
+            let chunked = text.lines().any(|l| {
+                l.split_once(':')
+                    .is_some_and(|(n, v)| n.trim() == "transfer-encoding" && v.contains("chunked"))
+            });
+            if chunked {
+                self.body = Body::ChunkSize(Vec::new());
+            }
+            data = &data[end + 4 - before..];
+            self.head = None;
+        }
+        while !data.is_empty() {
+            match &mut self.body {
+                Body::Plain => {
+                    out.extend_from_slice(data);
+                    return Ok(());
+                }
+                Body::Done => return Ok(()),
+                Body::ChunkSize(line) => {
+                    let nl = data.iter().position(|&b| b == b'\n');
+                    let take = nl.map_or(data.len(), |i| i + 1);
+                    line.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if line.len() > 1024 {
+                        return Err(ResponseError::Malformed("chunk size line too long"));
+                    }
+                    if nl.is_some() {
+                        let text = String::from_utf8_lossy(line);
+                        let hex = text.trim().split(';').next().unwrap_or("").trim();
+                        let size = usize::from_str_radix(hex, 16)
+                            .map_err(|_| ResponseError::Malformed("bad chunk size"))?;
+                        self.body = if size == 0 {
+                            Body::Done
+                        } else {
+                            Body::ChunkData(size)
+                        };
+                    }
+                }
+                Body::ChunkData(left) => {
+                    let n = (*left).min(data.len());
+                    out.extend_from_slice(&data[..n]);
+                    data = &data[n..];
+                    *left -= n;
+                    if *left == 0 {
+                        self.body = Body::ChunkEnd(2);
+                    }
+                }
+                Body::ChunkEnd(left) => {
+                    let n = (*left).min(data.len());
+                    data = &data[n..];
+                    *left -= n;
+                    if *left == 0 {
+                        self.body = Body::ChunkSize(Vec::new());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Plays `target` until `stop`, recording bytes and latency as client `id`.
+pub async fn play(id: usize, target: FlvTarget, stats: Arc<Stats>, stop: Instant) {
+    match compio::time::timeout_at(stop, play_inner(id, &target, &stats)).await {
+        Err(_) => {}
+        Ok(Ok(())) => stats.set_state(id, ClientState::Failed),
+        Ok(Err(e)) => {
+            stats.set_state(id, ClientState::Failed);
+            tracing::warn!("flv player {id}: {e}");
+        }
+    }
+}
+
+async fn play_inner(id: usize, target: &FlvTarget, stats: &Stats) -> Result<(), LoadError> {
+    let stream = compio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target.addr))
+        .await
+        .map_err(|_| LoadError::Timeout)??;
+    let _ = stream.set_nodelay(true);
+    let mut s = &stream;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringcast-bench\r\nAccept: */*\r\n\r\n",
+        target.path, target.host
+    );
+    s.write_all(request.into_bytes()).await.0?;
+    let mut response = ResponseReader::new();
+    let mut flv = FlvReader::new();
+    let mut body = Vec::with_capacity(64 * 1024);
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let started = Instant::now();
+    let mut nalu_len = 4;
+    loop {
+        buf.clear();
+        let BufResult(r, b) = s.read(buf).await;
+        buf = b;
+        let n = r?;
+        if n == 0 {
+            return Err(LoadError::Closed);
+        }
+        stats.bytes[id].fetch_add(n as u64, Ordering::Relaxed);
+        body.clear();
+        response
+            .push(&buf[..n], &mut body)
+            .map_err(|e| LoadError::Refused(e.to_string()))?;
+        if !response.started() {
+            continue;
+        }
+        stats.set_state(id, ClientState::Alive);
+        flv.push(&body);
+        while let Some(tag) = flv
+            .next_tag()
+            .map_err(|e| LoadError::Refused(e.to_string()))?
+        {
+            if tag.type_id != TYPE_VIDEO {
+                continue;
+            }
+            if tag.data.get(1) == Some(&0) {
+                nalu_len = sei::nalu_len_size(&tag.data).unwrap_or(4);
+            } else if started.elapsed() >= PLAYER_WARMUP {
+                if let Some(stamp) = sei::find_stamp(&tag.data, nalu_len) {
+                    stats.latency_ms(wall_ms().saturating_sub(stamp));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = parse_http_url("http://127.0.0.1:8080/live/s.flv?x=1").expect("url");
+        assert_eq!(
+            (t.addr.as_str(), t.host.as_str(), t.path.as_str()),
+            ("127.0.0.1:8080", "127.0.0.1:8080", "/live/s.flv?x=1")
+        );
+        assert_eq!(
+            parse_http_url("http://h/live/s.flv").map(|t| t.addr),
+            Some("h:80".into())
+        );
+        assert!(parse_http_url("rtmp://h/live/s").is_none());
+        assert!(parse_http_url("http://h").is_none());
+    }
+
+    #[test]
+    fn plain_and_chunked_bodies_in_any_pieces() {
+        let plain = b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\r\nFLV\x01body";
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                        4\r\nFLV\x01\r\n4;ext=1\r\nbody\r\n0\r\n\r\n";
+        for data in [&plain[..], &chunked[..]] {
+            for piece in [1, 3, data.len()] {
+                let mut r = ResponseReader::new();
+                let mut out = Vec::new();
+                for c in data.chunks(piece) {
+                    r.push(c, &mut out).expect("valid response");
+                }
+                assert!(r.started());
+                assert_eq!(out, b"FLV\x01body");
+            }
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let mut out = Vec::new();
+        let mut r = ResponseReader::new();
+        assert_eq!(
+            r.push(b"HTTP/1.1 404 Not Found\r\n\r\n", &mut out),
+            Err(ResponseError::Status(404))
+        );
+        let mut r = ResponseReader::new();
+        assert!(r.push(b"SSH-2.0-OpenSSH\r\n\r\n", &mut out).is_err());
+        let mut r = ResponseReader::new();
+        let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        assert!(r.push(bad, &mut out).is_err());
+    }
+}
