@@ -255,6 +255,31 @@ mod tests {
         assert!(t.push(&[0xaf, 1, 0xff, 0xff], 0).is_err() || t.push(&[0xaf], 0).is_err());
     }
 
+    /// A fuzzer find: AAC that made symphonia 0.5.5 index out of bounds.
+    #[test]
+    fn malformed_aac_is_an_error() {
+        let data = include_bytes!("../../fuzz/seeds/rtc_bridge/symphonia-aac-panic");
+        let (_, mut rest) = data.split_first().unwrap();
+        let mut audio = AacToOpus::default();
+        let mut ts = 0u32;
+        while let [hi, lo, tail @ ..] = rest {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
+            let (tag, next) = tail.split_at(len);
+            rest = next;
+            ts = ts.wrapping_add(20);
+            let _ = audio.push(tag, ts);
+        }
+        // Good audio still converts afterwards.
+        let mut units = 0;
+        for tag in media_tags(8, 1000) {
+            units += audio
+                .push(&tag.data, tag.timestamp + 100_000)
+                .unwrap()
+                .len();
+        }
+        assert!(units > 40, "{units}");
+    }
+
     #[test]
     fn bad_tags_are_errors_not_panics() {
         let mut c = AvcToAnnexB::default();
@@ -379,16 +404,31 @@ impl AacToOpus {
         let Some(decoder) = self.decoder.as_mut() else {
             return Ok(Vec::new());
         };
-        let decoded = decoder
-            .decode(&Packet::new_from_slice(0, 0, 0, data))
-            .map_err(|e| AudioError::Aac(e.to_string()))?;
-        let spec = *decoded.spec();
-        let frames = decoded.frames();
+        // symphonia's AAC decoder can panic on malformed frames (an index out of bounds the
+        // fuzzer found in 0.5.5): contain it to this frame and start again from a fresh
+        // decoder, as a publisher's bad audio must not take the worker down.
+        let packet = Packet::new_from_slice(0, 0, 0, data);
+        let decoded = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decoder.decode(&packet).map(|d| {
+                let spec = *d.spec();
+                let frames = d.frames();
+                let mut samples = SampleBuffer::<f32>::new(frames as u64, spec);
+                samples.copy_interleaved_ref(d);
+                (spec, frames, samples)
+            })
+        })) {
+            Ok(result) => result.map_err(|e| AudioError::Aac(e.to_string()))?,
+            Err(_) => {
+                decoder.reset();
+                return Err(AudioError::Aac(
+                    "the decoder failed on a malformed frame".into(),
+                ));
+            }
+        };
+        let (spec, frames, samples) = decoded;
         if frames == 0 {
             return Ok(Vec::new());
         }
-        let mut samples = SampleBuffer::<f32>::new(frames as u64, spec);
-        samples.copy_interleaved_ref(decoded);
         let in_channels = spec.channels.count().max(1);
         let channels = in_channels.min(2);
         if self.encoder.is_none() || self.rate != spec.rate || self.channels != channels {
