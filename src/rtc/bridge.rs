@@ -255,7 +255,7 @@ mod tests {
         assert!(t.push(&[0xaf, 1, 0xff, 0xff], 0).is_err() || t.push(&[0xaf], 0).is_err());
     }
 
-    /// A fuzzer find: AAC that made symphonia 0.5.5 index out of bounds.
+    /// A fuzzer find: AAC that made symphonia 0.5.5 index out of bounds (fixed in 0.6.1).
     #[test]
     fn malformed_aac_is_an_error() {
         let data = include_bytes!("../../fuzz/seeds/rtc_bridge/symphonia-aac-panic");
@@ -318,7 +318,7 @@ const RESYNC_MS: i64 = 500;
 /// resampled to 48 kHz linearly, encoded in 20 ms frames with libopus. Mono stays mono; more
 /// channels are mixed down to stereo.
 pub struct AacToOpus {
-    decoder: Option<Box<dyn symphonia_core::codecs::Decoder>>,
+    decoder: Option<symphonia_codec_aac::AacDecoder>,
     encoder: Option<opus::Encoder>,
     rate: u32,
     channels: usize,
@@ -376,9 +376,12 @@ impl AacToOpus {
     /// Takes an FLV audio tag body with timestamp `ts_ms`; returns the Opus packets that are
     /// complete now (none for the AudioSpecificConfig or non-AAC tags).
     pub fn push(&mut self, body: &[u8], ts_ms: u32) -> Result<Vec<AudioUnit>, AudioError> {
-        use symphonia_core::audio::SampleBuffer;
-        use symphonia_core::codecs::{CodecParameters, Decoder, DecoderOptions, CODEC_TYPE_AAC};
-        use symphonia_core::formats::Packet;
+        use symphonia_core::codecs::audio::well_known::CODEC_ID_AAC;
+        use symphonia_core::codecs::audio::{
+            AudioCodecParameters, AudioDecoder, AudioDecoderOptions,
+        };
+        use symphonia_core::packet::PacketRef;
+        use symphonia_core::units::{Duration, Timestamp};
 
         let [b0, packet_type, data @ ..] = body else {
             return Err(AudioError::Truncated);
@@ -387,14 +390,14 @@ impl AacToOpus {
             return Ok(Vec::new());
         }
         if *packet_type == 0 {
-            let mut params = CodecParameters::new();
+            let mut params = AudioCodecParameters::new();
             params
-                .for_codec(CODEC_TYPE_AAC)
+                .for_codec(CODEC_ID_AAC)
                 .with_extra_data(data.to_vec().into_boxed_slice());
             let decoder =
-                symphonia_codec_aac::AacDecoder::try_new(&params, &DecoderOptions::default())
+                symphonia_codec_aac::AacDecoder::try_new(&params, &AudioDecoderOptions::default())
                     .map_err(|e| AudioError::Aac(e.to_string()))?;
-            self.decoder = Some(Box::new(decoder));
+            self.decoder = Some(decoder);
             self.input.clear();
             self.pcm.clear();
             self.pos = 0.0;
@@ -404,17 +407,16 @@ impl AacToOpus {
         let Some(decoder) = self.decoder.as_mut() else {
             return Ok(Vec::new());
         };
-        // symphonia's AAC decoder can panic on malformed frames (an index out of bounds the
-        // fuzzer found in 0.5.5): contain it to this frame and start again from a fresh
-        // decoder, as a publisher's bad audio must not take the worker down.
-        let packet = Packet::new_from_slice(0, 0, 0, data);
+        // A decoder panic on a malformed frame (0.5.5 had an index out of bounds the fuzzer
+        // found; 0.6.1 fixes it) is contained to this frame, with the decoder reset: a
+        // publisher's bad audio must not take the worker down.
+        let packet = PacketRef::new(0, Timestamp::ZERO, Duration::ZERO, data);
         let decoded = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            decoder.decode(&packet).map(|d| {
-                let spec = *d.spec();
-                let frames = d.frames();
-                let mut samples = SampleBuffer::<f32>::new(frames as u64, spec);
-                samples.copy_interleaved_ref(d);
-                (spec, frames, samples)
+            decoder.decode_ref(&packet).map(|d| {
+                let spec = (d.spec().rate(), d.spec().channels().count());
+                let mut samples: Vec<f32> = Vec::with_capacity(d.frames() * spec.1);
+                d.copy_to_vec_interleaved(&mut samples);
+                (spec, d.frames(), samples)
             })
         })) {
             Ok(result) => result.map_err(|e| AudioError::Aac(e.to_string()))?,
@@ -425,13 +427,13 @@ impl AacToOpus {
                 ));
             }
         };
-        let (spec, frames, samples) = decoded;
+        let ((rate, in_channels), frames, samples) = decoded;
         if frames == 0 {
             return Ok(Vec::new());
         }
-        let in_channels = spec.channels.count().max(1);
+        let in_channels = in_channels.max(1);
         let channels = in_channels.min(2);
-        if self.encoder.is_none() || self.rate != spec.rate || self.channels != channels {
+        if self.encoder.is_none() || self.rate != rate || self.channels != channels {
             let layout = if channels == 1 {
                 opus::Channels::Mono
             } else {
@@ -442,7 +444,7 @@ impl AacToOpus {
                 layout,
                 opus::Application::Audio,
             )?);
-            self.rate = spec.rate.max(1);
+            self.rate = rate.max(1);
             self.channels = channels;
             self.input.clear();
             self.pcm.clear();
@@ -464,7 +466,7 @@ impl AacToOpus {
                 self.clock = Some(at);
             }
         }
-        for frame in samples.samples().chunks(in_channels) {
+        for frame in samples.chunks(in_channels) {
             self.input.extend_from_slice(&frame[..channels]);
         }
         self.resample();
