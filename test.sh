@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, then the end-to-end suite once on io_uring and once on the
-# epoll fallback. Needs ffmpeg, rtmpdump, nginx, libnginx-mod-rtmp and shellcheck (.ci/run
-# installs them).
+# epoll fallback. Needs ffmpeg, rtmpdump, nginx, libnginx-mod-rtmp, shellcheck and chromium
+# (.ci/run installs them).
 set -euo pipefail
 cd "$(dirname "$0")"
 echo "== unit and end-to-end tests, io_uring (RINGCAST_IO=uring)"

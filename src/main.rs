@@ -181,6 +181,10 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     }
     runtime::check_bind(&config.listen).map_err(|e| e.to_string())?;
     runtime::check_bind(&http).map_err(|e| e.to_string())?;
+    if config.rtc_server.enabled {
+        let addr = config.rtc_server.listen;
+        ringcast::rtc::udp::bind(addr).map_err(|e| format!("rtc_server: udp {addr}: {e}"))?;
+    }
     if config.daemon {
         nix::unistd::daemon(true, false).map_err(|e| format!("daemon: {e}"))?;
     }

@@ -5,12 +5,14 @@
 //!
 //! Workers own their clients; the reporting thread only reads atomics. Map: [`sei`] (latency
 //! stamps), [`Stats`] (counters), [`rtmp`] (the player and publisher tasks), [`flv`] (the
-//! HTTP-FLV player task), [`report`] (bench.sh's table and chart).
+//! HTTP-FLV player task), [`whep`] (WebRTC players and publishers), [`report`] (bench.sh's
+//! table and chart).
 
 pub mod flv;
 pub mod report;
 pub mod rtmp;
 pub mod sei;
+pub mod whep;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,15 +1,17 @@
-//! `ringcast-bench`: the load tool. Thousands of RTMP or HTTP-FLV players, or RTMP publishers,
-//! from one process,
-//! with per-client bitrate and SEI latency, reported every interval and summed up at the end
-//! in one `SUMMARY` line that bench.sh reads.
+//! `ringcast-bench`: the load tool. Thousands of RTMP, HTTP-FLV or WHEP players, or RTMP or
+//! WHIP publishers, from one process, with per-client bitrate and SEI latency (RTMP) or
+//! packets, NACKs and loss (WebRTC), reported every interval and summed up at the end in one
+//! `SUMMARY` line that bench.sh reads.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
-use ringcast::bench::flv::{self as flv_load, parse_http_url, FlvTarget};
+use ringcast::bench::flv::{self as flv_load, FlvTarget};
 use ringcast::bench::rtmp::{self as load, Target, PLAYER_WARMUP};
+use ringcast::bench::whep::{self, WhepCounters};
 use ringcast::bench::{parse_rtmp_url, Report, Stats};
 use ringcast::flv::FlvReader;
 use ringcast::runtime::{self, IoMode};
@@ -17,7 +19,7 @@ use ringcast::runtime::{self, IoMode};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Load generator for RTMP and HTTP-FLV servers (ringcast, SRS, nginx-rtmp).
+/// Load generator for RTMP, HTTP-FLV and WebRTC servers (ringcast, SRS, nginx-rtmp).
 #[derive(Debug, Parser)]
 #[command(name = "ringcast-bench", version)]
 struct Cli {
@@ -49,6 +51,28 @@ enum Command {
         #[arg(long)]
         svg: Option<std::path::PathBuf>,
     },
+    /// N WebRTC players of one stream over WHEP (-r http://HOST:1985/rtc/v1/whep/?app=live&stream=NAME).
+    WhepPlay(Common),
+    /// N WebRTC publishers over WHIP of an FLV file (H.264 and AAC, sent as H.264 and Opus).
+    WhipPublish {
+        #[command(flatten)]
+        common: Common,
+        /// The FLV file to publish.
+        #[arg(short = 'i', long = "input")]
+        input: std::path::PathBuf,
+    },
+}
+
+/// What each client does.
+enum Job {
+    RtmpPlay(Arc<Vec<Target>>),
+    FlvPlay(Arc<Vec<FlvTarget>>),
+    RtmpPublish(Arc<Vec<Target>>, Arc<Vec<ringcast::flv::Tag>>),
+    WhepPlay(Arc<Vec<Arc<(String, String)>>>),
+    WhipPublish(
+        Arc<Vec<Arc<(String, String)>>>,
+        Arc<Vec<ringcast::flv::Tag>>,
+    ),
 }
 
 #[derive(Debug, Args)]
@@ -56,8 +80,8 @@ struct Common {
     /// Clients.
     #[arg(short = 'c', long = "clients", default_value_t = 1)]
     clients: usize,
-    /// rtmp://HOST[:PORT]/APP/STREAM (flv-play: http://HOST[:PORT]/PATH); `{i}` becomes the
-    /// client's index.
+    /// rtmp://HOST[:PORT]/APP/STREAM (flv-play: http://HOST[:PORT]/PATH; whep-play and
+    /// whip-publish: the WHEP or WHIP URL); `{i}` becomes the client's index.
     #[arg(short = 'r', long = "url")]
     url: String,
     /// Seconds over which clients start, evenly.
@@ -86,12 +110,17 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let (common, tags, http) = match cli.command {
+    let (common, tags, is_whep, is_flv) = match cli.command {
         Command::Report { csv, svg } => report(&csv, svg.as_deref()),
-        Command::RtmpPlay(c) => (c, None, false),
-        Command::FlvPlay(c) => (c, None, true),
+        Command::RtmpPlay(c) => (c, None, false, false),
+        Command::FlvPlay(c) => (c, None, false, true),
         Command::RtmpPublish { common, input } => match read_flv(&input) {
-            Ok(tags) => (common, Some(Arc::new(tags)), false),
+            Ok(tags) => (common, Some(Arc::new(tags)), false, false),
+            Err(e) => fail(&format!("{}: {e}", input.display())),
+        },
+        Command::WhepPlay(c) => (c, None, true, false),
+        Command::WhipPublish { common, input } => match read_flv(&input) {
+            Ok(tags) => (common, Some(Arc::new(tags)), true, false),
             Err(e) => fail(&format!("{}: {e}", input.display())),
         },
     };
@@ -101,48 +130,77 @@ fn main() {
     let duration = common
         .duration
         .unwrap_or(if tags.is_some() { 1e9 } else { 30.0 });
-    let targets: Vec<Client> = (0..common.clients)
-        .map(|i| {
-            let url = common.url.replace("{i}", &i.to_string());
-            if http {
-                return match parse_http_url(&url) {
-                    Some(t) => Client::Flv(t),
-                    None => fail(&format!("{url}: not http://HOST[:PORT]/PATH")),
-                };
-            }
-            match parse_rtmp_url(&url) {
-                Some((addr, tc_url, stream)) => Client::Rtmp(Target {
+    let urls = (0..common.clients).map(|i| common.url.replace("{i}", &i.to_string()));
+    let job = if is_flv {
+        let targets = urls
+            .map(|url| match flv_load::parse_http_url(&url) {
+                Some(t) => t,
+                None => fail(&format!("{url}: not http://HOST[:PORT]/PATH")),
+            })
+            .collect();
+        Job::FlvPlay(Arc::new(targets))
+    } else if is_whep {
+        let urls = urls
+            .map(|url| match whep::parse_http_url(&url) {
+                Some(u) => Arc::new(u),
+                None => fail(&format!("{url}: not http://HOST[:PORT]/PATH")),
+            })
+            .collect();
+        match tags {
+            Some(tags) => Job::WhipPublish(Arc::new(urls), tags),
+            None => Job::WhepPlay(Arc::new(urls)),
+        }
+    } else {
+        let targets: Vec<Target> = urls
+            .map(|url| match parse_rtmp_url(&url) {
+                Some((addr, tc_url, stream)) => Target {
                     addr,
                     tc_url,
                     stream,
-                }),
+                },
                 None => fail(&format!("{url}: not rtmp://HOST[:PORT]/APP/STREAM")),
-            }
-        })
-        .collect();
+            })
+            .collect();
+        match tags {
+            Some(tags) => Job::RtmpPublish(Arc::new(targets), tags),
+            None => Job::RtmpPlay(Arc::new(targets)),
+        }
+    };
+    let job = Arc::new(job);
+    let counters = Arc::new(WhepCounters::default());
     let stats = Arc::new(Stats::new(common.clients));
     let start = Instant::now();
     let stop = start + Duration::from_secs_f64(duration);
     let ramp = Duration::from_secs_f64(common.ramp.max(0.0));
     let workers = common.workers.max(1);
     let mode = common.io.or_else(IoMode::from_env).unwrap_or(IoMode::Auto);
-    let (targets, st) = (Arc::new(targets), stats.clone());
+    let (st, ct) = (stats.clone(), counters.clone());
+    let n = common.clients;
     let running = runtime::spawn_workers(workers, mode, move |w| {
-        let (targets, stats, tags) = (targets.clone(), st.clone(), tags.clone());
+        let (job, stats, counters) = (job.clone(), st.clone(), ct.clone());
         async move {
-            let n = targets.len();
             let mut tasks = Vec::new();
             for i in (w..n).step_by(workers) {
                 let at = start + ramp.mul_f64(i as f64 / n as f64);
-                let (target, stats, tags) = (targets[i].clone(), stats.clone(), tags.clone());
+                let (job, stats, counters) = (job.clone(), stats.clone(), counters.clone());
                 tasks.push(compio::runtime::spawn(async move {
                     compio::time::sleep_until(at).await;
-                    match (target, tags) {
-                        (Client::Rtmp(t), Some(tags)) => {
-                            load::publish(i, t, tags, stats, stop).await
+                    match &*job {
+                        Job::RtmpPublish(targets, tags) => {
+                            load::publish(i, targets[i].clone(), tags.clone(), stats, stop).await
                         }
-                        (Client::Rtmp(t), None) => load::play(i, t, stats, stop).await,
-                        (Client::Flv(t), _) => flv_load::play(i, t, stats, stop).await,
+                        Job::RtmpPlay(targets) => {
+                            load::play(i, targets[i].clone(), stats, stop).await
+                        }
+                        Job::FlvPlay(targets) => {
+                            flv_load::play(i, targets[i].clone(), stats, stop).await
+                        }
+                        Job::WhepPlay(urls) => {
+                            whep::play(i, urls[i].clone(), stats, counters, stop).await
+                        }
+                        Job::WhipPublish(urls, tags) => {
+                            whep::publish(i, urls[i].clone(), tags.clone(), stats, stop).await
+                        }
                     }
                 }));
             }
@@ -177,20 +235,24 @@ fn main() {
     let (t0, s0) = steady.unwrap_or((start, Stats::new(common.clients).snapshot()));
     let r = end.1.since(&s0, (end.0 - t0).as_secs_f64());
     let (p50, p99) = r.latency.map_or((-1, -1), |[a, b]| (a as i64, b as i64));
+    let whep = if is_whep {
+        let packets = counters.packets.load(Ordering::Relaxed);
+        let lost = counters.lost.load(Ordering::Relaxed);
+        format!(
+            " packets={packets} nacks={} lost={lost} loss_pct={:.3}",
+            counters.nacks.load(Ordering::Relaxed),
+            lost as f64 * 100.0 / (packets + lost).max(1) as f64
+        )
+    } else {
+        String::new()
+    };
     println!(
         "SUMMARY clients={} alive={} failed={} mbps={:.2} kbps_min={} kbps_median={} \
-         kbps_max={} lat_p50_ms={p50} lat_p99_ms={p99} samples={}",
+         kbps_max={} lat_p50_ms={p50} lat_p99_ms={p99} samples={}{whep}",
         common.clients, r.alive, r.failed, r.mbps, r.kbps[0], r.kbps[1], r.kbps[2], r.samples
     );
     // Workers end at `stop`; exiting drops any connection still open.
     std::process::exit(0);
-}
-
-/// One client's target.
-#[derive(Debug, Clone)]
-enum Client {
-    Rtmp(Target),
-    Flv(FlvTarget),
 }
 
 fn line(r: &Report, driver: &str) -> String {

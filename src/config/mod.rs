@@ -46,6 +46,7 @@ pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 const RTMP_PORT: u16 = 1935;
 const HTTP_API_PORT: u16 = 1985;
 const HTTP_SERVER_PORT: u16 = 8080;
+const RTC_PORT: u16 = 8000;
 /// SRS's accepted chunk sizes; the RTMP spec allows larger, but clients in the
 /// wild are only tested against what SRS sends.
 const CHUNK_SIZE: RangeInclusive<u64> = 128..=65536;
@@ -59,7 +60,6 @@ const MW_LATENCY_MS: RangeInclusive<u64> = 0..=60_000;
 /// An hour of queued media per player is far past any real need and would let
 /// one slow player pin a great deal of memory.
 const MAX_QUEUE_SECS: f64 = 3600.0;
-const RTC_PORT: u16 = 8000;
 /// glibc's `cpu_set_t` holds 1024 CPUs, the most `sched_setaffinity` can name.
 const CPUS: RangeInclusive<u64> = 0..=1023;
 /// Nice values, from highest priority to lowest.
@@ -114,44 +114,6 @@ impl Listener {
     }
 }
 
-/// The address WebRTC clients are told to send to (`rtc_server { candidate }`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Candidate {
-    /// `candidate *;`: every address of the machine, as SRS does.
-    Any,
-    /// One address, e.g. the public IP in front of a NAT.
-    Ip(IpAddr),
-}
-
-/// `rtc_server { ... }`: the WebRTC UDP server and its sockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RtcServer {
-    /// `enabled on|off;`, default off as in SRS.
-    pub enabled: bool,
-    /// `listen PORT;`, the UDP port, default 8000.
-    pub listen: u16,
-    /// `candidate IP|*;`, default `*`.
-    pub candidate: Candidate,
-    /// `sndbuf SIZE;` (bytes, or with a K, M or G suffix): the UDP send buffer
-    /// to ask for; `None` keeps the kernel's default (`net.core.wmem_default`).
-    pub sndbuf: Option<usize>,
-    /// `rcvbuf SIZE;`: the UDP receive buffer to ask for; `None` keeps the
-    /// kernel's default (`net.core.rmem_default`).
-    pub rcvbuf: Option<usize>,
-}
-
-impl Default for RtcServer {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            listen: RTC_PORT,
-            candidate: Candidate::Any,
-            sndbuf: None,
-            rcvbuf: None,
-        }
-    }
-}
-
 /// Per-vhost settings (`vhost NAME { ... }`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vhost {
@@ -180,6 +142,62 @@ pub struct Vhost {
     /// `http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }`: the HTTP-FLV mount
     /// template when enabled, default off as in SRS.
     pub http_remux: Option<String>,
+    /// `rtc { ... }`: WebRTC for this vhost's streams.
+    pub rtc: VhostRtc,
+}
+
+/// A vhost's `rtc { enabled on; rtmp_to_rtc on; nack on; }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VhostRtc {
+    /// `enabled on|off;`, default off as in SRS: WHIP publish and WHEP play are refused unless
+    /// the stream's vhost turns them on.
+    pub enabled: bool,
+    /// `rtmp_to_rtc on|off;`, default off: RTMP publishes of this vhost are offered to WHEP
+    /// players.
+    pub rtmp_to_rtc: bool,
+    /// `nack on|off;`, default on: lost packets a player reports are resent.
+    pub nack: bool,
+}
+
+impl Default for VhostRtc {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            rtmp_to_rtc: false,
+            nack: true,
+        }
+    }
+}
+
+/// `rtc_server { enabled on; listen 8000; candidate 127.0.0.1; }`: the WebRTC UDP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtcServer {
+    /// `enabled on|off;`, default off.
+    pub enabled: bool,
+    /// `listen PORT;` (or `IP:PORT`): the UDP address every worker binds, default
+    /// `0.0.0.0:8000`.
+    pub listen: SocketAddr,
+    /// `candidate IP;`: the address put in SDP answers for clients to send to. `*` (SRS's
+    /// default) or an unset `$ENV_VAR` mean `None`: detect it from the host's interfaces.
+    pub candidate: Option<IpAddr>,
+    /// `sndbuf SIZE;` (bytes, or with a K, M or G suffix): the UDP send buffer
+    /// to ask for; `None` keeps the kernel's default (`net.core.wmem_default`).
+    pub sndbuf: Option<usize>,
+    /// `rcvbuf SIZE;`: the UDP receive buffer to ask for; `None` keeps the
+    /// kernel's default (`net.core.rmem_default`).
+    pub rcvbuf: Option<usize>,
+}
+
+impl Default for RtcServer {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: any_v4(RTC_PORT),
+            candidate: None,
+            sndbuf: None,
+            rcvbuf: None,
+        }
+    }
 }
 
 /// `mw_latency` where the config leaves it unset, in ms. Measured in bench.sh: half the
@@ -208,6 +226,7 @@ impl Vhost {
             mw_latency: None,
             tcp_nodelay: false,
             http_remux: None,
+            rtc: VhostRtc::default(),
         }
     }
 }
@@ -559,6 +578,7 @@ const VHOST_KEYS: &[&str] = &[
     "forward",
     "play",
     "http_remux",
+    "rtc",
 ];
 const HTTP_REMUX_KEYS: &[&str] = &["enabled", "mount"];
 /// SRS's default HTTP-FLV mount.
@@ -567,6 +587,7 @@ const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
 const FORWARD_KEYS: &[&str] = &["enabled", "destination"];
 const LISTENER_KEYS: &[&str] = &["enabled", "listen"];
 const RTC_SERVER_KEYS: &[&str] = &["enabled", "listen", "candidate", "sndbuf", "rcvbuf"];
+const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "nack"];
 
 /// The settings SRS 4+ keeps in `play {}` but older configs put directly in
 /// the vhost, each with the line it was set on.
@@ -691,6 +712,7 @@ impl Builder<'_> {
                 "forward" => self.forward(c, &mut vhost.forward)?,
                 "play" => self.play_block(c, &mut play)?,
                 "http_remux" => vhost.http_remux = self.http_remux(c)?,
+                "rtc" => vhost.rtc = self.vhost_rtc(c)?,
                 _ => self.play_setting(c, &mut legacy)?,
             }
         }
@@ -852,6 +874,7 @@ impl Builder<'_> {
         Ok(listener)
     }
 
+    /// `rtc_server { ... }`. Kept apart from the other blocks: it grows with the RTC server.
     fn rtc_server(&mut self, d: &Directive) -> Result<RtcServer, ConfigError> {
         self.require_block(d)?;
         self.warn_args_ignored(d, &d.args);
@@ -866,20 +889,9 @@ impl Builder<'_> {
                 "enabled" => rtc.enabled = self.flag(c)?,
                 "listen" => {
                     let value = self.leaf_value(c)?;
-                    if !is_digits(value) {
-                        return Err(self.invalid(c, value, "a UDP port, e.g. 8000"));
-                    }
-                    rtc.listen = self.port(c, value)?;
+                    rtc.listen = self.socket_addr(c, value)?;
                 }
-                "candidate" => {
-                    let value = self.leaf_value(c)?;
-                    rtc.candidate = match value {
-                        "*" => Candidate::Any,
-                        _ => Candidate::Ip(value.parse().map_err(|_| {
-                            self.invalid(c, value, "an IP address or `*`, e.g. 192.168.1.10")
-                        })?),
-                    };
-                }
+                "candidate" => rtc.candidate = self.candidate(c)?,
                 "sndbuf" => rtc.sndbuf = Some(self.size(c, SOCKET_BUFFER)?),
                 _ => rtc.rcvbuf = Some(self.size(c, SOCKET_BUFFER)?),
             }
@@ -924,6 +936,43 @@ impl Builder<'_> {
             }
         }
         Ok(cpus)
+    }
+
+    /// SRS's candidate forms: an IP, `*` (detect), or `$NAME` (an environment variable,
+    /// detect when unset).
+    fn candidate(&mut self, d: &Directive) -> Result<Option<IpAddr>, ConfigError> {
+        let value = self.leaf_value(d)?;
+        let resolved = match value.strip_prefix('$') {
+            Some(name) => std::env::var(name).unwrap_or_default(),
+            None => value.to_owned(),
+        };
+        if resolved.is_empty() || resolved == "*" {
+            return Ok(None);
+        }
+        resolved
+            .parse::<IpAddr>()
+            .map(Some)
+            .map_err(|_| self.invalid(d, value, "an IP address, `*` or `$ENV_VAR`"))
+    }
+
+    /// A vhost's `rtc { ... }`.
+    fn vhost_rtc(&mut self, d: &Directive) -> Result<VhostRtc, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut rtc = VhostRtc::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("vhost.rtc.", VHOST_RTC_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            let on = self.flag(c)?;
+            match c.name.as_str() {
+                "enabled" => rtc.enabled = on,
+                "rtmp_to_rtc" => rtc.rtmp_to_rtc = on,
+                _ => rtc.nack = on,
+            }
+        }
+        Ok(rtc)
     }
 
     fn rtmp_listen(&mut self, d: &Directive) -> Result<Vec<SocketAddr>, ConfigError> {
@@ -1666,6 +1715,18 @@ vhost transcode.srs.com {
             ["127.0.0.1:19350", "backup.example.com:1935"]
         );
 
+        assert!(config.rtc_server.enabled);
+        assert_eq!(config.rtc_server.listen, addr("0.0.0.0:8000"));
+        assert_eq!(config.rtc_server.candidate, None);
+        assert_eq!(
+            default.rtc,
+            VhostRtc {
+                enabled: true,
+                rtmp_to_rtc: false,
+                nack: true
+            }
+        );
+
         let transcode = config.vhost("transcode.srs.com");
         assert!(!transcode.enabled && !transcode.gop_cache);
         assert_eq!(transcode.queue_length, Duration::from_secs(30));
@@ -1691,6 +1752,7 @@ vhost transcode.srs.com {
             "rtc_server.protocol",
             "rtc_server.tcp",
             "rtc_server.black_hole",
+            "vhost.rtc.rtc_to_rtmp",
             "srt_server",
             "stats",
             "heartbeat",
@@ -1712,10 +1774,7 @@ vhost transcode.srs.com {
             config.rtc_server,
             RtcServer {
                 enabled: true,
-                listen: 8000,
-                candidate: Candidate::Any,
-                sndbuf: None,
-                rcvbuf: None,
+                ..RtcServer::default()
             }
         );
         let hls = warnings
@@ -2086,6 +2145,48 @@ vhost transcode.srs.com {
     }
 
     #[test]
+    fn rtc_blocks() {
+        let (config, warnings) = parse(
+            "rtc_server { enabled on; listen 9000; candidate 192.0.2.7; }\n\
+             vhost __defaultVhost__ { rtc { enabled on; rtmp_to_rtc on; nack off; } }",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            config.rtc_server,
+            RtcServer {
+                enabled: true,
+                listen: addr("0.0.0.0:9000"),
+                candidate: Some("192.0.2.7".parse().unwrap()),
+                sndbuf: None,
+                rcvbuf: None,
+            }
+        );
+        assert_eq!(
+            config.vhost("x").rtc,
+            VhostRtc {
+                enabled: true,
+                rtmp_to_rtc: true,
+                nack: false
+            }
+        );
+        let (config, _) = parse("rtc_server { candidate $RINGCAST_TEST_SURELY_UNSET; }");
+        assert_eq!(config.rtc_server, RtcServer::default());
+        assert_eq!(Config::default().vhost("x").rtc, VhostRtc::default());
+        assert_err(
+            "rtc_server { candidate localhost; }",
+            "conf/test.conf:1: candidate: `localhost` is not an IP address, `*` or `$ENV_VAR`",
+        );
+        assert_err(
+            "vhost v { rtc { nack yes; } }",
+            "conf/test.conf:1: nack: `yes` is not `on` or `off`",
+        );
+        assert_err(
+            "rtc_server { listen 70000; }",
+            "conf/test.conf:1: listen: 70000 is out of range 1..=65535",
+        );
+    }
+
+    #[test]
     fn unknown_directive_warns_once() {
         let vhosts: String = (0..10)
             .map(|i| format!("vhost v{i} {{\n hls {{ enabled on; }}\n}}\n"))
@@ -2243,8 +2344,8 @@ vhost transcode.srs.com {
             config.rtc_server,
             RtcServer {
                 enabled: true,
-                listen: 8001,
-                candidate: Candidate::Ip("192.168.1.10".parse().unwrap()),
+                listen: addr("0.0.0.0:8001"),
+                candidate: Some("192.168.1.10".parse().unwrap()),
                 sndbuf: Some(16 << 20),
                 rcvbuf: Some(512 << 10),
             }
@@ -2254,24 +2355,23 @@ vhost transcode.srs.com {
             messages(&warnings),
             ["conf/test.conf:7: rtc_server.protocol: not supported by ringcast, ignored (reported once)"]
         );
-        assert_eq!(config.rtc_server.listen, 8001);
         let rtc = |body: &str| parse(&format!("rtc_server {{ {body} }}")).0.rtc_server;
         assert_eq!(rtc(""), RtcServer::default());
         assert_eq!(
             RtcServer::default(),
             RtcServer {
                 enabled: false,
-                listen: 8000,
-                candidate: Candidate::Any,
+                listen: addr("0.0.0.0:8000"),
+                candidate: None,
                 sndbuf: None,
                 rcvbuf: None
             }
         );
         assert_eq!(
             rtc("candidate ::1;").candidate,
-            Candidate::Ip("::1".parse().unwrap())
+            Some("::1".parse().unwrap())
         );
-        assert_eq!(rtc("candidate *;").candidate, Candidate::Any);
+        assert_eq!(rtc("candidate *;").candidate, None);
         assert_eq!(rtc("sndbuf 4096;").sndbuf, Some(4096));
         assert_eq!(rtc("sndbuf 1G;").sndbuf, Some(1 << 30));
         assert_eq!(rtc("rcvbuf 8m;").rcvbuf, Some(8 << 20));
@@ -2282,19 +2382,9 @@ vhost transcode.srs.com {
     fn bad_rtc_server_values() {
         for (body, expected) in [
             ("enabled yes;", "enabled: `yes` is not `on` or `off`"),
-            ("listen 0;", "listen: 0 is out of range 1..=65535"),
-            ("listen 70000;", "listen: 70000 is out of range 1..=65535"),
-            (
-                "listen 127.0.0.1:8000;",
-                "listen: `127.0.0.1:8000` is not a UDP port, e.g. 8000",
-            ),
             (
                 "candidate example.com;",
-                "candidate: `example.com` is not an IP address or `*`, e.g. 192.168.1.10",
-            ),
-            (
-                "candidate $CANDIDATE;",
-                "candidate: `$CANDIDATE` is not an IP address or `*`, e.g. 192.168.1.10",
+                "candidate: `example.com` is not an IP address, `*` or `$ENV_VAR`",
             ),
             (
                 "sndbuf 16MB;",

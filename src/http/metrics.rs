@@ -99,6 +99,42 @@ pub(super) fn render(shared: &Shared) -> String {
         "Frames lost on a full cross-core relay queue.",
         load(&shared.hub.stats.relay_overflows),
     );
+    o.counter(
+        "ringcast_players_cut",
+        "Players cut because their writes took no data for queue_length.",
+        load(&shared.stats.players_cut),
+    );
+    let rtc = &shared.rtc.stats;
+    o.gauge(
+        "ringcast_rtc_sessions",
+        "WebRTC sessions (WHIP publishers and WHEP players).",
+        rtc.sessions.load(Ordering::Relaxed),
+    );
+    o.counter(
+        "ringcast_rtc_udp_receive_drops",
+        "UDP datagrams the kernel dropped on the RTC sockets (SO_RXQ_OVFL): loss=(r:N).",
+        shared.rtc.rx_drops(),
+    );
+    o.counter(
+        "ringcast_rtc_udp_send_drops",
+        "RTC datagrams not sent (failed or short sends): loss=(s:N).",
+        load(&rtc.send_drops),
+    );
+    o.counter(
+        "ringcast_rtc_udp_sent",
+        "RTC datagrams sent.",
+        load(&rtc.sent),
+    );
+    o.counter(
+        "ringcast_rtc_udp_send_calls",
+        "sendmmsg/sendmsg calls that sent them (datagrams per call = sent / calls).",
+        load(&rtc.send_calls),
+    );
+    o.counter(
+        "ringcast_rtc_rejected",
+        "RTC datagrams and signalling requests rejected as bad input.",
+        load(&rtc.rejected),
+    );
     let kbps = shared.rates.server();
     o.gauge(
         "ringcast_send_kbps",

@@ -47,6 +47,8 @@ pub struct Shared {
     pub started: Instant,
     /// A random id of this process, SRS's `server` field.
     pub server_id: String,
+    /// WebRTC sessions and streams.
+    pub rtc: Arc<crate::rtc::RtcHub>,
     next_conn_id: AtomicU64,
 }
 
@@ -90,6 +92,7 @@ impl Shared {
             workers: Mutex::new(Vec::new()),
             started: Instant::now(),
             server_id: format!("vid-{:08x}", rand::random::<u32>()),
+            rtc: crate::rtc::RtcHub::new(),
             next_conn_id: AtomicU64::new(100),
         })
     }
@@ -155,7 +158,7 @@ impl Shared {
 }
 
 /// Runs one worker: an accept loop per RTMP listen address and per HTTP listener, each on this
-/// worker's own SO_REUSEPORT socket.
+/// worker's own SO_REUSEPORT socket, and the WebRTC UDP loop when `rtc_server` is enabled.
 pub async fn run_worker(worker: usize, shared: Arc<Shared>) {
     let info = Arc::new(WorkerInfo {
         index: worker,
@@ -169,6 +172,12 @@ pub async fn run_worker(worker: usize, shared: Arc<Shared>) {
         .push(info.clone());
     let addrs: Vec<SocketAddr> = shared.config().listen.clone();
     let mut loops = crate::http::spawn_listeners(&shared, &info);
+    if shared.config().rtc_server.enabled {
+        loops.push(compio::runtime::spawn(crate::rtc::udp::run(
+            worker,
+            shared.clone(),
+        )));
+    }
     for addr in addrs {
         let listener = match crate::runtime::reuseport_listener(addr)
             .map_err(|e| e.to_string())

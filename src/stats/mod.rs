@@ -50,6 +50,18 @@ pub fn log_forever(shared: Arc<Shared>, period: Duration) {
             shared.hub.stats.player_skips.load(Ordering::Relaxed),
             shared.stats.players_cut.load(Ordering::Relaxed),
         );
+        if shared.config().rtc_server.enabled {
+            let rtc = &shared.rtc.stats;
+            // SRS's form: receive drops from SO_RXQ_OVFL, send drops from failed sends.
+            tracing::info!(
+                "rtc sessions={} pending={} rejected={} loss=(r:{},s:{})",
+                rtc.sessions.load(Ordering::Relaxed),
+                shared.rtc.pending_count(),
+                rtc.rejected.load(Ordering::Relaxed),
+                shared.rtc.rx_drops(),
+                rtc.send_drops.load(Ordering::Relaxed),
+            );
+        }
         last_out = out;
     }
 }

@@ -1,0 +1,820 @@
+//! One core's WebRTC engine, sans-IO: the sessions this core adopted (each a str0m [`Rtc`]),
+//! routing of datagrams to them, and forwarding of the publishers' frames to players on this
+//! core and, through their inboxes, on other cores. The UDP driver ([`super::udp`]) feeds it
+//! datagrams, inbox messages and time, and sends what [`Engine::take_transmits`] returns; the
+//! tests drive it in memory with a virtual clock.
+//!
+//! Forwarding is at the frame level: a publisher's session depacketizes each frame once, the
+//! frame (its payload an `Arc`) goes once to each core with players, and every player's str0m
+//! session packetizes and encrypts it for that player, keeping its own send buffer from which
+//! NACKs are answered.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::crypto::dtls::DtlsCert;
+use str0m::crypto::CryptoProvider;
+use str0m::format::Codec;
+use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcError};
+
+use super::bridge::{AacToOpus, AudioUnit, AvcToAnnexB, VideoUnit};
+use super::hub::{CoreMsg, Inbox, RtcHub, RtcStream, SharedFrame};
+use super::signal::Role;
+use super::stun;
+use crate::hub::core::Consumer;
+use crate::hub::{Hub, StreamKey, StreamSettings};
+use crate::media::MediaKind as RtmpKind;
+
+/// Keyframe requests to one publisher are sent at most this often, however many players ask.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+
+static CRYPTO: LazyLock<Arc<CryptoProvider>> =
+    LazyLock::new(|| Arc::new(str0m::crypto::from_feature_flags()));
+
+/// How long one DTLS certificate serves new sessions. One per process, as SRS does, saves a
+/// key generation per session; renewing it keeps it far from its one-year expiry.
+const CERT_RENEWAL: Duration = Duration::from_secs(24 * 3600);
+
+static CERT: Mutex<Option<(DtlsCert, Instant)>> = Mutex::new(None);
+
+/// The process's DTLS certificate, made or renewed as needed; `None` if the provider cannot
+/// make one (str0m then fails loudly, which the tests would show).
+fn dtls_cert(now: Instant) -> Option<DtlsCert> {
+    let mut cert = CERT.lock().expect("rtc certificate lock poisoned");
+    match &*cert {
+        Some((c, made)) if now.saturating_duration_since(*made) < CERT_RENEWAL => Some(c.clone()),
+        _ => {
+            let fresh = CRYPTO.dtls_provider.generate_certificate()?;
+            *cert = Some((fresh.clone(), now));
+            Some(fresh)
+        }
+    }
+}
+
+/// Why an offer cannot become a session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The SDP offer does not parse.
+    #[error("bad SDP offer: {0}")]
+    BadOffer(String),
+    /// str0m refused the offer (no codec in common, wrong direction, ...).
+    #[error("offer not accepted: {0}")]
+    Rejected(#[from] RtcError),
+    /// The candidate address cannot be put in an answer.
+    #[error("{0}")]
+    Unusable(&'static str),
+}
+
+/// What a session is made with.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// Publish or play.
+    pub role: Role,
+    /// The stream it publishes or plays.
+    pub stream: Arc<RtcStream>,
+    /// The address put in the answer's candidate.
+    pub candidate: SocketAddr,
+    /// Whether NACKs are offered and answered.
+    pub nack: bool,
+    /// For a player of an RTMP stream (`rtmp_to_rtc`): that stream's settings.
+    pub bridge: Option<StreamSettings>,
+}
+
+/// One WebRTC peer.
+#[derive(Debug)]
+pub struct Session {
+    id: u64,
+    role: Role,
+    stream: Arc<RtcStream>,
+    rtc: Rtc,
+    ufrag: String,
+    connected: bool,
+    timeout: Instant,
+    dirty: bool,
+    mids: Vec<(Mid, MediaKind)>,
+    /// Publisher only: the stream's player-count version and the inboxes of the other cores
+    /// with players, as of that version.
+    fanout: (u64, Vec<Arc<Inbox>>),
+    last_keyframe_request: Option<Instant>,
+    bridge: Option<StreamSettings>,
+    /// Bridged player: video waits for a keyframe.
+    need_key: bool,
+}
+
+impl Session {
+    /// A session answering `offer`; returns it and the SDP answer.
+    pub fn from_offer(
+        id: u64,
+        params: SessionParams,
+        offer: &str,
+        now: Instant,
+    ) -> Result<(Self, String), SessionError> {
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| SessionError::BadOffer(e.to_string()))?;
+        let ufrag = random_token(8);
+        let mut config = Rtc::builder().set_crypto_provider(CRYPTO.clone());
+        if let Some(cert) = dtls_cert(now) {
+            config = config.set_dtls_cert(cert);
+        }
+        let mut config = config
+            .set_local_ice_credentials(IceCreds {
+                ufrag: ufrag.clone(),
+                pass: random_token(24),
+            })
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false);
+        if !params.nack {
+            for p in config.codec_config().iter_mut() {
+                p.set_fb_nack(false);
+            }
+        }
+        let mut rtc = config.build(now);
+        let candidate = Candidate::host(params.candidate, "udp")
+            .map_err(|_| SessionError::Unusable("the candidate address is not usable"))?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc.sdp_api().accept_offer(offer)?;
+        let session = Self {
+            id,
+            role: params.role,
+            stream: params.stream,
+            rtc,
+            ufrag,
+            connected: false,
+            timeout: now,
+            dirty: false,
+            mids: Vec::new(),
+            fanout: (u64::MAX, Vec::new()),
+            last_keyframe_request: None,
+            bridge: params.bridge,
+            need_key: true,
+        };
+        Ok((session, answer.to_sdp_string()))
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The server's ICE ufrag, which the client's bindings name.
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    /// Whether it publishes.
+    pub fn is_publisher(&self) -> bool {
+        self.role == Role::Publish
+    }
+
+    /// Its stream.
+    pub fn stream(&self) -> &Arc<RtcStream> {
+        &self.stream
+    }
+
+    /// Runs str0m until it waits for input: transmits go to `out`, events to `events`.
+    fn poll(&mut self, out: &mut Vec<Transmit>, events: &mut Vec<Event>) -> Result<(), RtcError> {
+        self.dirty = false;
+        loop {
+            match self.rtc.poll_output()? {
+                Output::Timeout(t) => {
+                    self.timeout = t;
+                    return Ok(());
+                }
+                Output::Transmit(t) => out.push(t),
+                Output::Event(e) => events.push(e),
+            }
+        }
+    }
+
+    fn kind_of(&self, mid: Mid) -> Option<MediaKind> {
+        self.mids.iter().find(|(m, _)| *m == mid).map(|(_, k)| *k)
+    }
+
+    /// Writes a frame of the stream to this player; `Ok(false)` if it has no use for it.
+    fn write(&mut self, frame: &SharedFrame) -> Result<bool, RtcError> {
+        if !self.connected {
+            return Ok(false);
+        }
+        let Some(mid) = self
+            .mids
+            .iter()
+            .find(|(_, k)| *k == frame.kind)
+            .map(|(m, _)| *m)
+        else {
+            return Ok(false);
+        };
+        let Some(writer) = self.rtc.writer(mid) else {
+            return Ok(false);
+        };
+        let Some(pt) = writer.match_params(frame.data.params) else {
+            return Ok(false);
+        };
+        writer.write(
+            pt,
+            frame.data.network_time,
+            frame.data.time,
+            frame.data.data.clone(),
+        )?;
+        Ok(true)
+    }
+
+    /// Writes a unit converted from RTMP to this player; `Ok(false)` if it has no use for
+    /// it (not connected, no such codec, or video waiting for a keyframe).
+    fn write_unit(&mut self, unit: &BridgeUnit, now: Instant) -> Result<bool, RtcError> {
+        if !self.connected {
+            return Ok(false);
+        }
+        let (kind, codec, time, data) = match unit {
+            BridgeUnit::Video(v) => {
+                if self.need_key && !v.keyframe {
+                    return Ok(false);
+                }
+                let time = MediaTime::new(v.pts_ms * 90, Frequency::NINETY_KHZ);
+                (MediaKind::Video, Codec::H264, time, &v.data)
+            }
+            BridgeUnit::Audio(a) => {
+                let time = MediaTime::new(a.rtp_time, Frequency::FORTY_EIGHT_KHZ);
+                (MediaKind::Audio, Codec::Opus, time, &a.data)
+            }
+        };
+        let Some(mid) = self.mids.iter().find(|(_, k)| *k == kind).map(|(m, _)| *m) else {
+            return Ok(false);
+        };
+        let Some(writer) = self.rtc.writer(mid) else {
+            return Ok(false);
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+        else {
+            return Ok(false);
+        };
+        if kind == MediaKind::Video {
+            self.need_key = false;
+        }
+        writer.write(pt, now, time, data.clone())?;
+        Ok(true)
+    }
+
+    /// Asks this publisher's client for a keyframe, at most once per [`KEYFRAME_INTERVAL`];
+    /// `true` if a request was queued.
+    fn request_keyframe(&mut self, kind: KeyframeRequestKind, now: Instant) -> bool {
+        if self
+            .last_keyframe_request
+            .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_INTERVAL)
+        {
+            return false;
+        }
+        self.last_keyframe_request = Some(now);
+        let video: Vec<Mid> = self
+            .mids
+            .iter()
+            .filter(|(_, k)| *k == MediaKind::Video)
+            .map(|(m, _)| *m)
+            .collect();
+        let mut requested = false;
+        for mid in video {
+            if let Some(mut writer) = self.rtc.writer(mid) {
+                requested |= writer.request_keyframe(None, kind).is_ok();
+            }
+        }
+        requested
+    }
+}
+
+/// A session id as signalling shows it (16 hex digits), for logs.
+struct Sid(u64);
+
+impl std::fmt::Display for Sid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A random token of ICE characters.
+fn random_token(len: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// One RTMP stream played by WebRTC players of this core: one hub consumer and one
+/// conversion, whatever the number of players.
+#[derive(Debug)]
+struct Bridge {
+    consumer: Consumer,
+    video: AvcToAnnexB,
+    audio: AacToOpus,
+    players: Vec<u64>,
+}
+
+/// What a bridge hands its players.
+#[derive(Debug)]
+enum BridgeUnit {
+    Video(VideoUnit),
+    Audio(AudioUnit),
+}
+
+/// One core's sessions and their forwarding.
+#[derive(Debug)]
+pub struct Engine {
+    core: usize,
+    hub: Arc<RtcHub>,
+    rtmp: Arc<Hub>,
+    bridges: HashMap<StreamKey, Bridge>,
+    inbox: Arc<Inbox>,
+    local: SocketAddr,
+    sessions: HashMap<u64, Session>,
+    by_addr: HashMap<SocketAddr, u64>,
+    by_ufrag: HashMap<String, u64>,
+    /// Local players per stream id.
+    players: HashMap<u64, Vec<u64>>,
+    dirty: Vec<u64>,
+    out: Vec<Transmit>,
+    events: Vec<Event>,
+    /// Datagrams to players produced, for the loss simulation.
+    sent_count: u64,
+}
+
+impl Engine {
+    /// The engine of core `core`, whose socket is reached at `local` (the candidate); RTMP
+    /// streams come from `rtmp`.
+    pub fn new(core: usize, hub: Arc<RtcHub>, rtmp: Arc<Hub>, local: SocketAddr) -> Self {
+        let inbox = hub.register_core(core);
+        Self {
+            core,
+            hub,
+            rtmp,
+            bridges: HashMap::new(),
+            inbox,
+            local,
+            sessions: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            players: HashMap::new(),
+            dirty: Vec::new(),
+            out: Vec::new(),
+            events: Vec::new(),
+            sent_count: 0,
+        }
+    }
+
+    /// This core's inbox.
+    pub fn inbox(&self) -> &Arc<Inbox> {
+        &self.inbox
+    }
+
+    /// Sessions on this core.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A datagram from `source`.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.hub.stats.received.fetch_add(1, Ordering::Relaxed);
+        let Ok(contents) = data.try_into() else {
+            self.reject(source, "not STUN, DTLS or SRTP");
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        let id = match self.by_addr.get(&source) {
+            Some(&id) => id,
+            None => match self.route_new(now, source, &input, data) {
+                Some(id) => id,
+                None => return,
+            },
+        };
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if !session.rtc.accepts(&input) {
+            self.reject(source, "not for the session at its address");
+            return;
+        }
+        if let Err(e) = session.rtc.handle_input(input) {
+            // A bad datagram from (or spoofed as) the peer costs the datagram, not the
+            // session: the session ends only if str0m gives up on it.
+            tracing::debug!(session = %Sid(id), "rtc input rejected: {e}");
+            let alive = session.rtc.is_alive();
+            self.reject(source, "refused by the session");
+            if !alive {
+                self.close(id);
+                return;
+            }
+        }
+        self.mark_dirty(id);
+    }
+
+    /// A datagram from an address no session owns: a binding for a session pending in the
+    /// hub or already on this core.
+    fn route_new(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        input: &Input<'_>,
+        data: &[u8],
+    ) -> Option<u64> {
+        let Some(ufrag) = stun::binding_ufrag(data) else {
+            self.reject(source, "unknown sender, not a STUN binding");
+            return None;
+        };
+        if let Some(&id) = self.by_ufrag.get(ufrag) {
+            let session = self.sessions.get(&id)?;
+            if !session.rtc.accepts(input) {
+                self.reject(source, "binding with wrong credentials");
+                return None;
+            }
+            self.by_addr.insert(source, id);
+            return Some(id);
+        }
+        let Some(pending) = self.hub.adopt(ufrag, self.core, now) else {
+            self.reject(source, "binding for no pending session");
+            return None;
+        };
+        if !pending.session.rtc.accepts(input) {
+            self.hub.return_pending(ufrag.to_owned(), pending);
+            self.reject(source, "binding with wrong credentials");
+            return None;
+        }
+        let session = pending.session;
+        let id = session.id;
+        tracing::info!(
+            session = %Sid(id),
+            core = self.core,
+            %source,
+            stream = %session.stream.key(),
+            "rtc {} adopted",
+            if session.is_publisher() { "publisher" } else { "player" }
+        );
+        match session.role {
+            Role::Publish => session.stream.set_publisher(Some((self.core, id))),
+            Role::Play => {
+                session.stream.add_player(self.core, 1);
+                self.players
+                    .entry(session.stream.id())
+                    .or_default()
+                    .push(id);
+            }
+        }
+        self.by_ufrag.insert(session.ufrag.clone(), id);
+        self.by_addr.insert(source, id);
+        self.sessions.insert(id, session);
+        Some(id)
+    }
+
+    fn reject(&self, source: SocketAddr, why: &'static str) {
+        self.hub.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(%source, "rtc datagram rejected: {why}");
+    }
+
+    /// Queues session `id` for [`Self::drive`], once however often it had input.
+    fn mark_dirty(&mut self, id: u64) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            if !s.dirty {
+                s.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Handles the messages other cores and signalling sent to this core.
+    pub fn handle_inbox(&mut self, now: Instant) {
+        while let Some(msg) = self.inbox.pop() {
+            match msg {
+                CoreMsg::Frame { stream, frame } => self.deliver_local(stream, &frame),
+                CoreMsg::Keyframe { session, kind } => {
+                    if let Some(s) = self.sessions.get_mut(&session) {
+                        if s.request_keyframe(kind, now) {
+                            self.mark_dirty(session);
+                        }
+                    }
+                }
+                CoreMsg::Close { session } => {
+                    if let Some(s) = self.sessions.get_mut(&session) {
+                        s.rtc.disconnect();
+                    }
+                    self.close(session);
+                }
+            }
+        }
+    }
+
+    /// Lets every session whose timer expired at `now` run.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .sessions
+            .values()
+            .filter(|s| s.timeout <= now)
+            .map(|s| s.id)
+            .collect();
+        for id in due {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(session = %Sid(id), "rtc timeout: {e}");
+                self.close(id);
+                continue;
+            }
+            self.mark_dirty(id);
+        }
+    }
+
+    /// Runs the sessions that had input until each waits again, forwarding what they
+    /// produce. Call after the `handle_*` calls of a loop turn, then [`Self::take_transmits`].
+    pub fn drive(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop() {
+            let Some(session) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            let mut events = std::mem::take(&mut self.events);
+            let from = self.out.len();
+            let result = session.poll(&mut self.out, &mut events);
+            let alive = session.rtc.is_alive();
+            if session.role == Role::Play {
+                self.simulate_loss(from);
+            }
+            for event in events.drain(..) {
+                self.handle_event(id, event, now);
+            }
+            self.events = events;
+            if let Err(e) = result {
+                tracing::debug!(session = %Sid(id), "rtc: {e}");
+                self.close(id);
+            } else if !alive {
+                self.close(id);
+            }
+        }
+    }
+
+    fn handle_event(&mut self, id: u64, event: Event, now: Instant) {
+        match event {
+            Event::Connected => {
+                let Some(s) = self.sessions.get_mut(&id) else {
+                    return;
+                };
+                s.connected = true;
+                tracing::info!(session = %Sid(id), "rtc connected");
+                if let Some(settings) = s.bridge.clone() {
+                    let key = s.stream.key().clone();
+                    let rtmp = &self.rtmp;
+                    self.bridges
+                        .entry(key.clone())
+                        .or_insert_with(|| Bridge {
+                            consumer: Consumer::subscribe(rtmp, &key, &settings),
+                            video: AvcToAnnexB::default(),
+                            audio: AacToOpus::default(),
+                            players: Vec::new(),
+                        })
+                        .players
+                        .push(id);
+                } else if s.role == Role::Play {
+                    let stream = s.stream.clone();
+                    self.request_keyframe(&stream, KeyframeRequestKind::Pli, now);
+                }
+            }
+            Event::MediaAdded(m) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    if s.kind_of(m.mid).is_none() {
+                        s.mids.push((m.mid, m.kind));
+                    }
+                }
+            }
+            Event::MediaData(data) => {
+                let Some(s) = self.sessions.get_mut(&id) else {
+                    return;
+                };
+                let Some(kind) = s.kind_of(data.mid) else {
+                    return;
+                };
+                if s.role != Role::Publish {
+                    return;
+                }
+                let frame = Arc::new(SharedFrame { kind, data });
+                let stream = s.stream.clone();
+                let version = stream.version();
+                if s.fanout.0 != version {
+                    let cores = stream.player_cores(self.core);
+                    s.fanout = (
+                        version,
+                        cores
+                            .into_iter()
+                            .filter_map(|c| self.hub.inbox(c))
+                            .collect(),
+                    );
+                }
+                for inbox in &s.fanout.1 {
+                    let msg = CoreMsg::Frame {
+                        stream: stream.id(),
+                        frame: frame.clone(),
+                    };
+                    if !inbox.push(msg) {
+                        self.hub
+                            .stats
+                            .inbox_overflows
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                self.deliver_local(stream.id(), &frame);
+            }
+            Event::KeyframeRequest(req) => {
+                let Some(s) = self.sessions.get(&id) else {
+                    return;
+                };
+                if s.role == Role::Play {
+                    let stream = s.stream.clone();
+                    self.request_keyframe(&stream, req.kind, now);
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.close(id);
+            }
+            _ => {}
+        }
+    }
+
+    fn request_keyframe(&mut self, stream: &RtcStream, kind: KeyframeRequestKind, now: Instant) {
+        let Some((core, session)) = stream.publisher() else {
+            return;
+        };
+        if core != self.core {
+            self.hub.send_to(core, CoreMsg::Keyframe { session, kind });
+        } else if let Some(s) = self.sessions.get_mut(&session) {
+            if s.request_keyframe(kind, now) {
+                self.mark_dirty(session);
+            }
+        }
+    }
+
+    fn deliver_local(&mut self, stream: u64, frame: &SharedFrame) {
+        let Some(players) = self.players.get(&stream) else {
+            return;
+        };
+        let mut failed = Vec::new();
+        for &id in players {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            match s.write(frame) {
+                Ok(false) => {}
+                Ok(true) => {
+                    if !s.dirty {
+                        s.dirty = true;
+                        self.dirty.push(id);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(session = %Sid(id), "rtc write: {e}");
+                    failed.push(id);
+                }
+            }
+        }
+        for id in failed {
+            self.close(id);
+        }
+    }
+
+    /// Removes session `id` from this core and the hub.
+    fn close(&mut self, id: u64) {
+        let Some(session) = self.sessions.remove(&id) else {
+            return;
+        };
+        self.by_addr.retain(|_, v| *v != id);
+        self.by_ufrag.remove(&session.ufrag);
+        let stream = session.stream.clone();
+        match session.role {
+            Role::Publish => {
+                stream.set_publisher(None);
+                self.hub.remove_stream(&stream);
+            }
+            Role::Play if session.bridge.is_some() => {
+                if let Some(b) = self.bridges.get_mut(stream.key()) {
+                    b.players.retain(|p| *p != id);
+                    if b.players.is_empty() {
+                        self.bridges.remove(stream.key());
+                    }
+                }
+            }
+            Role::Play => {
+                stream.add_player(self.core, -1);
+                if let Some(list) = self.players.get_mut(&stream.id()) {
+                    list.retain(|p| *p != id);
+                    if list.is_empty() {
+                        self.players.remove(&stream.id());
+                    }
+                }
+            }
+        }
+        self.hub.session_ended(id);
+        tracing::info!(session = %Sid(id), stream = %stream.key(), "rtc session closed");
+    }
+
+    /// Converts the RTMP frames that arrived for this core's bridged players and writes them.
+    pub fn handle_bridges(&mut self, now: Instant) {
+        let mut failed = Vec::new();
+        let mut units = Vec::new();
+        for bridge in self.bridges.values_mut() {
+            let (video, audio) = (&mut bridge.video, &mut bridge.audio);
+            bridge.consumer.next_batch(256, |f| match f.kind {
+                RtmpKind::Video => match video.push(&f.payload, f.timestamp) {
+                    Ok(Some(unit)) => units.push(BridgeUnit::Video(unit)),
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!("rtmp to rtc video: {e}"),
+                },
+                RtmpKind::Audio => match audio.push(&f.payload, f.timestamp) {
+                    Ok(out) => units.extend(out.into_iter().map(BridgeUnit::Audio)),
+                    Err(e) => tracing::debug!("rtmp to rtc audio: {e}"),
+                },
+                RtmpKind::Data => {}
+            });
+            for unit in units.drain(..) {
+                for &id in &bridge.players {
+                    let Some(s) = self.sessions.get_mut(&id) else {
+                        continue;
+                    };
+                    match s.write_unit(&unit, now) {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            if !s.dirty {
+                                s.dirty = true;
+                                self.dirty.push(id);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(session = %Sid(id), "rtc write: {e}");
+                            failed.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        for id in failed {
+            self.close(id);
+        }
+    }
+
+    /// Whether a bridged RTMP stream has frames (or news) for this core; registers `cx` to be
+    /// woken when one does.
+    pub fn poll_bridges(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        for bridge in self.bridges.values_mut() {
+            let wait = std::pin::pin!(bridge.consumer.wait());
+            if wait.poll(cx).is_ready() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The transmits produced since the last call.
+    pub fn take_transmits(&mut self, into: &mut Vec<Transmit>) {
+        into.append(&mut self.out);
+    }
+
+    /// The loss simulation: drops one in `simulate_drop_every` of the datagrams to players
+    /// from `self.out[from..]`.
+    fn simulate_loss(&mut self, from: usize) {
+        let every = self.hub.stats.simulate_drop_every.load(Ordering::Relaxed);
+        if every == 0 {
+            return;
+        }
+        let mut i = from;
+        while i < self.out.len() {
+            self.sent_count += 1;
+            if self.sent_count.is_multiple_of(every) {
+                self.out.remove(i);
+                self.hub
+                    .stats
+                    .simulated_drops
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// When the engine next needs [`Self::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions.values().map(|s| s.timeout).min()
+    }
+}

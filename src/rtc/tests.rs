@@ -1,0 +1,479 @@
+//! The RTC server in memory: signalling through [`super::handle_api`], two cores' engines,
+//! and str0m clients as the publisher and players, exchanging datagrams over a virtual network
+//! with a virtual clock (quinn/str0m style). No socket is opened.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use super::engine::Engine;
+use crate::config::Config;
+use crate::profile::ApiReply;
+use crate::server::Shared;
+
+const SERVER: &str = "127.0.0.1:8000";
+const CONFIG: &str = "rtc_server { enabled on; listen 8000; candidate 127.0.0.1; }
+vhost __defaultVhost__ { rtc { enabled on; } }";
+
+struct Client {
+    rtc: Rtc,
+    addr: SocketAddr,
+    /// Which engine (core) the kernel's SO_REUSEPORT hash would give this peer.
+    core: usize,
+    events: Vec<Event>,
+    timeout: Instant,
+    /// Datagrams dropped on the way to this client, 1 in `drop_every` (0: none).
+    drop_every: usize,
+    dropped: usize,
+    received: usize,
+}
+
+impl Client {
+    fn new(addr: &str, core: usize, now: Instant) -> Self {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        Self {
+            rtc,
+            addr,
+            core,
+            events: Vec::new(),
+            timeout: now,
+            drop_every: 0,
+            dropped: 0,
+            received: 0,
+        }
+    }
+
+    /// Offers `direction` audio and video; returns the offer text and mids.
+    fn offer(&mut self, direction: Direction) -> (String, SdpPendingOffer, Mid, Mid) {
+        let mut api = self.rtc.sdp_api();
+        let video = api.add_media(MediaKind::Video, direction, None, None, None);
+        let audio = api.add_media(MediaKind::Audio, direction, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        (offer.to_sdp_string(), pending, video, audio)
+    }
+
+    fn accept(&mut self, pending: SdpPendingOffer, reply: &ApiReply) {
+        let answer = SdpAnswer::from_sdp_string(std::str::from_utf8(&reply.body).unwrap()).unwrap();
+        self.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    }
+
+    fn poll(&mut self, out: &mut Vec<Transmit>) {
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(t) => {
+                    self.timeout = t;
+                    return;
+                }
+                Output::Transmit(t) => out.push(t),
+                Output::Event(e) => self.events.push(e),
+            }
+        }
+    }
+
+    fn video_frames(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::MediaData(d) if d.params.spec().codec == Codec::H264))
+            .count()
+    }
+}
+
+struct Net {
+    shared: Arc<Shared>,
+    engines: Vec<Engine>,
+    clients: Vec<Client>,
+    now: Instant,
+}
+
+impl Net {
+    fn new(cores: usize) -> Self {
+        let (config, _) = Config::parse(CONFIG, "test.conf").unwrap();
+        let shared = Shared::new(config);
+        let engines = (0..cores)
+            .map(|c| {
+                Engine::new(
+                    c,
+                    shared.rtc.clone(),
+                    shared.hub.clone(),
+                    SERVER.parse().unwrap(),
+                )
+            })
+            .collect();
+        Self {
+            shared,
+            engines,
+            clients: Vec::new(),
+            now: Instant::now(),
+        }
+    }
+
+    fn api(&self, method: &str, path: &str, query: &str, body: &[u8]) -> ApiReply {
+        super::handle_api(method, path, query, body, &self.shared)
+            .now_or_never()
+            .expect("signalling does not wait")
+            .expect("an /rtc/v1/ path is served")
+    }
+
+    /// Adds a client on `core` that publishes (`SendOnly`) or plays (`RecvOnly`) `stream`.
+    fn join(
+        &mut self,
+        addr: &str,
+        core: usize,
+        direction: Direction,
+        stream: &str,
+    ) -> (usize, Mid) {
+        let mut c = Client::new(addr, core, self.now);
+        let (offer, pending, video, _audio) = c.offer(direction);
+        let path = if direction == Direction::SendOnly {
+            "/rtc/v1/whip/"
+        } else {
+            "/rtc/v1/whep/"
+        };
+        let reply = self.api(
+            "POST",
+            path,
+            &format!("app=live&stream={stream}"),
+            offer.as_bytes(),
+        );
+        assert_eq!(
+            reply.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.content_type, "application/sdp");
+        assert!(reply
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "Location" && v.contains("session=")));
+        c.accept(pending, &reply);
+        self.clients.push(c);
+        (self.clients.len() - 1, video)
+    }
+
+    /// One millisecond of the virtual network.
+    fn step(&mut self) {
+        self.now += Duration::from_millis(1);
+        let now = self.now;
+        let mut out = Vec::new();
+        for c in &mut self.clients {
+            if c.timeout <= now {
+                c.rtc.handle_input(Input::Timeout(now)).unwrap();
+            }
+            c.poll(&mut out);
+            for t in out.drain(..) {
+                assert_eq!(t.destination, SERVER.parse().unwrap());
+                self.engines[c.core].handle_datagram(now, t.source, &t.contents);
+            }
+        }
+        for e in &mut self.engines {
+            e.handle_inbox(now);
+            e.handle_timeout(now);
+            e.drive(now);
+            e.take_transmits(&mut out);
+        }
+        for t in out.drain(..) {
+            let c = self
+                .clients
+                .iter_mut()
+                .find(|c| c.addr == t.destination)
+                .expect("the server sends only to its peers");
+            c.received += 1;
+            if c.drop_every > 0 && c.received.is_multiple_of(c.drop_every) {
+                c.dropped += 1;
+                continue;
+            }
+            let input = Input::Receive(
+                now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source: t.source,
+                    destination: t.destination,
+                    contents: (&t.contents[..]).try_into().unwrap(),
+                },
+            );
+            c.rtc.handle_input(input).unwrap();
+        }
+    }
+
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if done(self) {
+                return true;
+            }
+            self.step();
+        }
+        done(self)
+    }
+
+    /// Writes one H.264 frame from publisher `p` (a keyframe every 30th).
+    fn write_frame(&mut self, p: usize, mid: Mid, n: u32) {
+        let c = &mut self.clients[p];
+        let mut frame = Vec::new();
+        if n.is_multiple_of(30) {
+            frame.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0xda, 0x01, 0x40]);
+            frame.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]);
+            frame.extend_from_slice(&[0, 0, 0, 1, 0x65, 0x88, 0x84]);
+            frame.resize(frame.len() + 3000, (n % 251) as u8 | 1);
+        } else {
+            frame.extend_from_slice(&[0, 0, 0, 1, 0x41, 0x9a]);
+            frame.resize(frame.len() + 2500, (n % 251) as u8 | 1);
+        }
+        let mut writer = c.rtc.writer(mid).expect("publisher's video writer");
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::H264)
+            .expect("H.264 negotiated")
+            .pt();
+        let rtp_time = Duration::from_millis(u64::from(n) * 33).into();
+        writer = c.rtc.writer(mid).unwrap();
+        writer.write(pt, self.now, rtp_time, frame).unwrap();
+    }
+
+    /// Publishes `frames` frames at 30 fps from client `p`.
+    fn publish(&mut self, p: usize, mid: Mid, first: u32, frames: u32) {
+        for n in first..first + frames {
+            self.write_frame(p, mid, n);
+            for _ in 0..33 {
+                self.step();
+            }
+        }
+    }
+}
+
+fn connected(c: &Client) -> bool {
+    c.events.iter().any(|e| matches!(e, Event::Connected))
+}
+
+#[test]
+fn whip_publisher_reaches_whep_players_on_two_cores() {
+    let mut net = Net::new(2);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "cam");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    let (local, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "cam");
+    let (remote, _) = net.join("10.0.0.3:5000", 1, Direction::RecvOnly, "cam");
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        connected(&n.clients[local]) && connected(&n.clients[remote])
+    }));
+    assert_eq!(net.engines[0].session_count(), 2);
+    assert_eq!(net.engines[1].session_count(), 1);
+    // Players joining made the server ask the publisher for a keyframe.
+    net.publish(publisher, video, 1, 10);
+    assert!(
+        net.clients[publisher]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::KeyframeRequest(_))),
+        "PLI forwarded to the publisher"
+    );
+    net.publish(publisher, video, 30, 60);
+    for p in [local, remote] {
+        let frames = net.clients[p].video_frames();
+        assert!(frames >= 50, "player {p} decoded {frames} frames");
+    }
+    let stats = &net.shared.rtc.stats;
+    assert_eq!(stats.sessions.load(std::sync::atomic::Ordering::Relaxed), 3);
+}
+
+#[test]
+fn nacks_are_answered_under_loss() {
+    let mut net = Net::new(1);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "lossy");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "lossy");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    net.clients[player].drop_every = 20;
+    net.publish(publisher, video, 0, 90);
+    let c = &net.clients[player];
+    assert!(c.dropped >= 12, "loss was injected: {}", c.dropped);
+    // Frames span three packets: without resends about one in seven would be lost.
+    let frames = c.video_frames();
+    assert!(
+        frames >= 87,
+        "with 5% loss the player still got {frames} of 90 frames"
+    );
+}
+
+#[test]
+fn delete_ends_a_session_and_the_stream() {
+    let mut net = Net::new(1);
+    let (publisher, _) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "gone");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    let busy = net.api("POST", "/rtc/v1/whip/", "app=live&stream=gone", b"v=0\r\n");
+    assert!(busy.status >= 400);
+    let session = net
+        .shared
+        .rtc
+        .stats
+        .sessions
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(session, 1);
+    let missing = net.api("DELETE", "/rtc/v1/whip/", "session=0123", b"");
+    assert_eq!(missing.status, 404);
+    let stream = net
+        .shared
+        .rtc
+        .stream(&crate::hub::StreamKey {
+            vhost: crate::config::DEFAULT_VHOST.into(),
+            app: "live".into(),
+            stream: "gone".into(),
+        })
+        .unwrap();
+    let (_, id) = stream.publisher().unwrap();
+    let reply = net.api(
+        "DELETE",
+        "/rtc/v1/whip/",
+        &format!("session={id:016x}"),
+        b"",
+    );
+    assert_eq!(reply.status, 200);
+    net.run_until(Duration::from_millis(50), |_| false);
+    assert_eq!(net.engines[0].session_count(), 0);
+    let play = net.api("POST", "/rtc/v1/whep/", "app=live&stream=gone", b"v=0\r\n");
+    assert_eq!(play.status, 404);
+}
+
+#[test]
+fn bad_datagrams_and_credentials_are_rejected() {
+    let mut net = Net::new(1);
+    let now = net.now;
+    let src: SocketAddr = "10.9.9.9:9".parse().unwrap();
+    net.engines[0].handle_datagram(now, src, b"hello");
+    net.engines[0].handle_datagram(now, src, &[0x80; 100]);
+    net.engines[0].handle_datagram(now, src, &[]);
+    // A binding that names a pending session's ufrag but has no valid integrity.
+    let mut c = Client::new("10.0.0.1:5000", 0, now);
+    let (offer, _pending, _, _) = c.offer(Direction::SendOnly);
+    let reply = net.api(
+        "POST",
+        "/rtc/v1/whip/",
+        "app=live&stream=x",
+        offer.as_bytes(),
+    );
+    let answer = String::from_utf8(reply.body).unwrap();
+    let ufrag = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mut stun = vec![0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(&[1; 12]);
+    let username = format!("{ufrag}:evil");
+    let mut attr = vec![0x00, 0x06];
+    attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    attr.extend_from_slice(username.as_bytes());
+    while attr.len() % 4 != 0 {
+        attr.push(0);
+    }
+    stun[2..4].copy_from_slice(&(attr.len() as u16).to_be_bytes());
+    stun.extend_from_slice(&attr);
+    net.engines[0].handle_datagram(now, src, &stun);
+    net.engines[0].drive(now);
+    assert_eq!(net.engines[0].session_count(), 0);
+    assert_eq!(
+        net.shared.rtc.pending_count(),
+        1,
+        "the real client can still connect"
+    );
+    let rejected = net
+        .shared
+        .rtc
+        .stats
+        .rejected
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(rejected, 4);
+    let bad = net.api(
+        "POST",
+        "/rtc/v1/whep/",
+        "app=live&stream=x",
+        b"v=0\r\nnonsense",
+    );
+    assert_eq!(bad.status, 400);
+    let bad = net.api(
+        "POST",
+        "/rtc/v1/whip/",
+        "app=live&stream=y",
+        b"v=0\r\nm=video x",
+    );
+    assert_eq!(bad.status, 400);
+    let refused = &net.shared.rtc.stats.refused_requests;
+    assert_eq!(refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let stats = net.api("GET", "/rtc/v1/stats/", "", b"");
+    let v: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
+    assert_eq!(
+        (v["rejected"].as_u64(), v["refused_requests"].as_u64()),
+        (Some(4), Some(2))
+    );
+}
+
+#[test]
+fn silent_peers_time_out() {
+    let mut net = Net::new(1);
+    let (publisher, _) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "quiet");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "quiet");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    assert_eq!(net.engines[0].session_count(), 2);
+    // Both clients vanish without a DELETE: only the engine's clock moves on.
+    net.clients.clear();
+    let end = net.now + Duration::from_secs(60);
+    while net.now < end && net.engines[0].session_count() > 0 {
+        net.now += Duration::from_millis(100);
+        let now = net.now;
+        let e = &mut net.engines[0];
+        e.handle_timeout(now);
+        e.drive(now);
+        let mut sink = Vec::new();
+        e.take_transmits(&mut sink);
+    }
+    assert_eq!(
+        net.engines[0].session_count(),
+        0,
+        "sessions of gone peers are closed"
+    );
+    let stats = &net.shared.rtc.stats;
+    assert_eq!(stats.sessions.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[test]
+fn garbage_from_a_peer_address_does_not_end_its_session() {
+    let mut net = Net::new(1);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "spoof");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "spoof");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    let now = net.now;
+    let spoofed: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+    let mut seed = 7u32;
+    for len in [0usize, 1, 13, 20, 100, 1200] {
+        for first in [0u8, 1, 20, 22, 23, 64, 128, 129, 200] {
+            let mut d = vec![first; len.max(1)];
+            for b in d.iter_mut().skip(1) {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                *b = (seed >> 24) as u8;
+            }
+            net.engines[0].handle_datagram(now, spoofed, &d[..len]);
+        }
+    }
+    net.engines[0].drive(now);
+    assert_eq!(net.engines[0].session_count(), 2);
+    let before = net.clients[player].video_frames();
+    net.publish(publisher, video, 0, 30);
+    assert!(net.clients[player].video_frames() >= before + 25);
+}
