@@ -362,9 +362,11 @@ measure_one() {
 # --soak MINUTES: ringcast alone under player churn, for leaks. Publishes the media, then for
 # MINUTES runs back-to-back rounds of SOAK_PLAYERS players (default 500; ringcast-bench
 # rtmp-play, 5 s ramp, 30 s each), sampling the server's RSS and connections every 10 s into
-# soak.csv. The start sample is taken after a first warm-up round, when its players have left
-# (the allocator and the rings are then at their working size), the end sample after the last
-# round has left: the same state, so the difference is what the churn leaked. It also asks the
+# soak.csv, after a first warm-up round (the allocator and the rings are then at their working
+# size). Growth is the mean RSS of the last three samples with players connected against the
+# first three: the same state, so the difference is what the churn leaked (a sample with no
+# player depends on when the allocator last gave memory back, megabytes either way). RSS with
+# no player is reported too, after the warm-up round and after the last round. It also asks the
 # HTTP API's leak check (/api/v1/valgrind?check=added) at start and end when it answers.
 # Fails when RSS grew by more than SOAK_MAX_GROWTH_MB (default 16 MB).
 soak() {
@@ -435,11 +437,19 @@ soak() {
     done
     stop_pid "$pub"
     stop_pid "$server_pid"
-    local growth_kb=$((end_kb - start_kb)) served=$(((rounds + 1) * players))
+    local early_kb late_kb growth_kb served=$(((rounds + 1) * players))
+    read -r early_kb late_kb < <(awk -F, 'NR > 1 && $3 > 1 {v[n++] = $2}
+        END {
+            if (n < 6) { print 0, 0; exit }
+            print int((v[0] + v[1] + v[2]) / 3), int((v[n - 3] + v[n - 2] + v[n - 1]) / 3)
+        }' "$csv_soak")
+    ((early_kb > 0)) || die "soak: too few samples with players; soak for 2 minutes or more"
+    growth_kb=$((late_kb - early_kb))
     echo "soak: $minutes min, $((rounds + 1)) rounds, $served player connections, $failed failed"
-    echo "soak: RSS publisher alone $idle_kb kB; start $start_kb kB, end $end_kb kB," \
-        "peak with players $max_kb kB; growth $growth_kb kB" \
-        "($((growth_kb * 1024 / served)) bytes per player connection)"
+    echo "soak: RSS with players: first samples $early_kb kB, last samples $late_kb kB," \
+        "peak $max_kb kB; growth $growth_kb kB ($((growth_kb * 1024 / served)) bytes per player connection)"
+    echo "soak: RSS with no player: publisher alone $idle_kb kB, after the warm-up round" \
+        "$start_kb kB, after the last round $end_kb kB"
     echo "soak: leak check at start: $start_leak"
     echo "soak: leak check at end:   $end_leak"
     echo "soak: players cut for not reading: $(grep -c 'stopped reading' "$logs/ringcast-soak.log" || true)"

@@ -384,3 +384,48 @@ fn sighup_applies_new_settings_to_new_streams_only() {
         "the new stream served a cached GOP: gop_cache off was not applied"
     );
 }
+
+/// A second server started on the port of a running one refuses to start, and the first
+/// keeps all the connections: without the check both would join one SO_REUSEPORT group and
+/// the kernel would hand each about half of the new connections.
+#[test]
+fn a_second_server_on_a_busy_port_refuses_to_start() {
+    let server = Server::start(1, "", "");
+    let second = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .arg("-c")
+        .arg(server.dir().join("test.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting a second ringcast");
+    let mut second = Reaper(second);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = second.0.try_wait().expect("waiting") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "a second ringcast is serving port {} too",
+            server.port
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    second
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{}", server.port)),
+        "{stderr}"
+    );
+    for _ in 0..20 {
+        Client::play(server.port, "still").expect("the first server serves every connection");
+    }
+}

@@ -209,10 +209,38 @@ pub fn reuseport_listener(addr: SocketAddr) -> Result<std::net::TcpListener, Run
 }
 
 /// Checks that every address can be bound, before workers start: a port in use is reported
-/// once, clearly, rather than by each worker.
+/// once, clearly, rather than by each worker. The probe has no SO_REUSEPORT, so a port that
+/// another ringcast listens on is in use too: the kernel lets any process of the same user
+/// join a SO_REUSEPORT group, and would split the connections between the two servers.
 pub fn check_bind(addrs: &[SocketAddr]) -> Result<(), RuntimeError> {
+    use socket2::{Domain, Protocol, Socket, Type};
     for &addr in addrs {
-        reuseport_listener(addr)?;
+        let probe = || -> io::Result<()> {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            // Connections of an earlier run in TIME_WAIT must not count as in use.
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())
+        };
+        probe().map_err(|source| RuntimeError::Listen { addr, source })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_bind_finds_a_port_held_by_a_reuseport_group() {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let held = reuseport_listener(any).expect("listener");
+        let addr = held.local_addr().expect("address");
+        let err = check_bind(&[addr]).expect_err("a second server must not share the port");
+        assert!(
+            matches!(&err, RuntimeError::Listen { source, .. } if source.kind() == io::ErrorKind::AddrInUse),
+            "{err}"
+        );
+        drop(held);
+        check_bind(&[addr]).expect("the port is free again");
+    }
 }
