@@ -374,7 +374,7 @@ soak() {
     if ! [[ "$minutes" =~ ^[0-9]+$ ]] || ((minutes == 0)); then
         die "--soak takes whole minutes above 0"
     fi
-    local port=${rtmp_port[ringcast]} leak_url="http://127.0.0.1:1985/api/v1/valgrind?check=added"
+    local port=${rtmp_port[ringcast]} leak_url="http://127.0.0.1:${http_port[ringcast]}/api/v1/valgrind?check=added"
     local url="rtmp://127.0.0.1:$port/live/livestream" logs="$out/logs" csv_soak="$out/soak.csv"
     leak_check() {
         local r
