@@ -676,19 +676,8 @@ impl Engine {
             let Some(s) = self.sessions.get_mut(&id) else {
                 continue;
             };
-            match s.write(frame) {
-                Ok(false) => {}
-                Ok(true) => {
-                    if !s.dirty {
-                        s.dirty = true;
-                        self.dirty.push(id);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(session = %Sid(id), "rtc write: {e}");
-                    failed.push(id);
-                }
-            }
+            let written = s.write(frame);
+            after_write(s, id, written, &mut self.dirty, &mut failed);
         }
         for id in failed {
             self.close(id);
@@ -753,19 +742,8 @@ impl Engine {
                     let Some(s) = self.sessions.get_mut(&id) else {
                         continue;
                     };
-                    match s.write_unit(&unit, now) {
-                        Ok(false) => {}
-                        Ok(true) => {
-                            if !s.dirty {
-                                s.dirty = true;
-                                self.dirty.push(id);
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(session = %Sid(id), "rtc write: {e}");
-                            failed.push(id);
-                        }
-                    }
+                    let written = s.write_unit(&unit, now);
+                    after_write(s, id, written, &mut self.dirty, &mut failed);
                 }
             }
         }
@@ -816,5 +794,29 @@ impl Engine {
     /// When the engine next needs [`Self::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.sessions.values().map(|s| s.timeout).min()
+    }
+}
+
+/// Notes the outcome of writing media to player `id`: a session with packets to send joins
+/// the core's dirty list once; one that failed is closed after the fan-out loop.
+fn after_write(
+    s: &mut Session,
+    id: u64,
+    written: Result<bool, RtcError>,
+    dirty: &mut Vec<u64>,
+    failed: &mut Vec<u64>,
+) {
+    match written {
+        Ok(false) => {}
+        Ok(true) => {
+            if !s.dirty {
+                s.dirty = true;
+                dirty.push(id);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(session = %Sid(id), "rtc write: {e}");
+            failed.push(id);
+        }
     }
 }
