@@ -14,10 +14,10 @@ use compio::net::TcpStream;
 
 use super::{forward, player, Shared, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
 use crate::hub::core::Consumer;
-use crate::hub::PublishError;
+use crate::hub::{PublishError, StreamKey};
 use crate::media::MediaKind;
 use crate::rtmp::session::{Event, ServerSession, SessionConfig, SessionError};
-use crate::stats::clients::{ClientKind, Kicked};
+use crate::stats::clients::{ClientGuard, ClientKind, Kicked};
 
 /// Size of a connection's read buffer until it publishes: the handshake and commands are
 /// small, and a player keeps this buffer for life, so it must be small (players outnumber
@@ -228,13 +228,7 @@ async fn publish(
         ))
         .detach();
     }
-    let registered = shared.clients.register(
-        id,
-        target.peer.ip(),
-        key.clone(),
-        target.tc_url.to_owned(),
-        ClientKind::RtmpPublish,
-    );
+    let registered = target.register(shared, &key, ClientKind::RtmpPublish);
     let client = registered.client();
     client
         .until_kicked(async {
@@ -283,6 +277,19 @@ struct Target<'a> {
     duration: Option<u32>,
 }
 
+impl Target<'_> {
+    /// Enters this connection in the API's client registry for as long as the guard lives.
+    fn register(&self, shared: &Shared, key: &StreamKey, kind: ClientKind) -> ClientGuard {
+        shared.clients.register(
+            self.id,
+            self.peer.ip(),
+            key.clone(),
+            self.tc_url.to_owned(),
+            kind,
+        )
+    }
+}
+
 async fn play(
     stream: &mut TcpStream,
     mut session: ServerSession,
@@ -307,13 +314,7 @@ async fn play(
         merge: shared.config().vhost(target.vhost).merged_write(),
         stall: settings.queue_length,
     };
-    let registered = shared.clients.register(
-        id,
-        target.peer.ip(),
-        key.clone(),
-        target.tc_url.to_owned(),
-        ClientKind::RtmpPlay,
-    );
+    let registered = target.register(shared, &key, ClientKind::RtmpPlay);
     let client = registered.client();
     let result = client
         .until_kicked(player::run(
