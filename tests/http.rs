@@ -102,20 +102,7 @@ fn ffmpeg_plays_http_flv_published_over_rtmp() {
         .args(["-t", "10", "-f", "null", "-"])
         .output()
         .expect("running ffmpeg");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffmpeg player failed:\n{stderr}");
-    assert!(stderr.contains("Video: h264"), "no H.264:\n{stderr}");
-    assert!(stderr.contains("Audio: aac"), "no AAC:\n{stderr}");
-    for bad in ["error", "Error", "corrupt", "non-existing PPS"] {
-        assert!(!stderr.contains(bad), "ffmpeg reported {bad:?}:\n{stderr}");
-    }
-    let frames = stderr
-        .rsplit("frame=")
-        .next()
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse::<u32>().ok())
-        .unwrap_or(0);
-    assert!(frames >= 200, "only {frames} frames decoded:\n{stderr}");
+    assert_ffmpeg_decoded(&out, 200);
 }
 
 /// 200 HTTP-FLV players of ringcast-bench all receive the stream at its bitrate, with SEI

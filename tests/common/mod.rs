@@ -20,13 +20,7 @@ pub fn require(tool: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !found {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{tool} is required by this test (CI=true): run .ci/run to install it");
-        }
-        eprintln!("SKIPPED: {tool} is not installed");
-    }
-    found
+    present_or_skip(found, tool, "run .ci/run to install it")
 }
 
 /// True when python3 can import `module`. Under CI a missing module fails the test; elsewhere
@@ -38,13 +32,43 @@ pub fn require_python(module: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    present_or_skip(found, &format!("python3 module {module}"), "run .ci/run")
+}
+
+/// `found`, after failing the test under CI when it is false, or saying it skips elsewhere.
+fn present_or_skip(found: bool, what: &str, fix: &str) -> bool {
     if !found {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("python3 module {module} is required by this test (CI=true): run .ci/run");
+            panic!("{what} is required by this test (CI=true): {fix}");
         }
-        eprintln!("SKIPPED: python3 module {module} is not installed");
+        eprintln!("SKIPPED: {what} is not installed");
     }
     found
+}
+
+/// Checks what `ffmpeg -i URL -t 10 -f null -` printed: it succeeded, decoded H.264 and AAC
+/// with no error, and at least `min_frames` video frames (10 s at 25 fps, less margin).
+pub fn assert_ffmpeg_decoded(out: &std::process::Output, min_frames: u32) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg player failed:\n{stderr}");
+    assert!(
+        stderr.contains("Video: h264"),
+        "no H.264 decoded:\n{stderr}"
+    );
+    assert!(stderr.contains("Audio: aac"), "no AAC decoded:\n{stderr}");
+    for bad in ["error", "Error", "corrupt", "non-existing PPS"] {
+        assert!(!stderr.contains(bad), "ffmpeg reported {bad:?}:\n{stderr}");
+    }
+    let frames = stderr
+        .rsplit("frame=")
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(0);
+    assert!(
+        frames >= min_frames,
+        "only {frames} frames decoded:\n{stderr}"
+    );
 }
 
 /// The test media: 60 s of H.264 + AAC, 2 s GOP.
