@@ -76,6 +76,28 @@ fn whep_bench_players_receive_an_rtmp_stream() {
         "{}",
         server.log()
     );
+    // The players' RTCP and consent checks came in: on io_uring through the multishot
+    // receive, with no receive system call, on epoll through recvmmsg.
+    let stats = get_json(server.api_port, "/rtc/v1/stats/");
+    assert!(stats["received"].as_u64() > Some(0), "{stats}");
+    let recv_calls = stats["recv_calls"].as_u64().expect("recv_calls");
+    match std::env::var("RINGCAST_IO").as_deref() {
+        Ok("epoll") => assert!(recv_calls > 0, "{stats}"),
+        _ => assert_eq!(recv_calls, 0, "{stats}\n{}", server.log()),
+    }
+}
+
+fn get_json(port: u16, path: &str) -> serde_json::Value {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the API");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sending");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("reading");
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {reply}"))
 }
 
 #[test]

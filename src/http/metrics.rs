@@ -131,6 +131,16 @@ pub(super) fn render(shared: &Shared) -> String {
         load(&rtc.send_calls),
     );
     o.counter(
+        "ringcast_rtc_udp_received",
+        "RTC datagrams received.",
+        load(&rtc.received),
+    );
+    o.counter(
+        "ringcast_rtc_udp_recv_calls",
+        "recvmmsg calls (epoll); io_uring's multishot receive makes none.",
+        load(&rtc.recv_calls),
+    );
+    o.counter(
         "ringcast_rtc_rejected",
         "RTC datagrams and signalling requests rejected as bad input.",
         load(&rtc.rejected),

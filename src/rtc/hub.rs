@@ -168,6 +168,9 @@ pub struct RtcStats {
     pub send_calls: AtomicU64,
     /// Datagrams received.
     pub received: AtomicU64,
+    /// Receive system calls made (recvmmsg, on epoll). io_uring's multishot receive makes
+    /// none: its datagrams arrive as completions of the one armed operation.
+    pub recv_calls: AtomicU64,
     /// Datagrams rejected: unknown sender and not a binding for a pending session, wrong
     /// credentials, or not parseable.
     pub rejected: AtomicU64,

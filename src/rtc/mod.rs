@@ -65,11 +65,15 @@ fn serve(request: Request, shared: &Arc<Shared>) -> Result<ApiReply, SignalError
             let s = &hub.stats;
             let sent = s.sent.load(Ordering::Relaxed);
             let calls = s.send_calls.load(Ordering::Relaxed);
+            let received = s.received.load(Ordering::Relaxed);
+            let recv_calls = s.recv_calls.load(Ordering::Relaxed);
             let body = serde_json::json!({
                 "code": 0,
                 "sessions": s.sessions.load(Ordering::Relaxed),
                 "pending": hub.pending_count(),
-                "received": s.received.load(Ordering::Relaxed),
+                "received": received,
+                "recv_calls": recv_calls,
+                "recv_calls_per_packet": recv_calls as f64 / received.max(1) as f64,
                 "rejected": s.rejected.load(Ordering::Relaxed),
                 "refused_requests": s.refused_requests.load(Ordering::Relaxed),
                 "sent": sent,

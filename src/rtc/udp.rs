@@ -1,15 +1,22 @@
 //! The RTC I/O layer: each worker binds its own UDP socket on the rtc port in a SO_REUSEPORT
 //! group, so the kernel keeps a peer's packets on one core, and drives that core's
-//! [`Engine`]. One loop turn receives datagrams in batches (recvmmsg, up to
-//! [`MAX_BATCHES`] × [`BATCH`] per turn so a flood cannot starve the inbox and timers),
-//! hands them to the engine, drains the inbox, runs the timers, and sends every datagram the
-//! turn produced with as few sendmmsg calls as fit ([`BATCH`] messages per call, a run of
-//! datagrams to one peer as one UDP GSO message). The socket is
-//! nonblocking and the loop waits on its readiness through compio (a poll operation on both
-//! io_uring and epoll), on the engine's next timer and on its inbox.
+//! [`Engine`]. One loop turn hands the datagrams received since the last turn to the engine
+//! (at most [`MAX_BATCHES`] × [`BATCH`], so a flood cannot starve the inbox and timers),
+//! drains the inbox, runs the timers, and sends every datagram the turn produced with as few
+//! sendmmsg calls as fit ([`BATCH`] messages per call, a run of datagrams to one peer as one
+//! UDP GSO message).
 //!
-//! Drop counters: receive drops come from the kernel's SO_RXQ_OVFL count on each batch, send
-//! drops from failed or short sends. nix wraps the system calls, so no `unsafe` is needed.
+//! Receiving differs by driver. On io_uring one multishot recvmsg stays armed on the socket
+//! and the kernel fills buffers of the runtime's provided buffer ring ([`RING_BUFFERS`] of
+//! [`RING_BUFFER_LEN`]): a turn takes the completions already reaped, with no system call of
+//! its own. On the epoll fallback the socket is nonblocking, the loop waits for readiness and
+//! takes datagrams with recvmmsg. Sends are sendmmsg on both: io_uring has no batched send of
+//! many messages, and one sendmmsg of 64 GSO messages costs one system call for hundreds of
+//! datagrams, where SQEs would cost one kernel operation each.
+//!
+//! Drop counters: receive drops come from the kernel's SO_RXQ_OVFL count carried with the
+//! datagrams, send drops from failed or short sends. nix and compio wrap the system calls,
+//! so no `unsafe` is needed.
 
 use std::future::Future;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -18,8 +25,11 @@ use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
+
+use compio::driver::DriverType;
+use futures_util::Stream;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -38,6 +48,14 @@ pub const BATCH: usize = 64;
 pub const MAX_BATCHES: usize = 8;
 /// Largest datagram received; WebRTC keeps packets under the path MTU.
 const MAX_DATAGRAM: usize = 2048;
+/// Buffers in each worker's provided buffer ring (io_uring): a turn's worth of batches.
+pub const RING_BUFFERS: std::num::NonZero<u16> = std::num::NonZero::new(512).unwrap();
+/// Bytes of each ring buffer: the kernel writes a multishot recvmsg's header
+/// (`io_uring_recvmsg_out`, 16 bytes), the source address (room for a `sockaddr_storage`),
+/// the control data and then the datagram into one buffer.
+pub const RING_BUFFER_LEN: usize = 16 + 128 + CONTROL_LEN + MAX_DATAGRAM;
+/// Control data room for SO_RXQ_OVFL's one u32 (`CMSG_SPACE(4)` on 64-bit Linux).
+const CONTROL_LEN: usize = 24;
 
 /// Binds a UDP socket on `addr` in a SO_REUSEPORT group, nonblocking, with SO_RXQ_OVFL on.
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -126,6 +144,33 @@ fn to_socket_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
         return Some(SocketAddr::V4((*v4).into()));
     }
     s.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+/// The SO_RXQ_OVFL drop count in a datagram's control data, if the kernel put one there
+/// (sans-IO: `control` is the `msg_control` bytes as recvmsg filled them).
+pub fn rxq_ovfl(control: &[u8]) -> Option<u64> {
+    use std::mem::{offset_of, size_of};
+    const WORD: usize = size_of::<usize>();
+    let header = size_of::<nix::libc::cmsghdr>().next_multiple_of(WORD);
+    let field = |b: &[u8], at: usize| -> Option<i32> {
+        Some(i32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    let mut rest = control;
+    let mut found = None;
+    while rest.len() >= header {
+        let len = usize::from_ne_bytes(rest[..WORD].try_into().ok()?);
+        if len < header || len > rest.len() {
+            break;
+        }
+        let level = field(rest, offset_of!(nix::libc::cmsghdr, cmsg_level))?;
+        let kind = field(rest, offset_of!(nix::libc::cmsghdr, cmsg_type))?;
+        if level == nix::libc::SOL_SOCKET && kind == nix::libc::SO_RXQ_OVFL {
+            let n = rest.get(header..header + 4)?;
+            found = Some(u64::from(u32::from_ne_bytes(n.try_into().ok()?)));
+        }
+        rest = rest.get(len.next_multiple_of(WORD)..).unwrap_or(&[]);
+    }
+    found
 }
 
 /// Most datagrams the kernel splits one UDP GSO message into (`UDP_MAX_SEGMENTS` is 64 on
@@ -380,18 +425,183 @@ pub async fn run(worker: usize, shared: Arc<Shared>) {
         tracing::info!("rtc listening on udp {}, candidate {local}", rtc.listen);
     }
     let hub = shared.rtc.clone();
-    let mut engine = Engine::new(worker, hub.clone(), shared.hub.clone(), local);
-    let inbox = engine.inbox().clone();
+    let engine = Engine::new(worker, hub.clone(), shared.hub.clone(), local);
+    let mut turn = Turn {
+        inbox: engine.inbox().clone(),
+        engine,
+        sender: Sender::new(true),
+        transmits: Vec::new(),
+        hub,
+    };
+    let uring =
+        compio::runtime::Runtime::with_current(|rt| rt.driver_type()) == DriverType::IoUring;
+    if uring {
+        match socket
+            .try_clone()
+            .and_then(compio::net::UdpSocket::from_std)
+        {
+            Ok(multi) => {
+                let e = run_multishot(worker, &socket, &multi, &mut turn).await;
+                tracing::warn!(
+                    worker,
+                    "rtc: multishot receive failed ({e}); using recvmmsg"
+                );
+            }
+            Err(e) => tracing::warn!(
+                worker,
+                "rtc: multishot receive unavailable ({e}); using recvmmsg"
+            ),
+        }
+    }
+    run_readiness(worker, &socket, &mut turn).await;
+}
+
+/// What a loop turn does after receiving.
+struct Turn {
+    engine: Engine,
+    inbox: Arc<Inbox>,
+    sender: Sender,
+    transmits: Vec<Transmit>,
+    hub: Arc<super::hub::RtcHub>,
+}
+
+impl Turn {
+    fn finish(&mut self, socket: &UdpSocket, now: Instant, drops: Option<u64>) {
+        if let Some(d) = drops {
+            self.inbox.rx_drops.store(d, Ordering::Relaxed);
+        }
+        self.engine.handle_inbox(now);
+        self.engine.handle_bridges(now);
+        self.engine.handle_timeout(now);
+        self.engine.drive(now);
+        self.engine.take_transmits(&mut self.transmits);
+        if !self.transmits.is_empty() {
+            self.sender
+                .send_all(socket, &self.transmits, &self.hub.stats);
+            self.transmits.clear();
+        }
+    }
+}
+
+/// Multishots in a row that may end with no datagram before the loop gives up on them.
+const MAX_BARREN_MULTISHOTS: u32 = 8;
+
+/// The io_uring loop: datagrams arrive as completions of one multishot recvmsg, into the
+/// provided buffer ring. The kernel ends a multishot when the ring runs dry (the datagrams
+/// wait in the socket) or on an error, and the loop arms a new one. Returns, for the caller
+/// to fall back on recvmmsg, only when arming keeps failing.
+async fn run_multishot(
+    worker: usize,
+    socket: &UdpSocket,
+    multi: &compio::net::UdpSocket,
+    turn: &mut Turn,
+) -> io::Error {
+    let stream = multi.recv_msg_multi(CONTROL_LEN);
+    let mut stream = std::pin::pin!(stream);
+    let mut held = None;
+    let mut barren = 0;
+    loop {
+        if barren > MAX_BARREN_MULTISHOTS {
+            return io::Error::other(format!("{barren} multishots in a row ended empty"));
+        }
+        let now = Instant::now();
+        let mut drops = None;
+        let engine = &mut turn.engine;
+        let mut got = 0;
+        let mut take = |d: compio::driver::op::RecvMsgMultiResult| {
+            got += 1;
+            if let Some(n) = rxq_ovfl(d.ancillary()) {
+                drops = Some(n);
+            }
+            if let Some(addr) = d.addr().and_then(|a| a.as_socket()) {
+                engine.handle_datagram(now, addr, d.data());
+            }
+        };
+        if let Some(d) = held.take() {
+            take(d);
+        }
+        // The completions already reaped; a pending poll leaves the stream's waker set.
+        std::future::poll_fn(|cx| {
+            for _ in 0..MAX_BATCHES * BATCH {
+                match next_datagram(worker, stream.as_mut(), cx) {
+                    Poll::Ready(Some(d)) => take(d),
+                    Poll::Ready(None) => {
+                        barren += 1;
+                        stream.set(multi.recv_msg_multi(CONTROL_LEN));
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            Poll::Ready(())
+        })
+        .await;
+        if got > 0 {
+            barren = 0;
+        }
+        turn.finish(socket, now, drops);
+        let inbox = &turn.inbox;
+        let engine = &mut turn.engine;
+        let mut sleep = engine
+            .poll_timeout()
+            .map(|d| Box::pin(compio::time::sleep_until(d)));
+        std::future::poll_fn(|cx| {
+            if inbox.poll_notified(cx.waker()) || engine.poll_bridges(cx) {
+                return Poll::Ready(());
+            }
+            match next_datagram(worker, stream.as_mut(), cx) {
+                Poll::Ready(Some(d)) => {
+                    held = Some(d);
+                    return Poll::Ready(());
+                }
+                Poll::Ready(None) => {
+                    barren += 1;
+                    stream.set(multi.recv_msg_multi(CONTROL_LEN));
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {}
+            }
+            if let Some(s) = sleep.as_mut() {
+                if s.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+}
+
+/// Polls the multishot stream once: a datagram, or `Ready(None)` when the multishot ended
+/// (the ring ran dry) or failed (logged) and another must be armed.
+fn next_datagram<S>(
+    worker: usize,
+    stream: Pin<&mut S>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<compio::driver::op::RecvMsgMultiResult>>
+where
+    S: Stream<Item = io::Result<compio::driver::op::RecvMsgMultiResult>>,
+{
+    stream.poll_next(cx).map(|next| match next? {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::debug!(worker, "rtc multishot recvmsg: {e}");
+            None
+        }
+    })
+}
+
+/// The epoll loop: wait for readiness, then recvmmsg in batches.
+async fn run_readiness(worker: usize, socket: &Arc<UdpSocket>, turn: &mut Turn) {
     let mut recv = RecvBatch::default();
-    let mut sender = Sender::new(true);
-    let mut transmits = Vec::new();
     let mut ready: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
     loop {
         let now = Instant::now();
         let mut drops = None;
         for _ in 0..MAX_BATCHES {
-            match recv.recv(&socket, &mut drops, |addr, data| {
-                engine.handle_datagram(now, addr, data)
+            turn.hub.stats.recv_calls.fetch_add(1, Ordering::Relaxed);
+            match recv.recv(socket, &mut drops, |addr, data| {
+                turn.engine.handle_datagram(now, addr, data)
             }) {
                 Ok(n) if n == BATCH => continue,
                 Ok(_) => break,
@@ -401,19 +611,8 @@ pub async fn run(worker: usize, shared: Arc<Shared>) {
                 }
             }
         }
-        if let Some(d) = drops {
-            inbox.rx_drops.store(d, Ordering::Relaxed);
-        }
-        engine.handle_inbox(now);
-        engine.handle_bridges(now);
-        engine.handle_timeout(now);
-        engine.drive(now);
-        engine.take_transmits(&mut transmits);
-        if !transmits.is_empty() {
-            sender.send_all(&socket, &transmits, &hub.stats);
-            transmits.clear();
-        }
-        wait(&socket, &mut ready, &mut engine, &inbox).await;
+        turn.finish(socket, now, drops);
+        wait(socket, &mut ready, &mut turn.engine, &turn.inbox).await;
     }
 }
 
@@ -462,6 +661,84 @@ mod tests {
 
     fn a(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn rxq_ovfl_reads_the_drop_count_among_control_messages() {
+        let word = std::mem::size_of::<usize>();
+        let cmsg = |level: i32, kind: i32, data: &[u8]| {
+            let mut b = Vec::new();
+            b.extend_from_slice(&(16 + data.len()).to_ne_bytes());
+            b.extend_from_slice(&level.to_ne_bytes());
+            b.extend_from_slice(&kind.to_ne_bytes());
+            b.extend_from_slice(data);
+            b.resize(b.len().next_multiple_of(word), 0);
+            b
+        };
+        use nix::libc::{SOL_SOCKET, SO_RXQ_OVFL, SO_TIMESTAMP};
+        let mut control = cmsg(SOL_SOCKET, SO_TIMESTAMP, &[0; 16]);
+        control.extend(cmsg(SOL_SOCKET, SO_RXQ_OVFL, &7u32.to_ne_bytes()));
+        assert_eq!(rxq_ovfl(&control), Some(7));
+        assert_eq!(rxq_ovfl(&control[..16]), None, "cut before the count");
+        assert_eq!(rxq_ovfl(&[]), None);
+        let mut bogus = control.clone();
+        bogus[..word].copy_from_slice(&3usize.to_ne_bytes());
+        assert_eq!(
+            rxq_ovfl(&bogus),
+            None,
+            "a length shorter than a header stops the walk"
+        );
+        bogus[..word].copy_from_slice(&usize::MAX.to_ne_bytes());
+        assert_eq!(
+            rxq_ovfl(&bogus),
+            None,
+            "a length past the end stops the walk"
+        );
+    }
+
+    /// io_uring's multishot receive delivers datagrams with their source, and the kernel's
+    /// drop count once the receive queue overflowed. (Without io_uring the loop uses
+    /// recvmmsg, which the end-to-end suites cover under epoll.)
+    #[test]
+    fn multishot_receive_reports_datagrams_and_kernel_drops() {
+        let Ok(rt) = crate::runtime::build_runtime(0, crate::runtime::IoMode::Uring) else {
+            eprintln!("no io_uring here: the multishot receive is not used");
+            return;
+        };
+        rt.block_on(async {
+            let rx = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            crate::runtime::tuning::set_udp_buffers(&rx, None, Some(4096)).ok();
+            let to = rx.local_addr().unwrap();
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            // Far more than a small receive buffer holds: the kernel drops the rest.
+            for i in 0..2000u32 {
+                tx.send_to(&i.to_be_bytes(), to).unwrap();
+            }
+            let multi = compio::net::UdpSocket::from_std(rx).unwrap();
+            let stream = multi.recv_msg_multi(CONTROL_LEN);
+            let mut stream = std::pin::pin!(stream);
+            let first = futures_util::StreamExt::next(&mut stream)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                first.addr().unwrap().as_socket(),
+                Some(tx.local_addr().unwrap())
+            );
+            assert_eq!(first.data(), 0u32.to_be_bytes());
+            // The count rides on datagrams queued after a drop: a last one, once there is room.
+            tx.send_to(b"last", to).unwrap();
+            loop {
+                let d = futures_util::StreamExt::next(&mut stream)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                if d.data() == b"last" {
+                    assert!(rxq_ovfl(d.ancillary()).is_some_and(|n| n > 0));
+                    break;
+                }
+            }
+        });
     }
 
     #[test]

@@ -68,7 +68,14 @@ pub fn build_runtime(
 ) -> Result<compio::runtime::Runtime, RuntimeError> {
     let attempt = |ty: DriverType, tuned: bool| {
         let mut proactor = ProactorBuilder::new();
-        proactor.capacity(4096).driver_type(ty);
+        proactor
+            .capacity(4096)
+            .driver_type(ty)
+            // The provided buffer ring of the RTC socket's multishot receive (created on
+            // first use, so only where WebRTC is on): room for a burst of datagrams between
+            // two loop turns before the kernel must stop the multishot for want of buffers.
+            .buffer_pool_size(crate::rtc::udp::RING_BUFFERS)
+            .buffer_pool_buffer_len(crate::rtc::udp::RING_BUFFER_LEN);
         if tuned {
             // One thread submits to each ring, and completions are reaped in the loop: the
             // kernel need not interrupt the thread to run task work.
