@@ -25,7 +25,9 @@ usage: ./bench.sh [options]
   --levels "500 1000 1500 2000 2500"   player counts to measure
   --servers "ringcast ringcast-epoll nginx-rtmp [ringcast-nocount] [srs]"
                                        servers to measure (srs needs SRS_BIN=/path/to/srs)
-  --proto rtmp|flv                     players over RTMP (default) or HTTP-FLV
+  --proto rtmp|flv|whep                players over RTMP (default), HTTP-FLV or WebRTC (WHEP:
+                                       the RTMP publish played through rtmp_to_rtc; ringcast
+                                       and SRS only, loss in the ANbps column)
   --ramp SECONDS                       players start evenly over this time (default 5)
   --warmup SECONDS                     wait after the ramp for each player's GOP-cache burst
                                        to pass before measuring (default 6)
@@ -33,8 +35,9 @@ usage: ./bench.sh [options]
   --media FILE                         the stream to publish (default ../shared/media/source.flv)
   --load-workers N                     load tool threads (default 1, like sb_rtmp_load)
   --out DIR                            results folder (default bench-results/DATE)
-  --port-base N                        ports used: N..N+2 for RTMP, N+10 and N+12 for HTTP
-                                       (default 19350, as in conf/bench.conf)
+  --port-base N                        ports used: N..N+2 for RTMP, N+10, N+12 and N+13 for
+                                       HTTP, UDP N+20 and N+22 for WebRTC (default 19350, as
+                                       in conf/bench.conf)
   --no-build                           use the binaries in target/release as they are
   --soak MINUTES                       instead: ringcast under player churn, RSS and leak check
   -h, --help                           this text
@@ -44,8 +47,7 @@ EOF
 }
 
 levels="500 1000 1500 2000 2500"
-servers="ringcast ringcast-epoll nginx-rtmp"
-[[ -n "${SRS_BIN:-}" ]] && servers="$servers srs"
+servers=""
 proto=rtmp
 ramp=5
 measure=20
@@ -82,14 +84,25 @@ die() {
 }
 
 [[ -f "$media" ]] || die "$media: no such file (--media FILE)"
-case "$proto" in rtmp | flv) ;; *) die "--proto must be rtmp or flv" ;; esac
+case "$proto" in rtmp | flv | whep) ;; *) die "--proto must be rtmp, flv or whep" ;; esac
+if [[ -z "$servers" ]]; then
+    servers="ringcast ringcast-epoll"
+    # nginx-rtmp has no WebRTC.
+    [[ "$proto" != whep ]] && servers="$servers nginx-rtmp"
+    [[ -n "${SRS_BIN:-}" ]] && servers="$servers srs"
+fi
 
 # Ports of the servers under test: RTMP on base+0 (ringcast), +1 (nginx-rtmp), +2 (SRS),
-# HTTP-FLV on base+10 (ringcast) and +12 (SRS). conf/bench.conf holds the default base's.
+# HTTP-FLV on base+10 (ringcast, with its API) and +12 (SRS), SRS's API on +13, WebRTC's UDP
+# on +20 (ringcast) and +22 (SRS). conf/bench.conf holds the default base's.
 declare -A rtmp_port=([ringcast]=$port_base [ringcast-epoll]=$port_base
     [ringcast-nocount]=$port_base [nginx-rtmp]=$((port_base + 1)) [srs]=$((port_base + 2)))
 declare -A http_port=([ringcast]=$((port_base + 10)) [ringcast-epoll]=$((port_base + 10))
     [ringcast-nocount]=$((port_base + 10)) [srs]=$((port_base + 12)))
+declare -A api_port=([ringcast]=$((port_base + 10)) [ringcast-epoll]=$((port_base + 10))
+    [ringcast-nocount]=$((port_base + 10)) [srs]=$((port_base + 13)))
+declare -A udp_port=([ringcast]=$((port_base + 20)) [ringcast-epoll]=$((port_base + 20))
+    [ringcast-nocount]=$((port_base + 20)) [srs]=$((port_base + 22)))
 
 mkdir -p "$out/logs"
 out=$(cd "$out" && pwd)
@@ -220,6 +233,13 @@ start_server() {
         # conf/bench.conf as it is, on this run's ports.
         sed -e "s/^listen .*/listen              ${rtmp_port[$name]};/" \
             -e "s/^\(  *listen *\)[0-9]*;\$/\1${http_port[$name]};/" conf/bench.conf >"$work/ringcast.conf"
+        if [[ "$proto" == whep ]]; then
+            # WebRTC on, only for the WHEP table: rtmp_to_rtc, as in conf/rtc.conf.
+            sed -i -e "s/^vhost __defaultVhost__ {\$/&\n    rtc { enabled on; rtmp_to_rtc on; nack on; }/" \
+                "$work/ringcast.conf"
+            echo "rtc_server { enabled on; listen 127.0.0.1:${udp_port[$name]}; candidate 127.0.0.1; }" \
+                >>"$work/ringcast.conf"
+        fi
         "$exe" -c "$work/ringcast.conf" --io "$io" "${workers[@]}" >"$log" 2>&1 &
         ;;
     nginx-rtmp)
@@ -253,10 +273,13 @@ pid $work/srs.pid;
 srs_log_tank console;
 srs_log_level warn;
 http_server { enabled on; listen ${http_port[srs]}; }
+http_api { enabled on; listen ${api_port[srs]}; }
+rtc_server { enabled on; listen ${udp_port[srs]}; candidate 127.0.0.1; }
 vhost __defaultVhost__ {
     gop_cache on;
     queue_length 10;
     http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }
+    rtc { enabled on; rtmp_to_rtc on; nack on; }
 }
 EOF
         "$SRS_BIN" -c "$work/srs.conf" >"$log" 2>&1 &
@@ -273,7 +296,7 @@ summary_field() {
 }
 
 csv="$out/results.csv"
-echo "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed" >"$csv"
+echo "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed,loss_pct" >"$csv"
 
 if ((build)) && [[ -z "${RINGCAST_BIN_DIR:-}" ]]; then
     echo "== building release"
@@ -293,8 +316,8 @@ echo "== results in $out"
 
 measure_one() {
     local name=$1 players=$2
-    if [[ "$proto" == flv && -z "${http_port[$name]:-}" ]]; then
-        echo "-- $name has no HTTP-FLV: skipped"
+    if [[ "$proto" != rtmp && -z "${http_port[$name]:-}" ]]; then
+        echo "-- $name has no $proto: skipped"
         return 0
     fi
     start_server "$name" "$players"
@@ -311,6 +334,9 @@ measure_one() {
     if [[ "$proto" == flv ]]; then
         url="http://127.0.0.1:${http_port[$name]}/live/livestream.flv"
         cmd=flv-play
+    elif [[ "$proto" == whep ]]; then
+        url="http://127.0.0.1:${api_port[$name]}/rtc/v1/whep/?app=live&stream=livestream"
+        cmd=whep-play
     fi
     "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + 1))" \
         --interval 5 --workers "$load_workers" >"$out/logs/$name-$players-play.log" 2>&1 &
@@ -335,12 +361,15 @@ measure_one() {
     stop_pid "$pub"
     stop_pid "$server_pid"
     local play_log="$out/logs/$name-$players-play.log" pub_log="$out/logs/$name-$players-publish.log"
-    local mbps p50 p99 alive failed stream_mbps
+    local mbps p50 p99 alive failed stream_mbps loss
     mbps=$(summary_field "$play_log" mbps)
     p50=$(summary_field "$play_log" lat_p50_ms)
     p99=$(summary_field "$play_log" lat_p99_ms)
     alive=$(summary_field "$play_log" alive)
     failed=$(summary_field "$play_log" failed)
+    loss=$(summary_field "$play_log" loss_pct)
+    # WebRTC sessions are UDP: Conn counts the players the load tool has connected.
+    [[ "$proto" == whep ]] && conn=$alive
     stream_mbps=$(summary_field "$pub_log" mbps)
     [[ -n "$mbps" && -n "$stream_mbps" ]] || die "$name at $players: no SUMMARY (see $play_log, $pub_log)"
     read -r su ss <<<"$s0"
@@ -350,12 +379,12 @@ measure_one() {
     awk -v name="$name" -v proto="$proto" -v n="$players" -v t0="$t0" -v t1="$t1" -v hz="$ticks_per_s" \
         -v su="$su" -v ss="$ss" -v eu="$eu" -v es="$es" -v lu="$lu" -v ls="$ls" -v mu="$mu" -v ms="$ms" \
         -v rss="$rss" -v idle="$idle_kb" -v conn="$conn" -v sm="$stream_mbps" -v am="$mbps" \
-        -v p50="$p50" -v p99="$p99" -v alive="$alive" -v failed="$failed" 'BEGIN {
+        -v p50="$p50" -v p99="$p99" -v alive="$alive" -v failed="$failed" -v loss="$loss" 'BEGIN {
             dt = t1 - t0; u = (eu - su) / hz / dt * 100; s = (es - ss) / hz / dt * 100
             sb = ((mu - lu) + (ms - ls)) / hz / dt * 100
-            printf "%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%d,%d,%d,%d\n",
+            printf "%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%d,%d,%d,%d,%s\n",
                 name, proto, n, u + s, u, s, rss / 1024, idle / 1024, conn, n * sm, am, sb,
-                p50, p99, alive, failed
+                p50, p99, alive, failed, loss
         }' | tee -a "$csv"
 }
 

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 /// The CSV header bench.sh writes; columns are looked up by these names.
 pub const CSV_HEADER: &str = "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,\
-conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed";
+conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed,loss_pct";
 
 /// One measured point: a server at a client level.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,8 @@ pub struct Row {
     pub alive: u64,
     /// Players failed.
     pub failed: u64,
+    /// Packets lost, percent (WebRTC players; `None` for TCP players and older CSVs).
+    pub loss_pct: Option<f64>,
 }
 
 /// Why the CSV could not be read.
@@ -107,6 +109,8 @@ pub fn parse_csv(text: &str) -> Result<Vec<Row>, ReportError> {
     for (i, n) in names.iter().enumerate() {
         idx[i] = index(n)?;
     }
+    // Added later than the others, so an older CSV without it still reads.
+    let loss = cols.iter().position(|c| *c == "loss_pct");
     let mut rows = Vec::new();
     for (n, line) in lines {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
@@ -138,6 +142,17 @@ pub fn parse_csv(text: &str) -> Result<Vec<Row>, ReportError> {
             lat_p99_ms: num(13)? as i64,
             alive: num(14)? as u64,
             failed: num(15)? as u64,
+            loss_pct: loss
+                .map(|i| cells[i])
+                .filter(|v| !v.is_empty())
+                .map(|v| {
+                    v.parse::<f64>().map_err(|_| ReportError::BadNumber {
+                        line: n + 1,
+                        column: "loss_pct",
+                        value: v.to_owned(),
+                    })
+                })
+                .transpose()?,
         });
     }
     Ok(rows)
@@ -186,7 +201,7 @@ pub fn markdown(rows: &[Row]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {name}, {players} players | {:.1}% (user {:.1}%) | {:.0} MB ({:.1} KB/player) | {} | {:.0} Mbps | {:.0} Mbps | {:.1}% | {} |",
+                "| {name}, {players} players | {:.1}% (user {:.1}%) | {:.0} MB ({:.1} KB/player) | {} | {:.0} Mbps | {:.0} Mbps{} | {:.1}% | {} |",
                 r.cpu_pct,
                 r.user_pct,
                 r.rss_mb,
@@ -194,6 +209,8 @@ pub fn markdown(rows: &[Row]) -> String {
                 r.conn,
                 r.enbps_mbps,
                 r.anbps_mbps,
+                r.loss_pct
+                    .map_or(String::new(), |l| format!(", loss {l:.2}%")),
                 r.sb_cpu_pct,
                 lat(r)
             );
@@ -365,10 +382,26 @@ mod tests {
     fn csv() -> String {
         format!(
             "{CSV_HEADER}\n\
-             nginx-rtmp,rtmp,2000,43.9,20.0,23.9,58,18,2001,1056,1050,30,40,80,2000,0\n\
-             ringcast,rtmp,2000,8.0,1.5,6.5,40,8,2001,1056,1055,30,20,60,2000,0\n\
-             ringcast,rtmp,500,2.0,0.5,1.5,15,8,501,264,264,8,18,50,500,0\n"
+             nginx-rtmp,rtmp,2000,43.9,20.0,23.9,58,18,2001,1056,1050,30,40,80,2000,0,\n\
+             ringcast,rtmp,2000,8.0,1.5,6.5,40,8,2001,1056,1055,30,20,60,2000,0,\n\
+             ringcast,rtmp,500,2.0,0.5,1.5,15,8,501,264,264,8,18,50,500,0,\n"
         )
+    }
+
+    #[test]
+    fn webrtc_rows_show_loss_and_old_csvs_still_read() {
+        let text = format!(
+            "{CSV_HEADER}\nringcast,whep,300,40.0,20.0,20.0,60,20,300,158,150,60,30,70,300,0,0.013\n"
+        );
+        let rows = parse_csv(&text).expect("parses");
+        assert_eq!(rows[0].loss_pct, Some(0.013));
+        let md = markdown(&rows);
+        assert!(md.contains("| ringcast (whep), 300 players |"), "{md}");
+        assert!(md.contains("150 Mbps, loss 0.01% |"), "{md}");
+        let old = "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,\
+                   enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed\n\
+                   ringcast,rtmp,500,2.0,0.5,1.5,15,8,501,264,264,8,18,50,500,0\n";
+        assert_eq!(parse_csv(old).expect("parses")[0].loss_pct, None);
     }
 
     #[test]
@@ -410,7 +443,7 @@ mod tests {
             parse_csv("server,players\nx,1"),
             Err(ReportError::MissingColumn(_))
         ));
-        let bad = format!("{CSV_HEADER}\nr,rtmp,x,1,1,1,1,1,1,1,1,1,1,1,1,1\n");
+        let bad = format!("{CSV_HEADER}\nr,rtmp,x,1,1,1,1,1,1,1,1,1,1,1,1,1,\n");
         assert!(matches!(
             parse_csv(&bad),
             Err(ReportError::BadNumber { line: 2, .. })

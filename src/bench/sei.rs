@@ -70,6 +70,26 @@ pub fn find_stamp(payload: &[u8], nalu_len_size: usize) -> Option<u64> {
     None
 }
 
+/// The stamp in an Annex B access unit (NAL units behind 00 00 01 or 00 00 00 01 start
+/// codes), as a WebRTC receiver rebuilds it from RTP.
+pub fn find_stamp_annexb(mut data: &[u8]) -> Option<u64> {
+    while let Some(at) = data.windows(3).position(|w| w == [0, 0, 1]) {
+        data = &data[at + 3..];
+        let end = data
+            .windows(3)
+            .position(|w| w == [0, 0, 1] || w == [0, 0, 0])
+            .unwrap_or(data.len());
+        let nal = &data[..end];
+        if nal.first().map(|b| b & 0x1f) == Some(NAL_SEI) {
+            if let Some(ms) = parse_sei(&unescape(&nal[1..])) {
+                return Some(ms);
+            }
+        }
+        data = &data[end..];
+    }
+    None
+}
+
 fn parse_sei(mut rbsp: &[u8]) -> Option<u64> {
     while rbsp.len() > 2 {
         let mut read = || -> Option<usize> {
@@ -142,6 +162,29 @@ mod tests {
                 .any(|w| w == [0, 0, 1]));
         }
         assert_eq!(find_stamp(&frame, 4), None);
+    }
+
+    #[test]
+    fn stamp_found_in_annex_b() {
+        // An AVC tag with a slice, stamped, then converted as RTMP to WebRTC converts it.
+        let tag = [0x17, 1, 0, 0, 0, 0, 0, 0, 3, 0x65, 0x88, 0x84];
+        let stamped = stamp(&tag, 4, 0x0000_0100_0000_0001);
+        let mut annexb = Vec::new();
+        let mut p = &stamped[5..];
+        while p.len() > 4 {
+            let len = u32::from_be_bytes(p[..4].try_into().unwrap()) as usize;
+            annexb.extend_from_slice(&[0, 0, 0, 1]);
+            annexb.extend_from_slice(&p[4..4 + len]);
+            p = &p[4 + len..];
+        }
+        assert_eq!(find_stamp_annexb(&annexb), Some(0x0000_0100_0000_0001));
+        // Three-byte start codes, the SEI after the slice.
+        let mut swapped = vec![0, 0, 1, 0x65, 0x88, 0x84, 0, 0, 1];
+        swapped.extend_from_slice(&annexb[4..annexb.len() - 7]);
+        assert_eq!(find_stamp_annexb(&swapped), Some(0x0000_0100_0000_0001));
+        assert_eq!(find_stamp_annexb(&annexb[..annexb.len() - 12]), None);
+        assert_eq!(find_stamp_annexb(&[0, 0, 1, 6]), None);
+        assert_eq!(find_stamp_annexb(&[]), None);
     }
 
     #[test]

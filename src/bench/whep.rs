@@ -296,6 +296,11 @@ async fn run_player(
             match e {
                 Event::MediaData(d) => {
                     stats.bytes[i].fetch_add(d.data.len() as u64, Ordering::Relaxed);
+                    if d.mid == peer.video {
+                        if let Some(ms) = super::sei::find_stamp_annexb(&d.data) {
+                            stats.latency_ms(super::wall_ms().saturating_sub(ms));
+                        }
+                    }
                 }
                 Event::MediaIngressStats(s) => {
                     let slot = match last.iter_mut().find(|(m, _, _)| *m == s.mid) {

@@ -80,8 +80,10 @@ impl AvcToAnnexB {
                         continue;
                     }
                     match nal[0] & 0x1f {
-                        // Access unit delimiters and SEI mean nothing to a browser.
-                        9 | 6 => continue,
+                        // Access unit delimiters mean nothing in RTP. SEI stays: decoders
+                        // skip what they do not know, and timecodes, captions and the load
+                        // tool's latency stamps ride in it.
+                        9 => continue,
                         7 | 8 => has_parameter_sets = true,
                         1 | 5 => {
                             slices = true;
