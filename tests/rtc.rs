@@ -1,6 +1,7 @@
 //! WebRTC end to end without a browser: `ringcast-bench whep-play` (str0m peers over real UDP,
-//! DTLS-SRTP) plays an RTMP publish through `rtmp_to_rtc`, and SRS's JSON signalling answers
-//! an offer over the HTTP API.
+//! DTLS-SRTP) plays an RTMP publish through `rtmp_to_rtc` and a WHIP publish under SRS's
+//! simulated loss (`/rtc/v1/nack/?drop=N`), and SRS's JSON signalling answers an offer over
+//! the HTTP API.
 
 mod common;
 
@@ -20,11 +21,11 @@ fn rtc_server(vhost_rtc: &str) -> Server {
     )
 }
 
-fn post(port: u16, path: &str, content_type: &str, body: &str) -> (u16, String) {
+fn request(port: u16, method: &str, path: &str, content_type: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the API");
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
@@ -118,8 +119,9 @@ fn srs_json_signalling_and_refusals() {
         "streamurl": "webrtc://127.0.0.1/live/json",
         "sdp": offer.to_sdp_string(),
     });
-    let (status, reply) = post(
+    let (status, reply) = request(
         server.api_port,
+        "POST",
         "/rtc/v1/publish/",
         "application/json",
         &body.to_string(),
@@ -134,22 +136,25 @@ fn srs_json_signalling_and_refusals() {
     assert!(v["sessionid"].as_str().is_some_and(|s| !s.is_empty()));
 
     // The same stream again: busy. Garbage: 400. A stream nobody publishes: 404.
-    let (status, _) = post(
+    let (status, _) = request(
         server.api_port,
+        "POST",
         "/rtc/v1/publish/",
         "application/json",
         &body.to_string(),
     );
     assert_eq!(status, 403);
-    let (status, _) = post(
+    let (status, _) = request(
         server.api_port,
+        "POST",
         "/rtc/v1/play/",
         "application/json",
         "{nope",
     );
     assert_eq!(status, 400);
-    let (status, _) = post(
+    let (status, _) = request(
         server.api_port,
+        "POST",
         "/rtc/v1/whep/?app=live&stream=nobody",
         "application/sdp",
         &offer.to_sdp_string(),
@@ -201,6 +206,9 @@ fn whip_bench_publisher_feeds_whep_bench_players() {
         "{}",
         server.log()
     );
+    // SRS's loss simulation, one in 20 datagrams to players: they lose packets and NACK.
+    let (status, reply) = request(server.api_port, "POST", "/rtc/v1/nack/?drop=20", "", "");
+    assert_eq!(status, 200, "{reply}");
     let out = Command::new(env!("CARGO_BIN_EXE_ringcast-bench"))
         .args(["whep-play", "-c", "3", "-d", "7", "--interval", "2", "-r"])
         .arg(server.api_url("/rtc/v1/whep/?app=live&stream=loop"))
@@ -212,12 +220,18 @@ fn whip_bench_publisher_feeds_whep_bench_players() {
         .find(|l| l.starts_with("SUMMARY"))
         .unwrap_or_else(|| panic!("no SUMMARY: {stdout}\n{}", server.log()));
     assert!(summary.contains(" alive=3 "), "{summary}\n{}", server.log());
-    let packets: u64 = summary
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("packets="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    assert!(packets > 300, "{summary}");
+    let field = |name: &str| -> u64 {
+        summary
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(field("packets") > 300, "{summary}");
+    assert!(field("nacks") > 0, "{summary}");
+    let (_, stats) = request(server.api_port, "GET", "/rtc/v1/stats/", "", "");
+    let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    assert!(stats["simulated_drops"].as_u64() >= Some(10), "{stats}");
     let _ = publisher.0.kill();
     let mut text = String::new();
     if let Some(mut o) = publisher.0.stdout.take() {
