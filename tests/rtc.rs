@@ -88,17 +88,11 @@ fn whep_bench_players_receive_an_rtmp_stream() {
     }
 }
 
+/// GET `path` from the API, parsed as JSON.
 fn get_json(port: u16, path: &str) -> serde_json::Value {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the API");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("sending");
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).expect("reading");
-    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {reply}"))
+    let (status, body) = request(port, "GET", path, "", "");
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
 #[test]
@@ -229,8 +223,7 @@ fn whip_bench_publisher_feeds_whep_bench_players() {
     };
     assert!(field("packets") > 300, "{summary}");
     assert!(field("nacks") > 0, "{summary}");
-    let (_, stats) = request(server.api_port, "GET", "/rtc/v1/stats/", "", "");
-    let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    let stats = get_json(server.api_port, "/rtc/v1/stats/");
     assert!(stats["simulated_drops"].as_u64() >= Some(10), "{stats}");
     let _ = publisher.0.kill();
     let mut text = String::new();
