@@ -22,6 +22,7 @@ use str0m::crypto::CryptoProvider;
 use str0m::format::Codec;
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcError};
 
 use super::bridge::{AacToOpus, AudioUnit, AvcToAnnexB, VideoUnit};
@@ -108,6 +109,25 @@ pub struct Session {
     need_key: bool,
 }
 
+/// Video packets each session keeps for resends (str0m's default is 1000). Every player holds
+/// its own packetized copy, so this is most of a player's memory: 400 is 4 s of a 1 Mbps
+/// stream, far past any NACK's round trip, and room for a 480 KB keyframe written at once.
+const SEND_BUFFER_VIDEO: usize = 400;
+
+/// RTP header extensions offered to players: str0m's standard set without transport-wide
+/// congestion control. Nothing here estimates a player's bandwidth (one layer is relayed as
+/// it comes), yet applying each player's TWCC feedback was the largest single cost of the
+/// fan-out in the profile. Publishers keep it: browsers pace their sending by it.
+fn player_extensions() -> ExtensionMap {
+    let mut exts = ExtensionMap::empty();
+    for (id, ext) in ExtensionMap::standard().iter() {
+        if *ext != Extension::TransportSequenceNumber {
+            exts.set(id, ext.clone());
+        }
+    }
+    exts
+}
+
 impl Session {
     /// A session answering `offer`; returns it and the SDP answer.
     pub fn from_offer(
@@ -131,7 +151,11 @@ impl Session {
             .set_ice_lite(true)
             .clear_codecs()
             .enable_h264(true)
-            .enable_opus(true, false);
+            .enable_opus(true, false)
+            .set_send_buffer_video(SEND_BUFFER_VIDEO);
+        if params.role == Role::Play {
+            config = config.set_extension_map(player_extensions());
+        }
         if !params.nack {
             for p in config.codec_config().iter_mut() {
                 p.set_fb_nack(false);
