@@ -20,7 +20,7 @@ use crate::hub::core::Consumer;
 use crate::hub::{StreamKey, StreamSettings};
 use crate::media::Frame;
 use crate::runtime::tick;
-use crate::server::{write_batch, Shared};
+use crate::server::{write_batch, Shared, TickWriter};
 use crate::stats::clients::{Client, ClientKind};
 
 /// Frames gathered into one write at most; each costs three iovecs, under IOV_MAX (1024).
@@ -184,6 +184,7 @@ async fn write_loop(
     stall: Duration,
     mut iov: Vec<Bytes>,
 ) -> Result<(), HttpConnError> {
+    let mut ticked = TickWriter::new(stream);
     loop {
         consumer.next_batch(MAX_BATCH, |f: &Frame| f.flv_tag(&mut iov));
         if iov.is_empty() {
@@ -194,9 +195,13 @@ async fn write_loop(
             }
             continue;
         }
-        iov = write_batch(stream, iov, shared, client, stall).await?;
-        if let Some(period) = merge {
-            tick::next(period).await;
+        match merge {
+            Some(period) => {
+                ticked.settle(shared, client, stall).await?;
+                iov = ticked.start(iov);
+                tick::next(period).await;
+            }
+            None => iov = write_batch(stream, iov, shared, client, stall).await?,
         }
     }
 }

@@ -9,7 +9,7 @@ mod conn;
 mod forward;
 mod player;
 
-pub(crate) use player::{write_batch, BatchError};
+pub(crate) use player::{write_batch, BatchError, TickWriter};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
