@@ -109,10 +109,12 @@ pub struct Session {
     need_key: bool,
 }
 
-/// Video packets each session keeps for resends (str0m's default is 1000). Every player holds
-/// its own packetized copy, so this is most of a player's memory: 400 is 4 s of a 1 Mbps
-/// stream, far past any NACK's round trip, and room for a 480 KB keyframe written at once.
-const SEND_BUFFER_VIDEO: usize = 400;
+/// Video packets each session keeps for resends. str0m caches every sent packet for 3 s or
+/// up to this count (its default, 1000, is 10 s of a 1 Mbps stream), and every player holds
+/// its own packetized copies, so this bounds most of a player's memory: 150 is 1.6 s of a
+/// 1 Mbps stream and the whole 3 s of a 500 kbps one, far past a NACK's round trip. (Packets
+/// waiting to be sent are queued apart, so a large keyframe needs no room here.)
+const SEND_BUFFER_VIDEO: usize = 150;
 
 /// RTP header extensions offered to players: str0m's standard set without transport-wide
 /// congestion control. Nothing here estimates a player's bandwidth (one layer is relayed as
@@ -361,7 +363,10 @@ pub struct Engine {
     bridges: HashMap<StreamKey, Bridge>,
     inbox: Arc<Inbox>,
     local: SocketAddr,
-    sessions: HashMap<u64, Session>,
+    /// Boxed: a str0m session is kilobytes, and a map of them inline would move them all at
+    /// each growth and keep up to as many again in empty slots (16% of the live heap at 200
+    /// sessions, in the heap profile).
+    sessions: HashMap<u64, Box<Session>>,
     by_addr: HashMap<SocketAddr, u64>,
     by_ufrag: HashMap<String, u64>,
     /// Local players per stream id.
@@ -503,7 +508,7 @@ impl Engine {
         }
         self.by_ufrag.insert(session.ufrag.clone(), id);
         self.by_addr.insert(source, id);
-        self.sessions.insert(id, session);
+        self.sessions.insert(id, Box::new(session));
         Some(id)
     }
 
