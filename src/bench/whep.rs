@@ -127,13 +127,18 @@ fn complete_body(reply: &[u8]) -> Option<Result<String, WhepError>> {
     Some(Ok(body.to_owned()))
 }
 
+/// A receive in flight: owned (the socket is a shared handle), so it outlives a turn that
+/// ends on a timer. Dropping it instead would cancel the operation, and on io_uring a datagram
+/// the kernel had already copied into it would be lost: phantom loss the server never caused.
+type Recv = std::pin::Pin<Box<dyn std::future::Future<Output = BufResult<usize, Vec<u8>>>>>;
+
 /// One str0m peer over its own UDP socket, connected to a WHIP or WHEP server.
 struct Peer {
     rtc: Rtc,
     socket: UdpSocket,
     server: SocketAddr,
     local: SocketAddr,
-    buf: Vec<u8>,
+    recv: Option<Recv>,
     video: Mid,
     audio: Mid,
 }
@@ -183,7 +188,7 @@ impl Peer {
             socket,
             server,
             local,
-            buf: Vec::with_capacity(2048),
+            recv: None,
             video,
             audio,
         })
@@ -210,15 +215,16 @@ impl Peer {
             if !events.is_empty() || now >= deadline {
                 return Ok(());
             }
-            let mut buf = std::mem::take(&mut self.buf);
-            buf.clear();
-            let recv = std::pin::pin!(self.socket.recv(buf));
+            let recv = self.recv.get_or_insert_with(|| {
+                let socket = self.socket.clone();
+                Box::pin(async move { socket.recv(Vec::with_capacity(2048)).await })
+            });
             let sleep = std::pin::pin!(compio::time::sleep_until(timeout.min(deadline).max(now)));
-            match select(recv, sleep).await {
-                Either::Left((BufResult(r, b), _)) => {
-                    self.buf = b;
+            match select(recv.as_mut(), sleep).await {
+                Either::Left((BufResult(r, buf), _)) => {
+                    self.recv = None;
                     let n = r?;
-                    if let Ok(contents) = self.buf[..n].try_into() {
+                    if let Ok(contents) = buf[..n].try_into() {
                         self.rtc.handle_input(Input::Receive(
                             Instant::now(),
                             Receive {
@@ -231,7 +237,6 @@ impl Peer {
                     }
                 }
                 Either::Right(_) => {
-                    self.buf = Vec::with_capacity(2048);
                     self.rtc.handle_input(Input::Timeout(Instant::now()))?;
                 }
             }
