@@ -540,33 +540,16 @@ async fn run_multishot(
             barren = 0;
         }
         turn.finish(socket, now, drops);
-        let inbox = &turn.inbox;
-        let engine = &mut turn.engine;
-        let mut sleep = engine
-            .poll_timeout()
-            .map(|d| Box::pin(compio::time::sleep_until(d)));
-        std::future::poll_fn(|cx| {
-            if inbox.poll_notified(cx.waker()) || engine.poll_bridges(cx) {
-                return Poll::Ready(());
-            }
+        wait_turn(&mut turn.engine, &turn.inbox, |cx| {
             match next_datagram(worker, stream.as_mut(), cx) {
-                Poll::Ready(Some(d)) => {
-                    held = Some(d);
-                    return Poll::Ready(());
-                }
+                Poll::Ready(Some(d)) => held = Some(d),
                 Poll::Ready(None) => {
                     barren += 1;
                     stream.set(multi.recv_msg_multi(CONTROL_LEN));
-                    return Poll::Ready(());
                 }
-                Poll::Pending => {}
+                Poll::Pending => return Poll::Pending,
             }
-            if let Some(s) = sleep.as_mut() {
-                if s.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
-                }
-            }
-            Poll::Pending
+            Poll::Ready(())
         })
         .await;
     }
@@ -616,22 +599,15 @@ async fn run_readiness(worker: usize, socket: &Arc<UdpSocket>, turn: &mut Turn) 
     }
 }
 
-/// Waits until the socket is readable, the engine's next timer passes, the inbox has
-/// messages or a bridged RTMP stream has frames. The readiness operation outlives a turn that
-/// ends for another reason, so none is lost.
+/// Waits until the socket is readable (the epoll loop), keeping the readiness operation
+/// across turns that end for another reason, so none is lost.
 async fn wait(
     socket: &Arc<UdpSocket>,
     ready: &mut Option<Pin<Box<dyn Future<Output = ()>>>>,
     engine: &mut Engine,
     inbox: &Inbox,
 ) {
-    let mut sleep = engine
-        .poll_timeout()
-        .map(|d| Box::pin(compio::time::sleep_until(d)));
-    std::future::poll_fn(|cx| {
-        if inbox.poll_notified(cx.waker()) || engine.poll_bridges(cx) {
-            return Poll::Ready(());
-        }
+    wait_turn(engine, inbox, |cx| {
         let r = ready.get_or_insert_with(|| {
             let op = compio::driver::op::PollOnce::new(
                 socket.clone(),
@@ -641,16 +617,33 @@ async fn wait(
                 let _ = compio::runtime::submit(op).await;
             })
         });
-        if r.as_mut().poll(cx).is_ready() {
+        let done = r.as_mut().poll(cx);
+        if done.is_ready() {
             *ready = None;
+        }
+        done
+    })
+    .await;
+}
+
+/// Waits until `socket` (a poll of the receive side, of either loop) is ready, the engine's
+/// next timer passes, the inbox has messages or a bridged RTMP stream has frames.
+async fn wait_turn(
+    engine: &mut Engine,
+    inbox: &Inbox,
+    mut socket: impl FnMut(&mut Context<'_>) -> Poll<()>,
+) {
+    let mut sleep = engine
+        .poll_timeout()
+        .map(|d| Box::pin(compio::time::sleep_until(d)));
+    std::future::poll_fn(|cx| {
+        if inbox.poll_notified(cx.waker()) || engine.poll_bridges(cx) || socket(cx).is_ready() {
             return Poll::Ready(());
         }
-        if let Some(s) = sleep.as_mut() {
-            if s.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
+        match sleep.as_mut() {
+            Some(s) => s.as_mut().poll(cx),
+            None => Poll::Pending,
         }
-        Poll::Pending
     })
     .await;
 }
