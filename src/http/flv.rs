@@ -151,11 +151,11 @@ pub(super) async fn run(
         stream, consumer, shared, client, merge, stall, start
     ));
     let result = client
-        .until_kicked(async {
+        .until_kicked(pin!(async {
             match select(reader, writer).await {
                 Either::Left((r, _)) | Either::Right((r, _)) => r,
             }
-        })
+        }))
         .await;
     tracing::info!(cid = conn.id, "stop flv play {}", play.key);
     result

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,10 +105,12 @@ async fn run(
     shared: &Arc<Shared>,
 ) -> Result<(), ConnError> {
     let config = shared.config();
-    let mut session = ServerSession::new(SessionConfig {
+    // Boxed: the session moves through publish or play into the player's reader, and each
+    // async fn it passes through would otherwise keep a copy of it in its state.
+    let mut session = Box::new(ServerSession::new(SessionConfig {
         out_chunk_size: config.chunk_size,
         ..SessionConfig::default()
-    });
+    }));
     let mut buf = Vec::with_capacity(CONTROL_READ_BUFFER);
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut phase = "handshaking";
@@ -192,7 +195,7 @@ fn check_vhost(shared: &Shared, vhost: &str) -> Result<(), ConnError> {
 
 async fn publish(
     stream: &mut TcpStream,
-    mut session: ServerSession,
+    mut session: Box<ServerSession>,
     shared: &Arc<Shared>,
     target: Target<'_>,
 ) -> Result<(), ConnError> {
@@ -230,40 +233,39 @@ async fn publish(
     }
     let registered = target.register(shared, &key, ClientKind::RtmpPublish);
     let client = registered.client();
-    client
-        .until_kicked(async {
-            loop {
-                while let Some(event) = session.poll_event() {
-                    match event {
-                        Event::Media(m) => {
-                            if let Some(kind) = MediaKind::from_type_id(m.type_id) {
-                                guard.push(kind, m.timestamp, m.payload);
-                            }
+    let work = pin!(async {
+        loop {
+            while let Some(event) = session.poll_event() {
+                match event {
+                    Event::Media(m) => {
+                        if let Some(kind) = MediaKind::from_type_id(m.type_id) {
+                            guard.push(kind, m.timestamp, m.payload);
                         }
-                        Event::Unpublish => {
-                            tracing::info!(cid = id, "unpublish {key}");
-                            return Ok(());
-                        }
-                        _ => {}
                     }
+                    Event::Unpublish => {
+                        tracing::info!(cid = id, "unpublish {key}");
+                        return Ok(());
+                    }
+                    _ => {}
                 }
-                flush(stream, &mut session).await?;
-                buf.clear();
-                let BufResult(r, b) = compio::time::timeout(PUBLISH_TIMEOUT, stream.read(buf))
-                    .await
-                    .map_err(|_| ConnError::Timeout("publishing"))?;
-                buf = b;
-                let n = r?;
-                if n == 0 {
-                    tracing::info!(cid = id, "publisher left {key}");
-                    return Ok(());
-                }
-                client.recv_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                session.handle_input(&buf[..n])?;
             }
-        })
-        .await
+            flush(stream, &mut session).await?;
+            buf.clear();
+            let BufResult(r, b) = compio::time::timeout(PUBLISH_TIMEOUT, stream.read(buf))
+                .await
+                .map_err(|_| ConnError::Timeout("publishing"))?;
+            buf = b;
+            let n = r?;
+            if n == 0 {
+                tracing::info!(cid = id, "publisher left {key}");
+                return Ok(());
+            }
+            client.recv_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            session.handle_input(&buf[..n])?;
+        }
+    });
+    client.until_kicked(work).await
 }
 
 /// What a publish or play asks for, and who asks.
@@ -292,7 +294,7 @@ impl Target<'_> {
 
 async fn play(
     stream: &mut TcpStream,
-    mut session: ServerSession,
+    mut session: Box<ServerSession>,
     shared: &Arc<Shared>,
     target: Target<'_>,
 ) -> Result<(), ConnError> {
@@ -317,9 +319,9 @@ async fn play(
     let registered = target.register(shared, &key, ClientKind::RtmpPlay);
     let client = registered.client();
     let result = client
-        .until_kicked(player::run(
+        .until_kicked(pin!(player::run(
             stream, session, consumer, shared, client, limits,
-        ))
+        )))
         .await;
     tracing::info!(cid = id, "stop playing {key}");
     result

@@ -93,7 +93,7 @@ pub(super) struct Limits {
 /// Serves a player until it stops, disconnects, reaches its duration, or its socket fails.
 pub(super) async fn run(
     stream: &mut TcpStream,
-    session: ServerSession,
+    session: Box<ServerSession>,
     consumer: Consumer,
     shared: &Arc<Shared>,
     client: &Client,
@@ -248,7 +248,7 @@ fn count_sent(shared: &Shared, client: &Client, len: usize) {
 
 async fn read_loop(
     mut stream: &TcpStream,
-    mut session: ServerSession,
+    mut session: Box<ServerSession>,
     link: &Link,
 ) -> Result<(), ConnError> {
     // A player only sends acknowledgements, pings and pause: a small buffer, held for life.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::net::IpAddr;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -75,11 +75,13 @@ impl Client {
     }
 
     /// Runs `work` until it ends, or until the client is kicked: then `Err(Kicked.into())`.
-    pub async fn until_kicked<T, E: From<Kicked>>(
+    /// `work` comes pinned by the caller: taken by value, it would sit in this future's state
+    /// twice (the argument and its pinned move), 3.4 KB more per player.
+    pub async fn until_kicked<T, E: From<Kicked>, F: Future<Output = Result<T, E>>>(
         &self,
-        work: impl Future<Output = Result<T, E>>,
+        work: Pin<&mut F>,
     ) -> Result<T, E> {
-        match select(pin!(work), pin!(self.kicked())).await {
+        match select(work, pin!(self.kicked())).await {
             Either::Left((r, _)) => r,
             Either::Right(((), _)) => Err(Kicked.into()),
         }
