@@ -1,11 +1,12 @@
 //! bench.sh end to end, at a tiny scale, so that the benchmark cannot rot: it must start
 //! ringcast and nginx-rtmp, publish, play, sample them, print the seed's table with a ratio
-//! row, write the CSV and the chart, and leave nothing running. No timing is asserted: the
+//! row, write the CSV and the chart, and leave nothing running; and the same for its WebRTC
+//! table (WHEP players of the RTMP publish). No timing is asserted: the
 //! numbers belong to the benchmark, not to tests.
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Command;
 
@@ -21,7 +22,7 @@ fn bench_sh_measures_ringcast_and_nginx_rtmp_and_cleans_up() {
         .expect("binary dir")
         .to_owned();
     let out = tempfile::tempdir().expect("temp dir");
-    let base = free_base();
+    let base = free_base(0);
     let run = Command::new("./bench.sh")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RINGCAST_BIN_DIR", &bin_dir)
@@ -70,16 +71,59 @@ fn bench_sh_measures_ringcast_and_nginx_rtmp_and_cleans_up() {
     }
 }
 
-/// A port base whose ports bench.sh uses (base..base+2, base+10, base+12) are all free, so the
-/// test never meets another server, a developer's benchmark included.
-fn free_base() -> u16 {
-    let start = 20000 + (std::process::id() % 200) as u16 * 50;
+#[test]
+fn bench_sh_measures_webrtc_players() {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ringcast"))
+        .parent()
+        .expect("binary dir")
+        .to_owned();
+    let out = tempfile::tempdir().expect("temp dir");
+    let base = free_base(1);
+    let run = Command::new("./bench.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RINGCAST_BIN_DIR", &bin_dir)
+        .args(["--proto", "whep", "--levels", "5", "--servers", "ringcast"])
+        .args(["--ramp", "1", "--warmup", "2", "--measure", "2"])
+        .args(["--port-base", &base.to_string()])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("running bench.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench.sh failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("| ringcast (whep), 5 players |"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).expect("results.csv");
+    let row = csv.lines().nth(1).expect("a row");
+    let cells: Vec<&str> = row.split(',').collect();
+    assert_eq!(cells[1], "whep", "{row}");
+    assert_eq!(cells[14], "5", "alive: {row}");
+    let loss: f64 = cells[16].parse().expect("loss_pct");
+    assert!(loss < 5.0, "{row}");
+    assert!(
+        cells[10].parse::<f64>().expect("anbps") > 0.0,
+        "no media: {row}"
+    );
+    assert!(TcpStream::connect(("127.0.0.1", base + 10)).is_err());
+}
+
+/// A port base whose ports bench.sh uses (TCP base..base+2, base+10, base+12, base+13; UDP
+/// base+20, base+22) are all free, so the test never meets another server, a developer's
+/// benchmark included. `slot` keeps this binary's tests, which run at once, on ranges apart.
+fn free_base(slot: u16) -> u16 {
+    let start = 20000 + (std::process::id() % 200) as u16 * 50 + slot * 7000;
     (0..200)
-        .map(|i| start.wrapping_add(i * 20) % 30000 + 2000)
+        .map(|i| start.wrapping_add(i * 30) % 30000 + 2000)
         .find(|&base| {
-            [0, 1, 2, 10, 12]
+            [0, 1, 2, 10, 12, 13]
                 .iter()
                 .all(|d| TcpListener::bind(("127.0.0.1", base + d)).is_ok())
+                && [20, 22]
+                    .iter()
+                    .all(|d| UdpSocket::bind(("127.0.0.1", base + d)).is_ok())
         })
         .expect("no free port range for bench.sh")
 }
