@@ -17,25 +17,18 @@ fn bench_sh_measures_ringcast_and_nginx_rtmp_and_cleans_up() {
     if !require("nginx") {
         return;
     }
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ringcast"))
-        .parent()
-        .expect("binary dir")
-        .to_owned();
-    let out = tempfile::tempdir().expect("temp dir");
     let base = free_base(0);
-    let run = Command::new("./bench.sh")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RINGCAST_BIN_DIR", &bin_dir)
-        .args(["--levels", "20", "--servers", "ringcast nginx-rtmp"])
-        .args(["--ramp", "1", "--warmup", "1", "--measure", "2"])
-        .args(["--port-base", &base.to_string()])
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .expect("running bench.sh");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "bench.sh failed:\n{stdout}\n{stderr}");
+    let (stdout, out) = bench_sh(
+        base,
+        &[
+            "--levels",
+            "20",
+            "--servers",
+            "ringcast nginx-rtmp",
+            "--warmup",
+            "1",
+        ],
+    );
 
     assert!(
         stdout.contains("| Server | CPU | Mem | Conn | ENbps | ANbps | sb | Lat |"),
@@ -73,25 +66,20 @@ fn bench_sh_measures_ringcast_and_nginx_rtmp_and_cleans_up() {
 
 #[test]
 fn bench_sh_measures_webrtc_players() {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ringcast"))
-        .parent()
-        .expect("binary dir")
-        .to_owned();
-    let out = tempfile::tempdir().expect("temp dir");
     let base = free_base(1);
-    let run = Command::new("./bench.sh")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RINGCAST_BIN_DIR", &bin_dir)
-        .args(["--proto", "whep", "--levels", "5", "--servers", "ringcast"])
-        .args(["--ramp", "1", "--warmup", "2", "--measure", "2"])
-        .args(["--port-base", &base.to_string()])
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .expect("running bench.sh");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "bench.sh failed:\n{stdout}\n{stderr}");
+    let (stdout, out) = bench_sh(
+        base,
+        &[
+            "--proto",
+            "whep",
+            "--levels",
+            "5",
+            "--servers",
+            "ringcast",
+            "--warmup",
+            "2",
+        ],
+    );
     assert!(
         stdout.contains("| ringcast (whep), 5 players |"),
         "{stdout}"
@@ -108,6 +96,30 @@ fn bench_sh_measures_webrtc_players() {
         "no media: {row}"
     );
     assert!(TcpStream::connect(("127.0.0.1", base + 10)).is_err());
+}
+
+/// Runs bench.sh with `args` on the ports from `base`, a 1 s ramp and a 2 s window, on this
+/// build's binaries; returns its output and the results folder.
+fn bench_sh(base: u16, args: &[&str]) -> (String, tempfile::TempDir) {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ringcast"))
+        .parent()
+        .expect("binary dir")
+        .to_owned();
+    let out = tempfile::tempdir().expect("temp dir");
+    let run = Command::new("./bench.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RINGCAST_BIN_DIR", &bin_dir)
+        .args(args)
+        .args(["--ramp", "1", "--measure", "2"])
+        .args(["--port-base", &base.to_string()])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("running bench.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench.sh failed:\n{stdout}\n{stderr}");
+    (stdout, out)
 }
 
 /// A port base whose ports bench.sh uses (TCP base..base+2, base+10, base+12, base+13; UDP

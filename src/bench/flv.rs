@@ -11,8 +11,8 @@ use compio::buf::BufResult;
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 
-use super::rtmp::{LoadError, PLAYER_WARMUP};
-use super::{sei, wall_ms, ClientState, Stats};
+use super::rtmp::LoadError;
+use super::{ClientState, LatencyProbe, Stats};
 use crate::flv::FlvReader;
 use crate::media::TYPE_VIDEO;
 
@@ -205,8 +205,7 @@ async fn play_inner(id: usize, target: &FlvTarget, stats: &Stats) -> Result<(), 
     let mut flv = FlvReader::new();
     let mut body = Vec::with_capacity(64 * 1024);
     let mut buf = Vec::with_capacity(64 * 1024);
-    let started = Instant::now();
-    let mut nalu_len = 4;
+    let mut probe = LatencyProbe::new();
     loop {
         buf.clear();
         let BufResult(r, b) = s.read(buf).await;
@@ -232,13 +231,7 @@ async fn play_inner(id: usize, target: &FlvTarget, stats: &Stats) -> Result<(), 
             if tag.type_id != TYPE_VIDEO {
                 continue;
             }
-            if tag.data.get(1) == Some(&0) {
-                nalu_len = sei::nalu_len_size(&tag.data).unwrap_or(4);
-            } else if started.elapsed() >= PLAYER_WARMUP {
-                if let Some(stamp) = sei::find_stamp(&tag.data, nalu_len) {
-                    stats.latency_ms(wall_ms().saturating_sub(stamp));
-                }
-            }
+            probe.video(&tag.data, stats);
         }
     }
 }

@@ -15,7 +15,7 @@ pub mod sei;
 pub mod whep;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Latency histogram buckets: one per millisecond up to this, then one for everything above.
 pub const LATENCY_BUCKETS: usize = 10_000;
@@ -169,6 +169,45 @@ impl Snapshot {
             latency: (samples > 0).then(|| [percentile(0.5), percentile(0.99)]),
             samples,
         }
+    }
+}
+
+/// A player's first seconds are its GOP-cache burst: latency counts only after them.
+pub const PLAYER_WARMUP: Duration = Duration::from_secs(5);
+
+/// An RTMP or HTTP-FLV player's latency probe on FLV video tag bodies: learns the NAL unit
+/// length size from the sequence header and, after [`PLAYER_WARMUP`], records the age of
+/// each stamped frame.
+#[derive(Debug)]
+pub struct LatencyProbe {
+    started: Instant,
+    nalu_len: usize,
+}
+
+impl LatencyProbe {
+    /// A probe whose warm-up starts now.
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            nalu_len: 4,
+        }
+    }
+
+    /// Looks at one video tag body.
+    pub fn video(&mut self, body: &[u8], stats: &Stats) {
+        if body.get(1) == Some(&0) {
+            self.nalu_len = sei::nalu_len_size(body).unwrap_or(4);
+        } else if self.started.elapsed() >= PLAYER_WARMUP {
+            if let Some(stamp) = sei::find_stamp(body, self.nalu_len) {
+                stats.latency_ms(wall_ms().saturating_sub(stamp));
+            }
+        }
+    }
+}
+
+impl Default for LatencyProbe {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

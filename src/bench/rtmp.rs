@@ -13,14 +13,12 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
-use super::{sei, wall_ms, ClientState, Stats};
+use super::{sei, wall_ms, ClientState, LatencyProbe, Stats};
 use crate::flv::Tag;
 use crate::media::{TYPE_DATA_AMF0, TYPE_VIDEO};
 use crate::rtmp::client::{ClientEvent, ClientSession};
 use crate::rtmp::session::SessionError;
 
-/// A player's first seconds are its GOP-cache burst: latency counts only after them.
-pub const PLAYER_WARMUP: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a client stopped early.
@@ -87,8 +85,7 @@ async fn play_inner(id: usize, target: &Target, stats: &Stats) -> Result<(), Loa
     let stream = connect(&target.addr).await?;
     let mut session = ClientSession::play(&target.tc_url, &target.stream);
     let mut buf = Vec::with_capacity(64 * 1024);
-    let started = Instant::now();
-    let mut nalu_len = 4;
+    let mut probe = LatencyProbe::new();
     let mut s = &stream;
     loop {
         flush(&stream, &mut session).await?;
@@ -96,15 +93,7 @@ async fn play_inner(id: usize, target: &Target, stats: &Stats) -> Result<(), Loa
             match event {
                 ClientEvent::Playing => stats.set_state(id, ClientState::Alive),
                 ClientEvent::Refused(why) => return Err(LoadError::Refused(why)),
-                ClientEvent::Media(m) if m.type_id == TYPE_VIDEO => {
-                    if m.payload.get(1) == Some(&0) {
-                        nalu_len = sei::nalu_len_size(&m.payload).unwrap_or(4);
-                    } else if started.elapsed() >= PLAYER_WARMUP {
-                        if let Some(stamp) = sei::find_stamp(&m.payload, nalu_len) {
-                            stats.latency_ms(wall_ms().saturating_sub(stamp));
-                        }
-                    }
-                }
+                ClientEvent::Media(m) if m.type_id == TYPE_VIDEO => probe.video(&m.payload, stats),
                 _ => {}
             }
         }

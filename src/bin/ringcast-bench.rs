@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 
 use ringcast::bench::flv::{self as flv_load, FlvTarget};
-use ringcast::bench::rtmp::{self as load, Target, PLAYER_WARMUP};
+use ringcast::bench::rtmp::{self as load, Target};
 use ringcast::bench::whep::{self, WhepCounters};
-use ringcast::bench::{parse_rtmp_url, Report, Stats};
+use ringcast::bench::{parse_rtmp_url, Report, Stats, PLAYER_WARMUP};
 use ringcast::flv::FlvReader;
 use ringcast::runtime::{self, IoMode};
 
