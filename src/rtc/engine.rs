@@ -109,6 +109,41 @@ pub struct Session {
     need_key: bool,
 }
 
+/// The first payload type an offer describes (`a=rtpmap`, `a=fmtp`, `a=rtcp-fb`) in a media
+/// section whose `m=` line does not list it (sans-IO). Browsers never write one; str0m 0.24
+/// binds the description to that section anyway, and a payload type bound in two sections
+/// trips its codec matching (a fuzzer find).
+pub fn stray_format(sdp: &str) -> Option<u16> {
+    let mut listed: Option<Vec<u16>> = None;
+    for line in sdp.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(media) = line.strip_prefix("m=") {
+            listed = Some(
+                media
+                    .split_whitespace()
+                    .skip(3)
+                    .filter_map(|f| f.parse().ok())
+                    .collect(),
+            );
+            continue;
+        }
+        let Some(listed) = &listed else {
+            continue;
+        };
+        let described = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+            .iter()
+            .find_map(|p| line.strip_prefix(p))
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|pt| pt.parse::<u16>().ok());
+        if let Some(pt) = described {
+            if !listed.contains(&pt) {
+                return Some(pt);
+            }
+        }
+    }
+    None
+}
+
 /// Video packets each session keeps for resends. str0m caches every sent packet for 3 s or
 /// up to this count (its default, 1000, is 10 s of a 1 Mbps stream), and every player holds
 /// its own packetized copies, so this bounds most of a player's memory: 150 is 1.6 s of a
@@ -138,6 +173,11 @@ impl Session {
         offer: &str,
         now: Instant,
     ) -> Result<(Self, String), SessionError> {
+        if let Some(pt) = stray_format(offer) {
+            return Err(SessionError::BadOffer(format!(
+                "payload type {pt} is described in a media section that does not list it"
+            )));
+        }
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| SessionError::BadOffer(e.to_string()))?;
         let ufrag = random_token(8);
@@ -167,7 +207,13 @@ impl Session {
         let candidate = Candidate::host(params.candidate, "udp")
             .map_err(|_| SessionError::Unusable("the candidate address is not usable"))?;
         rtc.add_local_candidate(candidate);
-        let answer = rtc.sdp_api().accept_offer(offer)?;
+        // str0m asserts while it matches codecs ("Pt locked multiple times") on offers whose
+        // payload types clash; `stray_format` turns away the one the fuzzer found, and any
+        // other such offer is refused here rather than taking the API's task down.
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rtc.sdp_api().accept_offer(offer)
+        }))
+        .map_err(|_| SessionError::BadOffer("its payload types clash".into()))??;
         let session = Self {
             id,
             role: params.role,

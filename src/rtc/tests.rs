@@ -477,3 +477,41 @@ fn garbage_from_a_peer_address_does_not_end_its_session() {
     net.publish(publisher, video, 0, 30);
     assert!(net.clients[player].video_frames() >= before + 25);
 }
+
+/// A fuzzer find: an offer describing H.264 payload types (104, 108) in its audio section,
+/// which does not list them, while its video section does, made str0m 0.24 panic while matching
+/// codecs ("Pt locked multiple times"). It is refused as a bad offer; browsers' offers, which
+/// describe only what they list, still pass.
+#[test]
+fn offers_with_clashing_payload_types_are_refused() {
+    use super::engine::{stray_format, Session, SessionError, SessionParams};
+    use super::signal::Role;
+    let sdp = include_str!("testdata/pt-clash-offer.sdp");
+    assert_eq!(stray_format(sdp), Some(104));
+    let hub = super::RtcHub::new();
+    let key = crate::hub::StreamKey {
+        vhost: "v".into(),
+        app: "live".into(),
+        stream: "s".into(),
+    };
+    let params = SessionParams {
+        role: Role::Publish,
+        stream: hub.detached_stream(&key),
+        candidate: SERVER.parse().unwrap(),
+        nack: true,
+        bridge: None,
+    };
+    let refused = Session::from_offer(1, params, sdp, Instant::now());
+    assert!(
+        matches!(refused, Err(SessionError::BadOffer(ref why)) if why.contains("104")),
+        "{:?}",
+        refused.err()
+    );
+    // The committed fuzz seeds are Chromium's offers behind one selector byte.
+    for seed in [
+        &include_bytes!("../../fuzz/seeds/rtc_signal/chromium-whip")[1..],
+        &include_bytes!("../../fuzz/seeds/rtc_signal/chromium-whep")[1..],
+    ] {
+        assert_eq!(stray_format(std::str::from_utf8(seed).unwrap()), None);
+    }
+}
