@@ -138,9 +138,20 @@ pub(crate) async fn write_batch(
     stall: Duration,
 ) -> Result<Vec<Bytes>, BatchError> {
     let len: usize = iov.iter().map(Bytes::len).sum();
-    let Ok(BufResult(r, mut iov)) =
-        compio::time::timeout(stall, stream.write_vectored_all(iov)).await
-    else {
+    let result = compio::time::timeout(stall, stream.write_vectored_all(iov)).await;
+    written(result.ok(), len, (shared, client), stall)
+}
+
+/// What a batch's write of `len` bytes came to: its vector back, emptied, and the bytes
+/// counted; the socket's error; or, for `None` (no data taken for `stall`, queue_length),
+/// the player cut.
+fn written(
+    result: Option<BufResult<(), Vec<Bytes>>>,
+    len: usize,
+    (shared, client): (&Shared, &Client),
+    stall: Duration,
+) -> Result<Vec<Bytes>, BatchError> {
+    let Some(BufResult(r, mut iov)) = result else {
         shared.stats.players_cut.fetch_add(1, Ordering::Relaxed);
         return Err(BatchError::Stalled(stall));
     };
@@ -149,7 +160,11 @@ pub(crate) async fn write_batch(
     // A GOP-cache burst needs hundreds of iovecs once; a live player needs a few per turn.
     // Keeping the burst's capacity would cost every player kilobytes for life.
     iov.shrink_to(IOV_KEEP);
-    count_sent(shared, client, len);
+    shared
+        .stats
+        .bytes_out
+        .fetch_add(len as u64, Ordering::Relaxed);
+    client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
     Ok(iov)
 }
 
@@ -196,28 +211,18 @@ impl<'a> TickWriter<'a> {
         client: &Client,
         stall: Duration,
     ) -> Result<(), BatchError> {
-        let BufResult(r, mut iov) = match std::mem::replace(&mut self.inflight, InFlight::Idle) {
+        let result = match std::mem::replace(&mut self.inflight, InFlight::Idle) {
             InFlight::Idle => return Ok(()),
-            InFlight::Done(result) => result,
+            InFlight::Done(result) => Some(result),
             InFlight::Flying(mut write) => {
                 let now = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
                 match now {
-                    Poll::Ready(result) => result,
-                    Poll::Pending => match compio::time::timeout(stall, write).await {
-                        Ok(result) => result,
-                        Err(_) => {
-                            shared.stats.players_cut.fetch_add(1, Ordering::Relaxed);
-                            return Err(BatchError::Stalled(stall));
-                        }
-                    },
+                    Poll::Ready(result) => Some(result),
+                    Poll::Pending => compio::time::timeout(stall, write).await.ok(),
                 }
             }
         };
-        r?;
-        iov.clear();
-        iov.shrink_to(IOV_KEEP);
-        self.spare = iov;
-        count_sent(shared, client, self.len);
+        self.spare = written(result, self.len, (shared, client), stall)?;
         Ok(())
     }
 
@@ -236,14 +241,6 @@ impl<'a> TickWriter<'a> {
         };
         std::mem::take(&mut self.spare)
     }
-}
-
-fn count_sent(shared: &Shared, client: &Client, len: usize) {
-    shared
-        .stats
-        .bytes_out
-        .fetch_add(len as u64, Ordering::Relaxed);
-    client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
 }
 
 async fn read_loop(
