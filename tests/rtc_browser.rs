@@ -307,40 +307,22 @@ fn rtmp_publish_plays_in_chromium_over_whep() {
     );
     // WebRTC has no B-frames: re-encode without them, as SRS's docs advise for RTMP to
     // WebRTC; the audio stays AAC.
-    let _ffmpeg = Reaper(
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-            ])
-            .arg(common::media())
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-                "-bf",
-                "0",
-                "-g",
-                "30",
-                "-c:a",
-                "copy",
-                "-f",
-                "flv",
-            ])
-            .arg(server.url("rtmpcam"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting ffmpeg"),
+    let _ffmpeg = common::ffmpeg_publish_with(
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-bf",
+            "0",
+            "-g",
+            "30",
+            "-c:a",
+            "copy",
+        ],
+        &server.url("rtmpcam"),
     );
     assert!(
         server.wait_log("publish", Duration::from_secs(10)),

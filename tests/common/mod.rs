@@ -248,6 +248,11 @@ impl Drop for Reaper {
 
 /// `ffmpeg -re -i source.flv -c copy -f flv URL`, looping the file.
 pub fn ffmpeg_publish(url: &str) -> Reaper {
+    ffmpeg_publish_with(&["-c", "copy"], url)
+}
+
+/// `ffmpeg -re -i source.flv CODEC_ARGS -f flv URL`, looping the file.
+pub fn ffmpeg_publish_with(codec_args: &[&str], url: &str) -> Reaper {
     let child = Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -259,7 +264,8 @@ pub fn ffmpeg_publish(url: &str) -> Reaper {
             "-i",
         ])
         .arg(media())
-        .args(["-c", "copy", "-f", "flv", url])
+        .args(codec_args)
+        .args(["-f", "flv", url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
