@@ -4,10 +4,11 @@
 //! datagrams, inbox messages and time, and sends what [`Engine::take_transmits`] returns; the
 //! tests drive it in memory with a virtual clock.
 //!
-//! Forwarding is at the frame level: a publisher's session depacketizes each frame once, the
-//! frame (its payload an `Arc`) goes once to each core with players, and every player's str0m
-//! session packetizes and encrypts it for that player, keeping its own send buffer from which
-//! NACKs are answered.
+//! Forwarding is at the frame level between cores and at the packet level to players: a
+//! publisher's session depacketizes each frame once, the frame (its payload an `Arc`) goes
+//! once to each core with players, each core cuts it into RTP payloads once
+//! ([`super::packetize`]), and every player's str0m session, in RTP mode, adds its header and
+//! encryption and keeps the packets from which its NACKs are answered.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,13 +21,14 @@ use str0m::change::SdpOffer;
 use str0m::crypto::dtls::DtlsCert;
 use str0m::crypto::CryptoProvider;
 use str0m::format::Codec;
-use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{Extension, ExtensionMap};
+use str0m::rtp::{Extension, ExtensionMap, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcError};
 
-use super::bridge::{AacToOpus, AudioUnit, AvcToAnnexB, VideoUnit};
+use super::bridge::{AacToOpus, AvcToAnnexB};
 use super::hub::{CoreMsg, Inbox, RtcHub, RtcStream, SharedFrame};
+use super::packetize::{RtpFrame, StreamPacketizer};
 use super::signal::Role;
 use super::stun;
 use crate::hub::core::Consumer;
@@ -105,8 +107,10 @@ pub struct Session {
     fanout: (u64, Vec<Arc<Inbox>>),
     last_keyframe_request: Option<Instant>,
     bridge: Option<StreamSettings>,
-    /// Bridged player: video waits for a keyframe.
+    /// Player: video waits for a frame it may start at.
     need_key: bool,
+    /// Player: the next RTP sequence number of its video and its audio.
+    next_seq: [u64; 2],
 }
 
 /// The first payload type an offer describes (`a=rtpmap`, `a=fmtp`, `a=rtcp-fb`) in a media
@@ -145,10 +149,10 @@ pub fn stray_format(sdp: &str) -> Option<u16> {
 }
 
 /// Video packets each session keeps for resends. str0m caches every sent packet for 3 s or
-/// up to this count (its default, 1000, is 10 s of a 1 Mbps stream), and every player holds
-/// its own packetized copies, so this bounds most of a player's memory: 150 is 1.6 s of a
-/// 1 Mbps stream and the whole 3 s of a 500 kbps one, far past a NACK's round trip. (Packets
-/// waiting to be sent are queued apart, so a large keyframe needs no room here.)
+/// up to this count (its default, 1000, is 10 s of a 1 Mbps stream). The payloads are the
+/// core's shared `Arc`s, but each entry still costs a player its header and bookkeeping: 150
+/// is 1.6 s of a 1 Mbps stream and the whole 3 s of a 500 kbps one, far past a NACK's round
+/// trip. (Packets waiting to be sent are queued apart, so a large keyframe needs no room here.)
 const SEND_BUFFER_VIDEO: usize = 150;
 
 /// RTP header extensions offered to players: str0m's standard set without transport-wide
@@ -196,7 +200,9 @@ impl Session {
             .enable_opus(true, false)
             .set_send_buffer_video(SEND_BUFFER_VIDEO);
         if params.role == Role::Play {
-            config = config.set_extension_map(player_extensions());
+            config = config
+                .set_extension_map(player_extensions())
+                .set_rtp_mode(true);
         }
         if !params.nack {
             for p in config.codec_config().iter_mut() {
@@ -228,6 +234,10 @@ impl Session {
             last_keyframe_request: None,
             bridge: params.bridge,
             need_key: true,
+            next_seq: [
+                u64::from(rand::random::<u16>()),
+                u64::from(rand::random::<u16>()),
+            ],
         };
         Ok((session, answer.to_sdp_string()))
     }
@@ -271,10 +281,24 @@ impl Session {
         self.mids.iter().find(|(m, _)| *m == mid).map(|(_, k)| *k)
     }
 
-    /// Writes a frame of the stream to this player; `Ok(false)` if it has no use for it.
-    fn write(&mut self, frame: &SharedFrame) -> Result<bool, RtcError> {
-        if !self.connected {
-            return Ok(false);
+    /// The payload type this player takes `frame` in: the publisher's exact format where it
+    /// has one, else the codec's.
+    fn payload_type(&self, mid: Mid, frame: &RtpFrame) -> Option<Pt> {
+        let accepted = self.rtc.media(mid)?.remote_pts();
+        let config = self.rtc.codec_config();
+        let params = match &frame.params {
+            Some(p) => config.match_params(*p)?,
+            None => config.find(|p| p.spec().codec == frame.codec && accepted.contains(&p.pt()))?,
+        };
+        accepted.contains(&params.pt()).then(|| params.pt())
+    }
+
+    /// Queues `frame`'s packets to this player; `false` if it has no use for it (not
+    /// connected, no such codec, or video waiting for a frame it may start at).
+    fn write(&mut self, frame: &RtpFrame, now: Instant) -> bool {
+        if !self.connected || (frame.kind == MediaKind::Video && self.need_key && !frame.may_start)
+        {
+            return false;
         }
         let Some(mid) = self
             .mids
@@ -282,60 +306,41 @@ impl Session {
             .find(|(_, k)| *k == frame.kind)
             .map(|(m, _)| *m)
         else {
-            return Ok(false);
+            return false;
         };
-        let Some(writer) = self.rtc.writer(mid) else {
-            return Ok(false);
+        let Some(pt) = self.payload_type(mid, frame) else {
+            return false;
         };
-        let Some(pt) = writer.match_params(frame.data.params) else {
-            return Ok(false);
+        let video = frame.kind == MediaKind::Video;
+        let mut api = self.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return false;
         };
-        writer.write(
-            pt,
-            frame.data.network_time,
-            frame.data.time,
-            frame.data.data.clone(),
-        )?;
-        Ok(true)
-    }
-
-    /// Writes a unit converted from RTMP to this player; `Ok(false)` if it has no use for
-    /// it (not connected, no such codec, or video waiting for a keyframe).
-    fn write_unit(&mut self, unit: &BridgeUnit, now: Instant) -> Result<bool, RtcError> {
-        if !self.connected {
-            return Ok(false);
-        }
-        let (kind, codec, time, data) = match unit {
-            BridgeUnit::Video(v) => {
-                if self.need_key && !v.keyframe {
-                    return Ok(false);
-                }
-                let time = MediaTime::new(v.pts_ms * 90, Frequency::NINETY_KHZ);
-                (MediaKind::Video, Codec::H264, time, &v.data)
-            }
-            BridgeUnit::Audio(a) => {
-                let time = MediaTime::new(a.rtp_time, Frequency::FORTY_EIGHT_KHZ);
-                (MediaKind::Audio, Codec::Opus, time, &a.data)
-            }
-        };
-        let Some(mid) = self.mids.iter().find(|(_, k)| *k == kind).map(|(m, _)| *m) else {
-            return Ok(false);
-        };
-        let Some(writer) = self.rtc.writer(mid) else {
-            return Ok(false);
-        };
-        let Some(pt) = writer
-            .payload_params()
-            .find(|p| p.spec().codec == codec)
-            .map(|p| p.pt())
-        else {
-            return Ok(false);
-        };
-        if kind == MediaKind::Video {
+        if video {
             self.need_key = false;
         }
-        writer.write(pt, now, time, data.clone())?;
-        Ok(true)
+        let seq = &mut self.next_seq[usize::from(!video)];
+        let last = frame.payloads.len() - 1;
+        for (i, payload) in frame.payloads.iter().enumerate() {
+            // Only video is resent on NACK, as str0m's own packetizers mark it: a late audio
+            // packet is worth less than the gap.
+            let packet = RtpWrite::new(
+                pt,
+                (*seq).into(),
+                frame.time,
+                frame.wallclock,
+                payload.clone(),
+            )
+            .marker(video && i == last)
+            .nackable(video);
+            tx.write_rtp(packet);
+            *seq += 1;
+        }
+        // str0m's pacer looks at its queues only in `handle_timeout`, and asks for none while
+        // they were empty: without a timeout now, the packets would wait for the session's
+        // next timer.
+        self.timeout = self.timeout.min(now);
+        true
     }
 
     /// Asks this publisher's client for a keyframe, at most once per [`KEYFRAME_INTERVAL`];
@@ -383,21 +388,15 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
-/// One RTMP stream played by WebRTC players of this core: one hub consumer and one
-/// conversion, whatever the number of players.
+/// One RTMP stream played by WebRTC players of this core: one hub consumer, one conversion
+/// and one packetizer, whatever the number of players.
 #[derive(Debug)]
 struct Bridge {
     consumer: Consumer,
     video: AvcToAnnexB,
     audio: AacToOpus,
+    packetizer: StreamPacketizer,
     players: Vec<u64>,
-}
-
-/// What a bridge hands its players.
-#[derive(Debug)]
-enum BridgeUnit {
-    Video(VideoUnit),
-    Audio(AudioUnit),
 }
 
 /// One core's sessions and their forwarding.
@@ -415,8 +414,8 @@ pub struct Engine {
     sessions: HashMap<u64, Box<Session>>,
     by_addr: HashMap<SocketAddr, u64>,
     by_ufrag: HashMap<String, u64>,
-    /// Local players per stream id.
-    players: HashMap<u64, Vec<u64>>,
+    /// Local players per stream id, and the packetizer of that stream's frames.
+    players: HashMap<u64, (Vec<u64>, StreamPacketizer)>,
     dirty: Vec<u64>,
     out: Vec<Transmit>,
     events: Vec<Event>,
@@ -549,6 +548,7 @@ impl Engine {
                 self.players
                     .entry(session.stream.id())
                     .or_default()
+                    .0
                     .push(id);
             }
         }
@@ -577,7 +577,7 @@ impl Engine {
     pub fn handle_inbox(&mut self, now: Instant) {
         while let Some(msg) = self.inbox.pop() {
             match msg {
-                CoreMsg::Frame { stream, frame } => self.deliver_local(stream, &frame),
+                CoreMsg::Frame { stream, frame } => self.deliver_local(stream, &frame, now),
                 CoreMsg::Keyframe { session, kind } => {
                     if let Some(s) = self.sessions.get_mut(&session) {
                         if s.request_keyframe(kind, now) {
@@ -660,6 +660,7 @@ impl Engine {
                             consumer: Consumer::subscribe(rtmp, &key, &settings),
                             video: AvcToAnnexB::default(),
                             audio: AacToOpus::default(),
+                            packetizer: StreamPacketizer::default(),
                             players: Vec::new(),
                         })
                         .players
@@ -711,7 +712,7 @@ impl Engine {
                             .fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                self.deliver_local(stream.id(), &frame);
+                self.deliver_local(stream.id(), &frame, now);
             }
             Event::KeyframeRequest(req) => {
                 let Some(s) = self.sessions.get(&id) else {
@@ -742,20 +743,37 @@ impl Engine {
         }
     }
 
-    fn deliver_local(&mut self, stream: u64, frame: &SharedFrame) {
-        let Some(players) = self.players.get(&stream) else {
+    fn deliver_local(&mut self, stream: u64, frame: &SharedFrame, now: Instant) {
+        let Some((players, packetizer)) = self.players.get_mut(&stream) else {
             return;
         };
-        let mut failed = Vec::new();
-        for &id in players {
-            let Some(s) = self.sessions.get_mut(&id) else {
-                continue;
-            };
-            let written = s.write(frame);
-            after_write(s, id, written, &mut self.dirty, &mut failed);
-        }
-        for id in failed {
-            self.close(id);
+        let data = &frame.data;
+        let spec = data.params.spec();
+        let time = data.time.rebase(spec.clock_rate).numer() as u32;
+        let wallclock = data.network_time;
+        let params = Some(data.params);
+        // A WebRTC publisher's player starts at once; the keyframe request sent when it
+        // connected brings a picture.
+        let rtp = match (frame.kind, spec.codec) {
+            (MediaKind::Video, Codec::H264) => {
+                packetizer.h264(&data.data, time, wallclock, true, params)
+            }
+            (MediaKind::Audio, Codec::Opus) => Some(StreamPacketizer::opus(
+                data.data.clone(),
+                time,
+                wallclock,
+                params,
+            )),
+            _ => None,
+        };
+        let Some(rtp) = rtp else {
+            return;
+        };
+        for &id in players.iter() {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                let written = s.write(&rtp, now);
+                after_write(s, id, written, &mut self.dirty);
+            }
         }
     }
 
@@ -782,7 +800,7 @@ impl Engine {
             }
             Role::Play => {
                 stream.add_player(self.core, -1);
-                if let Some(list) = self.players.get_mut(&stream.id()) {
+                if let Some((list, _)) = self.players.get_mut(&stream.id()) {
                     list.retain(|p| *p != id);
                     if list.is_empty() {
                         self.players.remove(&stream.id());
@@ -796,34 +814,36 @@ impl Engine {
 
     /// Converts the RTMP frames that arrived for this core's bridged players and writes them.
     pub fn handle_bridges(&mut self, now: Instant) {
-        let mut failed = Vec::new();
-        let mut units = Vec::new();
+        let mut frames = Vec::new();
         for bridge in self.bridges.values_mut() {
-            let (video, audio) = (&mut bridge.video, &mut bridge.audio);
+            let (video, audio, packetizer) =
+                (&mut bridge.video, &mut bridge.audio, &mut bridge.packetizer);
             bridge.consumer.next_batch(256, |f| match f.kind {
                 RtmpKind::Video => match video.push(&f.payload, f.timestamp) {
-                    Ok(Some(unit)) => units.push(BridgeUnit::Video(unit)),
+                    Ok(Some(v)) => {
+                        let time = v.pts_ms.wrapping_mul(90) as u32;
+                        frames.extend(packetizer.h264(&v.data, time, now, v.keyframe, None));
+                    }
                     Ok(None) => {}
                     Err(e) => tracing::debug!("rtmp to rtc video: {e}"),
                 },
                 RtmpKind::Audio => match audio.push(&f.payload, f.timestamp) {
-                    Ok(out) => units.extend(out.into_iter().map(BridgeUnit::Audio)),
+                    Ok(out) => frames.extend(
+                        out.into_iter()
+                            .map(|a| StreamPacketizer::opus(a.data, a.rtp_time as u32, now, None)),
+                    ),
                     Err(e) => tracing::debug!("rtmp to rtc audio: {e}"),
                 },
                 RtmpKind::Data => {}
             });
-            for unit in units.drain(..) {
+            for frame in frames.drain(..) {
                 for &id in &bridge.players {
-                    let Some(s) = self.sessions.get_mut(&id) else {
-                        continue;
-                    };
-                    let written = s.write_unit(&unit, now);
-                    after_write(s, id, written, &mut self.dirty, &mut failed);
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        let written = s.write(&frame, now);
+                        after_write(s, id, written, &mut self.dirty);
+                    }
                 }
             }
-        }
-        for id in failed {
-            self.close(id);
         }
     }
 
@@ -872,26 +892,10 @@ impl Engine {
     }
 }
 
-/// Notes the outcome of writing media to player `id`: a session with packets to send joins
-/// the core's dirty list once; one that failed is closed after the fan-out loop.
-fn after_write(
-    s: &mut Session,
-    id: u64,
-    written: Result<bool, RtcError>,
-    dirty: &mut Vec<u64>,
-    failed: &mut Vec<u64>,
-) {
-    match written {
-        Ok(false) => {}
-        Ok(true) => {
-            if !s.dirty {
-                s.dirty = true;
-                dirty.push(id);
-            }
-        }
-        Err(e) => {
-            tracing::debug!(session = %Sid(id), "rtc write: {e}");
-            failed.push(id);
-        }
+/// Puts player `id` on the core's dirty list, once, when a write gave it packets to send.
+fn after_write(s: &mut Session, id: u64, written: bool, dirty: &mut Vec<u64>) {
+    if written && !s.dirty {
+        s.dirty = true;
+        dirty.push(id);
     }
 }

@@ -7,12 +7,14 @@
 //!   one inbox per core, counters.
 //! - [`engine`]: one core's sessions (str0m, ICE-lite, DTLS-SRTP, H.264 and Opus) and the
 //!   forwarding of publishers' frames to players, sans-IO.
+//! - [`packetize`]: frames cut into RTP payloads once per stream and core, shared by players.
 //! - [`udp`]: the I/O layer: a SO_REUSEPORT socket per core, recvmmsg/sendmmsg batches.
 //! - [`stun`]: the binding's USERNAME, to route a new peer's first datagram.
 
 pub mod bridge;
 pub mod engine;
 pub mod hub;
+pub mod packetize;
 pub mod signal;
 pub mod stun;
 pub mod udp;
