@@ -35,6 +35,10 @@ use crate::hub::core::Consumer;
 use crate::hub::{Hub, StreamKey, StreamSettings};
 use crate::media::MediaKind as RtmpKind;
 
+/// Timeouts one poll of a session runs for its pacer before the loop moves on; a keyframe's
+/// packets drain in a few.
+const MAX_PACER_ROUNDS: u32 = 64;
+
 /// Keyframe requests to one publisher are sent at most this often, however many players ask.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
@@ -263,10 +267,25 @@ impl Session {
     }
 
     /// Runs str0m until it waits for input: transmits go to `out`, events to `events`.
-    fn poll(&mut self, out: &mut Vec<Transmit>, events: &mut Vec<Event>) -> Result<(), RtcError> {
+    fn poll(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), RtcError> {
         self.dirty = false;
+        let mut rounds = 0;
         loop {
             match self.rtc.poll_output()? {
+                // str0m's pacer releases what its queues held at its last timeout, and asks for
+                // a timeout at once after any send: a timeout already due means more may be
+                // queued. Running it here, not a loop turn later, keeps a player's queue from
+                // falling behind when turns grow apart under load (it fell seconds behind at
+                // 500 players, a few packets a turn).
+                Output::Timeout(t) if t <= now && rounds < MAX_PACER_ROUNDS => {
+                    rounds += 1;
+                    self.rtc.handle_input(Input::Timeout(now))?;
+                }
                 Output::Timeout(t) => {
                     self.timeout = t;
                     return Ok(());
@@ -625,7 +644,7 @@ impl Engine {
             };
             let mut events = std::mem::take(&mut self.events);
             let from = self.out.len();
-            let result = session.poll(&mut self.out, &mut events);
+            let result = session.poll(now, &mut self.out, &mut events);
             let alive = session.rtc.is_alive();
             if session.role == Role::Play {
                 self.simulate_loss(from);
