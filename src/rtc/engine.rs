@@ -159,14 +159,19 @@ pub fn stray_format(sdp: &str) -> Option<u16> {
 /// trip. (Packets waiting to be sent are queued apart, so a large keyframe needs no room here.)
 const SEND_BUFFER_VIDEO: usize = 150;
 
-/// RTP header extensions offered to players: str0m's standard set without transport-wide
-/// congestion control. Nothing here estimates a player's bandwidth (one layer is relayed as
-/// it comes), yet applying each player's TWCC feedback was the largest single cost of the
-/// fan-out in the profile. Publishers keep it: browsers pace their sending by it.
+/// RTP header extensions offered to players: str0m's standard set without the two that feed a
+/// receiver's bandwidth estimate, transport-wide congestion control and absolute send time.
+/// Nothing here adapts a player's bitrate (one layer is relayed as it comes), yet applying
+/// each player's TWCC feedback was the largest single cost of the fan-out in the profile, and
+/// stamping every packet with the wall clock for abs-send-time the next (5% at 400 players of
+/// a 1 Mbps stream). Publishers keep both: browsers pace their sending by them.
 fn player_extensions() -> ExtensionMap {
     let mut exts = ExtensionMap::empty();
     for (id, ext) in ExtensionMap::standard().iter() {
-        if *ext != Extension::TransportSequenceNumber {
+        if !matches!(
+            ext,
+            Extension::TransportSequenceNumber | Extension::AbsoluteSendTime
+        ) {
             exts.set(id, ext.clone());
         }
     }
