@@ -27,6 +27,8 @@ use crate::rtc::bridge::{AacToOpus, AvcToAnnexB};
 
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REPLY: usize = 256 * 1024;
+/// Room for any datagram on a path with a 1500-byte MTU, with margin.
+const RECV_BUF: usize = 2048;
 
 /// Why a WHEP player stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,8 @@ struct Peer {
     server: SocketAddr,
     local: SocketAddr,
     recv: Option<Recv>,
+    /// The last receive's buffer, for the next: one allocation per peer, not per datagram.
+    spare: Vec<u8>,
     video: Mid,
     audio: Mid,
 }
@@ -189,6 +193,7 @@ impl Peer {
             server,
             local,
             recv: None,
+            spare: Vec::with_capacity(RECV_BUF),
             video,
             audio,
         })
@@ -205,7 +210,7 @@ impl Peer {
                 match self.rtc.poll_output()? {
                     Output::Timeout(t) => break t,
                     Output::Transmit(t) => {
-                        let BufResult(r, _) = self.socket.send(t.contents.to_vec()).await;
+                        let BufResult(r, _) = self.socket.send(Vec::from(t.contents)).await;
                         r?;
                     }
                     Output::Event(e) => events.push(e),
@@ -217,7 +222,12 @@ impl Peer {
             }
             let recv = self.recv.get_or_insert_with(|| {
                 let socket = self.socket.clone();
-                Box::pin(async move { socket.recv(Vec::with_capacity(2048)).await })
+                // The receive writes from the start and sets the length; a buffer lost with a
+                // failed receive comes back empty, and grows again here.
+                let mut buf = std::mem::take(&mut self.spare);
+                buf.clear();
+                buf.reserve(RECV_BUF);
+                Box::pin(async move { socket.recv(buf).await })
             });
             let sleep = std::pin::pin!(compio::time::sleep_until(timeout.min(deadline).max(now)));
             match select(recv.as_mut(), sleep).await {
@@ -235,6 +245,7 @@ impl Peer {
                             },
                         ))?;
                     }
+                    self.spare = buf;
                 }
                 Either::Right(_) => {
                     self.rtc.handle_input(Input::Timeout(Instant::now()))?;
