@@ -369,6 +369,15 @@ async fn play_light(
     counters: &WhepCounters,
     stop: Instant,
 ) -> Result<(), WhepError> {
+    // str0m never sees this player's RTP, so its NACK check, every 33 ms per session, would
+    // find nothing to ask for: as many wakeups as a third of the packets, for nothing.
+    let (video, audio) = (peer.video, peer.audio);
+    let mut api = peer.rtc.direct_api();
+    for mid in [video, audio] {
+        if let Some(stream) = api.stream_rx_by_mid(mid, None) {
+            stream.suppress_nack(true);
+        }
+    }
     let mut light = Light {
         count: RtpCount::default(),
         bytes,
