@@ -28,6 +28,12 @@ usage: ./bench.sh [options]
   --proto rtmp|flv|whep                players over RTMP (default), HTTP-FLV or WebRTC (WHEP:
                                        the RTMP publish played through rtmp_to_rtc; ringcast
                                        and SRS only, loss in the ANbps column)
+  --whep-sample N                      with --proto whep: one player in N is full (str0m
+                                       decrypts its media: latency, NACKs), the others light
+                                       (RTP counted from its clear header, not decrypted: far
+                                       less load-tool CPU per player; their loss is the raw
+                                       loss on the wire, no NACK repair). Latency comes from
+                                       the full players alone. 1: all full (default 10)
   --ramp SECONDS                       players start evenly over this time (default 5)
   --warmup SECONDS                     wait after the ramp for each player's GOP-cache burst
                                        to pass before measuring (default 6)
@@ -54,6 +60,7 @@ measure=20
 warmup=6
 media=../shared/media/source.flv
 load_workers=1
+whep_sample=10
 out="bench-results/$(date +%Y%m%d-%H%M%S)"
 build=1
 bin_dir=${RINGCAST_BIN_DIR:-target/release}
@@ -70,6 +77,7 @@ while (($#)); do
     --port-base) port_base="$2"; shift 2 ;;
     --media) media="$2"; shift 2 ;;
     --load-workers) load_workers="$2"; shift 2 ;;
+    --whep-sample) whep_sample="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
     --soak) soak_minutes="$2"; shift 2 ;;
@@ -85,6 +93,7 @@ die() {
 
 [[ -f "$media" ]] || die "$media: no such file (--media FILE)"
 case "$proto" in rtmp | flv | whep) ;; *) die "--proto must be rtmp, flv or whep" ;; esac
+[[ "$whep_sample" =~ ^[1-9][0-9]*$ ]] || die "--whep-sample takes a whole number above 0"
 if [[ -z "$servers" ]]; then
     servers="ringcast ringcast-epoll"
     # nginx-rtmp has no WebRTC.
@@ -330,16 +339,17 @@ measure_one() {
     sleep 4
     local idle_kb
     idle_kb=$(rss_kb "$server_pid")
-    local url="rtmp://127.0.0.1:$port/live/livestream" cmd=rtmp-play
+    local url="rtmp://127.0.0.1:$port/live/livestream" cmd=rtmp-play extra=()
     if [[ "$proto" == flv ]]; then
         url="http://127.0.0.1:${http_port[$name]}/live/livestream.flv"
         cmd=flv-play
     elif [[ "$proto" == whep ]]; then
         url="http://127.0.0.1:${api_port[$name]}/rtc/v1/whep/?app=live&stream=livestream"
         cmd=whep-play
+        extra=(--sample "$whep_sample")
     fi
     "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + 1))" \
-        --interval 5 --workers "$load_workers" >"$out/logs/$name-$players-play.log" 2>&1 &
+        --interval 5 --workers "$load_workers" "${extra[@]}" >"$out/logs/$name-$players-play.log" 2>&1 &
     local load=$!
     started+=("$load")
     sleep "$((ramp + warmup))"

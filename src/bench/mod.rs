@@ -5,12 +5,13 @@
 //!
 //! Workers own their clients; the reporting thread only reads atomics. Map: [`sei`] (latency
 //! stamps), [`Stats`] (counters), [`rtmp`] (the player and publisher tasks), [`flv`] (the
-//! HTTP-FLV player task), [`whep`] (WebRTC players and publishers), [`report`] (bench.sh's
-//! table and chart).
+//! HTTP-FLV player task), [`whep`] (WebRTC players and publishers), [`rtp_count`] (light
+//! WebRTC players' packet and loss accounting), [`report`] (bench.sh's table and chart).
 
 pub mod flv;
 pub mod report;
 pub mod rtmp;
+pub mod rtp_count;
 pub mod sei;
 pub mod whep;
 

@@ -1,8 +1,15 @@
 //! WebRTC load: WHEP players and WHIP publishers. Each signals with one HTTP POST (an SDP
-//! offer for H.264 and Opus), then runs a str0m client over its own UDP socket. Players count
-//! media bytes, received packets and the NACKs they sent; publishers send an FLV file looped
-//! at its own pace, converted as ringcast's RTMP to WebRTC converts it. Works with any
-//! WHIP/WHEP server (ringcast, SRS 5+).
+//! offer for H.264 and Opus), then runs a str0m client over its own UDP socket. Publishers
+//! send an FLV file looped at its own pace, converted as ringcast's RTMP to WebRTC converts it.
+//! Works with any WHIP/WHEP server (ringcast, SRS 5+).
+//!
+//! Players come in two kinds ([`PlayMode`]). A full player lets str0m decrypt and depacketize
+//! every packet: media bytes, SEI latency, the NACKs it sent, str0m's loss figures; a thousand
+//! of them on a 1 Mbps stream need more than a core, so the load tool would cap what it
+//! measures. A light player connects the same way (ICE, DTLS, str0m's timers and consent
+//! checks run as before) but keeps RTP from str0m: it counts each packet from its clear SRTP
+//! header ([`super::rtp_count`]). It measures no latency and asks for no resend, so its loss is
+//! the raw loss on the wire, before the NACK repair a full player would get.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,6 +27,7 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
+use super::rtp_count::{self, RtpCount};
 use super::{ClientState, Stats};
 use crate::flv::Tag;
 use crate::media::{TYPE_AUDIO, TYPE_VIDEO};
@@ -27,6 +35,11 @@ use crate::rtc::bridge::{AacToOpus, AvcToAnnexB};
 
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REPLY: usize = 256 * 1024;
+/// Room for any datagram on a path with a 1500-byte MTU, with margin.
+const RECV_BUF: usize = 2048;
+/// How often a light player adds its packets and loss to [`WhepCounters`], as often as str0m
+/// reports a full player's.
+const LIGHT_FLUSH: Duration = Duration::from_secs(1);
 
 /// Why a WHEP player stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -48,14 +61,25 @@ pub enum WhepError {
     Timeout,
 }
 
+/// How a WHEP player handles the media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayMode {
+    /// str0m decrypts and depacketizes: bytes are the media frames, with SEI latency and NACKs.
+    Full,
+    /// RTP counted from its clear header, never decrypted: bytes are the SRTP payloads.
+    Light,
+}
+
 /// Counters of all WHEP players, besides [`Stats`]' bytes.
 #[derive(Debug, Default)]
 pub struct WhepCounters {
-    /// RTP packets received (str0m's ingress stats, summed over players and tracks).
+    /// RTP packets received (full players: str0m's ingress stats; light players: every RTP
+    /// datagram), summed over players and tracks.
     pub packets: AtomicU64,
-    /// NACKs the players sent.
+    /// NACKs the full players sent.
     pub nacks: AtomicU64,
-    /// Packets reported lost (RTCP receiver report fraction times packets, summed).
+    /// Packets lost. Full players: the RTCP receiver report fraction times packets. Light
+    /// players: RFC 3550's expected minus received, per SSRC, without any resend.
     pub lost: AtomicU64,
 }
 
@@ -139,6 +163,8 @@ struct Peer {
     server: SocketAddr,
     local: SocketAddr,
     recv: Option<Recv>,
+    /// The last receive's buffer, for the next: one allocation per peer, not per datagram.
+    spare: Vec<u8>,
     video: Mid,
     audio: Mid,
 }
@@ -189,23 +215,26 @@ impl Peer {
             server,
             local,
             recv: None,
+            spare: Vec::with_capacity(RECV_BUF),
             video,
             audio,
         })
     }
 
-    /// Runs the session until it has events (into `events`) or `deadline` passes.
+    /// Runs the session until it has events (into `events`) or `deadline` passes. With
+    /// `light`, RTP datagrams are counted there and never reach str0m.
     async fn run_until(
         &mut self,
         deadline: Instant,
         events: &mut Vec<Event>,
+        mut light: Option<&mut Light<'_>>,
     ) -> Result<(), WhepError> {
         loop {
             let timeout = loop {
                 match self.rtc.poll_output()? {
                     Output::Timeout(t) => break t,
                     Output::Transmit(t) => {
-                        let BufResult(r, _) = self.socket.send(t.contents.to_vec()).await;
+                        let BufResult(r, _) = self.socket.send(Vec::from(t.contents)).await;
                         r?;
                     }
                     Output::Event(e) => events.push(e),
@@ -215,30 +244,48 @@ impl Peer {
             if !events.is_empty() || now >= deadline {
                 return Ok(());
             }
-            let recv = self.recv.get_or_insert_with(|| {
-                let socket = self.socket.clone();
-                Box::pin(async move { socket.recv(Vec::with_capacity(2048)).await })
-            });
-            let sleep = std::pin::pin!(compio::time::sleep_until(timeout.min(deadline).max(now)));
-            match select(recv.as_mut(), sleep).await {
-                Either::Left((BufResult(r, buf), _)) => {
-                    self.recv = None;
-                    let n = r?;
-                    if let Ok(contents) = buf[..n].try_into() {
-                        self.rtc.handle_input(Input::Receive(
-                            Instant::now(),
-                            Receive {
-                                proto: Protocol::Udp,
-                                source: self.server,
-                                destination: self.local,
-                                contents,
-                            },
-                        ))?;
+            let mut sleep =
+                std::pin::pin!(compio::time::sleep_until(timeout.min(deadline).max(now)));
+            // A datagram `light` counts leaves str0m as it was, its timeout included: str0m is
+            // polled again only after input, and the timer runs on. Polling str0m and re-arming
+            // a timer after each RTP packet cost light players about a fifth more CPU.
+            loop {
+                let recv = self.recv.get_or_insert_with(|| {
+                    let socket = self.socket.clone();
+                    // The receive writes from the start and sets the length; a buffer lost
+                    // with a failed receive comes back empty, and grows again here.
+                    let mut buf = std::mem::take(&mut self.spare);
+                    buf.clear();
+                    buf.reserve(RECV_BUF);
+                    Box::pin(async move { socket.recv(buf).await })
+                });
+                match select(recv.as_mut(), sleep.as_mut()).await {
+                    Either::Left((BufResult(r, buf), _)) => {
+                        self.recv = None;
+                        let n = r?;
+                        let datagram = &buf[..n];
+                        if light.as_deref_mut().is_some_and(|l| l.receive(datagram)) {
+                            self.spare = buf;
+                            continue;
+                        }
+                        if let Ok(contents) = datagram.try_into() {
+                            self.rtc.handle_input(Input::Receive(
+                                Instant::now(),
+                                Receive {
+                                    proto: Protocol::Udp,
+                                    source: self.server,
+                                    destination: self.local,
+                                    contents,
+                                },
+                            ))?;
+                        }
+                        self.spare = buf;
+                    }
+                    Either::Right(_) => {
+                        self.rtc.handle_input(Input::Timeout(Instant::now()))?;
                     }
                 }
-                Either::Right(_) => {
-                    self.rtc.handle_input(Input::Timeout(Instant::now()))?;
-                }
+                break;
             }
         }
     }
@@ -248,7 +295,7 @@ impl Peer {
         let by = Instant::now() + SIGNAL_TIMEOUT;
         let mut events = Vec::new();
         while Instant::now() < by {
-            self.run_until(by, &mut events).await?;
+            self.run_until(by, &mut events, None).await?;
             if events.drain(..).any(|e| matches!(e, Event::Connected)) {
                 return Ok(());
             }
@@ -269,15 +316,38 @@ impl Peer {
     }
 }
 
+/// A light player's receive path: RTP is counted here and never reaches str0m.
+struct Light<'a> {
+    count: RtpCount,
+    /// The player's slot in [`Stats::bytes`], added to as packets come, like a full player's.
+    bytes: &'a AtomicU64,
+}
+
+impl Light<'_> {
+    /// Counts `datagram` if it is RTP (an unreadable one is dropped, as str0m would drop it);
+    /// false for what str0m must see: STUN, DTLS, RTCP.
+    fn receive(&mut self, datagram: &[u8]) -> bool {
+        if !rtp_count::is_rtp(datagram) {
+            return false;
+        }
+        if let Some(h) = rtp_count::rtp_header(datagram) {
+            self.count.packet(h.ssrc, h.seq);
+            self.bytes.fetch_add(h.payload as u64, Ordering::Relaxed);
+        }
+        true
+    }
+}
+
 /// Plays one WHEP stream until `stop`, counting into `stats[i]` and `counters`.
 pub async fn play(
     i: usize,
     url: Arc<(String, String)>,
+    mode: PlayMode,
     stats: Arc<Stats>,
     counters: Arc<WhepCounters>,
     stop: Instant,
 ) {
-    if let Err(e) = run_player(i, &url, &stats, &counters, stop).await {
+    if let Err(e) = run_player(i, &url, mode, &stats, &counters, stop).await {
         tracing::warn!(client = i, "whep: {e}");
         stats.set_state(i, ClientState::Failed);
     }
@@ -286,6 +356,7 @@ pub async fn play(
 async fn run_player(
     i: usize,
     url: &(String, String),
+    mode: PlayMode,
     stats: &Stats,
     counters: &WhepCounters,
     stop: Instant,
@@ -293,10 +364,64 @@ async fn run_player(
     let mut peer = Peer::connect(url, Direction::RecvOnly).await?;
     peer.wait_connected().await?;
     stats.set_state(i, ClientState::Alive);
+    match mode {
+        PlayMode::Full => play_full(&mut peer, i, stats, counters, stop).await,
+        PlayMode::Light => play_light(&mut peer, &stats.bytes[i], counters, stop).await,
+    }
+}
+
+/// A light player's session: str0m keeps ICE and DTLS going and sees RTCP; RTP is counted.
+async fn play_light(
+    peer: &mut Peer,
+    bytes: &AtomicU64,
+    counters: &WhepCounters,
+    stop: Instant,
+) -> Result<(), WhepError> {
+    // str0m never sees this player's RTP, so its NACK check, every 33 ms per session, would
+    // find nothing to ask for: as many wakeups as a third of the packets, for nothing.
+    let (video, audio) = (peer.video, peer.audio);
+    let mut api = peer.rtc.direct_api();
+    for mid in [video, audio] {
+        if let Some(stream) = api.stream_rx_by_mid(mid, None) {
+            stream.suppress_nack(true);
+        }
+    }
+    let mut light = Light {
+        count: RtpCount::default(),
+        bytes,
+    };
+    let mut events = Vec::new();
+    while Instant::now() < stop {
+        let until = (Instant::now() + LIGHT_FLUSH).min(stop);
+        let run = peer.run_until(until, &mut events, Some(&mut light)).await;
+        let (packets, lost) = light.count.take();
+        counters.packets.fetch_add(packets, Ordering::Relaxed);
+        counters.lost.fetch_add(lost, Ordering::Relaxed);
+        run?;
+        if events.drain(..).any(|e| {
+            matches!(
+                e,
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+            )
+        }) {
+            return Err(WhepError::Signal("disconnected".into()));
+        }
+    }
+    Ok(())
+}
+
+/// A full player's session: str0m decrypts and depacketizes every packet.
+async fn play_full(
+    peer: &mut Peer,
+    i: usize,
+    stats: &Stats,
+    counters: &WhepCounters,
+    stop: Instant,
+) -> Result<(), WhepError> {
     let mut last: Vec<(Mid, u64, u64)> = Vec::new();
     let mut events = Vec::new();
     while Instant::now() < stop {
-        peer.run_until(stop, &mut events).await?;
+        peer.run_until(stop, &mut events, None).await?;
         for e in events.drain(..) {
             match e {
                 Event::MediaData(d) => {
@@ -374,7 +499,7 @@ async fn run_publisher(
             let ts = round * u64::from(span) + u64::from(tag.timestamp.saturating_sub(first));
             let at = start + Duration::from_millis(ts);
             while Instant::now() < at.min(stop) {
-                peer.run_until(at.min(stop), &mut events).await?;
+                peer.run_until(at.min(stop), &mut events, None).await?;
                 if events.drain(..).any(|e| {
                     matches!(
                         e,

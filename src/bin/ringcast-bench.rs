@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use ringcast::bench::flv::{self as flv_load, FlvTarget};
 use ringcast::bench::rtmp::{self as load, Target};
-use ringcast::bench::whep::{self, WhepCounters};
+use ringcast::bench::whep::{self, PlayMode, WhepCounters};
 use ringcast::bench::{parse_rtmp_url, Report, Stats, PLAYER_WARMUP};
 use ringcast::flv::FlvReader;
 use ringcast::runtime::{self, IoMode};
@@ -52,7 +52,17 @@ enum Command {
         svg: Option<std::path::PathBuf>,
     },
     /// N WebRTC players of one stream over WHEP (-r http://HOST:1985/rtc/v1/whep/?app=live&stream=NAME).
-    WhepPlay(Common),
+    WhepPlay {
+        #[command(flatten)]
+        common: Common,
+        /// Every Nth player (index i with i % N == 0) is full: str0m decrypts its media, for
+        /// SEI latency, NACKs and str0m's loss figures. The others are light: they count RTP
+        /// from its clear SRTP header without decrypting it (payload bytes, packets, RFC 3550
+        /// loss per SSRC), a fraction of the CPU. Light players send no NACKs: their loss is the
+        /// raw loss on the wire, unrepaired. Latency comes from the full players alone.
+        #[arg(long, default_value_t = 1)]
+        sample: usize,
+    },
     /// N WebRTC publishers over WHIP of an FLV file (H.264 and AAC, sent as H.264 and Opus).
     WhipPublish {
         #[command(flatten)]
@@ -68,7 +78,8 @@ enum Job {
     RtmpPlay(Arc<Vec<Target>>),
     FlvPlay(Arc<Vec<FlvTarget>>),
     RtmpPublish(Arc<Vec<Target>>, Arc<Vec<ringcast::flv::Tag>>),
-    WhepPlay(Arc<Vec<Arc<(String, String)>>>),
+    /// The URLs, and the `--sample` period of full players.
+    WhepPlay(Arc<Vec<Arc<(String, String)>>>, usize),
     WhipPublish(
         Arc<Vec<Arc<(String, String)>>>,
         Arc<Vec<ringcast::flv::Tag>>,
@@ -110,6 +121,8 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // whep-play's --sample; the other commands have no light clients, as 1 means.
+    let mut sample = 1;
     let (common, tags, is_whep, is_flv) = match cli.command {
         Command::Report { csv, svg } => report(&csv, svg.as_deref()),
         Command::RtmpPlay(c) => (c, None, false, false),
@@ -118,7 +131,10 @@ fn main() {
             Ok(tags) => (common, Some(Arc::new(tags)), false, false),
             Err(e) => fail(&format!("{}: {e}", input.display())),
         },
-        Command::WhepPlay(c) => (c, None, true, false),
+        Command::WhepPlay { common, sample: n } => {
+            sample = n;
+            (common, None, true, false)
+        }
         Command::WhipPublish { common, input } => match read_flv(&input) {
             Ok(tags) => (common, Some(Arc::new(tags)), true, false),
             Err(e) => fail(&format!("{}: {e}", input.display())),
@@ -126,6 +142,9 @@ fn main() {
     };
     if common.clients == 0 {
         fail("-c must be at least 1");
+    }
+    if sample == 0 {
+        fail("--sample must be at least 1");
     }
     let duration = common
         .duration
@@ -148,7 +167,7 @@ fn main() {
             .collect();
         match tags {
             Some(tags) => Job::WhipPublish(Arc::new(urls), tags),
-            None => Job::WhepPlay(Arc::new(urls)),
+            None => Job::WhepPlay(Arc::new(urls), sample),
         }
     } else {
         let targets: Vec<Target> = urls
@@ -195,8 +214,13 @@ fn main() {
                         Job::FlvPlay(targets) => {
                             flv_load::play(i, targets[i].clone(), stats, stop).await
                         }
-                        Job::WhepPlay(urls) => {
-                            whep::play(i, urls[i].clone(), stats, counters, stop).await
+                        Job::WhepPlay(urls, sample) => {
+                            let mode = if i % sample == 0 {
+                                PlayMode::Full
+                            } else {
+                                PlayMode::Light
+                            };
+                            whep::play(i, urls[i].clone(), mode, stats, counters, stop).await
                         }
                         Job::WhipPublish(urls, tags) => {
                             whep::publish(i, urls[i].clone(), tags.clone(), stats, stop).await
