@@ -344,7 +344,7 @@ impl Session {
             self.need_key = false;
         }
         let seq = &mut self.next_seq[usize::from(!video)];
-        let last = frame.payloads.len() - 1;
+        let last = frame.payloads.len().saturating_sub(1);
         for (i, payload) in frame.payloads.iter().enumerate() {
             // Only video is resent on NACK, as str0m's own packetizers mark it: a late audio
             // packet is worth less than the gap.
