@@ -319,7 +319,7 @@ impl Session {
 
     /// Queues `frame`'s packets to this player; `false` if it has no use for it (not
     /// connected, no such codec, or video waiting for a frame it may start at).
-    fn write(&mut self, frame: &RtpFrame, now: Instant) -> bool {
+    fn write(&mut self, frame: &RtpFrame) -> bool {
         if !self.connected || (frame.kind == MediaKind::Video && self.need_key && !frame.may_start)
         {
             return false;
@@ -360,10 +360,6 @@ impl Session {
             tx.write_rtp(packet);
             *seq += 1;
         }
-        // str0m's pacer looks at its queues only in `handle_timeout`, and asks for none while
-        // they were empty: without a timeout now, the packets would wait for the session's
-        // next timer.
-        self.timeout = self.timeout.min(now);
         true
     }
 
@@ -601,7 +597,7 @@ impl Engine {
     pub fn handle_inbox(&mut self, now: Instant) {
         while let Some(msg) = self.inbox.pop() {
             match msg {
-                CoreMsg::Frame { stream, frame } => self.deliver_local(stream, &frame, now),
+                CoreMsg::Frame { stream, frame } => self.deliver_local(stream, &frame),
                 CoreMsg::Keyframe { session, kind } => {
                     if let Some(s) = self.sessions.get_mut(&session) {
                         if s.request_keyframe(kind, now) {
@@ -736,7 +732,7 @@ impl Engine {
                             .fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                self.deliver_local(stream.id(), &frame, now);
+                self.deliver_local(stream.id(), &frame);
             }
             Event::KeyframeRequest(req) => {
                 let Some(s) = self.sessions.get(&id) else {
@@ -767,7 +763,7 @@ impl Engine {
         }
     }
 
-    fn deliver_local(&mut self, stream: u64, frame: &SharedFrame, now: Instant) {
+    fn deliver_local(&mut self, stream: u64, frame: &SharedFrame) {
         let Some((players, packetizer)) = self.players.get_mut(&stream) else {
             return;
         };
@@ -795,7 +791,7 @@ impl Engine {
         };
         for &id in players.iter() {
             if let Some(s) = self.sessions.get_mut(&id) {
-                let written = s.write(&rtp, now);
+                let written = s.write(&rtp);
                 after_write(s, id, written, &mut self.dirty);
             }
         }
@@ -863,7 +859,7 @@ impl Engine {
             for frame in frames.drain(..) {
                 for &id in &bridge.players {
                     if let Some(s) = self.sessions.get_mut(&id) {
-                        let written = s.write(&frame, now);
+                        let written = s.write(&frame);
                         after_write(s, id, written, &mut self.dirty);
                     }
                 }
