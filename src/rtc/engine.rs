@@ -301,6 +301,15 @@ impl Session {
         }
     }
 
+    /// Puts this session on a core's `dirty` list for the next drive, once however often it
+    /// had input.
+    fn queue(&mut self, dirty: &mut Vec<u64>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(self.id);
+        }
+    }
+
     fn kind_of(&self, mid: Mid) -> Option<MediaKind> {
         self.mids.iter().find(|(m, _)| *m == mid).map(|(_, k)| *k)
     }
@@ -586,10 +595,7 @@ impl Engine {
     /// Queues session `id` for [`Self::drive`], once however often it had input.
     fn mark_dirty(&mut self, id: u64) {
         if let Some(s) = self.sessions.get_mut(&id) {
-            if !s.dirty {
-                s.dirty = true;
-                self.dirty.push(id);
-            }
+            s.queue(&mut self.dirty);
         }
     }
 
@@ -789,12 +795,7 @@ impl Engine {
         let Some(rtp) = rtp else {
             return;
         };
-        for &id in players.iter() {
-            if let Some(s) = self.sessions.get_mut(&id) {
-                let written = s.write(&rtp);
-                after_write(s, id, written, &mut self.dirty);
-            }
-        }
+        fan_out(&mut self.sessions, players, &rtp, &mut self.dirty);
     }
 
     /// Removes session `id` from this core and the hub.
@@ -857,12 +858,7 @@ impl Engine {
                 RtmpKind::Data => {}
             });
             for frame in frames.drain(..) {
-                for &id in &bridge.players {
-                    if let Some(s) = self.sessions.get_mut(&id) {
-                        let written = s.write(&frame);
-                        after_write(s, id, written, &mut self.dirty);
-                    }
-                }
+                fan_out(&mut self.sessions, &bridge.players, &frame, &mut self.dirty);
             }
         }
     }
@@ -912,10 +908,18 @@ impl Engine {
     }
 }
 
-/// Puts player `id` on the core's dirty list, once, when a write gave it packets to send.
-fn after_write(s: &mut Session, id: u64, written: bool, dirty: &mut Vec<u64>) {
-    if written && !s.dirty {
-        s.dirty = true;
-        dirty.push(id);
+/// Writes `frame` to each of `players`, queuing for the next drive those it gave packets to.
+fn fan_out(
+    sessions: &mut HashMap<u64, Box<Session>>,
+    players: &[u64],
+    frame: &RtpFrame,
+    dirty: &mut Vec<u64>,
+) {
+    for id in players {
+        if let Some(s) = sessions.get_mut(id) {
+            if s.write(frame) {
+                s.queue(dirty);
+            }
+        }
     }
 }
