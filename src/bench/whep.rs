@@ -338,6 +338,20 @@ impl Light<'_> {
     }
 }
 
+/// Drains `events`, which a peer that only sends or only counts has no other use for; an
+/// error if ICE lost the server among them.
+fn still_connected(events: &mut Vec<Event>) -> Result<(), WhepError> {
+    if events.drain(..).any(|e| {
+        matches!(
+            e,
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+        )
+    }) {
+        return Err(WhepError::Signal("disconnected".into()));
+    }
+    Ok(())
+}
+
 /// Plays one WHEP stream until `stop`, counting into `stats[i]` and `counters`.
 pub async fn play(
     i: usize,
@@ -398,14 +412,7 @@ async fn play_light(
         counters.packets.fetch_add(packets, Ordering::Relaxed);
         counters.lost.fetch_add(lost, Ordering::Relaxed);
         run?;
-        if events.drain(..).any(|e| {
-            matches!(
-                e,
-                Event::IceConnectionStateChange(IceConnectionState::Disconnected)
-            )
-        }) {
-            return Err(WhepError::Signal("disconnected".into()));
-        }
+        still_connected(&mut events)?;
     }
     Ok(())
 }
@@ -500,14 +507,7 @@ async fn run_publisher(
             let at = start + Duration::from_millis(ts);
             while Instant::now() < at.min(stop) {
                 peer.run_until(at.min(stop), &mut events, None).await?;
-                if events.drain(..).any(|e| {
-                    matches!(
-                        e,
-                        Event::IceConnectionStateChange(IceConnectionState::Disconnected)
-                    )
-                }) {
-                    return Err(WhepError::Signal("disconnected".into()));
-                }
+                still_connected(&mut events)?;
             }
             if Instant::now() >= stop {
                 return Ok(());
