@@ -40,6 +40,8 @@ usage: ./bench.sh [options]
   --measure SECONDS                    the measuring window after the warm-up (default 20)
   --media FILE                         the stream to publish (default ../shared/media/source.flv)
   --load-workers N                     load tool threads (default 1, like sb_rtmp_load)
+  --mw-latency MS                      ringcast's mw_latency for this run (default: bench.conf's,
+                                       else the server's default): sweeps the merged write
   --out DIR                            results folder (default bench-results/DATE)
   --port-base N                        ports used: N..N+2 for RTMP, N+10, N+12 and N+13 for
                                        HTTP, UDP N+20 and N+22 for WebRTC (default 19350, as
@@ -60,6 +62,7 @@ measure=20
 warmup=6
 media=../shared/media/source.flv
 load_workers=1
+mw_latency=""
 whep_sample=10
 out="bench-results/$(date +%Y%m%d-%H%M%S)"
 build=1
@@ -77,6 +80,7 @@ while (($#)); do
     --port-base) port_base="$2"; shift 2 ;;
     --media) media="$2"; shift 2 ;;
     --load-workers) load_workers="$2"; shift 2 ;;
+    --mw-latency) mw_latency="$2"; shift 2 ;;
     --whep-sample) whep_sample="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
@@ -94,6 +98,7 @@ die() {
 [[ -f "$media" ]] || die "$media: no such file (--media FILE)"
 case "$proto" in rtmp | flv | whep) ;; *) die "--proto must be rtmp, flv or whep" ;; esac
 [[ "$whep_sample" =~ ^[1-9][0-9]*$ ]] || die "--whep-sample takes a whole number above 0"
+[[ -z "$mw_latency" || "$mw_latency" =~ ^[0-9]+$ ]] || die "--mw-latency takes milliseconds"
 if [[ -z "$servers" ]]; then
     servers="ringcast ringcast-epoll"
     # nginx-rtmp has no WebRTC.
@@ -242,6 +247,9 @@ start_server() {
         # conf/bench.conf as it is, on this run's ports.
         sed -e "s/^listen .*/listen              ${rtmp_port[$name]};/" \
             -e "s/^\(  *listen *\)[0-9]*;\$/\1${http_port[$name]};/" conf/bench.conf >"$work/ringcast.conf"
+        if [[ -n "$mw_latency" ]]; then
+            sed -i -e "s/^vhost __defaultVhost__ {\$/&\n    mw_latency $mw_latency;/" "$work/ringcast.conf"
+        fi
         if [[ "$proto" == whep ]]; then
             # WebRTC on, only for the WHEP table: rtmp_to_rtc, as in conf/rtc.conf.
             sed -i -e "s/^vhost __defaultVhost__ {\$/&\n    rtc { enabled on; rtmp_to_rtc on; nack on; }/" \

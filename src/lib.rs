@@ -9,10 +9,12 @@
 //! - [`flv`]: FLV tags, read and written, for the test publisher and HTTP-FLV.
 //! - [`media`]: frames as shared by the fan-out, codec sniffing, timestamp correction.
 //! - [`http`]: the HTTP/1.1 server: SRS's API, HTTP-FLV players, Prometheus metrics.
-//! - [`hub`]: the stream registry, one Source per stream, per-core rings and consumers.
+//! - [`hub`]: the stream registry, one Source per stream, per-core rings and consumers, and
+//!   the per-core flush schedule (`mw_latency` on the video frames).
 //! - [`runtime`]: worker threads on io_uring (epoll fallback), listeners, and the process
 //!   tuning from the config (CPU pinning, nice, open-file limit, UDP buffer sizes).
-//! - [`server`]: the I/O drivers that connect sockets, sessions and the hub.
+//! - [`server`]: the I/O drivers that connect sockets, sessions and the hub, and the cohorts
+//!   that send each flush's batch to every player in step, through a per-core send ring.
 //! - [`stats`]: the periodic log line, the client registry, rates, /proc readings.
 //! - [`profile`]: CPU and heap profiles, the counting allocator, the incremental leak check,
 //!   SRS's process statistics.

@@ -200,12 +200,14 @@ impl Default for RtcServer {
     }
 }
 
-/// `mw_latency` where the config leaves it unset, in ms. Measured in bench.sh: half the
-/// server CPU of writing each message at once, with latency p99 still under 100 ms.
-pub const DEFAULT_MW_LATENCY_MS: u32 = 50;
+/// `mw_latency` where the config leaves it unset, in ms: the longest a message waits on the
+/// server. At 25 fps the players write every second video frame (12.5 sends a second
+/// instead of ~70 at once), and a video frame waits at most 40 ms. Measured in bench.sh
+/// (`--mw-latency`).
+pub const DEFAULT_MW_LATENCY_MS: u32 = 100;
 
 impl Vhost {
-    /// The merged-write period of this vhost's players ([`crate::runtime::tick`]); `None`
+    /// The merged-write bound of this vhost's players ([`crate::hub::core`]'s flush); `None`
     /// when `mw_latency 0;` asks for a write per message.
     #[must_use]
     pub fn merged_write(&self) -> Option<Duration> {

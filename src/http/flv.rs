@@ -1,11 +1,15 @@
 //! HTTP-FLV players: the mount that maps a request path to a stream, and the player loop. A
 //! player is a [`Consumer`] cursor over the same shared frames as RTMP players; each frame
 //! goes out as the FLV tag form that [`Frame::flv_tag`] builds once for every player (its
-//! payload is the very bytes the publisher sent). A loop turn writes everything between the
-//! cursor and the head as one vectored write. The body is close-delimited: it ends when
-//! either side closes.
+//! payload is the very bytes the publisher sent). In the steady state the player sits in its
+//! stream's FLV cohort on this core ([`crate::server::cohort`]), which writes each flush's
+//! batch to every player in step; on its own it writes its start and catches up, everything
+//! between the cursor and the head in one vectored write. The body is close-delimited: it
+//! ends when either side closes.
 
+use std::os::fd::AsRawFd;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,13 +22,10 @@ use super::parser::Request;
 use super::server::{head, Conn, HttpConnError};
 use crate::hub::core::Consumer;
 use crate::hub::{StreamKey, StreamSettings};
-use crate::media::Frame;
-use crate::runtime::tick;
-use crate::server::{write_batch, Shared, TickWriter};
+use crate::server::cohort::{self, Form, MAX_BATCH};
+use crate::server::{write_batch, Shared};
 use crate::stats::clients::{Client, ClientKind};
 
-/// Frames gathered into one write at most; each costs three iovecs, under IOV_MAX (1024).
-const MAX_BATCH: usize = 256;
 /// Bytes a player's reads take at most: it has nothing more to say.
 const DRAIN_BUFFER: usize = 512;
 /// The FLV file header (audio and video) and PreviousTagSize0.
@@ -145,11 +146,8 @@ pub(super) async fn run(
     tracing::info!(cid = conn.id, "flv play {}", play.key);
     let start = vec![Bytes::from(response), Bytes::from_static(FLV_HEADER)];
     let reader = pin!(drain(stream));
-    let merge = shared.config().vhost(&play.key.vhost).merged_write();
     let stall = play.settings.queue_length;
-    let writer = pin!(write_loop(
-        stream, consumer, shared, client, merge, stall, start
-    ));
+    let writer = pin!(write_loop(stream, consumer, (shared, client), stall, start));
     let result = client
         .until_kicked(pin!(async {
             match select(reader, writer).await {
@@ -178,31 +176,27 @@ async fn drain(mut stream: &TcpStream) -> Result<(), HttpConnError> {
 async fn write_loop(
     stream: &TcpStream,
     mut consumer: Consumer,
-    shared: &Shared,
-    client: &Client,
-    merge: Option<Duration>,
+    (shared, client): (&Arc<Shared>, &Arc<Client>),
     stall: Duration,
     mut iov: Vec<Bytes>,
 ) -> Result<(), HttpConnError> {
-    let mut ticked = TickWriter::new(stream);
     loop {
-        consumer.next_batch(MAX_BATCH, |f: &Frame| f.flv_tag(&mut iov));
+        if iov.is_empty() {
+            let fd = stream.as_raw_fd();
+            if let Some(seat) = cohort::seat(&consumer, Form::Flv, fd, (client, shared), stall) {
+                let back = seat.hold(|| false).await;
+                consumer.set_position(back.at);
+                iov = back.rest;
+                back.result?;
+            }
+        }
+        consumer.next_batch(MAX_BATCH, |f| f.flv_tag(&mut iov));
         if iov.is_empty() {
             // Data, or an unpublish: players keep waiting for the next publisher.
-            consumer.wait().await;
-            if let Some(period) = merge {
-                tick::next(period).await;
-            }
+            consumer.flushed().await;
             continue;
         }
-        match merge {
-            Some(period) => {
-                ticked.settle(shared, client, stall).await?;
-                iov = ticked.start(iov);
-                tick::next(period).await;
-            }
-            None => iov = write_batch(stream, iov, shared, client, stall).await?,
-        }
+        iov = write_batch(stream, iov, shared, client, stall).await?;
     }
 }
 

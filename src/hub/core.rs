@@ -6,6 +6,14 @@
 //! tasks, with no lock and no atomic per player. A consumer's state is a cursor and two flags,
 //! whatever the number of players or the bitrate. It must not touch sockets: players and
 //! forwarders own theirs and read frames through [`Consumer::next_batch`].
+//!
+//! The relay task also decides when the core's players write: a *flush* ([`Consumer::flushed`])
+//! is SRS's merged write (`mw_latency`) on the media's own clock. On a 528 kbps stream a
+//! player gets ~70 messages a second, and the kernel's TCP cost per send dwarfs ours, so
+//! players write what arrived since the last flush in one send. A flush falls on the arrival
+//! of a video frame, chosen so that no frame waits longer than `mw_latency`: the frame that
+//! triggers it waits not at all, where a free-running tick of the same period would have
+//! held each video frame half a period on average.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -14,6 +22,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{select, Either};
 
 use super::{Hub, Relay, RelayItem, Source, StreamKey, StreamSettings};
 use crate::media::{Frame, FrameRole, MediaKind};
@@ -106,6 +117,70 @@ impl Ring {
     }
 }
 
+/// When a core's players write next: the merged-write schedule (see the module's doc).
+#[derive(Debug, Default)]
+struct Flush {
+    /// Counts flushes; a waiter is done when it changes.
+    generation: Cell<u64>,
+    waiters: RefCell<Vec<Waker>>,
+    /// When the last flush was (or the first frame came).
+    last: Cell<Option<Instant>>,
+    /// Frames arrived since the last flush.
+    pending: Cell<bool>,
+    /// Timestamp of the last video frame, and the gap to the one before: the wait for the
+    /// next video frame that a flush at this one saves.
+    last_video: Cell<Option<u32>>,
+    video_gap: Cell<Duration>,
+}
+
+impl Flush {
+    /// The longest gap between video frames taken as the stream's frame interval; a larger
+    /// one is a stall or a timestamp jump, not a frame rate.
+    const MAX_GAP_MS: u32 = 1000;
+
+    /// Notes frames that arrived at `now`, `video` holding the timestamp of the last video
+    /// frame among them; true when the players should write now rather than wait for the
+    /// next video frame, with `merge` the longest any frame may wait. Measured from the last
+    /// flush, not from the oldest waiting frame, so that the period stays a whole number of
+    /// video frames: an audio frame that came late in one period would otherwise push the
+    /// next flush a frame later and make the video frames before it wait longer.
+    fn arrived(&self, now: Instant, video: Option<u32>, merge: Option<Duration>) -> bool {
+        self.pending.set(true);
+        let last = *self.last.get().get_or_insert(now);
+        self.last.set(Some(last));
+        let Some(merge) = merge else {
+            return true;
+        };
+        let Some(ts) = video else {
+            return now >= last + merge;
+        };
+        if let Some(gap) = self.last_video.get().map(|prev| ts.wrapping_sub(prev)) {
+            if (1..=Self::MAX_GAP_MS).contains(&gap) {
+                self.video_gap.set(Duration::from_millis(u64::from(gap)));
+            }
+        }
+        self.last_video.set(Some(ts));
+        // Waiting for the next video frame would take this period past `merge`.
+        now + self.video_gap.get() > last + merge
+    }
+
+    /// When the period ends with frames waiting: the flush's deadline when no video frame
+    /// comes first (audio-only streams, a stalled encoder).
+    fn deadline(&self, merge: Option<Duration>) -> Option<Instant> {
+        self.pending.get().then_some(())?;
+        Some(self.last.get()? + merge?)
+    }
+
+    fn fire(&self, now: Instant) {
+        self.pending.set(false);
+        self.last.set(Some(now));
+        self.generation.set(self.generation.get() + 1);
+        for w in self.waiters.take() {
+            w.wake();
+        }
+    }
+}
+
 /// One stream's presence on this core.
 #[derive(Debug)]
 struct CoreStream {
@@ -115,6 +190,7 @@ struct CoreStream {
     relay: Arc<Relay>,
     ring: RefCell<Ring>,
     waiters: RefCell<Vec<Waker>>,
+    flush: Flush,
     consumers: Cell<usize>,
 }
 
@@ -158,6 +234,7 @@ impl CoreStream {
             relay,
             ring: RefCell::new(ring),
             waiters: RefCell::new(Vec::new()),
+            flush: Flush::default(),
             consumers: Cell::new(0),
         });
         STREAMS.with(|s| s.borrow_mut().insert(key.clone(), stream.clone()));
@@ -172,31 +249,52 @@ impl CoreStream {
     }
 }
 
-/// Moves frames from the cross-core queue into this core's ring and wakes the consumers that
-/// were waiting: one wake-up of the core per frame, however many players it has.
+/// Moves frames from the cross-core queue into this core's ring, wakes the consumers that
+/// were waiting (one wake-up of the core per frame, however many players it has), and
+/// flushes the players' writes on the schedule of [`Flush`].
 async fn relay_task(stream: Rc<CoreStream>) {
+    let merge = stream.source.settings().merge;
     loop {
-        poll_fn(|cx| {
+        let relay = poll_fn(|cx| {
             if stream.relay.register(cx.waker()) {
                 Poll::Ready(())
             } else {
                 Poll::Pending
             }
-        })
-        .await;
+        });
+        if let Some(deadline) = stream.flush.deadline(merge) {
+            let timer = std::pin::pin!(compio::time::sleep_until(deadline));
+            if let Either::Right(_) = select(std::pin::pin!(relay), timer).await {
+                stream.flush.fire(Instant::now());
+                continue;
+            }
+        } else {
+            relay.await;
+        }
         if stream.relay.is_closed() {
+            stream.flush.fire(Instant::now());
             return;
         }
+        let mut video = None;
         {
             let mut ring = stream.ring.borrow_mut();
             while let Some(item) = stream.relay.pop() {
                 match item {
-                    RelayItem::Frame(f) => ring.push(f),
+                    RelayItem::Frame(f) => {
+                        if f.kind == MediaKind::Video {
+                            video = Some(f.timestamp);
+                        }
+                        ring.push(f);
+                    }
                     RelayItem::Unpublish => ring.unpublish(),
                 }
             }
         }
         stream.wake_consumers();
+        let now = Instant::now();
+        if stream.flush.arrived(now, video, merge) {
+            stream.flush.fire(now);
+        }
     }
 }
 
@@ -209,17 +307,34 @@ pub enum Wake {
     Unpublished,
 }
 
-/// A player's or forwarder's position in a stream on this core.
-#[derive(Debug)]
-pub struct Consumer {
-    stream: Rc<CoreStream>,
+/// Where a consumer stands: two consumers of a stream on a core at the same position visit
+/// the same frames next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
     cursor: u64,
     /// Metadata and sequence headers go out before the next frame.
     prefix_due: bool,
     /// Non-key video is skipped until a keyframe.
     need_key: bool,
+}
+
+impl Position {
+    /// True before the consumer's first batch: its start (metadata, sequence headers, GOP
+    /// cache) is still to come.
+    pub fn is_fresh(&self) -> bool {
+        self.prefix_due
+    }
+}
+
+/// A player's or forwarder's position in a stream on this core.
+#[derive(Debug)]
+pub struct Consumer {
+    stream: Rc<CoreStream>,
+    at: Position,
     unpublishes: u64,
     skips: u64,
+    /// Counted in the Source's consumers (the API's clients); a fork is not.
+    counted: bool,
 }
 
 impl Consumer {
@@ -248,12 +363,65 @@ impl Consumer {
         };
         Self {
             stream,
-            cursor,
-            prefix_due: true,
-            need_key,
+            at: Position {
+                cursor,
+                prefix_due: true,
+                need_key,
+            },
             unpublishes,
             skips: 0,
+            counted: true,
         }
+    }
+
+    /// A consumer of the same stream at the same position, not counted as a client: one
+    /// cursor that serves many players (the server's cohorts).
+    pub fn fork(&self) -> Self {
+        let stream = self.stream.clone();
+        stream.consumers.set(stream.consumers.get() + 1);
+        Self {
+            stream,
+            at: self.at,
+            unpublishes: self.unpublishes,
+            skips: 0,
+            counted: false,
+        }
+    }
+
+    /// True when both consume the same stream on this core.
+    pub fn same_stream(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.stream, &other.stream)
+    }
+
+    /// Where it stands.
+    pub fn position(&self) -> Position {
+        self.at
+    }
+
+    /// Moves it to where a consumer of the same stream stood (a player leaving its cohort).
+    pub fn set_position(&mut self, at: Position) {
+        self.at = at;
+    }
+
+    /// Waits for the core's next flush: the moment its players write what arrived since the
+    /// last one (`mw_latency`, see the module's doc).
+    pub fn flushed(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let stream = self.stream.clone();
+        let start = stream.flush.generation.get();
+        let mut registered: Option<Waker> = None;
+        poll_fn(move |cx| {
+            let flush = &stream.flush;
+            if flush.generation.get() != start {
+                return Poll::Ready(());
+            }
+            // Polled again by a wake that was not the flush (a player's reader): register
+            // only if the waker changed, so the list stays one entry per waiting task.
+            if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                registered = Some(cx.waker().clone());
+                flush.waiters.borrow_mut().push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
     }
 
     /// The stream's Source.
@@ -266,6 +434,15 @@ impl Consumer {
         self.skips
     }
 
+    /// Counts `n` more players' skips: a fork's skip is that of every player it serves.
+    pub fn count_skips(&self, n: u64) {
+        self.stream
+            .hub
+            .stats
+            .player_skips
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Waits until there is something to send, or the publisher left.
     pub async fn wait(&mut self) -> Wake {
         poll_fn(|cx| {
@@ -274,7 +451,9 @@ impl Consumer {
                 self.unpublishes = ring.unpublishes;
                 return Poll::Ready(Wake::Unpublished);
             }
-            if self.cursor < ring.head() || (self.prefix_due && ring.prefix().next().is_some()) {
+            if self.at.cursor < ring.head()
+                || (self.at.prefix_due && ring.prefix().next().is_some())
+            {
                 return Poll::Ready(Wake::Data);
             }
             self.stream.waiters.borrow_mut().push(cx.waker().clone());
@@ -288,7 +467,8 @@ impl Consumer {
     /// fell behind the ring's tail is moved to the next keyframe and counted.
     pub fn next_batch(&mut self, max: usize, mut visit: impl FnMut(&Frame)) -> usize {
         let ring = self.stream.ring.borrow();
-        if self.cursor < ring.base {
+        let at = &mut self.at;
+        if at.cursor < ring.base {
             self.skips += 1;
             self.stream
                 .hub
@@ -297,34 +477,34 @@ impl Consumer {
                 .fetch_add(1, Ordering::Relaxed);
             match ring.frames.iter().find(|f| f.is_keyframe()) {
                 Some(k) => {
-                    self.cursor = k.seq;
-                    self.need_key = false;
+                    at.cursor = k.seq;
+                    at.need_key = false;
                 }
                 None => {
-                    self.cursor = ring.head();
-                    self.need_key = true;
+                    at.cursor = ring.head();
+                    at.need_key = true;
                 }
             }
-            self.prefix_due = true;
+            at.prefix_due = true;
         }
         let mut n = 0;
-        if self.prefix_due {
-            self.prefix_due = false;
+        if at.prefix_due {
+            at.prefix_due = false;
             for f in ring.prefix() {
                 visit(f);
                 n += 1;
             }
         }
         while n < max {
-            let Some(f) = ring.get(self.cursor) else {
+            let Some(f) = ring.get(at.cursor) else {
                 break;
             };
-            self.cursor += 1;
-            if self.need_key && f.kind == MediaKind::Video {
+            at.cursor += 1;
+            if at.need_key && f.kind == MediaKind::Video {
                 if !f.is_keyframe() {
                     continue;
                 }
-                self.need_key = false;
+                at.need_key = false;
             }
             visit(f);
             n += 1;
@@ -336,11 +516,13 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         let stream = &self.stream;
-        stream
-            .source
-            .stats
-            .consumers
-            .fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            stream
+                .source
+                .stats
+                .consumers
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         let left = stream.consumers.get() - 1;
         stream.consumers.set(left);
         if left == 0 {
@@ -368,6 +550,78 @@ mod tests {
         Bytes::from(vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0xaa, 0xbb])
     }
 
+    /// The flush schedule on source.flv's interleaving (25 fps video, 44.1 kHz AAC, each
+    /// frame arriving at its timestamp): the flushes each return the times at which frames
+    /// were flushed and how long each video frame waited.
+    fn schedule(merge: Option<Duration>) -> (Vec<u64>, Vec<u64>) {
+        let flush = Flush::default();
+        let t0 = Instant::now();
+        let (mut flushes, mut waits, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+        let mut audio = 0u64;
+        for v in 0..100u64 {
+            let tv = v * 40;
+            let mut arrivals = Vec::new();
+            while audio * 1024 * 1000 / 44100 < tv + 40 {
+                arrivals.push((audio * 1024 * 1000 / 44100, false));
+                audio += 1;
+            }
+            arrivals.push((tv, true));
+            arrivals.sort_unstable();
+            for (t, video) in arrivals {
+                // A frame whose deadline passed before it arrived: the timer flushed first.
+                if let Some(d) = flush.deadline(merge) {
+                    let dt = (d - t0).as_millis() as u64;
+                    if dt < t {
+                        flushes.push(dt);
+                        waits.extend(pending.drain(..).map(|p| dt - p));
+                        flush.fire(d);
+                    }
+                }
+                if video {
+                    pending.push(t);
+                }
+                let now = t0 + Duration::from_millis(t);
+                if flush.arrived(now, video.then_some(t as u32), merge) {
+                    flushes.push(t);
+                    waits.extend(pending.drain(..).map(|p| t - p));
+                    flush.fire(now);
+                }
+            }
+        }
+        (flushes, waits)
+    }
+
+    #[test]
+    fn flushes_fall_on_video_frames_and_no_frame_waits_past_mw_latency() {
+        let (flushes, waits) = schedule(Some(Duration::from_millis(100)));
+        let steady = &flushes[5..];
+        for pair in steady.windows(2) {
+            assert_eq!(pair[1] - pair[0], 80, "flushes at {flushes:?}");
+        }
+        assert!(
+            steady.iter().all(|t| t % 40 == 0),
+            "off the video frames: {steady:?}"
+        );
+        assert_eq!(waits[10..].iter().max(), Some(&40), "video waits {waits:?}");
+
+        // 120 ms: every third video frame; the first of three waits 80 ms.
+        let (flushes, waits) = schedule(Some(Duration::from_millis(120)));
+        for pair in flushes[5..].windows(2) {
+            assert_eq!(pair[1] - pair[0], 120, "flushes at {flushes:?}");
+        }
+        assert_eq!(waits[10..].iter().max(), Some(&80));
+
+        // 50 ms at 25 fps: every video frame flushes at once.
+        let (flushes, waits) = schedule(Some(Duration::from_millis(50)));
+        // (The first frame waits for the second: the frame rate is not known before it.)
+        assert_eq!(flushes.len(), 99);
+        assert!(waits[2..].iter().all(|&w| w == 0), "video waits {waits:?}");
+
+        // mw_latency 0: every arrival.
+        let (flushes, _) = schedule(None);
+        assert!(flushes.len() > 200);
+    }
+
     async fn let_relays_run() {
         compio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -381,6 +635,7 @@ mod tests {
                 gop_cache: true,
                 queue_length: Duration::from_secs(1),
                 chunk_size: 60000,
+                merge: None,
             };
             let key = StreamKey {
                 vhost: "v".into(),
@@ -430,6 +685,7 @@ mod tests {
                 gop_cache: true,
                 queue_length: Duration::from_secs(10),
                 chunk_size: 60000,
+                merge: None,
             };
             let key = StreamKey {
                 vhost: "v".into(),

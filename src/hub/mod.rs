@@ -51,6 +51,9 @@ pub struct StreamSettings {
     pub queue_length: Duration,
     /// Chunk size of the shared RTMP form; every player is told this size at connect.
     pub chunk_size: u32,
+    /// `mw_latency`: the longest a frame waits on a core before its players' write
+    /// ([`core`]'s flush); `None` writes at each arrival.
+    pub merge: Option<Duration>,
 }
 
 /// Process-wide counters of the hub, for logs and the API.

@@ -13,7 +13,6 @@ use std::thread::JoinHandle;
 
 use compio::driver::{DriverType, ProactorBuilder};
 
-pub mod tick;
 pub mod tuning;
 
 /// Which I/O driver the workers use.

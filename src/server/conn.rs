@@ -313,7 +313,6 @@ async fn play(
     let limits = player::Limits {
         chunk_size: settings.chunk_size,
         duration: target.duration,
-        merge: shared.config().vhost(target.vhost).merged_write(),
         stall: settings.queue_length,
     };
     let registered = target.register(shared, &key, ClientKind::RtmpPlay);

@@ -5,11 +5,13 @@
 //! applies timeouts and connection limits, and logs each connection's events once, with the
 //! connection's id. Protocol decisions belong to the sessions, fan-out to the hub.
 
+pub(crate) mod cohort;
 mod conn;
 mod forward;
 mod player;
+mod sender;
 
-pub(crate) use player::{write_batch, BatchError, TickWriter};
+pub(crate) use player::{write_batch, BatchError};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -152,6 +154,7 @@ impl Shared {
             gop_cache: v.gop_cache,
             queue_length: v.queue_length,
             chunk_size: v.chunk_size.unwrap_or(config.chunk_size),
+            merge: v.merged_write(),
         };
         (key, settings)
     }

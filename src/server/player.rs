@@ -1,15 +1,17 @@
-//! A playing connection: the writer gathers every frame between the player's cursor and the
-//! ring's head into one vectored write of shared `Bytes` (an iovec per frame, plus a small
-//! header of its own where its stream starts or resumes), and the reader keeps answering the
-//! peer's control messages. Both run in one task; control replies travel through the writer,
-//! so the two never interleave bytes on the socket.
+//! A playing connection. In the steady state the player sits in its stream's cohort on this
+//! core ([`super::cohort`]), which writes each flush's shared batch to it with the other
+//! players in step; this task only waits. It writes on its own while it catches up (its start
+//! from the GOP cache, a send that fell short, a skip to a keyframe) and while it has
+//! something of its own to send: the reader's replies to the peer's control messages, which
+//! travel through the writer so that the two never interleave bytes on the socket.
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
+use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -18,16 +20,13 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
+use super::cohort::{self, Form, MAX_BATCH};
 use super::conn::ConnError;
 use super::Shared;
 use crate::hub::core::Consumer;
-use crate::media::Frame;
 use crate::rtmp::session::{Event, ServerSession};
-use crate::rtmp::STREAM_ID;
 use crate::stats::clients::Client;
 
-/// Frames gathered into one write at most; each costs at most two iovecs, under IOV_MAX.
-const MAX_BATCH: usize = 256;
 /// Bytes a player's reads take at most.
 const PLAYER_READ_BUFFER: usize = 512;
 /// iovecs a player keeps room for between writes.
@@ -47,32 +46,10 @@ impl Link {
             w.wake();
         }
     }
-}
 
-/// Builds a player's iovecs: shared bytes where they fit, its own headers where not.
-struct PlayerWriter {
-    chunk_size: u32,
-    /// `seq` of the last frame sent of each kind: a frame whose `prev_seq` matches goes out
-    /// as the shared bytes, anything else with a type-0 header of its own.
-    last: [Option<u64>; 3],
-    scratch: BytesMut,
-}
-
-impl PlayerWriter {
-    fn append(&mut self, f: &Frame, iov: &mut Vec<Bytes>) {
-        let k = f.kind.index();
-        if f.prev_seq.is_some() && self.last[k] == f.prev_seq {
-            iov.push(f.rtmp.clone());
-        } else if f.needs_own_chunks {
-            f.own_chunks(STREAM_ID, self.chunk_size, &mut self.scratch);
-            iov.push(self.scratch.split().freeze());
-        } else {
-            self.scratch.reserve(32);
-            f.type0_header(STREAM_ID, &mut self.scratch);
-            iov.push(self.scratch.split().freeze());
-            iov.push(f.rtmp.slice(f.rtmp_header_len..));
-        }
-        self.last[k] = Some(f.seq);
+    /// The writer has something of its own to do: control replies to send, or a pause.
+    fn busy(&self) -> bool {
+        !self.control.borrow().is_empty() || self.paused.get()
     }
 }
 
@@ -82,9 +59,6 @@ pub(super) struct Limits {
     pub(super) chunk_size: u32,
     /// Stream time after which the play stops, when the client asked for one.
     pub(super) duration: Option<u32>,
-    /// `mw_latency`: wait for the core's next write tick of this period before writing what
-    /// arrived ([`crate::runtime::tick`]); `None` writes as soon as anything arrives.
-    pub(super) merge: Option<Duration>,
     /// `queue_length`: a write that cannot complete for this long means the player stopped
     /// reading; it is cut, since what it would get next is older than the ring keeps.
     pub(super) stall: Duration,
@@ -96,7 +70,7 @@ pub(super) async fn run(
     session: Box<ServerSession>,
     consumer: Consumer,
     shared: &Arc<Shared>,
-    client: &Client,
+    client: &Arc<Client>,
     limits: Limits,
 ) -> Result<(), ConnError> {
     let link = Link::default();
@@ -168,81 +142,6 @@ fn written(
     Ok(iov)
 }
 
-/// A player's writes when they merge on the core's tick (`mw_latency`): each batch is
-/// submitted and the player goes straight back to wait for the next tick; the completion is
-/// collected there, before the next batch goes out. On io_uring that saves a task wake-up
-/// and poll per write (the completion wakes no one: the tick wakes the player anyway), and
-/// no timer is armed per write: only a write still in flight at the next tick waits, bounded
-/// by `stall` (queue_length), as in [`write_batch`].
-pub(crate) struct TickWriter<'a> {
-    stream: &'a TcpStream,
-    inflight: InFlight<'a>,
-    /// Bytes of the write in flight.
-    len: usize,
-    /// The emptied vector of the last completed write, for the next batch.
-    spare: Vec<Bytes>,
-}
-
-type WriteAll<'a> = std::pin::Pin<Box<dyn Future<Output = BufResult<(), Vec<Bytes>>> + 'a>>;
-
-enum InFlight<'a> {
-    Idle,
-    Flying(WriteAll<'a>),
-    /// Completed when submitted (the epoll driver tries the send at once).
-    Done(BufResult<(), Vec<Bytes>>),
-}
-
-impl<'a> TickWriter<'a> {
-    /// A writer on `stream` with nothing in flight.
-    pub(crate) fn new(stream: &'a TcpStream) -> Self {
-        Self {
-            stream,
-            inflight: InFlight::Idle,
-            len: 0,
-            spare: Vec::new(),
-        }
-    }
-
-    /// Waits for the write in flight to complete (at once, usually: a period has passed),
-    /// and counts it; a write that takes no data for `stall` more cuts the player.
-    pub(crate) async fn settle(
-        &mut self,
-        shared: &Shared,
-        client: &Client,
-        stall: Duration,
-    ) -> Result<(), BatchError> {
-        let result = match std::mem::replace(&mut self.inflight, InFlight::Idle) {
-            InFlight::Idle => return Ok(()),
-            InFlight::Done(result) => Some(result),
-            InFlight::Flying(mut write) => {
-                let now = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
-                match now {
-                    Poll::Ready(result) => Some(result),
-                    Poll::Pending => compio::time::timeout(stall, write).await.ok(),
-                }
-            }
-        };
-        self.spare = written(result, self.len, (shared, client), stall)?;
-        Ok(())
-    }
-
-    /// Submits `iov` (after [`TickWriter::settle`]) and returns an empty vector for the next
-    /// batch.
-    pub(crate) fn start(&mut self, iov: Vec<Bytes>) -> Vec<Bytes> {
-        debug_assert!(matches!(self.inflight, InFlight::Idle));
-        self.len = iov.iter().map(Bytes::len).sum();
-        let mut stream = self.stream;
-        let mut write: WriteAll<'a> = Box::pin(async move { stream.write_vectored_all(iov).await });
-        // Submitted with a waker that does nothing: the tick, not the completion, wakes the
-        // player next.
-        self.inflight = match write.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(result) => InFlight::Done(result),
-            Poll::Pending => InFlight::Flying(write),
-        };
-        std::mem::take(&mut self.spare)
-    }
-}
-
 async fn read_loop(
     mut stream: &TcpStream,
     mut session: Box<ServerSession>,
@@ -280,20 +179,28 @@ async fn write_loop(
     stream: &TcpStream,
     mut consumer: Consumer,
     link: &Link,
-    (shared, client): (&Arc<Shared>, &Client),
+    (shared, client): (&Arc<Shared>, &Arc<Client>),
     limits: &Limits,
     mut stop: Option<(u32, Bytes)>,
 ) -> Result<(), ConnError> {
-    let mut writer = PlayerWriter {
-        chunk_size: limits.chunk_size,
-        last: [None; 3],
-        scratch: BytesMut::new(),
-    };
+    let mut form = Form::rtmp(limits.chunk_size);
+    let mut scratch = BytesMut::new();
     let mut iov: Vec<Bytes> = Vec::new();
-    let mut ticked = TickWriter::new(stream);
     let mut first_ts = None;
     let mut done = false;
     loop {
+        // Caught up, with nothing of its own to send: the cohort writes for it. A play with a
+        // duration counts its frames itself, so it stays out.
+        if iov.is_empty() && stop.is_none() && !link.busy() {
+            let fd = stream.as_raw_fd();
+            if let Some(seat) = cohort::seat(&consumer, form, fd, (client, shared), limits.stall) {
+                let back = seat.hold(|| link.busy()).await;
+                consumer.set_position(back.at);
+                form = back.form;
+                iov = back.rest;
+                back.result?;
+            }
+        }
         iov.append(&mut link.control.borrow_mut());
         if !link.paused.get() && !done {
             consumer.next_batch(MAX_BATCH, |f| {
@@ -304,7 +211,7 @@ async fn write_loop(
                     }
                 }
                 if !done {
-                    writer.append(f, &mut iov);
+                    form.append(f, &mut iov, &mut scratch);
                 }
             });
             if done {
@@ -313,41 +220,25 @@ async fn write_loop(
                 }
             }
         }
-        if iov.is_empty() {
-            let mut wait = pin!(consumer.wait());
-            poll_fn(|cx| {
-                if !link.control.borrow().is_empty() {
-                    return Poll::Ready(());
-                }
-                *link.waker.borrow_mut() = Some(cx.waker().clone());
-                if link.paused.get() {
-                    return Poll::Pending;
-                }
-                // Data or an unpublish: either way, look again (players keep waiting for
-                // the next publisher).
-                wait.as_mut().poll(cx).map(|_| ())
-            })
-            .await;
-            if let Some(period) = limits.merge {
-                crate::runtime::tick::next(period).await;
-            }
-            continue;
-        }
-        let Some(period) = limits.merge else {
+        if !iov.is_empty() {
             iov = write_batch(stream, iov, shared, client, limits.stall).await?;
             if done {
                 return Ok(());
             }
             continue;
-        };
-        ticked.settle(shared, client, limits.stall).await?;
-        iov = ticked.start(iov);
-        if done {
-            ticked.settle(shared, client, limits.stall).await?;
-            return Ok(());
         }
-        // A live stream has something new by the next tick almost always: wait for the tick
-        // alone, not for the data and then the tick.
-        crate::runtime::tick::next(period).await;
+        // Nothing to send until the core's next flush, a control reply or the end of a pause.
+        let mut flushed = pin!(consumer.flushed());
+        poll_fn(|cx| {
+            if !link.control.borrow().is_empty() {
+                return Poll::Ready(());
+            }
+            *link.waker.borrow_mut() = Some(cx.waker().clone());
+            if link.paused.get() {
+                return Poll::Pending;
+            }
+            flushed.as_mut().poll(cx)
+        })
+        .await;
     }
 }

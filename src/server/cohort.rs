@@ -1,0 +1,477 @@
+//! Players in lockstep. The players of one stream on one core that have been sent the same
+//! bytes so far (the same [`Position`] in the core's ring and the same [`Form`] state) are
+//! sent the same bytes next. So a core builds each flush's batch once (from the shared
+//! frames, into one buffer, see [`super::sender`]) and sends it to every such player: a
+//! seated player costs its core one send request per flush, and no task wake-up, no copy and
+//! no reference count of its own.
+//!
+//! A player leaves its cohort when its send falls short, fails, or is still in flight at the
+//! next flush, or when it has something of its own to send (control replies, a pause): its
+//! task ([`super::player`], [`crate::http::flv`]) takes over from the position its last batch
+//! left it at, and seats itself again once it has caught up. Catching up needs no
+//! coordination: at each flush, a player at the cohort's position sits down before the
+//! cohort writes, and one behind it writes the difference itself and sits down after.
+//!
+//! It owns the writes to seated players' sockets, and nothing of their reads, sessions or
+//! lifetimes: a player's task hands it a socket, and the [`Seat`] it gets back withdraws the
+//! socket when dropped, before the socket can close.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::{select, Either};
+
+use super::player::BatchError;
+use super::sender::{Batch, Ring};
+use super::Shared;
+use crate::hub::core::{Consumer, Position};
+use crate::media::Frame;
+use crate::rtmp::STREAM_ID;
+use crate::stats::clients::Client;
+
+/// Frames one batch takes at most; each costs at most three iovecs in a player's own
+/// vectored write, under IOV_MAX.
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// How a player serializes frames, beyond its cursor: two players at the same position and
+/// with equal forms write the same bytes for the same frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// RTMP chunks.
+    Rtmp {
+        /// The chunk size announced at connect.
+        chunk_size: u32,
+        /// `seq` of the last frame sent of each kind: a frame whose `prev_seq` matches goes
+        /// out as the shared bytes, anything else with a type-0 header of its own.
+        last: [Option<u64>; 3],
+    },
+    /// FLV tags: nothing beyond the cursor.
+    Flv,
+}
+
+impl Form {
+    /// A player that has sent nothing yet, in chunks of `chunk_size`.
+    pub(crate) fn rtmp(chunk_size: u32) -> Self {
+        Self::Rtmp {
+            chunk_size,
+            last: [None; 3],
+        }
+    }
+
+    /// Appends `f` in this form: shared bytes where they fit, headers of its own (built in
+    /// `scratch`) where not.
+    pub(crate) fn append(&mut self, f: &Frame, iov: &mut Vec<Bytes>, scratch: &mut BytesMut) {
+        let Self::Rtmp { chunk_size, last } = self else {
+            f.flv_tag(iov);
+            return;
+        };
+        let k = f.kind.index();
+        if f.prev_seq.is_some() && last[k] == f.prev_seq {
+            iov.push(f.rtmp.clone());
+        } else if f.needs_own_chunks {
+            f.own_chunks(STREAM_ID, *chunk_size, scratch);
+            iov.push(scratch.split().freeze());
+        } else {
+            scratch.reserve(32);
+            f.type0_header(STREAM_ID, scratch);
+            iov.push(scratch.split().freeze());
+            iov.push(f.rtmp.slice(f.rtmp_header_len..));
+        }
+        last[k] = Some(f.seq);
+    }
+
+    /// Forms that may share a cohort; [`PartialEq`] then says whether they are in step.
+    fn kin(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Rtmp { chunk_size: a, .. }, Self::Rtmp { chunk_size: b, .. }) => a == b,
+            (Self::Flv, Self::Flv) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What a player's task resumes from when its cohort lets it go.
+#[derive(Debug)]
+pub(crate) struct HandBack {
+    /// Where its last batch left it.
+    pub(crate) at: Position,
+    /// Its form after that batch.
+    pub(crate) form: Form,
+    /// The bytes of that batch that did not go out: they come first.
+    pub(crate) rest: Vec<Bytes>,
+    /// The socket's error, or a cut for a send that took nothing for `queue_length`.
+    pub(crate) result: Result<(), BatchError>,
+}
+
+/// A player as its cohort and the core's send ring see it.
+#[derive(Debug)]
+struct SeatState {
+    fd: RawFd,
+    client: Arc<Client>,
+    /// In its cohort's list; false once it left or was let go.
+    seated: Cell<bool>,
+    /// The ring's key of its send in flight, and when it was submitted.
+    flying: Cell<Option<(usize, Instant)>>,
+    /// How long a send may take no data (queue_length) before the player is cut.
+    stall: Duration,
+    /// Its send in flight was cancelled for that.
+    stalled: Cell<bool>,
+    back: RefCell<Option<HandBack>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl SeatState {
+    fn let_go(&self, back: HandBack) {
+        self.seated.set(false);
+        *self.back.borrow_mut() = Some(back);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// What a send in flight needs at its completion.
+#[derive(Debug)]
+struct Flight {
+    seat: Rc<SeatState>,
+    /// Where the batch leaves the seat.
+    at: Position,
+    form: Form,
+}
+
+/// How a core sends batches: its own io_uring where the runtime runs on io_uring, else one
+/// non-blocking `send` per player.
+enum Sender {
+    Ring(Box<Ring<Flight>>),
+    Direct,
+}
+
+thread_local! {
+    static COHORTS: RefCell<Vec<Rc<Cohort>>> = const { RefCell::new(Vec::new()) };
+    static SENDER: RefCell<Option<Sender>> = const { RefCell::new(None) };
+}
+
+fn with_sender<R>(f: impl FnOnce(&mut Sender) -> R) -> R {
+    SENDER.with(|s| {
+        let mut s = s.borrow_mut();
+        let sender = s.get_or_insert_with(|| {
+            let uring = compio::runtime::Runtime::try_with_current(|rt| {
+                rt.driver_type() == compio::driver::DriverType::IoUring
+            });
+            if uring.unwrap_or(false) {
+                match Ring::new() {
+                    Ok(ring) => return Sender::Ring(Box::new(ring)),
+                    Err(e) => tracing::warn!("players' send ring unavailable ({e}): a send each"),
+                }
+            }
+            Sender::Direct
+        });
+        f(sender)
+    })
+}
+
+/// Reads the send ring's completions: counts what went out, lets go the players whose send
+/// fell short or failed, and those that left while it was in flight.
+fn reap(shared: &Shared) {
+    let mut total = 0;
+    with_sender(|s| {
+        let Sender::Ring(ring) = s else {
+            return;
+        };
+        ring.complete(|flight, batch, result| {
+            let seat = flight.seat;
+            seat.flying.set(None);
+            let back = |rest, result| HandBack {
+                at: flight.at,
+                form: flight.form,
+                rest,
+                result,
+            };
+            match result {
+                Ok(n) => {
+                    total += n;
+                    seat.client
+                        .send_bytes
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    if n < batch.len() {
+                        seat.let_go(back(batch.rest(n), Ok(())));
+                    } else if !seat.seated.get() {
+                        seat.let_go(back(Vec::new(), Ok(())));
+                    }
+                }
+                Err(e) => {
+                    let e = if seat.stalled.get() {
+                        shared.stats.players_cut.fetch_add(1, Ordering::Relaxed);
+                        BatchError::Stalled(seat.stall)
+                    } else {
+                        BatchError::Io(e)
+                    };
+                    seat.let_go(back(Vec::new(), Err(e)));
+                }
+            }
+        });
+    });
+    shared
+        .stats
+        .bytes_out
+        .fetch_add(total as u64, Ordering::Relaxed);
+}
+
+/// The players of one stream on this core in lockstep, and the cursor and form they share.
+#[derive(Debug)]
+struct Cohort {
+    consumer: RefCell<Consumer>,
+    form: Cell<Form>,
+    seats: RefCell<Vec<Rc<SeatState>>>,
+    scratch: RefCell<BytesMut>,
+    shared: Arc<Shared>,
+}
+
+impl Cohort {
+    /// Writes what arrived since the last flush to every seated player; false once it has
+    /// none left (the cohort then ends).
+    fn flush(&self) -> bool {
+        reap(&self.shared);
+        let mut seats = self.seats.borrow_mut();
+        seats.retain(|s| s.seated.get());
+        if seats.is_empty() {
+            return false;
+        }
+        let mut consumer = self.consumer.borrow_mut();
+        let before = (consumer.position(), self.form.get());
+        let mut form = before.1;
+        let mut bufs = Vec::new();
+        let skips = consumer.skips();
+        {
+            let mut scratch = self.scratch.borrow_mut();
+            consumer.next_batch(MAX_BATCH, |f| form.append(f, &mut bufs, &mut scratch));
+        }
+        if bufs.is_empty() {
+            return true;
+        }
+        if consumer.skips() > skips {
+            // The ring moved past the cohort (its relay queue overflowed): each seated
+            // player skipped to the keyframe with it.
+            let others = seats.len() as u64 - 1;
+            consumer.count_skips(others);
+        }
+        self.form.set(form);
+        let at = consumer.position();
+        drop(consumer);
+        let batch = Rc::new(Batch::new(bufs));
+        let now = Instant::now();
+        let mut total = 0;
+        with_sender(|sender| {
+            seats.retain(|seat| {
+                if seat.flying.get().is_some() {
+                    // Its last send is still in flight: it falls behind and leaves; the
+                    // completion lets it go where that send leaves it.
+                    seat.seated.set(false);
+                    return false;
+                }
+                let back = |rest, result| HandBack {
+                    at,
+                    form,
+                    rest,
+                    result,
+                };
+                match sender {
+                    Sender::Ring(ring) => {
+                        let flight = Flight {
+                            seat: seat.clone(),
+                            at,
+                            form,
+                        };
+                        let key = ring.send(seat.fd, &batch, flight);
+                        seat.flying.set(Some((key, now)));
+                        true
+                    }
+                    Sender::Direct => match batch.send_now(seat.fd) {
+                        Ok(n) => {
+                            total += n;
+                            seat.client
+                                .send_bytes
+                                .fetch_add(n as u64, Ordering::Relaxed);
+                            if n == batch.len() {
+                                return true;
+                            }
+                            seat.let_go(back(batch.rest(n), Ok(())));
+                            false
+                        }
+                        Err(e) => {
+                            seat.let_go(back(Vec::new(), Err(e.into())));
+                            false
+                        }
+                    },
+                }
+            });
+            if let Sender::Ring(ring) = sender {
+                ring.submit();
+            }
+        });
+        self.shared
+            .stats
+            .bytes_out
+            .fetch_add(total as u64, Ordering::Relaxed);
+        true
+    }
+}
+
+/// Flushes a cohort at once, then at each of its stream's flushes, until it has no player
+/// left. At once: its first player sat down at a flush that it would otherwise miss, with
+/// the frames of that flush still to send.
+async fn run(cohort: Rc<Cohort>) {
+    while cohort.flush() {
+        let next = cohort.consumer.borrow().flushed();
+        next.await;
+    }
+    COHORTS.with(|c| c.borrow_mut().retain(|x| !Rc::ptr_eq(x, &cohort)));
+}
+
+/// A player's place in its cohort, held by its task. Dropping it withdraws the player (and
+/// cancels its send in flight), so the task must drop it before closing the socket.
+#[derive(Debug)]
+pub(crate) struct Seat {
+    state: Rc<SeatState>,
+    cohort: Rc<Cohort>,
+}
+
+/// Seats a player whose socket is `fd`, at `consumer`'s position and in `form`, in its
+/// stream's cohort on this core (starting one if there is none); `None` when the cohort is
+/// elsewhere in the stream, or the player has not yet written its start (metadata, sequence
+/// headers, GOP cache). Only a player with nothing of its own in flight may sit down. A send
+/// that takes no data for `stall` (queue_length) cuts the player.
+pub(crate) fn seat(
+    consumer: &Consumer,
+    form: Form,
+    fd: RawFd,
+    (client, shared): (&Arc<Client>, &Arc<Shared>),
+    stall: Duration,
+) -> Option<Seat> {
+    if consumer.position().is_fresh() {
+        return None;
+    }
+    let cohort = COHORTS.with(|c| {
+        let mut cohorts = c.borrow_mut();
+        let kin = cohorts
+            .iter()
+            .find(|co| co.consumer.borrow().same_stream(consumer) && co.form.get().kin(&form));
+        match kin {
+            Some(co) => (co.consumer.borrow().position() == consumer.position()
+                && co.form.get() == form)
+                .then(|| co.clone()),
+            None => {
+                let co = Rc::new(Cohort {
+                    consumer: RefCell::new(consumer.fork()),
+                    form: Cell::new(form),
+                    seats: RefCell::new(Vec::new()),
+                    scratch: RefCell::new(BytesMut::new()),
+                    shared: shared.clone(),
+                });
+                cohorts.push(co.clone());
+                compio::runtime::spawn(run(co.clone())).detach();
+                Some(co)
+            }
+        }
+    })?;
+    let state = Rc::new(SeatState {
+        fd,
+        client: client.clone(),
+        seated: Cell::new(true),
+        flying: Cell::new(None),
+        stall,
+        stalled: Cell::new(false),
+        back: RefCell::new(None),
+        waker: RefCell::new(None),
+    });
+    cohort.seats.borrow_mut().push(state.clone());
+    Some(Seat { state, cohort })
+}
+
+impl Seat {
+    /// Stays seated until the cohort lets the player go, or `leave()` turns true (checked
+    /// whenever the task wakes: the caller's other wakers lead here); then returns where the
+    /// player resumes.
+    pub(crate) async fn hold(self, leave: impl Fn() -> bool) -> HandBack {
+        // The check is for sends stuck in flight; a healthy one completes within a flush.
+        let stall = self.state.stall;
+        let check = (stall / 4).clamp(Duration::from_millis(100), Duration::from_millis(2500));
+        let mut left = false;
+        loop {
+            let back = poll_fn(|cx| {
+                if let Some(back) = self.state.back.take() {
+                    return Poll::Ready(Some(back));
+                }
+                if !left && leave() {
+                    return Poll::Ready(None);
+                }
+                let mut waker = self.state.waker.borrow_mut();
+                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            });
+            let timer = compio::time::sleep(check);
+            match select(std::pin::pin!(back), std::pin::pin!(timer)).await {
+                Either::Left((Some(back), _)) => return back,
+                Either::Left((None, _)) => {
+                    left = true;
+                    self.leave();
+                }
+                Either::Right(_) => self.check_stall(stall),
+            }
+        }
+    }
+
+    /// Withdraws from the cohort: at once when no send is in flight, else at its completion.
+    fn leave(&self) {
+        reap(&self.cohort.shared);
+        let state = &self.state;
+        if !state.seated.get() {
+            return;
+        }
+        state.seated.set(false);
+        if state.flying.get().is_none() {
+            // Every batch so far reached it whole: it stands where the cohort stands.
+            state.let_go(HandBack {
+                at: self.cohort.consumer.borrow().position(),
+                form: self.cohort.form.get(),
+                rest: Vec::new(),
+                result: Ok(()),
+            });
+        }
+    }
+
+    fn check_stall(&self, stall: Duration) {
+        reap(&self.cohort.shared);
+        if let Some((key, since)) = self.state.flying.get() {
+            if since.elapsed() >= stall && !self.state.stalled.replace(true) {
+                with_sender(|s| {
+                    if let Sender::Ring(ring) = s {
+                        ring.cancel(key);
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.state.seated.set(false);
+        if let Some((key, _)) = self.state.flying.get() {
+            with_sender(|s| {
+                if let Sender::Ring(ring) = s {
+                    ring.cancel(key);
+                }
+            });
+        }
+    }
+}
