@@ -17,7 +17,7 @@
 //! socket when dropped, before the socket can close.
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -232,9 +232,26 @@ struct Cohort {
     seats: RefCell<Vec<Rc<SeatState>>>,
     scratch: RefCell<BytesMut>,
     shared: Arc<Shared>,
+    /// Its task, waiting for the next flush.
+    waker: RefCell<Option<Waker>>,
 }
 
 impl Cohort {
+    /// True once no player sits in it.
+    fn empty(&self) -> bool {
+        self.seats.borrow().iter().all(|s| !s.seated.get())
+    }
+
+    /// A player left: the task ends the cohort if it was the last, rather than at a flush
+    /// that may never come (the publisher gone), holding the stream on this core until then.
+    fn left(&self) {
+        if self.empty() {
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
     /// Writes what arrived since the last flush to every seated player; false once it has
     /// none left (the cohort then ends).
     fn flush(&self) -> bool {
@@ -245,8 +262,7 @@ impl Cohort {
             return false;
         }
         let mut consumer = self.consumer.borrow_mut();
-        let before = (consumer.position(), self.form.get());
-        let mut form = before.1;
+        let mut form = self.form.get();
         let mut bufs = Vec::new();
         let skips = consumer.skips();
         {
@@ -329,8 +345,15 @@ impl Cohort {
 /// the frames of that flush still to send.
 async fn run(cohort: Rc<Cohort>) {
     while cohort.flush() {
-        let next = cohort.consumer.borrow().flushed();
-        next.await;
+        let mut next = std::pin::pin!(cohort.consumer.borrow().flushed());
+        poll_fn(|cx| {
+            if next.as_mut().poll(cx).is_ready() || cohort.empty() {
+                return Poll::Ready(());
+            }
+            *cohort.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
     }
     COHORTS.with(|c| c.borrow_mut().retain(|x| !Rc::ptr_eq(x, &cohort)));
 }
@@ -374,6 +397,7 @@ pub(crate) fn seat(
                     seats: RefCell::new(Vec::new()),
                     scratch: RefCell::new(BytesMut::new()),
                     shared: shared.clone(),
+                    waker: RefCell::new(None),
                 });
                 cohorts.push(co.clone());
                 compio::runtime::spawn(run(co.clone())).detach();
@@ -466,6 +490,7 @@ impl Seat {
 impl Drop for Seat {
     fn drop(&mut self) {
         self.state.seated.set(false);
+        self.cohort.left();
         if let Some((key, _)) = self.state.flying.get() {
             with_sender(|s| {
                 if let Sender::Ring(ring) = s {
@@ -473,5 +498,190 @@ impl Drop for Seat {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::hub::{PublishGuard, StreamKey, StreamSettings};
+    use crate::media::MediaKind;
+    use crate::stats::clients::ClientKind;
+
+    const STALL: Duration = Duration::from_secs(10);
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let w = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (r, _) = l.accept().expect("accept");
+        r.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        (r, w)
+    }
+
+    fn frame(kind: MediaKind, key: bool, len: usize) -> Bytes {
+        let mut b = vec![0u8; len];
+        b[0] = match (kind, key) {
+            (MediaKind::Video, true) => 0x17,
+            (MediaKind::Video, false) => 0x27,
+            _ => 0xaf,
+        };
+        b[1] = 1;
+        Bytes::from(b)
+    }
+
+    async fn let_relays_run() {
+        compio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    /// Runs `test` on io_uring (the send ring) and on epoll (a send each), each on a thread
+    /// of its own: the sender is chosen once per thread, as on a worker.
+    fn on_both_drivers(test: fn(compio::runtime::Runtime)) {
+        use crate::runtime::{build_runtime, IoMode};
+        for mode in [IoMode::Uring, IoMode::Epoll] {
+            std::thread::spawn(move || match build_runtime(0, mode) {
+                Ok(rt) => test(rt),
+                Err(e) if mode == IoMode::Uring => eprintln!("no io_uring here ({e})"),
+                Err(e) => panic!("{e}"),
+            })
+            .join()
+            .unwrap_or_else(|_| panic!("on {mode:?}"));
+        }
+    }
+
+    /// A stream with a keyframe published, and a client to count a player's bytes on.
+    fn stream(shared: &Arc<Shared>) -> (StreamKey, StreamSettings, PublishGuard, Arc<Client>) {
+        let settings = StreamSettings {
+            gop_cache: true,
+            queue_length: STALL,
+            chunk_size: 60000,
+            merge: None,
+        };
+        let key = StreamKey {
+            vhost: "v".into(),
+            app: "live".into(),
+            stream: "s".into(),
+        };
+        let mut publisher = shared.hub.publish(&key, &settings, 1).expect("publish");
+        publisher.push(MediaKind::Video, 0, frame(MediaKind::Video, true, 64));
+        let guard = shared.clients.register(
+            2,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            key.clone(),
+            String::new(),
+            ClientKind::RtmpPlay,
+        );
+        let client = guard.client().clone();
+        (key, settings, publisher, client)
+    }
+
+    /// A player that has written its start on its own, as its task does before it sits down.
+    fn started(consumer: &mut Consumer) -> Form {
+        let mut form = Form::rtmp(60000);
+        let (mut iov, mut scratch) = (Vec::new(), BytesMut::new());
+        consumer.next_batch(MAX_BATCH, |f| form.append(f, &mut iov, &mut scratch));
+        assert!(!iov.is_empty(), "no start to write");
+        form
+    }
+
+    #[test]
+    fn players_in_step_get_the_same_bytes_and_the_last_one_out_ends_the_cohort() {
+        on_both_drivers(|rt| {
+            rt.block_on(async {
+                let shared = Shared::new(Config::default());
+                let (key, settings, mut publisher, client) = stream(&shared);
+                let_relays_run().await;
+                let mut a = Consumer::subscribe(&shared.hub, &key, &settings);
+                let mut b = Consumer::subscribe(&shared.hub, &key, &settings);
+                let (form_a, form_b) = (started(&mut a), started(&mut b));
+                let ((mut ra, wa), (mut rb, wb)) = (pair(), pair());
+                let seat_a = seat(&a, form_a, wa.as_raw_fd(), (&client, &shared), STALL);
+                let seat_b = seat(&b, form_b, wb.as_raw_fd(), (&client, &shared), STALL);
+                assert!(
+                    seat_a.is_some() && seat_b.is_some(),
+                    "players in step not seated"
+                );
+                assert_eq!(COHORTS.with(|c| c.borrow().len()), 1);
+
+                publisher.push(MediaKind::Video, 40, frame(MediaKind::Video, false, 900));
+                publisher.push(MediaKind::Audio, 46, frame(MediaKind::Audio, false, 200));
+                let_relays_run().await;
+                // What a player on its own would have written from the same place.
+                let (mut form, mut own, mut scratch) = (form_a, Vec::new(), BytesMut::new());
+                a.next_batch(MAX_BATCH, |f| form.append(f, &mut own, &mut scratch));
+                let own = own.concat();
+                for r in [&mut ra, &mut rb] {
+                    let mut got = vec![0; own.len()];
+                    r.read_exact(&mut got).expect("the cohort's batch");
+                    assert!(
+                        got == own,
+                        "a seated player got other bytes than its own writes"
+                    );
+                }
+
+                drop((seat_a, seat_b));
+                let_relays_run().await;
+                assert!(
+                    COHORTS.with(|c| c.borrow().is_empty()),
+                    "the cohort outlived its players"
+                );
+                drop((a, b, publisher));
+                assert!(
+                    shared.hub.sources().is_empty(),
+                    "the stream outlived everyone"
+                );
+            });
+        });
+    }
+
+    #[test]
+    fn a_player_whose_socket_is_full_is_let_go_with_the_rest_of_its_batch() {
+        on_both_drivers(|rt| {
+            rt.block_on(async {
+                let shared = Shared::new(Config::default());
+                let (key, settings, mut publisher, client) = stream(&shared);
+                let_relays_run().await;
+                let mut a = Consumer::subscribe(&shared.hub, &key, &settings);
+                let form = started(&mut a);
+                let (mut r, w) = pair();
+                let sock = socket2::SockRef::from(&w);
+                sock.set_send_buffer_size(4096).expect("SO_SNDBUF");
+                let seat = seat(&a, form, w.as_raw_fd(), (&client, &shared), STALL).expect("seat");
+                let held = compio::runtime::spawn(seat.hold(|| false));
+
+                // Far more than the socket takes while nobody reads.
+                publisher.push(
+                    MediaKind::Video,
+                    40,
+                    frame(MediaKind::Video, false, 4 << 20),
+                );
+                let_relays_run().await;
+                // The next flush reads the short send's completion.
+                publisher.push(MediaKind::Audio, 46, frame(MediaKind::Audio, false, 200));
+                let back = compio::time::timeout(Duration::from_secs(5), held)
+                    .await
+                    .expect("let go within a flush")
+                    .expect("hold");
+                back.result.expect("a short send is no error");
+                let rest: usize = back.rest.iter().map(Bytes::len).sum();
+                assert!(rest > 0, "a 4 MB batch fit a full socket");
+
+                // It resumes after the big frame, with the rest of it first, and nothing lost.
+                let (mut form, mut own, mut scratch) = (form, Vec::new(), BytesMut::new());
+                a.next_batch(1, |f| form.append(f, &mut own, &mut scratch));
+                assert_eq!(a.position(), back.at);
+                assert_eq!(form, back.form);
+                let own = own.concat();
+                let mut got = vec![0; own.len() - rest];
+                r.read_exact(&mut got).expect("what went out");
+                got.extend_from_slice(&back.rest.concat());
+                assert!(got == own, "the sent part and the rest are not the batch");
+            });
+        });
     }
 }
