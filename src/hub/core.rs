@@ -631,17 +631,7 @@ mod tests {
         let rt = compio::runtime::Runtime::new().expect("runtime");
         rt.block_on(async {
             let hub = Hub::new();
-            let settings = StreamSettings {
-                gop_cache: true,
-                queue_length: Duration::from_secs(1),
-                chunk_size: 60000,
-                merge: None,
-            };
-            let key = StreamKey {
-                vhost: "v".into(),
-                app: "live".into(),
-                stream: "s".into(),
-            };
+            let (key, settings) = crate::hub::test_stream(Duration::from_secs(1));
             let mut publisher = hub.publish(&key, &settings, 1).expect("publish");
             let mut slow = Consumer::subscribe(&hub, &key, &settings);
             let mut fast = Consumer::subscribe(&hub, &key, &settings);
@@ -681,17 +671,7 @@ mod tests {
         let rt = compio::runtime::Runtime::new().expect("runtime");
         rt.block_on(async {
             let hub = Hub::new();
-            let settings = StreamSettings {
-                gop_cache: true,
-                queue_length: Duration::from_secs(10),
-                chunk_size: 60000,
-                merge: None,
-            };
-            let key = StreamKey {
-                vhost: "v".into(),
-                app: "live".into(),
-                stream: "s".into(),
-            };
+            let (key, settings) = crate::hub::test_stream(Duration::from_secs(10));
             let mut publisher = hub.publish(&key, &settings, 1).expect("publish");
             let mut a = Consumer::subscribe(&hub, &key, &settings);
             let mut b = Consumer::subscribe(&hub, &key, &settings);

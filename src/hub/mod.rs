@@ -56,6 +56,24 @@ pub struct StreamSettings {
     pub merge: Option<Duration>,
 }
 
+/// Stream `v/live/s` with SRS's settings and no merged write (a flush at each arrival),
+/// frames kept for `queue_length`: the tests' stream.
+#[cfg(test)]
+pub(crate) fn test_stream(queue_length: Duration) -> (StreamKey, StreamSettings) {
+    let key = StreamKey {
+        vhost: "v".into(),
+        app: "live".into(),
+        stream: "s".into(),
+    };
+    let settings = StreamSettings {
+        gop_cache: true,
+        queue_length,
+        chunk_size: 60000,
+        merge: None,
+    };
+    (key, settings)
+}
+
 /// Process-wide counters of the hub, for logs and the API.
 #[derive(Debug, Default)]
 pub struct HubStats {

@@ -554,19 +554,16 @@ mod tests {
         }
     }
 
-    /// A stream with a keyframe published, and a client to count a player's bytes on.
-    fn stream(shared: &Arc<Shared>) -> (StreamKey, StreamSettings, PublishGuard, Arc<Client>) {
-        let settings = StreamSettings {
-            gop_cache: true,
-            queue_length: STALL,
-            chunk_size: 60000,
-            merge: None,
-        };
-        let key = StreamKey {
-            vhost: "v".into(),
-            app: "live".into(),
-            stream: "s".into(),
-        };
+    /// A server with a stream whose keyframe has reached this core, and a client to count a
+    /// player's bytes on.
+    async fn stream() -> (
+        Arc<Shared>,
+        (StreamKey, StreamSettings),
+        PublishGuard,
+        Arc<Client>,
+    ) {
+        let shared = Shared::new(Config::default());
+        let (key, settings) = crate::hub::test_stream(STALL);
         let mut publisher = shared.hub.publish(&key, &settings, 1).expect("publish");
         publisher.push(MediaKind::Video, 0, frame(MediaKind::Video, true, 64));
         let guard = shared.clients.register(
@@ -577,7 +574,8 @@ mod tests {
             ClientKind::RtmpPlay,
         );
         let client = guard.client().clone();
-        (key, settings, publisher, client)
+        let_relays_run().await;
+        (shared, (key, settings), publisher, client)
     }
 
     /// A player that has written its start on its own, as its task does before it sits down.
@@ -593,9 +591,7 @@ mod tests {
     fn players_in_step_get_the_same_bytes_and_the_last_one_out_ends_the_cohort() {
         on_both_drivers(|rt| {
             rt.block_on(async {
-                let shared = Shared::new(Config::default());
-                let (key, settings, mut publisher, client) = stream(&shared);
-                let_relays_run().await;
+                let (shared, (key, settings), mut publisher, client) = stream().await;
                 let mut a = Consumer::subscribe(&shared.hub, &key, &settings);
                 let mut b = Consumer::subscribe(&shared.hub, &key, &settings);
                 let (form_a, form_b) = (started(&mut a), started(&mut b));
@@ -643,9 +639,7 @@ mod tests {
     fn a_player_whose_socket_is_full_is_let_go_with_the_rest_of_its_batch() {
         on_both_drivers(|rt| {
             rt.block_on(async {
-                let shared = Shared::new(Config::default());
-                let (key, settings, mut publisher, client) = stream(&shared);
-                let_relays_run().await;
+                let (shared, (key, settings), mut publisher, client) = stream().await;
                 let mut a = Consumer::subscribe(&shared.hub, &key, &settings);
                 let form = started(&mut a);
                 let (mut r, w) = pair();
