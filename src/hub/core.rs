@@ -146,7 +146,7 @@ impl Flush {
     /// next flush a frame later and make the video frames before it wait longer.
     fn arrived(&self, now: Instant, video: Option<u32>, merge: Option<Duration>) -> bool {
         self.pending.set(true);
-        let last = *self.last.get().get_or_insert(now);
+        let last = self.last.get().unwrap_or(now);
         self.last.set(Some(last));
         let Some(merge) = merge else {
             return true;
@@ -167,7 +167,9 @@ impl Flush {
     /// When the period ends with frames waiting: the flush's deadline when no video frame
     /// comes first (audio-only streams, a stalled encoder).
     fn deadline(&self, merge: Option<Duration>) -> Option<Instant> {
-        self.pending.get().then_some(())?;
+        if !self.pending.get() {
+            return None;
+        }
         Some(self.last.get()? + merge?)
     }
 
