@@ -128,6 +128,15 @@ struct SeatState {
 }
 
 impl SeatState {
+    /// Counts `n` bytes sent to this player; the caller adds them to the server's total, once
+    /// per flush or reap rather than once per player.
+    fn sent(&self, n: usize) -> usize {
+        self.client
+            .send_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
     fn let_go(&self, back: HandBack) {
         self.seated.set(false);
         *self.back.borrow_mut() = Some(back);
@@ -196,10 +205,7 @@ fn reap(shared: &Shared) {
             };
             match result {
                 Ok(n) => {
-                    total += n;
-                    seat.client
-                        .send_bytes
-                        .fetch_add(n as u64, Ordering::Relaxed);
+                    total += seat.sent(n);
                     if n < batch.len() {
                         seat.let_go(back(batch.rest(n), Ok(())));
                     } else if !seat.seated.get() {
@@ -311,10 +317,7 @@ impl Cohort {
                     }
                     Sender::Direct => match batch.send_now(seat.fd) {
                         Ok(n) => {
-                            total += n;
-                            seat.client
-                                .send_bytes
-                                .fetch_add(n as u64, Ordering::Relaxed);
+                            total += seat.sent(n);
                             if n == batch.len() {
                                 return true;
                             }

@@ -112,20 +112,9 @@ pub(crate) async fn write_batch(
     stall: Duration,
 ) -> Result<Vec<Bytes>, BatchError> {
     let len: usize = iov.iter().map(Bytes::len).sum();
-    let result = compio::time::timeout(stall, stream.write_vectored_all(iov)).await;
-    written(result.ok(), len, (shared, client), stall)
-}
-
-/// What a batch's write of `len` bytes came to: its vector back, emptied, and the bytes
-/// counted; the socket's error; or, for `None` (no data taken for `stall`, queue_length),
-/// the player cut.
-fn written(
-    result: Option<BufResult<(), Vec<Bytes>>>,
-    len: usize,
-    (shared, client): (&Shared, &Client),
-    stall: Duration,
-) -> Result<Vec<Bytes>, BatchError> {
-    let Some(BufResult(r, mut iov)) = result else {
+    let Ok(BufResult(r, mut iov)) =
+        compio::time::timeout(stall, stream.write_vectored_all(iov)).await
+    else {
         shared.stats.players_cut.fetch_add(1, Ordering::Relaxed);
         return Err(BatchError::Stalled(stall));
     };
