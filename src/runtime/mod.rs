@@ -232,6 +232,21 @@ pub fn check_bind(addrs: &[SocketAddr]) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// For tests of io_uring-only code: whether this run must have io_uring (`RINGCAST_IO=uring`
+/// or `CI=true`), so that a test which cannot get a ring fails instead of passing untested.
+#[cfg(test)]
+pub(crate) fn uring_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true") || IoMode::from_env() == Some(IoMode::Uring)
+}
+
+/// For tests of io_uring-only code that could not get a ring (`why`): panics where io_uring is
+/// [required](uring_required), else says on stderr what was not tested.
+#[cfg(test)]
+pub(crate) fn no_uring(what: &str, why: impl std::fmt::Display) {
+    assert!(!uring_required(), "{what}: io_uring is required in this run, but: {why}");
+    eprintln!("no io_uring here ({why}): {what} is not tested");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
