@@ -23,6 +23,7 @@
 //! and valgrind hooks are the only places that may.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod app;
 pub mod bench;
 pub mod config;
 pub mod flv;
@@ -34,4 +35,5 @@ pub mod rtc;
 pub mod rtmp;
 pub mod runtime;
 pub mod server;
+pub mod state;
 pub mod stats;

@@ -8,10 +8,11 @@ use std::time::Duration;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
+use ringcast::app::{self, Shutdown};
 use ringcast::config::{Config, LogLevel, LogTank};
 use ringcast::profile;
 use ringcast::runtime::{self, IoMode};
-use ringcast::server::{self, Shared};
+use ringcast::state::Shared;
 
 #[cfg(all(feature = "jemalloc", feature = "valgrind"))]
 compile_error!("features jemalloc and valgrind each choose the allocator: pick one");
@@ -229,9 +230,10 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     // Before any other thread starts, so that all inherit the nice value and CPU mask.
     let cpus = runtime::tuning::tune_process(&config);
     let shared = Shared::new(config);
-    let s = shared.clone();
+    let shutdown = Shutdown::new();
+    let (s, stop) = (shared.clone(), shutdown.clone());
     let running = runtime::spawn_pinned_workers(workers, mode, &cpus, move |w| {
-        server::run_worker(w, s.clone())
+        app::run_worker(w, s.clone(), stop.clone())
     })
     .map_err(|e| e.to_string())?;
     tracing::info!(
@@ -241,21 +243,23 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         running.driver,
         std::process::id()
     );
-    let s = shared.clone();
+    let (s, stop) = (shared.clone(), shutdown.clone());
     std::thread::Builder::new()
         .name("ringcast-rates".into())
-        .spawn(move || ringcast::stats::rates::sample_forever(s))
+        .spawn(move || app::report::sample_rates(s, stop))
         .map_err(|e| format!("rates thread: {e}"))?;
-    let s = shared.clone();
+    let (s, stop) = (shared.clone(), shutdown.clone());
     std::thread::Builder::new()
         .name("ringcast-stats".into())
-        .spawn(move || ringcast::stats::log_forever(s, Duration::from_secs(10)))
+        .spawn(move || app::report::log_forever(s, Duration::from_secs(10), stop))
         .map_err(|e| format!("stats thread: {e}"))?;
 
     loop {
         match signals.wait() {
             Ok(Signal::SIGINT | Signal::SIGTERM) => {
                 tracing::info!("signal received, exiting");
+                shutdown.trigger();
+                stop_workers(running.handles, SHUTDOWN_GRACE);
                 profiling.finish();
                 let _ = std::fs::remove_file(&pid_path);
                 return Ok(());
@@ -265,6 +269,25 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
             Ok(other) => tracing::info!("{other} ignored"),
             Err(e) => return Err(format!("sigwait: {e}")),
         }
+    }
+}
+
+/// How long `main` waits for the workers to drop what they run before it exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// Waits up to `grace` for the workers to end after the shutdown broadcast; one that is still
+/// running then ends with the process.
+fn stop_workers(handles: Vec<std::thread::JoinHandle<()>>, grace: Duration) {
+    let deadline = std::time::Instant::now() + grace;
+    for h in handles {
+        while !h.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if !h.is_finished() {
+            tracing::warn!("a worker did not stop within {grace:?}; exiting anyway");
+            return;
+        }
+        let _ = h.join();
     }
 }
 

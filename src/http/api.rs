@@ -12,15 +12,14 @@ use serde_json::{json, Map, Value};
 
 use super::metrics;
 use super::parser::Request;
-use super::server::envelope;
+use super::reply::{envelope, error, reply, ApiReply};
 use crate::hub::Source;
 use crate::media::codec;
-use crate::profile::ApiReply;
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::stats::clients::Client;
 use crate::stats::system;
 
-/// Paths that [`crate::profile::handle_api`] serves.
+/// Paths that `profile::handle_api` serves.
 const PROFILE_PATHS: &[&str] = &[
     "/api/v1/valgrind",
     "/api/v1/meminfos",
@@ -35,48 +34,12 @@ const CODE_CLIENT_NOT_FOUND: i64 = 2049;
 /// How many items a list returns when `count` is not given, as in SRS.
 const DEFAULT_COUNT: usize = 10;
 
-/// A JSON reply.
-pub(super) fn reply(status: u16, body: &Value) -> ApiReply {
-    ApiReply {
-        status,
-        content_type: "application/json",
-        headers: Vec::new(),
-        body: body.to_string().into_bytes(),
-    }
-}
-
-/// An error as JSON: `{"code": STATUS, "error": "..."}`.
-pub(super) fn error(status: u16, message: &str) -> ApiReply {
-    reply(status, &json!({"code": status, "error": message}))
-}
-
-/// The answer to a CORS preflight: browsers ask before they POST SDP or DELETE a client.
-pub(super) fn preflight() -> ApiReply {
-    ApiReply {
-        status: 200,
-        content_type: "text/plain",
-        headers: vec![
-            (
-                "Access-Control-Allow-Methods",
-                "GET, POST, HEAD, PUT, DELETE, OPTIONS".into(),
-            ),
-            (
-                "Access-Control-Allow-Headers",
-                "Content-Type, Authorization, Origin, X-Requested-With, Accept".into(),
-            ),
-            ("Access-Control-Expose-Headers", "Location, Server".into()),
-            ("Access-Control-Max-Age", "86400".into()),
-        ],
-        body: Vec::new(),
-    }
-}
-
 /// Serves one API request.
 pub(super) async fn handle(req: &Request, shared: &Arc<Shared>) -> ApiReply {
     let path = req.path.trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
     if path.starts_with("/api/v1/profile") || PROFILE_PATHS.contains(&path) {
-        return crate::profile::handle_api(&req.method, path, &req.query, shared)
+        return super::profile::handle_api(&req.method, path, &req.query, shared)
             .await
             .unwrap_or_else(|| error(404, "not available in this build"));
     }
@@ -188,13 +151,13 @@ impl Page {
 }
 
 fn ok(shared: &Shared, field: &str, value: Value) -> ApiReply {
-    let mut m = envelope(shared, 0);
+    let mut m = envelope(&shared.server_id, 0);
     m.insert(field.into(), value);
     reply(200, &Value::Object(m))
 }
 
 fn not_found(shared: &Shared, code: i64, message: &str) -> ApiReply {
-    let mut m = envelope(shared, code);
+    let mut m = envelope(&shared.server_id, code);
     m.insert("error".into(), json!(message));
     reply(404, &Value::Object(m))
 }
@@ -204,7 +167,7 @@ fn kick(shared: &Shared, id: u64) -> ApiReply {
         Some(c) => {
             tracing::info!(cid = id, "kicked by the API");
             c.kick();
-            reply(200, &Value::Object(envelope(shared, 0)))
+            reply(200, &Value::Object(envelope(&shared.server_id, 0)))
         }
         None => not_found(shared, CODE_CLIENT_NOT_FOUND, "no such client"),
     }

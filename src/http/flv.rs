@@ -7,6 +7,7 @@
 //! between the cursor and the head in one vectored write. The body is close-delimited: it
 //! ends when either side closes.
 
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::sync::Arc;
@@ -18,12 +19,14 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
+use super::error::HttpConnError;
 use super::parser::Request;
-use super::server::{head, Conn, HttpConnError};
+use super::reply::head;
 use crate::hub::core::Consumer;
 use crate::hub::{StreamKey, StreamSettings};
 use crate::server::cohort::{self, Form, MAX_BATCH};
-use crate::server::{write_batch, Shared};
+use crate::server::write_batch;
+use crate::state::Shared;
 use crate::stats::clients::{Client, ClientKind};
 
 /// Bytes a player's reads take at most: it has nothing more to say.
@@ -113,7 +116,9 @@ fn match_mount(template: &str, path: &str) -> Option<(String, String)> {
 
 /// Plays `play` on `stream` until the client leaves, is kicked, or the socket fails.
 pub(super) async fn run(
-    conn: &Conn<'_>,
+    id: u64,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
     stream: &TcpStream,
     play: Play,
     head_only: bool,
@@ -133,17 +138,16 @@ pub(super) async fn run(
             .0
             .map_err(Into::into);
     }
-    let shared = conn.shared;
     let consumer = Consumer::subscribe(&shared.hub, &play.key, &play.settings);
     let registered = shared.clients.register(
-        conn.id,
-        conn.peer.ip(),
+        id,
+        peer.ip(),
         play.key.clone(),
         play.url,
         ClientKind::FlvPlay,
     );
     let client = registered.client();
-    tracing::info!(cid = conn.id, "flv play {}", play.key);
+    tracing::info!(cid = id, "flv play {}", play.key);
     let start = vec![Bytes::from(response), Bytes::from_static(FLV_HEADER)];
     let reader = pin!(drain(stream));
     let stall = play.settings.queue_length;
@@ -155,7 +159,7 @@ pub(super) async fn run(
             }
         }))
         .await;
-    tracing::info!(cid = conn.id, "stop flv play {}", play.key);
+    tracing::info!(cid = id, "stop flv play {}", play.key);
     result
 }
 

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::stats::clients::ClientKind;
 use crate::stats::system;
 

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::alloc::{self, Live};
 use super::valgrind::{self, LeakCheck};
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// What the previous check saw.
 struct Baseline {

@@ -27,8 +27,8 @@ use std::time::Instant;
 pub use hub::RtcHub;
 
 use crate::config::{RtcServer, DEFAULT_VHOST};
-use crate::profile::ApiReply;
-use crate::server::Shared;
+use crate::http::ApiReply;
+use crate::state::Shared;
 use engine::{Session, SessionParams};
 use hub::HubError;
 use signal::{AnswerInfo, Request, Role, SignalError};

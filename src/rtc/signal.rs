@@ -2,7 +2,7 @@
 //! its stream and SDP offer, and the replies' shapes. It creates no session; [`super::api`]
 //! does that with what this returns.
 
-use crate::profile::ApiReply;
+use crate::http::ApiReply;
 
 /// What a session does with its stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,8 +15,8 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::engine::Engine;
 use crate::config::Config;
-use crate::profile::ApiReply;
-use crate::server::Shared;
+use crate::http::ApiReply;
+use crate::state::Shared;
 
 const SERVER: &str = "127.0.0.1:8000";
 const CONFIG: &str = "rtc_server { enabled on; listen 8000; candidate 127.0.0.1; }

@@ -40,7 +40,7 @@ use str0m::net::Transmit;
 
 use super::engine::Engine;
 use super::hub::{Inbox, RtcStats};
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// Datagrams per recvmmsg or sendmmsg call.
 pub const BATCH: usize = 64;

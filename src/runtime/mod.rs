@@ -243,7 +243,10 @@ pub(crate) fn uring_required() -> bool {
 /// [required](uring_required), else says on stderr what was not tested.
 #[cfg(test)]
 pub(crate) fn no_uring(what: &str, why: impl std::fmt::Display) {
-    assert!(!uring_required(), "{what}: io_uring is required in this run, but: {why}");
+    assert!(
+        !uring_required(),
+        "{what}: io_uring is required in this run, but: {why}"
+    );
     eprintln!("no io_uring here ({why}): {what} is not tested");
 }
 

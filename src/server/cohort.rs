@@ -30,10 +30,10 @@ use futures_util::future::{select, Either};
 
 use super::player::BatchError;
 use super::sender::{Batch, Ring};
-use super::Shared;
 use crate::hub::core::{Consumer, Position};
 use crate::media::Frame;
 use crate::rtmp::STREAM_ID;
+use crate::state::Shared;
 use crate::stats::clients::Client;
 
 /// Frames one batch takes at most; each costs at most three iovecs in a player's own

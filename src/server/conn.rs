@@ -13,11 +13,12 @@ use compio::buf::BufResult;
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 
-use super::{forward, player, Shared, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
+use super::{forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
 use crate::hub::core::Consumer;
 use crate::hub::{PublishError, StreamKey};
 use crate::media::MediaKind;
 use crate::rtmp::session::{Event, ServerSession, SessionConfig, SessionError};
+use crate::state::Shared;
 use crate::stats::clients::{ClientGuard, ClientKind, Kicked};
 
 /// Size of a connection's read buffer until it publishes: the handshake and commands are
@@ -72,7 +73,8 @@ impl From<player::BatchError> for ConnError {
 }
 
 /// Serves one accepted connection and logs how it ended.
-pub(super) async fn serve(id: u64, peer: SocketAddr, mut stream: TcpStream, shared: &Arc<Shared>) {
+/// Serves one accepted RTMP connection until it ends.
+pub async fn serve(id: u64, peer: SocketAddr, mut stream: TcpStream, shared: &Arc<Shared>) {
     match run(id, peer, &mut stream, shared).await {
         Ok(()) => {}
         Err(ConnError::Io(e)) if is_disconnect(&e) => {

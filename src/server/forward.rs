@@ -13,11 +13,11 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
-use super::Shared;
 use crate::hub::core::{Consumer, Wake};
 use crate::hub::{StreamKey, StreamSettings};
 use crate::rtmp::client::{ClientEvent, ClientSession};
 use crate::rtmp::session::SessionError;
+use crate::state::Shared;
 
 /// Pause between connection attempts.
 const RETRY: Duration = Duration::from_secs(1);

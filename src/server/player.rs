@@ -22,9 +22,9 @@ use futures_util::future::{select, Either};
 
 use super::cohort::{self, Form, MAX_BATCH};
 use super::conn::ConnError;
-use super::Shared;
 use crate::hub::core::Consumer;
 use crate::rtmp::session::{Event, ServerSession};
+use crate::state::Shared;
 use crate::stats::clients::Client;
 
 /// Bytes a player's reads take at most.

@@ -1,67 +1,8 @@
-//! Statistics: the periodic log line (SRS-style: one line per stream with its input bitrate
-//! and its consumers, and one for the server), the registry of clients ([`clients`]), the
-//! 30-second rates ([`rates`]) and readings from /proc ([`system`]) that the HTTP API serves.
-//! It reads counters and never blocks the workers.
+//! Statistics that the HTTP API and the periodic log read: the registry of clients
+//! ([`clients`]), the 30-second rates ([`rates`]) and readings from /proc ([`system`]). Each
+//! is a counter or a snapshot behind a short lock; nothing here runs per frame or blocks a
+//! worker, and nothing here knows the drivers that feed it.
 
 pub mod clients;
 pub mod rates;
 pub mod system;
-
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use crate::server::Shared;
-
-/// Logs a line per stream and one for the server every `period`, forever.
-pub fn log_forever(shared: Arc<Shared>, period: Duration) {
-    let mut last_in: HashMap<u64, u64> = HashMap::new();
-    let mut last_out = 0u64;
-    let mut last = Instant::now();
-    loop {
-        std::thread::sleep(period);
-        let secs = last.elapsed().as_secs_f64().max(0.001);
-        last = Instant::now();
-        let kbps = |bytes: u64| (bytes as f64 * 8.0 / 1000.0 / secs).round() as u64;
-        let mut seen = HashMap::new();
-        for source in shared.hub.sources() {
-            let bytes = source.stats.bytes_in.load(Ordering::Relaxed);
-            let before = last_in.get(&source.id()).copied().unwrap_or(0);
-            seen.insert(source.id(), bytes);
-            let publisher = source
-                .publisher()
-                .map_or_else(|| "none".to_owned(), |c| c.to_string());
-            tracing::info!(
-                "stream {} id={} publisher={publisher} in={}kbps consumers={}",
-                source.key(),
-                source.id(),
-                kbps(bytes.saturating_sub(before)),
-                source.stats.consumers.load(Ordering::Relaxed),
-            );
-        }
-        last_in = seen;
-        let out = shared.stats.bytes_out.load(Ordering::Relaxed);
-        tracing::info!(
-            "server connections={} out={}kbps refused={} skips={} cut={}",
-            shared.stats.connections.load(Ordering::Relaxed),
-            kbps(out - last_out),
-            shared.stats.refused.load(Ordering::Relaxed),
-            shared.hub.stats.player_skips.load(Ordering::Relaxed),
-            shared.stats.players_cut.load(Ordering::Relaxed),
-        );
-        if shared.config().rtc_server.enabled {
-            let rtc = &shared.rtc.stats;
-            // SRS's form: receive drops from SO_RXQ_OVFL, send drops from failed sends.
-            tracing::info!(
-                "rtc sessions={} pending={} rejected={} loss=(r:{},s:{})",
-                rtc.sessions.load(Ordering::Relaxed),
-                shared.rtc.pending_count(),
-                rtc.rejected.load(Ordering::Relaxed),
-                shared.rtc.rx_drops(),
-                rtc.send_drops.load(Ordering::Relaxed),
-            );
-        }
-        last_out = out;
-    }
-}

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::clients::ClientRegistry;
 use super::system;
-use crate::hub::StreamKey;
-use crate::server::Shared;
+use crate::hub::{Hub, StreamKey};
 
 /// The window the rates cover.
 pub const WINDOW: Duration = Duration::from_secs(30);
@@ -49,16 +49,16 @@ fn kbps(bytes: u64, secs: f64) -> u64 {
 }
 
 impl Rates {
-    /// Records the counters now; call about once a second.
-    pub fn sample(&self, shared: &Shared) {
+    /// Records the counters now: the server's bytes received and sent so far, and each
+    /// stream's from the hub and its players; call about once a second.
+    pub fn sample(&self, clients: &ClientRegistry, hub: &Hub, recv: u64, send: u64) {
         let mut sent: HashMap<StreamKey, u64> = HashMap::new();
-        for c in shared.clients.all() {
+        for c in clients.all() {
             if !c.kind.is_publish() {
                 *sent.entry(c.key.clone()).or_default() += c.send_bytes.load(Ordering::Relaxed);
             }
         }
-        let streams = shared
-            .hub
+        let streams = hub
             .sources()
             .iter()
             .map(|s| {
@@ -68,8 +68,8 @@ impl Rates {
             .collect();
         let sample = Sample {
             at: Instant::now(),
-            recv: shared.stats.bytes_in.load(Ordering::Relaxed),
-            send: shared.stats.bytes_out.load(Ordering::Relaxed),
+            recv,
+            send,
             streams,
             process_ticks: system::process_ticks(),
             system_ticks: system::system_ticks(),
@@ -136,13 +136,5 @@ impl Rates {
             (process, machine)
         })
         .unwrap_or((0.0, 0.0))
-    }
-}
-
-/// Samples `shared` every second, forever.
-pub fn sample_forever(shared: std::sync::Arc<Shared>) {
-    loop {
-        shared.rates.sample(&shared);
-        std::thread::sleep(Duration::from_secs(1));
     }
 }

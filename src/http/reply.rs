@@ -1,0 +1,112 @@
+//! What an HTTP handler answers and how it goes on the wire: [`ApiReply`], the status line
+//! and headers (CORS included), SRS's JSON envelope, errors and the CORS preflight. Pure: no
+//! socket, no routing.
+
+use serde_json::{json, Value};
+
+/// An answer to a request, as the connection writes it.
+#[derive(Debug)]
+pub struct ApiReply {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Type` of `body`.
+    pub content_type: &'static str,
+    /// Extra response headers, such as WHIP's `Location`.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// A JSON reply.
+pub(crate) fn reply(status: u16, body: &Value) -> ApiReply {
+    ApiReply {
+        status,
+        content_type: "application/json",
+        headers: Vec::new(),
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// An error as JSON: `{"code": STATUS, "error": "..."}`.
+pub(crate) fn error(status: u16, message: &str) -> ApiReply {
+    reply(status, &json!({"code": status, "error": message}))
+}
+
+/// The answer to a CORS preflight: browsers ask before they POST SDP or DELETE a client.
+pub(crate) fn preflight() -> ApiReply {
+    ApiReply {
+        status: 200,
+        content_type: "text/plain",
+        headers: vec![
+            (
+                "Access-Control-Allow-Methods",
+                "GET, POST, HEAD, PUT, DELETE, OPTIONS".into(),
+            ),
+            (
+                "Access-Control-Allow-Headers",
+                "Content-Type, Authorization, Origin, X-Requested-With, Accept".into(),
+            ),
+            ("Access-Control-Expose-Headers", "Location, Server".into()),
+            ("Access-Control-Max-Age", "86400".into()),
+        ],
+        body: Vec::new(),
+    }
+}
+
+/// The status line and headers of a response, CORS included.
+pub(crate) fn head(
+    status: u16,
+    content_type: &str,
+    length: Option<usize>,
+    keep_alive: bool,
+    extra: &[(&'static str, String)],
+) -> String {
+    let mut h = format!(
+        "HTTP/1.1 {status} {}\r\nServer: ringcast/{}\r\nContent-Type: {content_type}\r\n\
+         Access-Control-Allow-Origin: *\r\nConnection: {}\r\n",
+        reason(status),
+        env!("CARGO_PKG_VERSION"),
+        if keep_alive { "keep-alive" } else { "close" },
+    );
+    if let Some(len) = length {
+        h.push_str(&format!("Content-Length: {len}\r\n"));
+    }
+    for (name, value) in extra {
+        // Header values come from our own modules; a stray line break must still not split
+        // the response.
+        let value: String = value.chars().filter(|c| !c.is_control()).collect();
+        h.push_str(&format!("{name}: {value}\r\n"));
+    }
+    h.push_str("\r\n");
+    h
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// SRS's envelope for errors and simple answers: `{"code": N, "server": ..., ...}`.
+pub(crate) fn envelope(server_id: &str, code: i64) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("code".into(), json!(code));
+    m.insert("server".into(), json!(server_id));
+    m.insert("service".into(), json!(server_id));
+    m.insert("pid".into(), json!(std::process::id().to_string()));
+    m
+}
