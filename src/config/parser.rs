@@ -1,7 +1,7 @@
 //! Layer 1: turns the text of an nginx/SRS style config file into a generic
 //! [`Directive`] tree. It owns tokenizing (words, quotes, comments, `;`, `{`,
 //! `}`) and block structure, and knows nothing about what any directive means;
-//! giving names meaning is the job of the typed layer in the parent module.
+//! giving names meaning is the job of the typed layer (build.rs, into model.rs).
 //! It must not touch the file system or the network: it only sees a `&str`.
 //!
 //! Grammar, following SRS's own reader where the brief leaves room:

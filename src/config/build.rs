@@ -1,0 +1,877 @@
+//! Directive tree to [`Config`]: the builder that walks what parser.rs produced, validates
+//! every known directive's value (ranges, forms, blocks), and turns everything it does not
+//! support into [`Warning`]s; plus [`Config::load`] and [`Config::parse`], the entry points.
+//! It owns the compatibility rules listed in the module doc. Reading the one file handed to
+//! [`Config::load`] is its only I/O; it applies no setting and opens no socket.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io::Read;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::model::{
+    any_v4, Config, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT,
+    DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
+};
+use super::parser::{parse_tree, Directive};
+
+/// Largest config file [`Config::load`] reads. Real configs are a few tens of
+/// KiB; the cap stops `-c /dev/zero` or a wrong path from eating all memory.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// SRS's accepted chunk sizes; the RTMP spec allows larger, but clients in the
+/// wild are only tested against what SRS sends.
+const CHUNK_SIZE: RangeInclusive<u64> = 128..=65536;
+/// Linux's default `fs.nr_open`, the most descriptors one process can open,
+/// so a larger limit could never be reached.
+const MAX_CONNECTIONS: RangeInclusive<u64> = 1..=1_048_576;
+const WORKERS: RangeInclusive<u64> = 1..=1024;
+/// A minute of merge-write delay is already useless for live playback; the
+/// bound catches values written in microseconds by mistake.
+const MW_LATENCY_MS: RangeInclusive<u64> = 0..=60_000;
+/// An hour of queued media per player is far past any real need and would let
+/// one slow player pin a great deal of memory.
+const MAX_QUEUE_SECS: f64 = 3600.0;
+/// glibc's `cpu_set_t` holds 1024 CPUs, the most `sched_setaffinity` can name.
+const CPUS: RangeInclusive<u64> = 0..=1023;
+/// Nice values, from highest priority to lowest.
+const PRIORITY: RangeInclusive<i64> = -20..=19;
+/// Far past any real need (Linux's `fs.nr_open` default is 1048576); the bound
+/// catches a value with a digit too many.
+const RLIMIT_NOFILE: RangeInclusive<u64> = 1..=1 << 30;
+/// The kernel keeps socket buffer sizes in an `int` and doubles what is asked,
+/// so 1 GiB is the most that means anything; below a page is a typo.
+const SOCKET_BUFFER: RangeInclusive<u64> = 4096..=1 << 30;
+
+/// Something in the config that was accepted but deserves the operator's
+/// attention, such as an unsupported directive that was ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The config file name as given to [`Config::parse`].
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What was noticed.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+impl Config {
+    /// Reads and parses the config file at `path`. Messages name the path
+    /// as given.
+    ///
+    /// # Errors
+    /// [`ConfigError::Io`], [`ConfigError::TooLarge`] or
+    /// [`ConfigError::NotUtf8`] for the file itself, otherwise as
+    /// [`Config::parse`].
+    pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let file = path.display().to_string();
+        let io_err = |source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .map_err(io_err)?
+            // One byte past the limit tells "exactly at" from "over".
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(ConfigError::TooLarge {
+                file,
+                limit: MAX_FILE_BYTES,
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            ConfigError::NotUtf8 {
+                file: file.clone(),
+                line: 1 + valid.iter().filter(|&&b| b == b'\n').count(),
+            }
+        })?;
+        let loaded = Self::parse(&text, &file)?;
+        tracing::debug!(
+            file = %file,
+            vhosts = loaded.0.vhosts.len(),
+            warnings = loaded.1.len(),
+            "config loaded"
+        );
+        Ok(loaded)
+    }
+
+    /// Parses config text. `file` is only used in messages.
+    ///
+    /// # Errors
+    /// The first syntax error or invalid value found; see [`ConfigError`].
+    pub fn parse(text: &str, file: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let tree = parse_tree(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_owned(),
+            line: e.line,
+            kind: e.kind,
+        })?;
+        let mut builder = Builder {
+            file,
+            warnings: Vec::new(),
+            reported_unknown: HashSet::new(),
+        };
+        let config = builder.config(&tree)?;
+        Ok((config, builder.warnings))
+    }
+}
+
+/// Known directive names per context. Anything else warns and is skipped.
+const GLOBAL_KEYS: &[&str] = &[
+    "listen",
+    "max_connections",
+    "daemon",
+    "pid",
+    "srs_log_tank",
+    "srs_log_file",
+    "srs_log_level",
+    "chunk_size",
+    "workers",
+    "http_api",
+    "http_server",
+    "http_stream",
+    "rtc_server",
+    "cpu_affinity",
+    "priority",
+    "rlimit_nofile",
+    "vhost",
+];
+const VHOST_KEYS: &[&str] = &[
+    "enabled",
+    "gop_cache",
+    "queue_length",
+    "mw_latency",
+    "chunk_size",
+    "tcp_nodelay",
+    "forward",
+    "play",
+    "http_remux",
+    "rtc",
+];
+const HTTP_REMUX_KEYS: &[&str] = &["enabled", "mount"];
+const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
+const FORWARD_KEYS: &[&str] = &["enabled", "destination"];
+const LISTENER_KEYS: &[&str] = &["enabled", "listen"];
+const RTC_SERVER_KEYS: &[&str] = &["enabled", "listen", "candidate", "sndbuf", "rcvbuf"];
+const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "nack"];
+
+/// The settings SRS 4+ keeps in `play {}` but older configs put directly in
+/// the vhost, each with the line it was set on.
+#[derive(Default)]
+struct PlaySettings {
+    gop_cache: Option<(bool, usize)>,
+    queue_length: Option<(Duration, usize)>,
+    mw_latency: Option<(u32, usize)>,
+}
+
+/// Remembers the first line of each single-valued directive in one block.
+#[derive(Default)]
+struct Seen<'t>(HashMap<&'t str, usize>);
+
+struct Builder<'f> {
+    file: &'f str,
+    warnings: Vec<Warning>,
+    /// Dotted paths already warned about as unknown.
+    reported_unknown: HashSet<String>,
+}
+
+impl Builder<'_> {
+    fn config(&mut self, tree: &[Directive]) -> Result<Config, ConfigError> {
+        let mut config = Config {
+            vhosts: Vec::new(),
+            ..Config::default()
+        };
+        let mut seen = Seen::default();
+        let mut vhost_lines: HashMap<String, usize> = HashMap::new();
+        for d in tree {
+            if !self.known("", GLOBAL_KEYS, d) {
+                continue;
+            }
+            // SRS 2 called the HTTP server `http_stream`; both set one thing.
+            let key = if d.name == "http_stream" {
+                "http_server"
+            } else {
+                d.name.as_str()
+            };
+            if key != "vhost" && !self.first(&mut seen, key, d) {
+                continue;
+            }
+            match key {
+                "listen" => config.listen = self.rtmp_listen(d)?,
+                "max_connections" => config.max_connections = self.number(d, MAX_CONNECTIONS)?,
+                "daemon" => config.daemon = self.flag(d)?,
+                "pid" => config.pid = self.path(d)?,
+                "srs_log_tank" => {
+                    config.log_tank = self.keyword(
+                        d,
+                        &[("console", LogTank::Console), ("file", LogTank::File)],
+                        "`console` or `file`",
+                    )?;
+                }
+                "srs_log_file" => config.log_file = self.path(d)?,
+                "srs_log_level" => {
+                    config.log_level = self.keyword(
+                        d,
+                        &[
+                            ("verbose", LogLevel::Verbose),
+                            ("info", LogLevel::Info),
+                            ("trace", LogLevel::Trace),
+                            ("warn", LogLevel::Warn),
+                            ("error", LogLevel::Error),
+                        ],
+                        "one of `verbose`, `info`, `trace`, `warn`, `error`",
+                    )?;
+                }
+                "chunk_size" => config.chunk_size = self.number(d, CHUNK_SIZE)?,
+                "workers" => config.workers = Some(self.number(d, WORKERS)?),
+                "http_api" => config.http_api = self.listener(d, HTTP_API_PORT)?,
+                "http_server" => config.http_server = self.listener(d, HTTP_SERVER_PORT)?,
+                "rtc_server" => config.rtc_server = self.rtc_server(d)?,
+                "cpu_affinity" => config.cpu_affinity = self.cpu_list(d)?,
+                "priority" => config.priority = Some(self.signed(d, PRIORITY)?),
+                "rlimit_nofile" => config.rlimit_nofile = Some(self.number(d, RLIMIT_NOFILE)?),
+                _ => {
+                    let vhost = self.vhost(d)?;
+                    let key = vhost.name.to_ascii_lowercase();
+                    if let Some(&first_line) = vhost_lines.get(&key) {
+                        return Err(ConfigError::DuplicateVhost {
+                            file: self.file.to_owned(),
+                            line: d.line,
+                            name: vhost.name,
+                            first_line,
+                        });
+                    }
+                    vhost_lines.insert(key, d.line);
+                    config.vhosts.push(vhost);
+                }
+            }
+        }
+        if !vhost_lines.contains_key(&DEFAULT_VHOST.to_ascii_lowercase()) {
+            config.vhosts.push(Vhost::with_defaults(DEFAULT_VHOST));
+        }
+        Ok(config)
+    }
+
+    fn vhost(&mut self, d: &Directive) -> Result<Vhost, ConfigError> {
+        self.require_block(d)?;
+        let name = self.value(d)?;
+        if name.is_empty() {
+            return Err(self.invalid(d, name, "a vhost name"));
+        }
+        let mut vhost = Vhost::with_defaults(name);
+        let mut seen = Seen::default();
+        let mut legacy = PlaySettings::default();
+        let mut play = PlaySettings::default();
+        for c in &d.children {
+            if !self.known("vhost.", VHOST_KEYS, c) {
+                continue;
+            }
+            // Destinations accumulate across `forward` lines, so it alone
+            // may repeat.
+            if c.name != "forward" && !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            match c.name.as_str() {
+                "enabled" => vhost.enabled = self.flag(c)?,
+                "chunk_size" => vhost.chunk_size = Some(self.number(c, CHUNK_SIZE)?),
+                "tcp_nodelay" => vhost.tcp_nodelay = self.flag(c)?,
+                "forward" => self.forward(c, &mut vhost.forward)?,
+                "play" => self.play_block(c, &mut play)?,
+                "http_remux" => vhost.http_remux = self.http_remux(c)?,
+                "rtc" => vhost.rtc = self.vhost_rtc(c)?,
+                _ => self.play_setting(c, &mut legacy)?,
+            }
+        }
+        if let Some(v) = self.merge("gop_cache", play.gop_cache, legacy.gop_cache) {
+            vhost.gop_cache = v;
+        }
+        if let Some(v) = self.merge("queue_length", play.queue_length, legacy.queue_length) {
+            vhost.queue_length = v;
+        }
+        vhost.mw_latency = self.merge("mw_latency", play.mw_latency, legacy.mw_latency);
+        Ok(vhost)
+    }
+
+    fn play_block(&mut self, d: &Directive, play: &mut PlaySettings) -> Result<(), ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if self.known("vhost.play.", PLAY_KEYS, c) && self.first(&mut seen, &c.name, c) {
+                self.play_setting(c, play)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn play_setting(&mut self, d: &Directive, out: &mut PlaySettings) -> Result<(), ConfigError> {
+        match d.name.as_str() {
+            "gop_cache" => out.gop_cache = Some((self.flag(d)?, d.line)),
+            "queue_length" => out.queue_length = Some((self.seconds(d)?, d.line)),
+            _ => out.mw_latency = Some((self.number(d, MW_LATENCY_MS)?, d.line)),
+        }
+        Ok(())
+    }
+
+    /// Picks the `play {}` value over the legacy vhost-level one.
+    fn merge<T>(
+        &mut self,
+        name: &str,
+        play: Option<(T, usize)>,
+        legacy: Option<(T, usize)>,
+    ) -> Option<T> {
+        match (play, legacy) {
+            (Some((value, line)), Some((_, legacy_line))) => {
+                self.warn(
+                    legacy_line,
+                    format!(
+                        "{name}: also set in `play {{}}` at line {line}, which takes precedence"
+                    ),
+                );
+                Some(value)
+            }
+            (Some((value, _)), None) | (None, Some((value, _))) => Some(value),
+            (None, None) => None,
+        }
+    }
+
+    /// Handles `forward A B;` and `forward { enabled on; destination A B; }`.
+    fn forward(&mut self, d: &Directive, out: &mut Vec<String>) -> Result<(), ConfigError> {
+        if !d.block {
+            if d.args.is_empty() {
+                return Err(self.missing(d));
+            }
+            for arg in &d.args {
+                out.push(self.destination(d, arg)?);
+            }
+            return Ok(());
+        }
+        self.warn_args_ignored(d, &d.args);
+        let mut seen = Seen::default();
+        let mut enabled = None;
+        let mut destinations = Vec::new();
+        for c in &d.children {
+            if !self.known("vhost.forward.", FORWARD_KEYS, c) {
+                continue;
+            }
+            if c.name == "enabled" {
+                if self.first(&mut seen, "enabled", c) {
+                    enabled = Some(self.flag(c)?);
+                }
+                continue;
+            }
+            if c.block {
+                return Err(self.err_block_unexpected(c));
+            }
+            if c.args.is_empty() {
+                return Err(self.missing(c));
+            }
+            for arg in &c.args {
+                destinations.push(self.destination(c, arg)?);
+            }
+        }
+        match enabled {
+            Some(true) => out.append(&mut destinations),
+            Some(false) => {}
+            None if destinations.is_empty() => {}
+            // SRS defaults the block form to off; staying compatible matters
+            // more than guessing, but the operator should know.
+            None => self.warn(
+                d.line,
+                "forward: block has destinations but no `enabled on;`, so it is off as in SRS"
+                    .to_owned(),
+            ),
+        }
+        Ok(())
+    }
+
+    /// `http_remux { enabled on; mount TEMPLATE; }`; the mount when enabled.
+    fn http_remux(&mut self, d: &Directive) -> Result<Option<String>, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut seen = Seen::default();
+        let mut enabled = false;
+        let mut mount = DEFAULT_FLV_MOUNT.to_owned();
+        for c in &d.children {
+            if !self.known("vhost.http_remux.", HTTP_REMUX_KEYS, c)
+                || !self.first(&mut seen, &c.name, c)
+            {
+                continue;
+            }
+            if c.name == "enabled" {
+                enabled = self.flag(c)?;
+            } else {
+                let value = self.leaf_value(c)?;
+                let ok = value.ends_with(".flv")
+                    && value.contains("[app]")
+                    && value.contains("[stream]")
+                    && !value.split('/').any(|s| s == "..")
+                    && value.bytes().all(|b| b.is_ascii_graphic());
+                if !ok {
+                    return Err(self.invalid(
+                        c,
+                        value,
+                        "a path ending in .flv with [app] and [stream], e.g. [vhost]/[app]/[stream].flv",
+                    ));
+                }
+                mount = value.to_owned();
+            }
+        }
+        Ok(enabled.then_some(mount))
+    }
+
+    fn listener(&mut self, d: &Directive, default_port: u16) -> Result<Listener, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut listener = Listener::disabled_on(default_port);
+        let mut seen = Seen::default();
+        let context = format!("{}.", d.name);
+        for c in &d.children {
+            if !self.known(&context, LISTENER_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            if c.name == "enabled" {
+                listener.enabled = self.flag(c)?;
+            } else {
+                let value = self.leaf_value(c)?;
+                listener.listen = self.socket_addr(c, value)?;
+            }
+        }
+        Ok(listener)
+    }
+
+    /// `rtc_server { ... }`. Kept apart from the other blocks: it grows with the RTC server.
+    fn rtc_server(&mut self, d: &Directive) -> Result<RtcServer, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut rtc = RtcServer::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("rtc_server.", RTC_SERVER_KEYS, c) || !self.first(&mut seen, &c.name, c)
+            {
+                continue;
+            }
+            match c.name.as_str() {
+                "enabled" => rtc.enabled = self.flag(c)?,
+                "listen" => {
+                    let value = self.leaf_value(c)?;
+                    rtc.listen = self.socket_addr(c, value)?;
+                }
+                "candidate" => rtc.candidate = self.candidate(c)?,
+                "sndbuf" => rtc.sndbuf = Some(self.size(c, SOCKET_BUFFER)?),
+                _ => rtc.rcvbuf = Some(self.size(c, SOCKET_BUFFER)?),
+            }
+        }
+        Ok(rtc)
+    }
+
+    /// CPU lists such as `1-3`, `0,2,4` or `1-2 5`, expanded in the order
+    /// written; a CPU named twice counts once.
+    fn cpu_list(&mut self, d: &Directive) -> Result<Vec<usize>, ConfigError> {
+        const EXPECTED: &str = "a CPU list, e.g. 1-3 or 0,2,4";
+        if d.block {
+            return Err(self.err_block_unexpected(d));
+        }
+        if d.args.is_empty() {
+            return Err(self.missing(d));
+        }
+        let mut cpus = Vec::new();
+        for arg in &d.args {
+            for item in arg.split(',') {
+                let (lo, hi) = item.split_once('-').unwrap_or((item, item));
+                if !is_digits(lo) || !is_digits(hi) {
+                    return Err(self.invalid(d, arg, EXPECTED));
+                }
+                let cpu = |digits: &str| {
+                    digits
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| CPUS.contains(n))
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| self.out_of_range(d, digits, CPUS))
+                };
+                let (lo, hi) = (cpu(lo)?, cpu(hi)?);
+                if lo > hi {
+                    return Err(self.invalid(d, arg, EXPECTED));
+                }
+                for n in lo..=hi {
+                    if !cpus.contains(&n) {
+                        cpus.push(n);
+                    }
+                }
+            }
+        }
+        Ok(cpus)
+    }
+
+    /// SRS's candidate forms: an IP, `*` (detect), or `$NAME` (an environment variable,
+    /// detect when unset).
+    fn candidate(&mut self, d: &Directive) -> Result<Option<IpAddr>, ConfigError> {
+        let value = self.leaf_value(d)?;
+        let resolved = match value.strip_prefix('$') {
+            Some(name) => std::env::var(name).unwrap_or_default(),
+            None => value.to_owned(),
+        };
+        if resolved.is_empty() || resolved == "*" {
+            return Ok(None);
+        }
+        resolved
+            .parse::<IpAddr>()
+            .map(Some)
+            .map_err(|_| self.invalid(d, value, "an IP address, `*` or `$ENV_VAR`"))
+    }
+
+    /// A vhost's `rtc { ... }`.
+    fn vhost_rtc(&mut self, d: &Directive) -> Result<VhostRtc, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut rtc = VhostRtc::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("vhost.rtc.", VHOST_RTC_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            let on = self.flag(c)?;
+            match c.name.as_str() {
+                "enabled" => rtc.enabled = on,
+                "rtmp_to_rtc" => rtc.rtmp_to_rtc = on,
+                _ => rtc.nack = on,
+            }
+        }
+        Ok(rtc)
+    }
+
+    fn rtmp_listen(&mut self, d: &Directive) -> Result<Vec<SocketAddr>, ConfigError> {
+        if d.block {
+            return Err(self.err_block_unexpected(d));
+        }
+        if d.args.is_empty() {
+            return Err(self.missing(d));
+        }
+        let mut addrs = Vec::with_capacity(d.args.len());
+        for arg in &d.args {
+            let addr = self.socket_addr(d, arg)?;
+            if addrs.contains(&addr) {
+                self.warn(d.line, format!("listen: {addr} is listed twice"));
+            } else {
+                addrs.push(addr);
+            }
+        }
+        Ok(addrs)
+    }
+
+    /// `PORT` (meaning `0.0.0.0:PORT`), `IPv4:PORT` or `[IPv6]:PORT`. Host
+    /// names are refused: resolving them would need the network.
+    fn socket_addr(&self, d: &Directive, value: &str) -> Result<SocketAddr, ConfigError> {
+        if is_digits(value) {
+            return Ok(any_v4(self.port(d, value)?));
+        }
+        match value.parse::<SocketAddr>() {
+            Ok(addr) if addr.port() != 0 => Ok(addr),
+            Ok(addr) => Err(self.out_of_range(d, &addr.port().to_string(), 1..=65535)),
+            Err(_) => Err(self.invalid(
+                d,
+                value,
+                "a port or IP:PORT, e.g. 1935, 127.0.0.1:1935 or [::]:1935",
+            )),
+        }
+    }
+
+    /// Normalizes `HOST[:PORT]` to `HOST:PORT`, or `[V6]:PORT` for IPv6.
+    fn destination(&self, d: &Directive, value: &str) -> Result<String, ConfigError> {
+        const EXPECTED: &str = "HOST[:PORT], e.g. 127.0.0.1:19350 or [::1]:1935";
+        let invalid = || self.invalid(d, value, EXPECTED);
+        // A bare IPv6 address has several colons; without brackets any port
+        // would be ambiguous, so it can only mean the default port.
+        if let Ok(ip) = value.parse::<Ipv6Addr>() {
+            return Ok(format!("[{ip}]:{RTMP_PORT}"));
+        }
+        let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+            let (ip, after) = rest.split_once(']').ok_or_else(invalid)?;
+            let ip = ip.parse::<Ipv6Addr>().map_err(|_| invalid())?;
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':').ok_or_else(invalid)?),
+            };
+            (format!("[{ip}]"), port)
+        } else {
+            let (host, port) = match value.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (value, None),
+            };
+            let host_ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+            if !host_ok {
+                return Err(invalid());
+            }
+            (host.to_owned(), port)
+        };
+        let port = match port {
+            None => RTMP_PORT,
+            Some(p) if is_digits(p) => self.port(d, p)?,
+            Some(_) => return Err(invalid()),
+        };
+        Ok(format!("{host}:{port}"))
+    }
+
+    fn port(&self, d: &Directive, digits: &str) -> Result<u16, ConfigError> {
+        match digits.parse::<u16>() {
+            Ok(port) if port != 0 => Ok(port),
+            _ => Err(self.out_of_range(d, digits, 1..=65535)),
+        }
+    }
+
+    /// The directive's single value; extra arguments are ignored with a
+    /// warning because SRS reads only the first.
+    fn value<'d>(&mut self, d: &'d Directive) -> Result<&'d str, ConfigError> {
+        let Some((first, rest)) = d.args.split_first() else {
+            return Err(self.missing(d));
+        };
+        self.warn_args_ignored(d, rest);
+        Ok(first)
+    }
+
+    /// Like [`Self::value`] for directives that must not have a block.
+    fn leaf_value<'d>(&mut self, d: &'d Directive) -> Result<&'d str, ConfigError> {
+        if d.block {
+            return Err(self.err_block_unexpected(d));
+        }
+        self.value(d)
+    }
+
+    /// `on` or `off`, nothing else: SRS treats any other word as one of
+    /// the two depending on the default, which hides typos like `of`.
+    fn flag(&mut self, d: &Directive) -> Result<bool, ConfigError> {
+        match self.leaf_value(d)? {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            other => Err(self.invalid(d, other, "`on` or `off`")),
+        }
+    }
+
+    fn number<T: TryFrom<u64>>(
+        &mut self,
+        d: &Directive,
+        range: RangeInclusive<u64>,
+    ) -> Result<T, ConfigError> {
+        let value = self.leaf_value(d)?;
+        // `u64::from_str` also takes a leading `+`; SRS configs never use
+        // one, so only plain digits count as a number.
+        if !is_digits(value) {
+            return Err(self.invalid(d, value, "a whole number"));
+        }
+        value
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| self.out_of_range(d, value, range))
+    }
+
+    /// A whole number with an optional `-`, such as a nice value.
+    fn signed<T: TryFrom<i64>>(
+        &mut self,
+        d: &Directive,
+        range: RangeInclusive<i64>,
+    ) -> Result<T, ConfigError> {
+        let value = self.leaf_value(d)?;
+        let expected = "a whole number from -20 (highest priority) to 19 (lowest), e.g. -15";
+        if !is_digits(value.strip_prefix('-').unwrap_or(value)) {
+            return Err(self.invalid(d, value, expected));
+        }
+        value
+            .parse::<i64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| self.invalid(d, value, expected))
+    }
+
+    /// Bytes, or with a `K`, `M` or `G` suffix (powers of 1024, either case).
+    fn size(&mut self, d: &Directive, range: RangeInclusive<u64>) -> Result<usize, ConfigError> {
+        let value = self.leaf_value(d)?;
+        let (digits, unit) = match value.char_indices().last() {
+            Some((at, 'k' | 'K')) => (&value[..at], 1 << 10),
+            Some((at, 'm' | 'M')) => (&value[..at], 1 << 20),
+            Some((at, 'g' | 'G')) => (&value[..at], 1 << 30),
+            _ => (value, 1),
+        };
+        if !is_digits(digits) {
+            return Err(self.invalid(d, value, "a size in bytes, e.g. 16M, 512K or 8388608"));
+        }
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .filter(|n| range.contains(n))
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| self.out_of_range(d, value, range))
+    }
+
+    /// Seconds as a plain decimal (`10`, `0.5`); exponents, signs, `inf`
+    /// and `nan`, which `f64::from_str` would accept, are refused.
+    fn seconds(&mut self, d: &Directive) -> Result<Duration, ConfigError> {
+        const EXPECTED: &str = "a number of seconds above 0 and at most 3600, e.g. 10 or 0.5";
+        let value = self.leaf_value(d)?;
+        if !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(self.invalid(d, value, EXPECTED));
+        }
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && *s <= MAX_QUEUE_SECS)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            // A tiny positive value can still round to zero nanoseconds.
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| self.invalid(d, value, EXPECTED))
+    }
+
+    fn path(&mut self, d: &Directive) -> Result<PathBuf, ConfigError> {
+        let value = self.leaf_value(d)?;
+        if value.is_empty() {
+            return Err(self.invalid(d, value, "a file path"));
+        }
+        Ok(PathBuf::from(value))
+    }
+
+    fn keyword<T: Copy>(
+        &mut self,
+        d: &Directive,
+        table: &[(&str, T)],
+        expected: &'static str,
+    ) -> Result<T, ConfigError> {
+        let value = self.leaf_value(d)?;
+        table
+            .iter()
+            .find(|(word, _)| *word == value)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| self.invalid(d, value, expected))
+    }
+
+    /// Whether `d` is in `keys`; otherwise warns once per dotted path.
+    fn known(&mut self, context: &str, keys: &[&str], d: &Directive) -> bool {
+        if keys.contains(&d.name.as_str()) {
+            return true;
+        }
+        let path = format!("{context}{}", d.name);
+        if self.reported_unknown.insert(path.clone()) {
+            self.warn(
+                d.line,
+                format!("{path}: not supported by ringcast, ignored (reported once)"),
+            );
+        }
+        false
+    }
+
+    /// Whether this is the first `key` in the block; later ones warn and
+    /// are skipped, matching SRS, which reads the first.
+    fn first<'t>(&mut self, seen: &mut Seen<'t>, key: &'t str, d: &Directive) -> bool {
+        match seen.0.entry(key) {
+            Entry::Occupied(first) => {
+                let first_line = *first.get();
+                self.warn(
+                    d.line,
+                    format!(
+                        "{}: repeated, first set at line {first_line}, which is used",
+                        d.name
+                    ),
+                );
+                false
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(d.line);
+                true
+            }
+        }
+    }
+
+    fn require_block(&self, d: &Directive) -> Result<(), ConfigError> {
+        if d.block {
+            Ok(())
+        } else {
+            Err(ConfigError::BlockExpected {
+                file: self.file.to_owned(),
+                line: d.line,
+                directive: d.name.clone(),
+            })
+        }
+    }
+
+    fn warn_args_ignored(&mut self, d: &Directive, extra: &[String]) {
+        if !extra.is_empty() {
+            self.warn(
+                d.line,
+                format!(
+                    "{}: ignoring extra arguments `{}`; is a `;` missing?",
+                    d.name,
+                    extra.join(" ")
+                ),
+            );
+        }
+    }
+
+    fn warn(&mut self, line: usize, message: String) {
+        self.warnings.push(Warning {
+            file: self.file.to_owned(),
+            line,
+            message,
+        });
+    }
+
+    fn missing(&self, d: &Directive) -> ConfigError {
+        ConfigError::MissingValue {
+            file: self.file.to_owned(),
+            line: d.line,
+            directive: d.name.clone(),
+        }
+    }
+
+    fn invalid(&self, d: &Directive, value: &str, expected: &'static str) -> ConfigError {
+        ConfigError::InvalidValue {
+            file: self.file.to_owned(),
+            line: d.line,
+            directive: d.name.clone(),
+            value: value.to_owned(),
+            expected,
+        }
+    }
+
+    fn out_of_range(&self, d: &Directive, value: &str, range: RangeInclusive<u64>) -> ConfigError {
+        ConfigError::OutOfRange {
+            file: self.file.to_owned(),
+            line: d.line,
+            directive: d.name.clone(),
+            value: value.to_owned(),
+            min: *range.start(),
+            max: *range.end(),
+        }
+    }
+
+    fn err_block_unexpected(&self, d: &Directive) -> ConfigError {
+        ConfigError::BlockUnexpected {
+            file: self.file.to_owned(),
+            line: d.line,
+            directive: d.name.clone(),
+        }
+    }
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
