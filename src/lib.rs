@@ -22,6 +22,7 @@
 //! Protocol code is sans-IO and has no `unsafe`; the I/O layer and [`profile`]'s allocator
 //! and valgrind hooks are the only places that may.
 #![warn(missing_docs, unreachable_pub)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod app;
 pub mod bench;

@@ -5,6 +5,8 @@
 //! dropped with it. [`report`] is the periodic log line and the rates sampler. This is the
 //! only folder that knows every driver; no other folder imports it.
 
+#![forbid(unsafe_code)]
+
 pub mod report;
 pub mod shutdown;
 

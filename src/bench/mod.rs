@@ -8,6 +8,8 @@
 //! HTTP-FLV player task), [`whep`] (WebRTC players and publishers), [`rtp_count`] (light
 //! WebRTC players' packet and loss accounting), [`report`] (bench.sh's table and chart).
 
+#![forbid(unsafe_code)]
+
 pub mod flv;
 pub mod report;
 pub mod rtmp;

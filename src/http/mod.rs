@@ -10,6 +10,8 @@
 //! players), `router` (which of them answers), `conn` (the connection loop). It must not touch
 //! the RTMP sessions; it reads the hub, the client registry and the counters.
 
+#![forbid(unsafe_code)]
+
 mod api;
 mod conn;
 mod error;

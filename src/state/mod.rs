@@ -4,6 +4,8 @@
 //! WebRTC) update it, the API and the periodic log read it. What each worker owns alone (its
 //! runtime, its listeners, its send ring) lives in the worker, never here.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;

@@ -3,6 +3,8 @@
 //! is a counter or a snapshot behind a short lock; nothing here runs per frame or blocks a
 //! worker, and nothing here knows the drivers that feed it.
 
+#![forbid(unsafe_code)]
+
 pub mod clients;
 pub mod rates;
 pub mod system;
