@@ -31,7 +31,7 @@ use futures_util::future::{select, Either};
 use super::player::BatchError;
 use super::sender::{Batch, Ring};
 use super::Shared;
-use crate::hub::core::{Consumer, Position};
+use crate::hub::{Consumer, Position};
 use crate::media::Frame;
 use crate::rtmp::STREAM_ID;
 use crate::stats::clients::Client;
@@ -549,7 +549,9 @@ mod tests {
         for mode in [IoMode::Uring, IoMode::Epoll] {
             std::thread::spawn(move || match build_runtime(0, mode) {
                 Ok(rt) => test(rt),
-                Err(e) if mode == IoMode::Uring => eprintln!("no io_uring here ({e})"),
+                Err(e) if mode == IoMode::Uring => {
+                    crate::runtime::no_uring("the cohort on the send ring", e)
+                }
                 Err(e) => panic!("{e}"),
             })
             .join()
