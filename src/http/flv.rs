@@ -20,7 +20,7 @@ use futures_util::future::{select, Either};
 
 use super::parser::Request;
 use super::server::{head, Conn, HttpConnError};
-use crate::hub::core::Consumer;
+use crate::hub::Consumer;
 use crate::hub::{StreamKey, StreamSettings};
 use crate::server::cohort::{self, Form, MAX_BATCH};
 use crate::server::{write_batch, Shared};

@@ -14,7 +14,7 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 
 use super::{forward, player, Shared, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
-use crate::hub::core::Consumer;
+use crate::hub::Consumer;
 use crate::hub::{PublishError, StreamKey};
 use crate::media::MediaKind;
 use crate::rtmp::session::{Event, ServerSession, SessionConfig, SessionError};

@@ -14,7 +14,7 @@ use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
 use super::Shared;
-use crate::hub::core::{Consumer, Wake};
+use crate::hub::{Consumer, Wake};
 use crate::hub::{StreamKey, StreamSettings};
 use crate::rtmp::client::{ClientEvent, ClientSession};
 use crate::rtmp::session::SessionError;

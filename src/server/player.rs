@@ -23,7 +23,7 @@ use futures_util::future::{select, Either};
 use super::cohort::{self, Form, MAX_BATCH};
 use super::conn::ConnError;
 use super::Shared;
-use crate::hub::core::Consumer;
+use crate::hub::Consumer;
 use crate::rtmp::session::{Event, ServerSession};
 use crate::stats::clients::Client;
 
