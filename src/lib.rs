@@ -25,6 +25,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod egress;
 pub mod flv;
 pub mod http;
 pub mod hub;

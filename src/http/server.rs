@@ -169,11 +169,11 @@ pub(super) enum HttpConnError {
     Stalled(std::time::Duration),
 }
 
-impl From<crate::server::BatchError> for HttpConnError {
-    fn from(e: crate::server::BatchError) -> Self {
+impl From<crate::egress::BatchError> for HttpConnError {
+    fn from(e: crate::egress::BatchError) -> Self {
         match e {
-            crate::server::BatchError::Io(e) => Self::Io(e),
-            crate::server::BatchError::Stalled(d) => Self::Stalled(d),
+            crate::egress::BatchError::Io(e) => Self::Io(e),
+            crate::egress::BatchError::Stalled(d) => Self::Stalled(d),
         }
     }
 }

@@ -14,6 +14,7 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 
 use super::{forward, player, Shared, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
+use crate::egress::BatchError;
 use crate::hub::Consumer;
 use crate::hub::{PublishError, StreamKey};
 use crate::media::MediaKind;
@@ -62,11 +63,11 @@ impl From<Kicked> for ConnError {
     }
 }
 
-impl From<player::BatchError> for ConnError {
-    fn from(e: player::BatchError) -> Self {
+impl From<BatchError> for ConnError {
+    fn from(e: BatchError) -> Self {
         match e {
-            player::BatchError::Io(e) => Self::Io(e),
-            player::BatchError::Stalled(d) => Self::Stalled(d),
+            BatchError::Io(e) => Self::Io(e),
+            BatchError::Stalled(d) => Self::Stalled(d),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! A playing connection. In the steady state the player sits in its stream's cohort on this
-//! core ([`super::cohort`]), which writes each flush's shared batch to it with the other
+//! core ([`crate::egress::cohort`]), which writes each flush's shared batch to it with the other
 //! players in step; this task only waits. It writes on its own while it catches up (its start
 //! from the GOP cache, a send that fell short, a skip to a keyframe) and while it has
 //! something of its own to send: the reader's replies to the peer's control messages, which
@@ -9,28 +9,27 @@ use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::os::fd::AsRawFd;
 use std::pin::pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use compio::buf::BufResult;
-use compio::io::{AsyncRead, AsyncWriteExt};
+use compio::io::AsyncRead;
 use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
-use super::cohort::{self, Form, MAX_BATCH};
 use super::conn::ConnError;
 use super::Shared;
+use crate::egress::cohort::{self, Form};
+use crate::egress::{write_batch, Counters, MAX_BATCH};
 use crate::hub::Consumer;
 use crate::rtmp::session::{Event, ServerSession};
 use crate::stats::clients::Client;
 
 /// Bytes a player's reads take at most.
 const PLAYER_READ_BUFFER: usize = 512;
-/// iovecs a player keeps room for between writes.
-const IOV_KEEP: usize = 16;
 
 /// What the reader tells the writer.
 #[derive(Default)]
@@ -89,46 +88,13 @@ pub(super) async fn run(
     }
 }
 
-/// Why a player's batch did not go out.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BatchError {
-    /// The socket failed.
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    /// The write took no data for queue_length.
-    #[error("player stopped reading for {0:?} (queue_length): cut")]
-    Stalled(Duration),
-}
-
-/// Writes a player's batch (RTMP or HTTP-FLV) in one vectored write, counts it, and hands
-/// the vector back emptied. A write that cannot complete within `stall` (queue_length) means
-/// the player stopped reading: it never comes back to `next_batch`, where a slow player skips
-/// to a keyframe, so without this bound it would hold its slot and socket forever.
-pub(crate) async fn write_batch(
-    mut stream: &TcpStream,
-    iov: Vec<Bytes>,
-    shared: &Shared,
-    client: &Client,
-    stall: Duration,
-) -> Result<Vec<Bytes>, BatchError> {
-    let len: usize = iov.iter().map(Bytes::len).sum();
-    let Ok(BufResult(r, mut iov)) =
-        compio::time::timeout(stall, stream.write_vectored_all(iov)).await
-    else {
-        shared.stats.players_cut.fetch_add(1, Ordering::Relaxed);
-        return Err(BatchError::Stalled(stall));
-    };
-    r?;
-    iov.clear();
-    // A GOP-cache burst needs hundreds of iovecs once; a live player needs a few per turn.
-    // Keeping the burst's capacity would cost every player kilobytes for life.
-    iov.shrink_to(IOV_KEEP);
-    shared
-        .stats
-        .bytes_out
-        .fetch_add(len as u64, Ordering::Relaxed);
-    client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
-    Ok(iov)
+impl Counters for Shared {
+    fn bytes_out(&self) -> &AtomicU64 {
+        &self.stats.bytes_out
+    }
+    fn players_cut(&self) -> &AtomicU64 {
+        &self.stats.players_cut
+    }
 }
 
 async fn read_loop(
@@ -210,7 +176,7 @@ async fn write_loop(
             }
         }
         if !iov.is_empty() {
-            iov = write_batch(stream, iov, shared, client, limits.stall).await?;
+            iov = write_batch(stream, iov, shared.as_ref(), client, limits.stall).await?;
             if done {
                 return Ok(());
             }
