@@ -13,7 +13,10 @@ use std::thread::JoinHandle;
 
 use compio::driver::{DriverType, ProactorBuilder};
 
+mod connection;
 pub mod tuning;
+
+pub use connection::{Connection, Input};
 
 /// Which I/O driver the workers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -243,7 +246,10 @@ pub(crate) fn uring_required() -> bool {
 /// [required](uring_required), else says on stderr what was not tested.
 #[cfg(test)]
 pub(crate) fn no_uring(what: &str, why: impl std::fmt::Display) {
-    assert!(!uring_required(), "{what}: io_uring is required in this run, but: {why}");
+    assert!(
+        !uring_required(),
+        "{what}: io_uring is required in this run, but: {why}"
+    );
     eprintln!("no io_uring here ({why}): {what} is not tested");
 }
 

@@ -15,9 +15,6 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use compio::buf::BufResult;
-use compio::io::AsyncRead;
-use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
 use super::conn::ConnError;
@@ -26,9 +23,11 @@ use crate::egress::cohort::{self, Form};
 use crate::egress::{write_batch, Counters, MAX_BATCH};
 use crate::hub::Consumer;
 use crate::rtmp::session::{Event, ServerSession};
+use crate::runtime::Connection;
 use crate::stats::clients::Client;
 
-/// Bytes a player's reads take at most.
+/// Bytes a player's reads take at most: it only sends acknowledgements, pings and pause,
+/// and it holds the buffer for life.
 const PLAYER_READ_BUFFER: usize = 512;
 
 /// What the reader tells the writer.
@@ -65,7 +64,7 @@ pub(super) struct Limits {
 
 /// Serves a player until it stops, disconnects, reaches its duration, or its socket fails.
 pub(super) async fn run(
-    stream: &mut TcpStream,
+    conn: &Connection,
     session: Box<ServerSession>,
     consumer: Consumer,
     shared: &Arc<Shared>,
@@ -74,9 +73,10 @@ pub(super) async fn run(
 ) -> Result<(), ConnError> {
     let link = Link::default();
     let stop = limits.duration.map(|d| (d, session.play_stop_message()));
-    let reader = pin!(read_loop(&*stream, session, &link));
+    conn.set_read_buffer(PLAYER_READ_BUFFER);
+    let reader = pin!(read_loop(conn, session, &link));
     let writer = pin!(write_loop(
-        &*stream,
+        conn,
         consumer,
         &link,
         (shared, client),
@@ -98,21 +98,16 @@ impl Counters for Shared {
 }
 
 async fn read_loop(
-    mut stream: &TcpStream,
+    conn: &Connection,
     mut session: Box<ServerSession>,
     link: &Link,
 ) -> Result<(), ConnError> {
-    // A player only sends acknowledgements, pings and pause: a small buffer, held for life.
-    let mut buf = Vec::with_capacity(PLAYER_READ_BUFFER);
     loop {
-        buf.clear();
-        let BufResult(r, b) = stream.read(buf).await;
-        buf = b;
-        let n = r?;
-        if n == 0 {
+        let input = conn.read_some().await?;
+        if input.is_empty() {
             return Ok(());
         }
-        session.handle_input(&buf[..n])?;
+        session.handle_input(&input)?;
         while let Some(event) = session.poll_event() {
             match event {
                 Event::StopPlay => return Ok(()),
@@ -131,7 +126,7 @@ async fn read_loop(
 
 /// `stop`: the play's duration and the status message that ends it.
 async fn write_loop(
-    stream: &TcpStream,
+    conn: &Connection,
     mut consumer: Consumer,
     link: &Link,
     (shared, client): (&Arc<Shared>, &Arc<Client>),
@@ -147,7 +142,7 @@ async fn write_loop(
         // Caught up, with nothing of its own to send: the cohort writes for it. A play with a
         // duration counts its frames itself, so it stays out.
         if iov.is_empty() && stop.is_none() && !link.busy() {
-            let fd = stream.as_raw_fd();
+            let fd = conn.socket().as_raw_fd();
             if let Some(seat) = cohort::seat(&consumer, form, fd, (client, shared), limits.stall) {
                 let back = seat.hold(|| link.busy()).await;
                 consumer.set_position(back.at);
@@ -176,7 +171,7 @@ async fn write_loop(
             }
         }
         if !iov.is_empty() {
-            iov = write_batch(stream, iov, shared.as_ref(), client, limits.stall).await?;
+            iov = write_batch(conn.socket(), iov, shared.as_ref(), client, limits.stall).await?;
             if done {
                 return Ok(());
             }
