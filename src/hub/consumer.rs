@@ -95,7 +95,7 @@ impl Consumer {
     }
 
     /// Waits for the core's next flush: the moment its players write what arrived since the
-    /// last one (`mw_latency`, see [`super::flush`]).
+    /// last one (`mw_latency`, see `hub/flush.rs`).
     pub fn flushed(&self) -> impl Future<Output = ()> + 'static {
         let stream = self.stream.clone();
         let start = stream.flush.generation();
