@@ -27,6 +27,7 @@
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod egress;
 pub mod flv;
 pub mod http;
 pub mod hub;

@@ -5,18 +5,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use compio::buf::BufResult;
-use compio::io::{AsyncRead, AsyncWriteExt};
-use compio::net::TcpStream;
-
-use super::rtmp::LoadError;
+use super::rtmp::{connect, LoadError};
 use super::{ClientState, LatencyProbe, Stats};
 use crate::flv::FlvReader;
 use crate::media::TYPE_VIDEO;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A response head larger than this is not an FLV server's.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -191,33 +186,25 @@ pub async fn play(id: usize, target: FlvTarget, stats: Arc<Stats>, stop: Instant
 }
 
 async fn play_inner(id: usize, target: &FlvTarget, stats: &Stats) -> Result<(), LoadError> {
-    let stream = compio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target.addr))
-        .await
-        .map_err(|_| LoadError::Timeout)??;
-    let _ = stream.set_nodelay(true);
-    let mut s = &stream;
+    let conn = connect(&target.addr, 64 * 1024).await?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringcast-bench\r\nAccept: */*\r\n\r\n",
         target.path, target.host
     );
-    s.write_all(request.into_bytes()).await.0?;
+    conn.write_all(request.into_bytes()).await?;
     let mut response = ResponseReader::new();
     let mut flv = FlvReader::new();
     let mut body = Vec::with_capacity(64 * 1024);
-    let mut buf = Vec::with_capacity(64 * 1024);
     let mut probe = LatencyProbe::new();
     loop {
-        buf.clear();
-        let BufResult(r, b) = s.read(buf).await;
-        buf = b;
-        let n = r?;
-        if n == 0 {
+        let input = conn.read_some().await?;
+        if input.is_empty() {
             return Err(LoadError::Closed);
         }
-        stats.bytes[id].fetch_add(n as u64, Ordering::Relaxed);
+        stats.bytes[id].fetch_add(input.len() as u64, Ordering::Relaxed);
         body.clear();
         response
-            .push(&buf[..n], &mut body)
+            .push(&input, &mut body)
             .map_err(|e| LoadError::Refused(e.to_string()))?;
         if !response.started() {
             continue;

@@ -8,9 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use compio::buf::BufResult;
-use compio::io::{AsyncRead, AsyncWriteExt};
-use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
 use super::{sei, wall_ms, ClientState, LatencyProbe, Stats};
@@ -18,6 +15,7 @@ use crate::flv::Tag;
 use crate::media::{TYPE_DATA_AMF0, TYPE_VIDEO};
 use crate::rtmp::client::{ClientEvent, ClientSession};
 use crate::rtmp::session::SessionError;
+use crate::runtime::Connection;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,18 +50,16 @@ pub struct Target {
     pub stream: String,
 }
 
-async fn connect(addr: &str) -> Result<TcpStream, LoadError> {
-    let s = compio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+/// Connects to `addr`, reading `read_buffer` bytes at a time at most.
+pub(super) async fn connect(addr: &str, read_buffer: usize) -> Result<Connection, LoadError> {
+    Ok(Connection::connect(addr, CONNECT_TIMEOUT, read_buffer)
         .await
-        .map_err(|_| LoadError::Timeout)??;
-    let _ = s.set_nodelay(true);
-    Ok(s)
+        .map_err(|_| LoadError::Timeout)??)
 }
 
-async fn flush(stream: &TcpStream, session: &mut ClientSession) -> io::Result<()> {
-    let mut s = stream;
+async fn flush(conn: &Connection, session: &mut ClientSession) -> io::Result<()> {
     while let Some(b) = session.poll_transmit() {
-        s.write_all(b).await.0?;
+        conn.write_all(b).await?;
     }
     Ok(())
 }
@@ -82,13 +78,11 @@ pub async fn play(id: usize, target: Target, stats: Arc<Stats>, stop: Instant) {
 }
 
 async fn play_inner(id: usize, target: &Target, stats: &Stats) -> Result<(), LoadError> {
-    let stream = connect(&target.addr).await?;
+    let conn = connect(&target.addr, 64 * 1024).await?;
     let mut session = ClientSession::play(&target.tc_url, &target.stream);
-    let mut buf = Vec::with_capacity(64 * 1024);
     let mut probe = LatencyProbe::new();
-    let mut s = &stream;
     loop {
-        flush(&stream, &mut session).await?;
+        flush(&conn, &mut session).await?;
         while let Some(event) = session.poll_event() {
             match event {
                 ClientEvent::Playing => stats.set_state(id, ClientState::Alive),
@@ -97,15 +91,12 @@ async fn play_inner(id: usize, target: &Target, stats: &Stats) -> Result<(), Loa
                 _ => {}
             }
         }
-        buf.clear();
-        let BufResult(r, b) = s.read(buf).await;
-        buf = b;
-        let n = r?;
-        if n == 0 {
+        let input = conn.read_some().await?;
+        if input.is_empty() {
             return Err(LoadError::Closed);
         }
-        stats.bytes[id].fetch_add(n as u64, Ordering::Relaxed);
-        session.handle_input(&buf[..n])?;
+        stats.bytes[id].fetch_add(input.len() as u64, Ordering::Relaxed);
+        session.handle_input(&input)?;
     }
 }
 
@@ -133,12 +124,10 @@ async fn publish_inner(
     tags: &[Tag],
     stats: &Stats,
 ) -> Result<(), LoadError> {
-    let stream = connect(&target.addr).await?;
+    let conn = connect(&target.addr, 16 * 1024).await?;
     let mut session = ClientSession::publish(&target.tc_url, &target.stream, 4096);
-    let mut buf = Vec::with_capacity(16 * 1024);
-    let mut s = &stream;
     'setup: loop {
-        flush(&stream, &mut session).await?;
+        flush(&conn, &mut session).await?;
         while let Some(event) = session.poll_event() {
             match event {
                 ClientEvent::Publishing => break 'setup,
@@ -146,33 +135,21 @@ async fn publish_inner(
                 _ => {}
             }
         }
-        buf.clear();
-        let BufResult(r, b) = s.read(buf).await;
-        buf = b;
-        if r? == 0 {
+        let input = conn.read_some().await?;
+        if input.is_empty() {
             return Err(LoadError::Closed);
         }
-        session.handle_input(&buf)?;
+        session.handle_input(&input)?;
     }
     stats.set_state(id, ClientState::Alive);
 
     let session = RefCell::new(session);
     let reader = async {
-        let mut buf = buf;
-        let mut s = &stream;
-        loop {
-            buf.clear();
-            let BufResult(r, b) = s.read(buf).await;
-            buf = b;
-            let n = r?;
-            if n == 0 {
-                return Err(LoadError::Closed);
-            }
-            session.borrow_mut().handle_input(&buf[..n])?;
-        }
+        conn.read_each(|input| Ok::<_, LoadError>(session.borrow_mut().handle_input(input)?))
+            .await?;
+        Err(LoadError::Closed)
     };
     let writer = async {
-        let mut s = &stream;
         let loop_ms = tags.last().map_or(0, |t| t.timestamp) + 40;
         let nalu_len = tags
             .iter()
@@ -201,7 +178,7 @@ async fn publish_inner(
                 };
                 if let Some(b) = out {
                     stats.bytes[id].fetch_add(b.len() as u64, Ordering::Relaxed);
-                    s.write_all(b).await.0?;
+                    conn.write_all(b).await?;
                 }
             }
         }

@@ -4,7 +4,7 @@
 use std::io;
 
 use super::parser::HttpError;
-use crate::server::BatchError;
+use crate::egress::BatchError;
 use crate::stats::clients::Kicked;
 
 /// Why an HTTP connection ended early.

@@ -2,7 +2,7 @@
 //! player is a [`Consumer`] cursor over the same shared frames as RTMP players; each frame
 //! goes out as the FLV tag form that [`Frame::flv_tag`] builds once for every player (its
 //! payload is the very bytes the publisher sent). In the steady state the player sits in its
-//! stream's FLV cohort on this core ([`crate::server::cohort`]), which writes each flush's
+//! stream's FLV cohort on this core ([`crate::egress::cohort`]), which writes each flush's
 //! batch to every player in step; on its own it writes its start and catches up, everything
 //! between the cursor and the head in one vectored write. The body is close-delimited: it
 //! ends when either side closes.
@@ -22,10 +22,10 @@ use futures_util::future::{select, Either};
 use super::error::HttpConnError;
 use super::parser::Request;
 use super::reply::head;
-use crate::hub::core::Consumer;
+use crate::egress::cohort::{self, Form};
+use crate::egress::{write_batch, MAX_BATCH};
+use crate::hub::Consumer;
 use crate::hub::{StreamKey, StreamSettings};
-use crate::server::cohort::{self, Form, MAX_BATCH};
-use crate::server::write_batch;
 use crate::state::Shared;
 use crate::stats::clients::{Client, ClientKind};
 
@@ -200,7 +200,7 @@ async fn write_loop(
             consumer.flushed().await;
             continue;
         }
-        iov = write_batch(stream, iov, shared, client, stall).await?;
+        iov = write_batch(stream, iov, shared.as_ref(), client, stall).await?;
     }
 }
 

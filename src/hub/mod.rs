@@ -1,17 +1,25 @@
 //! The stream hub: the registry of live streams ([`Hub`]), one [`Source`] per stream, and the
-//! per-core fan-out ([`core`]) that feeds every player of every core from one serialized copy
-//! of each message.
+//! per-core fan-out ([`Consumer`]) that feeds every player of every core from one serialized
+//! copy of each message.
 //!
 //! Data flow: a publisher's connection pushes messages into its stream's [`Source`] through a
 //! [`PublishGuard`]; the Source serializes each once into a [`Frame`] and hands an `Arc` of it
 //! to one relay queue per core that has consumers, waking that core. On each core the relay
 //! appends frames to a ring, and consumers (players, forwarders) are cursors into that ring.
 //!
+//! Files: `source.rs` (the publisher's side), `ring.rs` (a core's ring and the cursor logic)
+//! and `flush.rs` (the merged-write schedule) are pure; `relay.rs` (a stream's presence on a
+//! core and its relay task) is the only one that touches the runtime and the clock;
+//! `consumer.rs` is the cursor players and forwarders hold.
+//!
 //! Locks: the registry's lock is taken when a stream is looked up or removed; a Source's lock
 //! when its publisher pushes a frame and when a core attaches or detaches. No lock is taken per
 //! player, and none per frame on the consuming cores. It owns no socket.
 
-pub mod core;
+mod consumer;
+mod flush;
+mod relay;
+mod ring;
 mod source;
 
 use std::collections::HashMap;
@@ -20,6 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use consumer::{Consumer, Wake};
+pub use ring::Position;
 pub use source::{PublishGuard, Relay, Snapshot, Source};
 
 use crate::media::Frame;
@@ -51,8 +61,8 @@ pub struct StreamSettings {
     pub queue_length: Duration,
     /// Chunk size of the shared RTMP form; every player is told this size at connect.
     pub chunk_size: u32,
-    /// `mw_latency`: the longest a frame waits on a core before its players' write
-    /// ([`core`]'s flush); `None` writes at each arrival.
+    /// `mw_latency`: the longest a frame waits on a core before its players' write (the
+    /// flush, see `flush.rs`); `None` writes at each arrival.
     pub merge: Option<Duration>,
 }
 

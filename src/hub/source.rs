@@ -3,6 +3,7 @@
 //!
 //! It runs on the publisher's core, under a lock that only attaching and detaching cores
 //! contend for; it must not touch players, rings or sockets.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

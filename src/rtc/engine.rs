@@ -31,7 +31,7 @@ use super::hub::{CoreMsg, Inbox, RtcHub, RtcStream, SharedFrame};
 use super::packetize::{RtpFrame, StreamPacketizer};
 use super::signal::Role;
 use super::stun;
-use crate::hub::core::Consumer;
+use crate::hub::Consumer;
 use crate::hub::{Hub, StreamKey, StreamSettings};
 use crate::media::MediaKind as RtmpKind;
 

@@ -13,7 +13,10 @@ use std::thread::JoinHandle;
 
 use compio::driver::{DriverType, ProactorBuilder};
 
+mod connection;
 pub mod tuning;
+
+pub use connection::{Connection, Input};
 
 /// Which I/O driver the workers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -9,15 +9,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use compio::buf::BufResult;
-use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 
 use super::{forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
-use crate::hub::core::Consumer;
+use crate::egress::BatchError;
+use crate::hub::Consumer;
 use crate::hub::{PublishError, StreamKey};
 use crate::media::MediaKind;
 use crate::rtmp::session::{Event, ServerSession, SessionConfig, SessionError};
+use crate::runtime::Connection;
 use crate::state::Shared;
 use crate::stats::clients::{ClientGuard, ClientKind, Kicked};
 
@@ -63,19 +63,20 @@ impl From<Kicked> for ConnError {
     }
 }
 
-impl From<player::BatchError> for ConnError {
-    fn from(e: player::BatchError) -> Self {
+impl From<BatchError> for ConnError {
+    fn from(e: BatchError) -> Self {
         match e {
-            player::BatchError::Io(e) => Self::Io(e),
-            player::BatchError::Stalled(d) => Self::Stalled(d),
+            BatchError::Io(e) => Self::Io(e),
+            BatchError::Stalled(d) => Self::Stalled(d),
         }
     }
 }
 
 /// Serves one accepted connection and logs how it ended.
 /// Serves one accepted RTMP connection until it ends.
-pub async fn serve(id: u64, peer: SocketAddr, mut stream: TcpStream, shared: &Arc<Shared>) {
-    match run(id, peer, &mut stream, shared).await {
+pub async fn serve(id: u64, peer: SocketAddr, stream: TcpStream, shared: &Arc<Shared>) {
+    let conn = Connection::new(stream, CONTROL_READ_BUFFER);
+    match run(id, peer, &conn, shared).await {
         Ok(()) => {}
         Err(ConnError::Io(e)) if is_disconnect(&e) => {
             tracing::info!(cid = id, "peer disconnected: {e}")
@@ -92,10 +93,9 @@ fn is_disconnect(e: &io::Error) -> bool {
 }
 
 /// Writes everything the session has to say.
-pub(super) async fn flush(stream: &mut TcpStream, session: &mut ServerSession) -> io::Result<()> {
+async fn flush(conn: &Connection, session: &mut ServerSession) -> io::Result<()> {
     while let Some(b) = session.poll_transmit() {
-        let BufResult(r, _) = stream.write_all(b).await;
-        r?;
+        conn.write_all(b).await?;
     }
     Ok(())
 }
@@ -103,7 +103,7 @@ pub(super) async fn flush(stream: &mut TcpStream, session: &mut ServerSession) -
 async fn run(
     id: u64,
     peer: SocketAddr,
-    stream: &mut TcpStream,
+    conn: &Connection,
     shared: &Arc<Shared>,
 ) -> Result<(), ConnError> {
     let config = shared.config();
@@ -113,28 +113,28 @@ async fn run(
         out_chunk_size: config.chunk_size,
         ..SessionConfig::default()
     }));
-    let mut buf = Vec::with_capacity(CONTROL_READ_BUFFER);
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut phase = "handshaking";
     let mut app = String::new();
     let mut tc = String::new();
     loop {
-        buf.clear();
-        let BufResult(r, b) = compio::time::timeout_at(deadline, stream.read(buf))
+        let input = conn
+            .read_some_by(deadline)
             .await
-            .map_err(|_| ConnError::Timeout(phase))?;
-        buf = b;
-        let n = r?;
-        if n == 0 {
+            .map_err(|_| ConnError::Timeout(phase))??;
+        if input.is_empty() {
             return Err(ConnError::Eof(phase));
         }
-        session.handle_input(&buf[..n])?;
-        flush(stream, &mut session).await?;
+        session.handle_input(&input)?;
+        // The buffer goes back before publish or play sizes it for its phase.
+        drop(input);
+        flush(conn, &mut session).await?;
         while let Some(event) = session.poll_event() {
-            match event {
+            let (publishing, name, vhost, duration) = match event {
                 Event::HandshakeDone(kind) => {
                     tracing::debug!(cid = id, "{kind:?} handshake done");
                     phase = "waiting for connect";
+                    continue;
                 }
                 Event::Connect {
                     app: a,
@@ -145,42 +145,31 @@ async fn run(
                     app = a;
                     tc = tc_url;
                     phase = "waiting for publish or play";
+                    continue;
                 }
-                Event::Publish {
-                    stream: name,
-                    vhost,
-                } => {
-                    let vhost = vhost.unwrap_or_else(|| session.vhost().to_owned());
-                    let target = Target {
-                        id,
-                        peer,
-                        tc_url: &tc,
-                        vhost: &vhost,
-                        app: &app,
-                        name: &name,
-                        duration: None,
-                    };
-                    return publish(stream, session, shared, target).await;
-                }
+                Event::Publish { stream, vhost } => (true, stream, vhost, None),
                 Event::Play {
-                    stream: name,
+                    stream,
                     vhost,
                     duration,
-                } => {
-                    let vhost = vhost.unwrap_or_else(|| session.vhost().to_owned());
-                    let target = Target {
-                        id,
-                        peer,
-                        tc_url: &tc,
-                        vhost: &vhost,
-                        app: &app,
-                        name: &name,
-                        duration,
-                    };
-                    return play(stream, session, shared, target).await;
-                }
-                _ => {}
-            }
+                } => (false, stream, vhost, duration),
+                _ => continue,
+            };
+            let vhost = vhost.unwrap_or_else(|| session.vhost().to_owned());
+            let target = Target {
+                id,
+                peer,
+                tc_url: &tc,
+                vhost: &vhost,
+                app: &app,
+                name: &name,
+                duration,
+            };
+            return if publishing {
+                publish(conn, session, shared, target).await
+            } else {
+                play(conn, session, shared, target).await
+            };
         }
     }
 }
@@ -196,7 +185,7 @@ fn check_vhost(shared: &Shared, vhost: &str) -> Result<(), ConnError> {
 }
 
 async fn publish(
-    stream: &mut TcpStream,
+    conn: &Connection,
     mut session: Box<ServerSession>,
     shared: &Arc<Shared>,
     target: Target<'_>,
@@ -213,15 +202,15 @@ async fn publish(
         Ok(g) => g,
         Err(e) => {
             session.reject_publish(&e.to_string());
-            flush(stream, &mut session).await?;
+            flush(conn, &mut session).await?;
             return Err(e);
         }
     };
     session.accept_publish();
     session.handle_input(&[])?;
-    flush(stream, &mut session).await?;
+    flush(conn, &mut session).await?;
     tracing::info!(cid = id, "publish {key}");
-    let mut buf = Vec::with_capacity(PUBLISH_READ_BUFFER);
+    conn.set_read_buffer(PUBLISH_READ_BUFFER);
     let config = shared.config();
     for dest in &config.vhost(vhost).forward {
         compio::runtime::spawn(forward::run(
@@ -251,20 +240,19 @@ async fn publish(
                     _ => {}
                 }
             }
-            flush(stream, &mut session).await?;
-            buf.clear();
-            let BufResult(r, b) = compio::time::timeout(PUBLISH_TIMEOUT, stream.read(buf))
+            flush(conn, &mut session).await?;
+            let input = conn
+                .read_some_by(Instant::now() + PUBLISH_TIMEOUT)
                 .await
-                .map_err(|_| ConnError::Timeout("publishing"))?;
-            buf = b;
-            let n = r?;
+                .map_err(|_| ConnError::Timeout("publishing"))??;
+            let n = input.len() as u64;
             if n == 0 {
                 tracing::info!(cid = id, "publisher left {key}");
                 return Ok(());
             }
-            client.recv_bytes.fetch_add(n as u64, Ordering::Relaxed);
-            shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-            session.handle_input(&buf[..n])?;
+            client.recv_bytes.fetch_add(n, Ordering::Relaxed);
+            shared.stats.bytes_in.fetch_add(n, Ordering::Relaxed);
+            session.handle_input(&input)?;
         }
     });
     client.until_kicked(work).await
@@ -295,7 +283,7 @@ impl Target<'_> {
 }
 
 async fn play(
-    stream: &mut TcpStream,
+    conn: &Connection,
     mut session: Box<ServerSession>,
     shared: &Arc<Shared>,
     target: Target<'_>,
@@ -304,12 +292,12 @@ async fn play(
     let (key, settings) = shared.stream(target.vhost, target.app, target.name);
     if let Err(e) = check_vhost(shared, target.vhost) {
         session.reject_play(&e.to_string());
-        flush(stream, &mut session).await?;
+        flush(conn, &mut session).await?;
         return Err(e);
     }
     session.accept_play();
     session.handle_input(&[])?;
-    flush(stream, &mut session).await?;
+    flush(conn, &mut session).await?;
     let consumer = Consumer::subscribe(&shared.hub, &key, &settings);
     tracing::info!(cid = id, "play {key}");
     let limits = player::Limits {
@@ -321,7 +309,7 @@ async fn play(
     let client = registered.client();
     let result = client
         .until_kicked(pin!(player::run(
-            stream, session, consumer, shared, client, limits,
+            conn, session, consumer, shared, client, limits,
         )))
         .await;
     tracing::info!(cid = id, "stop playing {key}");

@@ -8,15 +8,13 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use compio::buf::BufResult;
-use compio::io::{AsyncRead, AsyncWriteExt};
-use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
-use crate::hub::core::{Consumer, Wake};
+use crate::hub::{Consumer, Wake};
 use crate::hub::{StreamKey, StreamSettings};
 use crate::rtmp::client::{ClientEvent, ClientSession};
 use crate::rtmp::session::SessionError;
+use crate::runtime::Connection;
 use crate::state::Shared;
 
 /// Pause between connection attempts.
@@ -25,6 +23,8 @@ const RETRY: Duration = Duration::from_secs(1);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames sent per write.
 const BATCH: usize = 64;
+/// Bytes a read takes at most: the destination only answers commands and acknowledges.
+const READ_BUFFER: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 enum ForwardError {
@@ -85,56 +85,41 @@ async fn attempt(
     mut consumer: Consumer,
     chunk_size: u32,
 ) -> Result<End, ForwardError> {
-    let mut stream = compio::time::timeout(SETUP_TIMEOUT, TcpStream::connect(dest))
+    let conn = Connection::connect(dest, SETUP_TIMEOUT, READ_BUFFER)
         .await
         .map_err(|_| ForwardError::Timeout)??;
-    let _ = stream.set_nodelay(true);
     let mut session = ClientSession::publish(tc_url, &key.stream, chunk_size);
     let setup = async {
-        let mut buf = Vec::with_capacity(16 * 1024);
         loop {
             while let Some(b) = session.poll_transmit() {
-                stream.write_all(b).await.0?;
+                conn.write_all(b).await?;
             }
             while let Some(ev) = session.poll_event() {
                 match ev {
-                    ClientEvent::Publishing => return Ok(buf),
+                    ClientEvent::Publishing => return Ok(()),
                     ClientEvent::Refused(why) => return Err(ForwardError::Refused(why)),
                     _ => {}
                 }
             }
-            buf.clear();
-            let BufResult(r, b) = stream.read(buf).await;
-            buf = b;
-            let n = r?;
-            if n == 0 {
+            let input = conn.read_some().await?;
+            if input.is_empty() {
                 return Err(ForwardError::Closed);
             }
-            session.handle_input(&buf[..n])?;
+            session.handle_input(&input)?;
         }
     };
-    let buf = compio::time::timeout(SETUP_TIMEOUT, setup)
+    compio::time::timeout(SETUP_TIMEOUT, setup)
         .await
         .map_err(|_| ForwardError::Timeout)??;
     tracing::info!("forwarding {key} to {dest}");
 
     let session = RefCell::new(session);
     let reader = async {
-        let mut buf = buf;
-        let mut s = &stream;
-        loop {
-            buf.clear();
-            let BufResult(r, b) = s.read(buf).await;
-            buf = b;
-            let n = r?;
-            if n == 0 {
-                return Err(ForwardError::Closed);
-            }
-            session.borrow_mut().handle_input(&buf[..n])?;
-        }
+        conn.read_each(|input| Ok::<_, ForwardError>(session.borrow_mut().handle_input(input)?))
+            .await?;
+        Err(ForwardError::Closed)
     };
     let writer = async {
-        let mut s = &stream;
         loop {
             let n = {
                 let mut sess = session.borrow_mut();
@@ -144,7 +129,7 @@ async fn attempt(
             };
             let out = session.borrow_mut().poll_transmit();
             if let Some(b) = out {
-                s.write_all(b).await.0?;
+                conn.write_all(b).await?;
             }
             if n == 0 && consumer.wait().await == Wake::Unpublished {
                 return Ok::<_, ForwardError>(End::Unpublished);

@@ -6,14 +6,11 @@
 //! applies timeouts and connection limits, and logs each connection's events once, with the
 //! connection's id. Protocol decisions belong to the sessions, fan-out to the hub.
 
-pub(crate) mod cohort;
 mod conn;
 mod forward;
 mod player;
-mod sender;
 
 pub use conn::serve;
-pub(crate) use player::{write_batch, BatchError};
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! A playing connection. In the steady state the player sits in its stream's cohort on this
-//! core ([`super::cohort`]), which writes each flush's shared batch to it with the other
+//! core ([`crate::egress::cohort`]), which writes each flush's shared batch to it with the other
 //! players in step; this task only waits. It writes on its own while it catches up (its start
 //! from the GOP cache, a send that fell short, a skip to a keyframe) and while it has
 //! something of its own to send: the reader's replies to the peer's control messages, which
@@ -9,28 +9,25 @@ use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::os::fd::AsRawFd;
 use std::pin::pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use compio::buf::BufResult;
-use compio::io::{AsyncRead, AsyncWriteExt};
-use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
-use super::cohort::{self, Form, MAX_BATCH};
 use super::conn::ConnError;
-use crate::hub::core::Consumer;
+use crate::egress::cohort::{self, Form};
+use crate::egress::{write_batch, MAX_BATCH};
+use crate::hub::Consumer;
 use crate::rtmp::session::{Event, ServerSession};
+use crate::runtime::Connection;
 use crate::state::Shared;
 use crate::stats::clients::Client;
 
-/// Bytes a player's reads take at most.
+/// Bytes a player's reads take at most: it only sends acknowledgements, pings and pause,
+/// and it holds the buffer for life.
 const PLAYER_READ_BUFFER: usize = 512;
-/// iovecs a player keeps room for between writes.
-const IOV_KEEP: usize = 16;
 
 /// What the reader tells the writer.
 #[derive(Default)]
@@ -66,7 +63,7 @@ pub(super) struct Limits {
 
 /// Serves a player until it stops, disconnects, reaches its duration, or its socket fails.
 pub(super) async fn run(
-    stream: &mut TcpStream,
+    conn: &Connection,
     session: Box<ServerSession>,
     consumer: Consumer,
     shared: &Arc<Shared>,
@@ -75,9 +72,10 @@ pub(super) async fn run(
 ) -> Result<(), ConnError> {
     let link = Link::default();
     let stop = limits.duration.map(|d| (d, session.play_stop_message()));
-    let reader = pin!(read_loop(&*stream, session, &link));
+    conn.set_read_buffer(PLAYER_READ_BUFFER);
+    let reader = pin!(read_loop(conn, session, &link));
     let writer = pin!(write_loop(
-        &*stream,
+        conn,
         consumer,
         &link,
         (shared, client),
@@ -89,64 +87,17 @@ pub(super) async fn run(
     }
 }
 
-/// Why a player's batch did not go out.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BatchError {
-    /// The socket failed.
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    /// The write took no data for queue_length.
-    #[error("player stopped reading for {0:?} (queue_length): cut")]
-    Stalled(Duration),
-}
-
-/// Writes a player's batch (RTMP or HTTP-FLV) in one vectored write, counts it, and hands
-/// the vector back emptied. A write that cannot complete within `stall` (queue_length) means
-/// the player stopped reading: it never comes back to `next_batch`, where a slow player skips
-/// to a keyframe, so without this bound it would hold its slot and socket forever.
-pub(crate) async fn write_batch(
-    mut stream: &TcpStream,
-    iov: Vec<Bytes>,
-    shared: &Shared,
-    client: &Client,
-    stall: Duration,
-) -> Result<Vec<Bytes>, BatchError> {
-    let len: usize = iov.iter().map(Bytes::len).sum();
-    let Ok(BufResult(r, mut iov)) =
-        compio::time::timeout(stall, stream.write_vectored_all(iov)).await
-    else {
-        shared.stats.players_cut.fetch_add(1, Ordering::Relaxed);
-        return Err(BatchError::Stalled(stall));
-    };
-    r?;
-    iov.clear();
-    // A GOP-cache burst needs hundreds of iovecs once; a live player needs a few per turn.
-    // Keeping the burst's capacity would cost every player kilobytes for life.
-    iov.shrink_to(IOV_KEEP);
-    shared
-        .stats
-        .bytes_out
-        .fetch_add(len as u64, Ordering::Relaxed);
-    client.send_bytes.fetch_add(len as u64, Ordering::Relaxed);
-    Ok(iov)
-}
-
 async fn read_loop(
-    mut stream: &TcpStream,
+    conn: &Connection,
     mut session: Box<ServerSession>,
     link: &Link,
 ) -> Result<(), ConnError> {
-    // A player only sends acknowledgements, pings and pause: a small buffer, held for life.
-    let mut buf = Vec::with_capacity(PLAYER_READ_BUFFER);
     loop {
-        buf.clear();
-        let BufResult(r, b) = stream.read(buf).await;
-        buf = b;
-        let n = r?;
-        if n == 0 {
+        let input = conn.read_some().await?;
+        if input.is_empty() {
             return Ok(());
         }
-        session.handle_input(&buf[..n])?;
+        session.handle_input(&input)?;
         while let Some(event) = session.poll_event() {
             match event {
                 Event::StopPlay => return Ok(()),
@@ -165,7 +116,7 @@ async fn read_loop(
 
 /// `stop`: the play's duration and the status message that ends it.
 async fn write_loop(
-    stream: &TcpStream,
+    conn: &Connection,
     mut consumer: Consumer,
     link: &Link,
     (shared, client): (&Arc<Shared>, &Arc<Client>),
@@ -181,7 +132,7 @@ async fn write_loop(
         // Caught up, with nothing of its own to send: the cohort writes for it. A play with a
         // duration counts its frames itself, so it stays out.
         if iov.is_empty() && stop.is_none() && !link.busy() {
-            let fd = stream.as_raw_fd();
+            let fd = conn.socket().as_raw_fd();
             if let Some(seat) = cohort::seat(&consumer, form, fd, (client, shared), limits.stall) {
                 let back = seat.hold(|| link.busy()).await;
                 consumer.set_position(back.at);
@@ -210,7 +161,7 @@ async fn write_loop(
             }
         }
         if !iov.is_empty() {
-            iov = write_batch(stream, iov, shared, client, limits.stall).await?;
+            iov = write_batch(conn.socket(), iov, shared.as_ref(), client, limits.stall).await?;
             if done {
                 return Ok(());
             }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::egress::Counters;
 use crate::hub::{Hub, StreamKey, StreamSettings};
 use crate::rtc::RtcHub;
 use crate::stats::clients::ClientRegistry;
@@ -142,5 +143,15 @@ impl Shared {
             merge: v.merged_write(),
         };
         (key, settings)
+    }
+}
+
+/// The fan-out writers count into the server-wide counters.
+impl Counters for Shared {
+    fn bytes_out(&self) -> &AtomicU64 {
+        &self.stats.bytes_out
+    }
+    fn players_cut(&self) -> &AtomicU64 {
+        &self.stats.players_cut
     }
 }

@@ -1,13 +1,13 @@
 //! Players in lockstep. The players of one stream on one core that have been sent the same
 //! bytes so far (the same [`Position`] in the core's ring and the same [`Form`] state) are
 //! sent the same bytes next. So a core builds each flush's batch once (from the shared
-//! frames, into one buffer, see [`super::sender`]) and sends it to every such player: a
+//! frames, into one buffer, see `send_ring.rs`) and sends it to every such player: a
 //! seated player costs its core one send request per flush, and no task wake-up, no copy and
 //! no reference count of its own.
 //!
 //! A player leaves its cohort when its send falls short, fails, or is still in flight at the
 //! next flush, or when it has something of its own to send (control replies, a pause): its
-//! task ([`super::player`], [`crate::http::flv`]) takes over from the position its last batch
+//! task (the RTMP and HTTP-FLV players) takes over from the position its last batch
 //! left it at, and seats itself again once it has caught up. Catching up needs no
 //! coordination: at each flush, a player at the cohort's position sits down before the
 //! cohort writes, and one behind it writes the difference itself and sits down after.
@@ -28,17 +28,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{select, Either};
 
-use super::player::BatchError;
-use super::sender::{Batch, Ring};
-use crate::hub::core::{Consumer, Position};
+use super::send_ring::{Batch, Ring};
+use super::write::{BatchError, Counters, MAX_BATCH};
+use crate::hub::{Consumer, Position};
 use crate::media::Frame;
 use crate::rtmp::STREAM_ID;
-use crate::state::Shared;
 use crate::stats::clients::Client;
-
-/// Frames one batch takes at most; each costs at most three iovecs in a player's own
-/// vectored write, under IOV_MAX.
-pub(crate) const MAX_BATCH: usize = 256;
 
 /// How a player serializes frames, beyond its cursor: two players at the same position and
 /// with equal forms write the same bytes for the same frames.
@@ -188,7 +183,7 @@ fn with_sender<R>(f: impl FnOnce(&mut Sender) -> R) -> R {
 
 /// Reads the send ring's completions: counts what went out, lets go the players whose send
 /// fell short or failed, and those that left while it was in flight.
-fn reap(shared: &Shared) {
+fn reap(counters: &dyn Counters) {
     let mut total = 0;
     with_sender(|s| {
         let Sender::Ring(ring) = s else {
@@ -214,7 +209,7 @@ fn reap(shared: &Shared) {
                 }
                 Err(e) => {
                     let e = if seat.stalled.get() {
-                        shared.stats.players_cut.fetch_add(1, Ordering::Relaxed);
+                        counters.players_cut().fetch_add(1, Ordering::Relaxed);
                         BatchError::Stalled(seat.stall)
                     } else {
                         BatchError::Io(e)
@@ -224,9 +219,8 @@ fn reap(shared: &Shared) {
             }
         });
     });
-    shared
-        .stats
-        .bytes_out
+    counters
+        .bytes_out()
         .fetch_add(total as u64, Ordering::Relaxed);
 }
 
@@ -237,7 +231,7 @@ struct Cohort {
     form: Cell<Form>,
     seats: RefCell<Vec<Rc<SeatState>>>,
     scratch: RefCell<BytesMut>,
-    shared: Arc<Shared>,
+    counters: Arc<dyn Counters>,
     /// Its task, waiting for the next flush.
     waker: RefCell<Option<Waker>>,
 }
@@ -261,7 +255,7 @@ impl Cohort {
     /// Writes what arrived since the last flush to every seated player; false once it has
     /// none left (the cohort then ends).
     fn flush(&self) -> bool {
-        reap(&self.shared);
+        reap(&*self.counters);
         let mut seats = self.seats.borrow_mut();
         seats.retain(|s| s.seated.get());
         if seats.is_empty() {
@@ -335,9 +329,8 @@ impl Cohort {
                 ring.submit();
             }
         });
-        self.shared
-            .stats
-            .bytes_out
+        self.counters
+            .bytes_out()
             .fetch_add(total as u64, Ordering::Relaxed);
         true
     }
@@ -378,7 +371,7 @@ pub(crate) fn seat(
     consumer: &Consumer,
     form: Form,
     fd: RawFd,
-    (client, shared): (&Arc<Client>, &Arc<Shared>),
+    (client, counters): (&Arc<Client>, &Arc<impl Counters + 'static>),
     stall: Duration,
 ) -> Option<Seat> {
     if consumer.position().is_fresh() {
@@ -399,7 +392,7 @@ pub(crate) fn seat(
                     form: Cell::new(form),
                     seats: RefCell::new(Vec::new()),
                     scratch: RefCell::new(BytesMut::new()),
-                    shared: shared.clone(),
+                    counters: counters.clone(),
                     waker: RefCell::new(None),
                 });
                 cohorts.push(co.clone());
@@ -459,7 +452,7 @@ impl Seat {
 
     /// Withdraws from the cohort: at once when no send is in flight, else at its completion.
     fn leave(&self) {
-        reap(&self.cohort.shared);
+        reap(&*self.cohort.counters);
         let state = &self.state;
         if !state.seated.get() {
             return;
@@ -477,7 +470,7 @@ impl Seat {
     }
 
     fn check_stall(&self, stall: Duration) {
-        reap(&self.cohort.shared);
+        reap(&*self.cohort.counters);
         if let Some((key, since)) = self.state.flying.get() {
             if since.elapsed() >= stall && !self.state.stalled.replace(true) {
                 with_sender(|s| {
@@ -510,11 +503,12 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
 
+    use std::sync::atomic::AtomicU64;
+
     use super::*;
-    use crate::config::Config;
-    use crate::hub::{PublishGuard, StreamKey, StreamSettings};
+    use crate::hub::{Hub, PublishGuard, StreamKey, StreamSettings};
     use crate::media::MediaKind;
-    use crate::stats::clients::ClientKind;
+    use crate::stats::clients::{ClientKind, ClientRegistry};
 
     const STALL: Duration = Duration::from_secs(10);
 
@@ -549,7 +543,9 @@ mod tests {
         for mode in [IoMode::Uring, IoMode::Epoll] {
             std::thread::spawn(move || match build_runtime(0, mode) {
                 Ok(rt) => test(rt),
-                Err(e) if mode == IoMode::Uring => eprintln!("no io_uring here ({e})"),
+                Err(e) if mode == IoMode::Uring => {
+                    crate::runtime::no_uring("the cohort on the send ring", e)
+                }
                 Err(e) => panic!("{e}"),
             })
             .join()
@@ -557,19 +553,44 @@ mod tests {
         }
     }
 
+    #[derive(Debug, Default)]
+    struct Tally {
+        bytes_out: AtomicU64,
+        players_cut: AtomicU64,
+    }
+
+    impl Counters for Tally {
+        fn bytes_out(&self) -> &AtomicU64 {
+            &self.bytes_out
+        }
+        fn players_cut(&self) -> &AtomicU64 {
+            &self.players_cut
+        }
+    }
+
+    /// What the cohorts see of a server.
+    struct Server {
+        hub: Arc<Hub>,
+        counters: Arc<Tally>,
+    }
+
     /// A server with a stream whose keyframe has reached this core, and a client to count a
     /// player's bytes on.
     async fn stream() -> (
-        Arc<Shared>,
+        Server,
         (StreamKey, StreamSettings),
         PublishGuard,
         Arc<Client>,
     ) {
-        let shared = Shared::new(Config::default());
+        let shared = Server {
+            hub: Hub::new(),
+            counters: Arc::default(),
+        };
         let (key, settings) = crate::hub::test_stream(STALL);
         let mut publisher = shared.hub.publish(&key, &settings, 1).expect("publish");
         publisher.push(MediaKind::Video, 0, frame(MediaKind::Video, true, 64));
-        let guard = shared.clients.register(
+        let clients = ClientRegistry::default();
+        let guard = clients.register(
             2,
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             key.clone(),
@@ -599,8 +620,20 @@ mod tests {
                 let mut b = Consumer::subscribe(&shared.hub, &key, &settings);
                 let (form_a, form_b) = (started(&mut a), started(&mut b));
                 let ((mut ra, wa), (mut rb, wb)) = (pair(), pair());
-                let seat_a = seat(&a, form_a, wa.as_raw_fd(), (&client, &shared), STALL);
-                let seat_b = seat(&b, form_b, wb.as_raw_fd(), (&client, &shared), STALL);
+                let seat_a = seat(
+                    &a,
+                    form_a,
+                    wa.as_raw_fd(),
+                    (&client, &shared.counters),
+                    STALL,
+                );
+                let seat_b = seat(
+                    &b,
+                    form_b,
+                    wb.as_raw_fd(),
+                    (&client, &shared.counters),
+                    STALL,
+                );
                 assert!(
                     seat_a.is_some() && seat_b.is_some(),
                     "players in step not seated"
@@ -648,7 +681,8 @@ mod tests {
                 let (mut r, w) = pair();
                 let sock = socket2::SockRef::from(&w);
                 sock.set_send_buffer_size(4096).expect("SO_SNDBUF");
-                let seat = seat(&a, form, w.as_raw_fd(), (&client, &shared), STALL).expect("seat");
+                let seat = seat(&a, form, w.as_raw_fd(), (&client, &shared.counters), STALL)
+                    .expect("seat");
                 let held = compio::runtime::spawn(seat.hold(|| false));
 
                 // Far more than the socket takes while nobody reads.
