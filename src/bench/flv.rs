@@ -14,7 +14,7 @@ use compio::net::TcpStream;
 use super::rtmp::LoadError;
 use super::{ClientState, LatencyProbe, Stats};
 use crate::flv::FlvReader;
-use crate::media::TYPE_VIDEO;
+use crate::rtmp::message::MSG_VIDEO;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A response head larger than this is not an FLV server's.
@@ -228,7 +228,7 @@ async fn play_inner(id: usize, target: &FlvTarget, stats: &Stats) -> Result<(), 
             .next_tag()
             .map_err(|e| LoadError::Refused(e.to_string()))?
         {
-            if tag.type_id != TYPE_VIDEO {
+            if tag.type_id != MSG_VIDEO {
                 continue;
             }
             probe.video(&tag.data, stats);

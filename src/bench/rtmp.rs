@@ -15,8 +15,8 @@ use futures_util::future::{select, Either};
 
 use super::{sei, wall_ms, ClientState, LatencyProbe, Stats};
 use crate::flv::Tag;
-use crate::media::{TYPE_DATA_AMF0, TYPE_VIDEO};
 use crate::rtmp::client::{ClientEvent, ClientSession};
+use crate::rtmp::message::{MSG_DATA_AMF0, MSG_VIDEO};
 use crate::rtmp::session::SessionError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,7 +93,7 @@ async fn play_inner(id: usize, target: &Target, stats: &Stats) -> Result<(), Loa
             match event {
                 ClientEvent::Playing => stats.set_state(id, ClientState::Alive),
                 ClientEvent::Refused(why) => return Err(LoadError::Refused(why)),
-                ClientEvent::Media(m) if m.type_id == TYPE_VIDEO => probe.video(&m.payload, stats),
+                ClientEvent::Media(m) if m.type_id == MSG_VIDEO => probe.video(&m.payload, stats),
                 _ => {}
             }
         }
@@ -176,7 +176,7 @@ async fn publish_inner(
         let loop_ms = tags.last().map_or(0, |t| t.timestamp) + 40;
         let nalu_len = tags
             .iter()
-            .find(|t| t.type_id == TYPE_VIDEO && t.data.get(1) == Some(&0))
+            .find(|t| t.type_id == MSG_VIDEO && t.data.get(1) == Some(&0))
             .and_then(|t| sei::nalu_len_size(&t.data))
             .unwrap_or(4);
         let start = Instant::now();
@@ -184,12 +184,12 @@ async fn publish_inner(
             let offset = round.wrapping_mul(loop_ms);
             for tag in tags {
                 // Metadata once: a looped file would otherwise resend it every round.
-                if round > 0 && tag.type_id == TYPE_DATA_AMF0 {
+                if round > 0 && tag.type_id == MSG_DATA_AMF0 {
                     continue;
                 }
                 let ts = tag.timestamp.wrapping_add(offset);
                 compio::time::sleep_until(start + Duration::from_millis(u64::from(ts))).await;
-                let data = if tag.type_id == TYPE_VIDEO && sei::is_avc_nalus(&tag.data) {
+                let data = if tag.type_id == MSG_VIDEO && sei::is_avc_nalus(&tag.data) {
                     sei::stamp(&tag.data, nalu_len, wall_ms())
                 } else {
                     tag.data.clone()

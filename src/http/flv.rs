@@ -22,7 +22,8 @@ use super::parser::Request;
 use super::server::{head, Conn, HttpConnError};
 use crate::hub::core::Consumer;
 use crate::hub::{StreamKey, StreamSettings};
-use crate::server::cohort::{self, Form, MAX_BATCH};
+use crate::media::wire::Form;
+use crate::server::cohort::{self, MAX_BATCH};
 use crate::server::{write_batch, Shared};
 use crate::stats::clients::{Client, ClientKind};
 

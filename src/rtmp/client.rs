@@ -10,10 +10,10 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use super::amf0::{self, Amf0Value};
-use super::chunk::{ChunkReader, ChunkWriter, RawMessage};
+use super::chunk::{self, ChunkReader, ChunkWriter, RawMessage};
 use super::handshake::{ClientHandshake, HandshakeKind};
+use super::message::*;
 use super::session::SessionError;
-use super::*;
 
 /// Transaction ids of the commands the client sends.
 const TXN_CONNECT: f64 = 1.0;
@@ -147,10 +147,10 @@ impl ClientSession {
                 let mut p = BytesMut::with_capacity(payload.len() + 16);
                 s("@setDataFrame").encode(&mut p);
                 p.extend_from_slice(payload);
-                (media::CSID_DATA, p.freeze())
+                (CSID_DATA, p.freeze())
             }
-            media::TYPE_AUDIO => (media::CSID_AUDIO, Bytes::copy_from_slice(payload)),
-            _ => (media::CSID_VIDEO, Bytes::copy_from_slice(payload)),
+            MSG_AUDIO => (CSID_AUDIO, Bytes::copy_from_slice(payload)),
+            _ => (CSID_VIDEO, Bytes::copy_from_slice(payload)),
         };
         self.writer.write(
             &RawMessage {
@@ -222,7 +222,7 @@ impl ClientSession {
             MSG_COMMAND_AMF3 if !msg.payload.is_empty() => {
                 self.handle_command(&msg.payload[1..])?
             }
-            media::TYPE_AUDIO | media::TYPE_VIDEO if self.mode == Mode::Play => {
+            MSG_AUDIO | MSG_VIDEO if self.mode == Mode::Play => {
                 self.events.push_back(ClientEvent::Media(msg));
             }
             MSG_DATA_AMF0 if self.mode == Mode::Play => {

@@ -15,7 +15,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::amf0::{self, Amf0Error, Amf0Value};
 use super::chunk::{ChunkError, ChunkReader, ChunkWriter, RawMessage};
 use super::handshake::{HandshakeError, HandshakeKind, ServerHandshake};
-use super::*;
+use super::message::*;
+use super::{query_param, split_query};
 
 /// Session parameters.
 #[derive(Debug, Clone)]
@@ -270,7 +271,7 @@ impl ServerSession {
                 msg.payload.advance(1);
                 self.handle_data(msg)?
             }
-            media::TYPE_AUDIO | media::TYPE_VIDEO if self.state == State::Publishing => {
+            MSG_AUDIO | MSG_VIDEO if self.state == State::Publishing => {
                 self.events.push_back(Event::Media(msg));
             }
             MSG_AGGREGATE if self.state == State::Publishing => self.handle_aggregate(&msg),
@@ -332,7 +333,7 @@ impl ServerSession {
             let base = *first_ts.get_or_insert(ts);
             let payload = p.slice(11..11 + size);
             p.advance(11 + size + 4);
-            if media::MediaKind::from_type_id(type_id).is_some() {
+            if matches!(type_id, MSG_AUDIO | MSG_VIDEO | MSG_DATA_AMF0) {
                 self.events.push_back(Event::Media(RawMessage {
                     csid: msg.csid,
                     timestamp: msg.timestamp.wrapping_add(ts.wrapping_sub(base)),
@@ -741,7 +742,7 @@ mod tests {
             &mut meta,
         );
         client.send_media(MSG_DATA_AMF0, 0, &meta);
-        client.send_media(media::TYPE_VIDEO, 40, &[0x17, 0, 0, 0, 0, 1, 2, 3]);
+        client.send_media(MSG_VIDEO, 40, &[0x17, 0, 0, 0, 0, 1, 2, 3]);
         let events = pump(&mut server, &mut client);
         let Event::Media(m) = &events[0] else {
             panic!("{events:?}")

@@ -20,10 +20,11 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
-use super::cohort::{self, Form, MAX_BATCH};
+use super::cohort::{self, MAX_BATCH};
 use super::conn::ConnError;
 use super::Shared;
 use crate::hub::core::Consumer;
+use crate::media::wire::Form;
 use crate::rtmp::session::{Event, ServerSession};
 use crate::stats::clients::Client;
 
