@@ -83,7 +83,7 @@ pub async fn play(id: usize, target: Target, stats: Arc<Stats>, stop: Instant) {
 
 async fn play_inner(id: usize, target: &Target, stats: &Stats) -> Result<(), LoadError> {
     let stream = connect(&target.addr).await?;
-    let mut session = ClientSession::play(&target.tc_url, &target.stream);
+    let mut session = ClientSession::play(&target.tc_url, &target.stream, &mut rand::thread_rng());
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut probe = LatencyProbe::new();
     let mut s = &stream;
@@ -134,7 +134,12 @@ async fn publish_inner(
     stats: &Stats,
 ) -> Result<(), LoadError> {
     let stream = connect(&target.addr).await?;
-    let mut session = ClientSession::publish(&target.tc_url, &target.stream, 4096);
+    let mut session = ClientSession::publish(
+        &target.tc_url,
+        &target.stream,
+        4096,
+        &mut rand::thread_rng(),
+    );
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut s = &stream;
     'setup: loop {

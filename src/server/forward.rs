@@ -89,7 +89,8 @@ async fn attempt(
         .await
         .map_err(|_| ForwardError::Timeout)??;
     let _ = stream.set_nodelay(true);
-    let mut session = ClientSession::publish(tc_url, &key.stream, chunk_size);
+    let mut session =
+        ClientSession::publish(tc_url, &key.stream, chunk_size, &mut rand::thread_rng());
     let setup = async {
         let mut buf = Vec::with_capacity(16 * 1024);
         loop {
