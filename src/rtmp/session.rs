@@ -4,7 +4,9 @@
 //! Use: feed received bytes to [`ServerSession::handle_input`], then drain
 //! [`ServerSession::poll_event`] and [`ServerSession::poll_transmit`]. A `Publish` or `Play`
 //! event waits for the driver's answer ([`ServerSession::accept_publish`],
-//! [`ServerSession::reject_publish`], [`ServerSession::accept_play`]). Media to players does
+//! [`ServerSession::reject_publish`], [`ServerSession::accept_play`],
+//! [`ServerSession::reject_play`]): the session reads nothing behind it until then, and after
+//! an accept, `handle_input(&[])` reads what had arrived behind it, in the new state. Media to players does
 //! not pass through here: the fan-out writes shared bytes on chunk streams 5 to 7, which this
 //! session never uses. It must not touch sockets, clocks or the hub.
 
@@ -230,7 +232,12 @@ impl ServerSession {
         }
         self.received += data.len() as u64;
         self.input.extend_from_slice(data);
-        while let Some(msg) = self.reader.read_message(&mut self.input)? {
+        // What follows a publish or play (metadata, media, a pause), often in the same read,
+        // belongs to the state the driver's answer makes: it waits here, unread, until then.
+        while !self.awaits_answer() {
+            let Some(msg) = self.reader.read_message(&mut self.input)? else {
+                break;
+            };
             self.handle_message(msg)?;
         }
         if self.input.is_empty() {
@@ -247,6 +254,10 @@ impl ServerSession {
             );
         }
         Ok(())
+    }
+
+    fn awaits_answer(&self) -> bool {
+        matches!(self.state, State::PublishPending | State::PlayPending)
     }
 
     fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
@@ -553,7 +564,7 @@ impl ServerSession {
         );
     }
 
-    /// Accepts a pending publish.
+    /// Accepts a pending publish; then `handle_input(&[])` reads what came behind it.
     pub fn accept_publish(&mut self) {
         if self.state != State::PublishPending {
             return;
@@ -591,7 +602,8 @@ impl ServerSession {
         self.on_status("error", "NetStream.Publish.BadName", description);
     }
 
-    /// Accepts a pending play. Media follows on chunk streams 5 to 7, message stream 1.
+    /// Accepts a pending play; then `handle_input(&[])` reads what came behind it. Media
+    /// follows on chunk streams 5 to 7, message stream 1.
     pub fn accept_play(&mut self) {
         if self.state != State::PlayPending {
             return;
@@ -762,6 +774,61 @@ mod tests {
 
     const KEYFRAME: &[u8] = &[0x17, 1, 0, 0, 0, 0, 0, 0, 4, 0x65, 1, 2, 3];
 
+    /// `publish`, `@setDataFrame` and a keyframe in one read (ffmpeg and OBS write them
+    /// back to back): nothing behind the publish is lost while the driver decides.
+    #[test]
+    fn what_follows_publish_in_one_read_is_kept_for_the_answer() {
+        let mut peer = Peer::default();
+        let mut server = connected(&mut peer);
+        let mut meta = BytesMut::new();
+        amf0::encode_all(
+            &[
+                s("@setDataFrame"),
+                s("onMetaData"),
+                Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(640.0))]),
+            ],
+            &mut meta,
+        );
+        let publish = [
+            s("publish"),
+            Amf0Value::Number(5.0),
+            Amf0Value::Null,
+            s("s1"),
+            s("live"),
+        ];
+        peer.command(STREAM_ID, &publish)
+            .message(CSID_DATA, MSG_DATA_AMF0, 0, &meta)
+            .message(CSID_VIDEO, MSG_VIDEO, 0, KEYFRAME)
+            .push(&mut server);
+        let mut got = events(&mut server);
+        assert_eq!(
+            got,
+            [Event::Publish {
+                stream: "s1".into(),
+                vhost: None
+            }],
+            "the publish waits for its answer alone"
+        );
+        server.accept_publish();
+        server
+            .handle_input(&[])
+            .expect("what came behind the publish");
+        got.extend(events(&mut server));
+        assert_eq!(got.len(), 3, "{got:?}");
+        let Event::Media(m) = &got[1] else {
+            panic!("{got:?}")
+        };
+        let values = amf0::decode_all(&m.payload).expect("metadata decodes");
+        assert_eq!(
+            (m.type_id, values[0].as_str()),
+            (MSG_DATA_AMF0, Some("onMetaData"))
+        );
+        assert!(
+            matches!(&got[2], Event::Media(m) if m.type_id == MSG_VIDEO && &m.payload[..] == KEYFRAME),
+            "{got:?}"
+        );
+    }
+
     #[test]
     fn what_follows_a_refused_publish_is_not_media() {
         let mut peer = Peer::default();
@@ -780,6 +847,32 @@ mod tests {
         server.handle_input(&[]).expect("input after a refusal");
         assert_eq!(events(&mut server), []);
         assert!(!server.is_publishing());
+    }
+
+    /// `play` and the commands a player sends behind it in the same read.
+    #[test]
+    fn what_follows_play_in_one_read_is_kept_for_the_answer() {
+        let mut peer = Peer::default();
+        let mut server = connected(&mut peer);
+        let mut buffer_length = [0u8; 10];
+        buffer_length[..2].copy_from_slice(&UC_SET_BUFFER_LENGTH.to_be_bytes());
+        buffer_length[2..6].copy_from_slice(&STREAM_ID.to_be_bytes());
+        buffer_length[6..].copy_from_slice(&3000u32.to_be_bytes());
+        let play = [s("play"), Amf0Value::Number(5.0), Amf0Value::Null, s("s1")];
+        let pause = [
+            s("pause"),
+            Amf0Value::Number(0.0),
+            Amf0Value::Null,
+            Amf0Value::Boolean(true),
+        ];
+        peer.command(STREAM_ID, &play)
+            .message(CSID_CONTROL, MSG_USER_CONTROL, 0, &buffer_length)
+            .command(STREAM_ID, &pause)
+            .push(&mut server);
+        assert!(matches!(&events(&mut server)[..], [Event::Play { .. }]));
+        server.accept_play();
+        server.handle_input(&[]).expect("what came behind the play");
+        assert_eq!(events(&mut server), [Event::Pause(true)]);
     }
 
     #[test]

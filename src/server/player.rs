@@ -140,6 +140,18 @@ async fn read_loop(
     // A player only sends acknowledgements, pings and pause: a small buffer, held for life.
     let mut buf = Vec::with_capacity(PLAYER_READ_BUFFER);
     loop {
+        // Events first: the read that carried the play may have carried a pause behind it.
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::StopPlay => return Ok(()),
+                Event::Pause(p) => link.paused.set(p),
+                _ => {}
+            }
+        }
+        link.control
+            .borrow_mut()
+            .extend(std::iter::from_fn(|| session.poll_transmit()));
+        link.wake();
         buf.clear();
         let BufResult(r, b) = stream.read(buf).await;
         buf = b;
@@ -148,19 +160,6 @@ async fn read_loop(
             return Ok(());
         }
         session.handle_input(&buf[..n])?;
-        while let Some(event) = session.poll_event() {
-            match event {
-                Event::StopPlay => return Ok(()),
-                Event::Pause(p) => link.paused.set(p),
-                _ => {}
-            }
-        }
-        let mut control = link.control.borrow_mut();
-        while let Some(b) = session.poll_transmit() {
-            control.push(b);
-        }
-        drop(control);
-        link.wake();
     }
 }
 
