@@ -104,7 +104,7 @@ impl Frame {
 /// How a player serializes frames, beyond its cursor: two players at the same position and
 /// with equal forms write the same bytes for the same frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Form {
+pub enum Form {
     /// RTMP chunks.
     Rtmp {
         /// The chunk size announced at connect.
@@ -119,7 +119,7 @@ pub(crate) enum Form {
 
 impl Form {
     /// A player that has sent nothing yet, in chunks of `chunk_size`.
-    pub(crate) fn rtmp(chunk_size: u32) -> Self {
+    pub fn rtmp(chunk_size: u32) -> Self {
         Self::Rtmp {
             chunk_size,
             last: [None; 3],
@@ -128,7 +128,7 @@ impl Form {
 
     /// Appends `f` in this form: shared bytes where they fit, headers of its own (built in
     /// `scratch`) where not.
-    pub(crate) fn append(&mut self, f: &Frame, iov: &mut Vec<Bytes>, scratch: &mut BytesMut) {
+    pub fn append(&mut self, f: &Frame, iov: &mut Vec<Bytes>, scratch: &mut BytesMut) {
         let Self::Rtmp { chunk_size, last } = self else {
             f.flv_tag(iov);
             return;
@@ -149,7 +149,7 @@ impl Form {
     }
 
     /// Forms that may share a cohort; [`PartialEq`] then says whether they are in step.
-    pub(crate) fn kin(&self, other: &Self) -> bool {
+    pub fn kin(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Rtmp { chunk_size: a, .. }, Self::Rtmp { chunk_size: b, .. }) => a == b,
             (Self::Flv, Self::Flv) => true,

@@ -1,9 +1,14 @@
 //! The client side of an RTMP connection, sans-IO: handshake, connect, createStream, then
-//! publish (for forwarding to another server) or play (for the load tool and tests).
+//! publish (for forwarding to another server) or play (for edge pulls, the load tool and
+//! tests).
 //!
-//! Use as the server session: [`ClientSession::handle_input`], then drain
-//! [`ClientSession::poll_event`] and [`ClientSession::poll_transmit`]. It must not touch
-//! sockets, clocks or the hub.
+//! Use as the server session: send what [`ClientSession::poll_transmit`] gives from the start
+//! (C0+C1 is ready when the session is made), feed received bytes to
+//! [`ClientSession::handle_input`], then drain [`ClientSession::poll_event`] and
+//! [`ClientSession::poll_transmit`]; a publisher queues media with
+//! [`ClientSession::send_media`] once [`ClientEvent::Publishing`] came. It must not touch
+//! sockets, clocks or the hub, and has no timers: its randomness is the caller's rng, and
+//! deadlines (connect, idle) are the driver's.
 
 use std::collections::VecDeque;
 
