@@ -3,10 +3,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use ringcast::rtmp::session::{Event, ServerSession, SessionConfig};
 
 fuzz_target!(|data: &[u8]| {
-    let mut s = ServerSession::new(SessionConfig::default());
+    let mut s = ServerSession::new(SessionConfig::default(), &mut StdRng::seed_from_u64(0));
     let mut hello = vec![3u8];
     hello.extend_from_slice(&[0u8; 1536 * 2]);
     if s.handle_input(&hello).is_err() {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::rtmp::{connect, LoadError};
 use super::{ClientState, LatencyProbe, Stats};
 use crate::flv::FlvReader;
-use crate::media::TYPE_VIDEO;
+use crate::rtmp::message::MSG_VIDEO;
 
 /// A response head larger than this is not an FLV server's.
 const MAX_HEAD: usize = 16 * 1024;
@@ -215,7 +215,7 @@ async fn play_inner(id: usize, target: &FlvTarget, stats: &Stats) -> Result<(), 
             .next_tag()
             .map_err(|e| LoadError::Refused(e.to_string()))?
         {
-            if tag.type_id != TYPE_VIDEO {
+            if tag.type_id != MSG_VIDEO {
                 continue;
             }
             probe.video(&tag.data, stats);

@@ -12,8 +12,8 @@ use futures_util::future::{select, Either};
 
 use super::{sei, wall_ms, ClientState, LatencyProbe, Stats};
 use crate::flv::Tag;
-use crate::media::{TYPE_DATA_AMF0, TYPE_VIDEO};
 use crate::rtmp::client::{ClientEvent, ClientSession};
+use crate::rtmp::message::{MSG_DATA_AMF0, MSG_VIDEO};
 use crate::rtmp::session::SessionError;
 use crate::runtime::Connection;
 
@@ -79,7 +79,7 @@ pub async fn play(id: usize, target: Target, stats: Arc<Stats>, stop: Instant) {
 
 async fn play_inner(id: usize, target: &Target, stats: &Stats) -> Result<(), LoadError> {
     let conn = connect(&target.addr, 64 * 1024).await?;
-    let mut session = ClientSession::play(&target.tc_url, &target.stream);
+    let mut session = ClientSession::play(&target.tc_url, &target.stream, &mut rand::thread_rng());
     let mut probe = LatencyProbe::new();
     loop {
         flush(&conn, &mut session).await?;
@@ -87,7 +87,7 @@ async fn play_inner(id: usize, target: &Target, stats: &Stats) -> Result<(), Loa
             match event {
                 ClientEvent::Playing => stats.set_state(id, ClientState::Alive),
                 ClientEvent::Refused(why) => return Err(LoadError::Refused(why)),
-                ClientEvent::Media(m) if m.type_id == TYPE_VIDEO => probe.video(&m.payload, stats),
+                ClientEvent::Media(m) if m.type_id == MSG_VIDEO => probe.video(&m.payload, stats),
                 _ => {}
             }
         }
@@ -125,7 +125,12 @@ async fn publish_inner(
     stats: &Stats,
 ) -> Result<(), LoadError> {
     let conn = connect(&target.addr, 16 * 1024).await?;
-    let mut session = ClientSession::publish(&target.tc_url, &target.stream, 4096);
+    let mut session = ClientSession::publish(
+        &target.tc_url,
+        &target.stream,
+        4096,
+        &mut rand::thread_rng(),
+    );
     'setup: loop {
         flush(&conn, &mut session).await?;
         while let Some(event) = session.poll_event() {
@@ -153,7 +158,7 @@ async fn publish_inner(
         let loop_ms = tags.last().map_or(0, |t| t.timestamp) + 40;
         let nalu_len = tags
             .iter()
-            .find(|t| t.type_id == TYPE_VIDEO && t.data.get(1) == Some(&0))
+            .find(|t| t.type_id == MSG_VIDEO && t.data.get(1) == Some(&0))
             .and_then(|t| sei::nalu_len_size(&t.data))
             .unwrap_or(4);
         let start = Instant::now();
@@ -161,12 +166,12 @@ async fn publish_inner(
             let offset = round.wrapping_mul(loop_ms);
             for tag in tags {
                 // Metadata once: a looped file would otherwise resend it every round.
-                if round > 0 && tag.type_id == TYPE_DATA_AMF0 {
+                if round > 0 && tag.type_id == MSG_DATA_AMF0 {
                     continue;
                 }
                 let ts = tag.timestamp.wrapping_add(offset);
                 compio::time::sleep_until(start + Duration::from_millis(u64::from(ts))).await;
-                let data = if tag.type_id == TYPE_VIDEO && sei::is_avc_nalus(&tag.data) {
+                let data = if tag.type_id == MSG_VIDEO && sei::is_avc_nalus(&tag.data) {
                     sei::stamp(&tag.data, nalu_len, wall_ms())
                 } else {
                     tag.data.clone()

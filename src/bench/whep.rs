@@ -30,8 +30,8 @@ use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use super::rtp_count::{self, RtpCount};
 use super::{ClientState, Stats};
 use crate::flv::Tag;
-use crate::media::{TYPE_AUDIO, TYPE_VIDEO};
 use crate::rtc::bridge::{AacToOpus, AvcToAnnexB};
+use crate::rtmp::message::{MSG_AUDIO, MSG_VIDEO};
 
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REPLY: usize = 256 * 1024;
@@ -516,7 +516,7 @@ async fn run_publisher(
             let ts = ts as u32;
             let now = Instant::now();
             match tag.type_id {
-                TYPE_VIDEO => {
+                MSG_VIDEO => {
                     if let Ok(Some(unit)) = video.push(&tag.data, ts) {
                         stats.bytes[i].fetch_add(unit.data.len() as u64, Ordering::Relaxed);
                         let time = MediaTime::new(unit.pts_ms * 90, Frequency::NINETY_KHZ);
@@ -525,7 +525,7 @@ async fn run_publisher(
                         }
                     }
                 }
-                TYPE_AUDIO => {
+                MSG_AUDIO => {
                     for unit in audio.push(&tag.data, ts).unwrap_or_default() {
                         stats.bytes[i].fetch_add(unit.data.len() as u64, Ordering::Relaxed);
                         let time = MediaTime::new(unit.rtp_time, Frequency::FORTY_EIGHT_KHZ);

@@ -31,66 +31,8 @@ use futures_util::future::{select, Either};
 use super::send_ring::{Batch, Ring};
 use super::write::{BatchError, Counters, MAX_BATCH};
 use crate::hub::{Consumer, Position};
-use crate::media::Frame;
-use crate::rtmp::STREAM_ID;
+use crate::media::wire::Form;
 use crate::stats::clients::Client;
-
-/// How a player serializes frames, beyond its cursor: two players at the same position and
-/// with equal forms write the same bytes for the same frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Form {
-    /// RTMP chunks.
-    Rtmp {
-        /// The chunk size announced at connect.
-        chunk_size: u32,
-        /// `seq` of the last frame sent of each kind: a frame whose `prev_seq` matches goes
-        /// out as the shared bytes, anything else with a type-0 header of its own.
-        last: [Option<u64>; 3],
-    },
-    /// FLV tags: nothing beyond the cursor.
-    Flv,
-}
-
-impl Form {
-    /// A player that has sent nothing yet, in chunks of `chunk_size`.
-    pub(crate) fn rtmp(chunk_size: u32) -> Self {
-        Self::Rtmp {
-            chunk_size,
-            last: [None; 3],
-        }
-    }
-
-    /// Appends `f` in this form: shared bytes where they fit, headers of its own (built in
-    /// `scratch`) where not.
-    pub(crate) fn append(&mut self, f: &Frame, iov: &mut Vec<Bytes>, scratch: &mut BytesMut) {
-        let Self::Rtmp { chunk_size, last } = self else {
-            f.flv_tag(iov);
-            return;
-        };
-        let k = f.kind.index();
-        if f.prev_seq.is_some() && last[k] == f.prev_seq {
-            iov.push(f.rtmp.clone());
-        } else if f.needs_own_chunks {
-            f.own_chunks(STREAM_ID, *chunk_size, scratch);
-            iov.push(scratch.split().freeze());
-        } else {
-            scratch.reserve(32);
-            f.type0_header(STREAM_ID, scratch);
-            iov.push(scratch.split().freeze());
-            iov.push(f.rtmp.slice(f.rtmp_header_len..));
-        }
-        last[k] = Some(f.seq);
-    }
-
-    /// Forms that may share a cohort; [`PartialEq`] then says whether they are in step.
-    fn kin(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Rtmp { chunk_size: a, .. }, Self::Rtmp { chunk_size: b, .. }) => a == b,
-            (Self::Flv, Self::Flv) => true,
-            _ => false,
-        }
-    }
-}
 
 /// What a player's task resumes from when its cohort lets it go.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! FLV, sans-IO: the file header and tags, read incrementally ([`FlvReader`]) and written
-//! ([`write_header`], [`write_tag`]). An FLV tag body is exactly an RTMP audio, video or data
+//! ([`write_header`], [`write_tag`], and [`TagFraming`], the bytes around a tag's body). An FLV tag body is exactly an RTMP audio, video or data
 //! message payload, so tags move between the two without conversion.
 //!
 //! It owns no file and no socket; callers push bytes in and take tags out.
@@ -114,17 +114,45 @@ pub fn write_header(has_audio: bool, has_video: bool, out: &mut BytesMut) {
     out.put_u32(0);
 }
 
+/// The bytes around one tag's body: the tag header in front of it and the PreviousTagSize
+/// behind it. The one encoder of a tag's framing, for [`write_tag`] and for the shared FLV
+/// form of a frame, which keeps the body where it is and sends these bytes around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagFraming {
+    /// The 11-byte tag header.
+    pub header: [u8; TAG_HEADER_LEN],
+    /// How much of the body the tag carries: all of it, up to [`MAX_TAG_LEN`].
+    pub body_len: usize,
+    /// The PreviousTagSize after the body.
+    pub previous_tag_size: [u8; 4],
+}
+
+impl TagFraming {
+    /// The framing of a tag of `type_id` (8, 9 or 18) at `timestamp` around a body of
+    /// `body_len` bytes.
+    pub fn new(type_id: u8, timestamp: u32, body_len: usize) -> Self {
+        let body_len = body_len.min(MAX_TAG_LEN);
+        let size = (body_len as u32).to_be_bytes();
+        let ts = timestamp.to_be_bytes();
+        Self {
+            // Type, DataSize (24 bits), Timestamp (low 24 bits, then the extended byte),
+            // StreamID (always 0).
+            header: [
+                type_id, size[1], size[2], size[3], ts[1], ts[2], ts[3], ts[0], 0, 0, 0,
+            ],
+            body_len,
+            previous_tag_size: (body_len as u32 + TAG_HEADER_LEN as u32).to_be_bytes(),
+        }
+    }
+}
+
 /// Appends one tag and its PreviousTagSize.
 pub fn write_tag(type_id: u8, timestamp: u32, data: &[u8], out: &mut BytesMut) {
-    let size = data.len().min(MAX_TAG_LEN) as u32;
+    let framing = TagFraming::new(type_id, timestamp, data.len());
     out.reserve(TAG_HEADER_LEN + data.len() + 4);
-    out.put_u8(type_id);
-    out.put_slice(&size.to_be_bytes()[1..]);
-    out.put_slice(&timestamp.to_be_bytes()[1..]);
-    out.put_u8((timestamp >> 24) as u8);
-    out.put_slice(&[0, 0, 0]);
-    out.put_slice(&data[..size as usize]);
-    out.put_u32(size + TAG_HEADER_LEN as u32);
+    out.put_slice(&framing.header);
+    out.put_slice(&data[..framing.body_len]);
+    out.put_slice(&framing.previous_tag_size);
 }
 
 #[cfg(test)]
@@ -167,9 +195,8 @@ mod tests {
     #[test]
     fn reads_the_test_media() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/media/source.flv");
-        let Ok(data) = std::fs::read(path) else {
-            return; // the media lives beside the checkout; the e2e tests insist on it
-        };
+        let data = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (the test media lives beside the checkout)"));
         let mut r = FlvReader::new();
         r.push(&data);
         let mut video = 0;

@@ -22,10 +22,11 @@ use futures_util::future::{select, Either};
 use super::error::HttpConnError;
 use super::parser::Request;
 use super::reply::head;
-use crate::egress::cohort::{self, Form};
+use crate::egress::cohort;
 use crate::egress::{write_batch, MAX_BATCH};
 use crate::hub::Consumer;
 use crate::hub::{StreamKey, StreamSettings};
+use crate::media::wire::Form;
 use crate::state::Shared;
 use crate::stats::clients::{Client, ClientKind};
 

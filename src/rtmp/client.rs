@@ -1,19 +1,25 @@
 //! The client side of an RTMP connection, sans-IO: handshake, connect, createStream, then
-//! publish (for forwarding to another server) or play (for the load tool and tests).
+//! publish (for forwarding to another server) or play (for edge pulls, the load tool and
+//! tests).
 //!
-//! Use as the server session: [`ClientSession::handle_input`], then drain
-//! [`ClientSession::poll_event`] and [`ClientSession::poll_transmit`]. It must not touch
-//! sockets, clocks or the hub.
+//! Use as the server session: send what [`ClientSession::poll_transmit`] gives from the start
+//! (C0+C1 is ready when the session is made), feed received bytes to
+//! [`ClientSession::handle_input`], then drain [`ClientSession::poll_event`] and
+//! [`ClientSession::poll_transmit`]; a publisher queues media with
+//! [`ClientSession::send_media`] once [`ClientEvent::Publishing`] came. It must not touch
+//! sockets, clocks or the hub, and has no timers: its randomness is the caller's rng, and
+//! deadlines (connect, idle) are the driver's.
 
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+use rand::RngCore;
 
 use super::amf0::{self, Amf0Value};
-use super::chunk::{ChunkReader, ChunkWriter, RawMessage};
+use super::chunk::{self, ChunkReader, ChunkWriter, RawMessage};
 use super::handshake::{ClientHandshake, HandshakeKind};
+use super::message::*;
 use super::session::SessionError;
-use super::*;
 
 /// Transaction ids of the commands the client sends.
 const TXN_CONNECT: f64 = 1.0;
@@ -62,19 +68,31 @@ pub struct ClientSession {
 
 impl ClientSession {
     /// A client that will publish `stream` to `tc_url` (`rtmp://host[:port]/app[?query]`).
-    pub fn publish(tc_url: &str, stream: &str, out_chunk_size: u32) -> Self {
-        Self::new(Mode::Publish, tc_url, stream, out_chunk_size)
+    /// The handshake's random bytes come from `rng` (see [`ClientHandshake::new`]).
+    pub fn publish(
+        tc_url: &str,
+        stream: &str,
+        out_chunk_size: u32,
+        rng: &mut impl RngCore,
+    ) -> Self {
+        Self::new(Mode::Publish, tc_url, stream, out_chunk_size, rng)
     }
 
     /// A client that will play `stream` from `tc_url`.
-    pub fn play(tc_url: &str, stream: &str) -> Self {
-        Self::new(Mode::Play, tc_url, stream, chunk::DEFAULT_CHUNK_SIZE)
+    pub fn play(tc_url: &str, stream: &str, rng: &mut impl RngCore) -> Self {
+        Self::new(Mode::Play, tc_url, stream, chunk::DEFAULT_CHUNK_SIZE, rng)
     }
 
-    fn new(mode: Mode, tc_url: &str, stream: &str, out_chunk_size: u32) -> Self {
+    fn new(
+        mode: Mode,
+        tc_url: &str,
+        stream: &str,
+        out_chunk_size: u32,
+        rng: &mut impl RngCore,
+    ) -> Self {
         let path = tc_url.split_once("://").map_or(tc_url, |(_, r)| r);
         let app = path.split_once('/').map_or("", |(_, app)| app);
-        let mut handshake = ClientHandshake::new(HandshakeKind::Complex);
+        let mut handshake = ClientHandshake::new(HandshakeKind::Complex, rng);
         let mut out = BytesMut::new();
         if let Some(c0c1) = handshake.poll_output() {
             out.extend_from_slice(&c0c1);
@@ -147,10 +165,10 @@ impl ClientSession {
                 let mut p = BytesMut::with_capacity(payload.len() + 16);
                 s("@setDataFrame").encode(&mut p);
                 p.extend_from_slice(payload);
-                (media::CSID_DATA, p.freeze())
+                (CSID_DATA, p.freeze())
             }
-            media::TYPE_AUDIO => (media::CSID_AUDIO, Bytes::copy_from_slice(payload)),
-            _ => (media::CSID_VIDEO, Bytes::copy_from_slice(payload)),
+            MSG_AUDIO => (CSID_AUDIO, Bytes::copy_from_slice(payload)),
+            _ => (CSID_VIDEO, Bytes::copy_from_slice(payload)),
         };
         self.writer.write(
             &RawMessage {
@@ -222,7 +240,7 @@ impl ClientSession {
             MSG_COMMAND_AMF3 if !msg.payload.is_empty() => {
                 self.handle_command(&msg.payload[1..])?
             }
-            media::TYPE_AUDIO | media::TYPE_VIDEO if self.mode == Mode::Play => {
+            MSG_AUDIO | MSG_VIDEO if self.mode == Mode::Play => {
                 self.events.push_back(ClientEvent::Media(msg));
             }
             MSG_DATA_AMF0 if self.mode == Mode::Play => {
@@ -357,4 +375,124 @@ fn u32_of(msg: &RawMessage) -> Result<u32, SessionError> {
         });
     }
     Ok(u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::rtmp::session::{Event, ServerSession, SessionConfig};
+
+    fn seeded(seed: u64) -> StdRng {
+        StdRng::seed_from_u64(seed)
+    }
+
+    /// Runs bytes both ways until neither side has more to say.
+    fn pump(server: &mut ServerSession, client: &mut ClientSession) -> Vec<Event> {
+        let mut events = Vec::new();
+        for _ in 0..64 {
+            let mut moved = false;
+            while let Some(b) = client.poll_transmit() {
+                server.handle_input(&b).expect("server input");
+                moved = true;
+            }
+            while let Some(e) = server.poll_event() {
+                match &e {
+                    Event::Publish { .. } => server.accept_publish(),
+                    Event::Play { .. } => server.accept_play(),
+                    _ => {}
+                }
+                events.push(e);
+                server
+                    .handle_input(&[])
+                    .expect("server input behind an answer");
+            }
+            while let Some(b) = server.poll_transmit() {
+                client.handle_input(&b).expect("client input");
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn publish_with_our_client() {
+        let mut server = ServerSession::new(SessionConfig::default(), &mut seeded(1));
+        let url = "rtmp://127.0.0.1:1935/live?vhost=v1";
+        let mut client = ClientSession::publish(url, "stream1", 4096, &mut seeded(2));
+        let events = pump(&mut server, &mut client);
+        assert!(matches!(
+            events[0],
+            Event::HandshakeDone(HandshakeKind::Complex)
+        ));
+        assert!(events.contains(&Event::Connect {
+            app: "live".into(),
+            tc_url: "rtmp://127.0.0.1:1935/live?vhost=v1".into(),
+            vhost: "v1".into(),
+        }));
+        assert!(events.contains(&Event::Publish {
+            stream: "stream1".into(),
+            vhost: None
+        }));
+        assert_eq!(client.poll_event(), Some(ClientEvent::Connected));
+        assert_eq!(client.poll_event(), Some(ClientEvent::Publishing));
+
+        // Media and metadata arrive as events; the client's @setDataFrame is stripped.
+        let mut meta = BytesMut::new();
+        amf0::encode_all(
+            &[
+                s("onMetaData"),
+                Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(640.0))]),
+            ],
+            &mut meta,
+        );
+        client.send_media(MSG_DATA_AMF0, 0, &meta);
+        client.send_media(MSG_VIDEO, 40, &[0x17, 0, 0, 0, 0, 1, 2, 3]);
+        let events = pump(&mut server, &mut client);
+        let Event::Media(m) = &events[0] else {
+            panic!("{events:?}")
+        };
+        let values = amf0::decode_all(&m.payload).expect("metadata decodes");
+        assert_eq!(values[0].as_str(), Some("onMetaData"));
+        assert!(matches!(&events[1], Event::Media(m) if m.timestamp == 40 && m.type_id == 9));
+    }
+
+    #[test]
+    fn play_with_our_client() {
+        let mut server = ServerSession::new(SessionConfig::default(), &mut seeded(1));
+        let mut client = ClientSession::play("rtmp://h/live", "stream1", &mut seeded(2));
+        let events = pump(&mut server, &mut client);
+        assert!(events.contains(&Event::Play {
+            stream: "stream1".into(),
+            vhost: None,
+            duration: None,
+        }));
+        assert_eq!(client.poll_event(), Some(ClientEvent::Connected));
+        assert_eq!(client.poll_event(), Some(ClientEvent::Playing));
+        assert_eq!(
+            client.poll_event(),
+            None,
+            "|RtmpSampleAccess and Data.Start are not the stream's"
+        );
+
+        // Media as the fan-out writes it: the connection's chunk size, chunk streams 5 to 7.
+        let mut w = ChunkWriter::new();
+        w.set_chunk_size(server.out_chunk_size());
+        let mut out = BytesMut::new();
+        let video = RawMessage {
+            csid: CSID_VIDEO,
+            timestamp: 40,
+            type_id: MSG_VIDEO,
+            stream_id: STREAM_ID,
+            payload: Bytes::from_static(&[0x17, 1, 0, 0, 0, 9]),
+        };
+        w.write(&video, &mut out);
+        client.handle_input(&out).expect("media");
+        assert_eq!(client.poll_event(), Some(ClientEvent::Media(video)));
+    }
 }

@@ -1,9 +1,10 @@
 //! The RTMP handshake (C0 C1 C2 / S0 S1 S2), server and client side, in both the plain
 //! form of the RTMP 1.0 spec ("simple") and the Flash Player 9 HMAC-SHA256 digest form
 //! ("complex") that ffmpeg, librtmp/OBS and Flash send. This module owns the handshake bytes
-//! only: it takes bytes in and hands bytes out. It must not touch sockets, clocks or threads,
-//! and it never consumes what follows C2/S2, because those bytes already belong to the chunk
-//! stream.
+//! only: it takes bytes in and hands bytes out. It must not touch sockets, clocks, threads or
+//! an entropy source of its own (its random bytes come from the caller's rng, see
+//! [`ServerHandshake::new`]), and it never consumes what follows C2/S2, because those bytes
+//! already belong to the chunk stream.
 //!
 //! Complex layout, as implemented by ffmpeg (`rtmpproto.c`), SRS and nginx-rtmp: after the
 //! 4-byte time and 4-byte version, a C1/S1 carries two 764-byte blocks, a key block and a
@@ -18,7 +19,8 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hmac::{Hmac, Mac};
-use rand::RngCore;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 use sha2::Sha256;
 
 /// Size of C1, C2, S1 and S2.
@@ -70,6 +72,16 @@ const fn join_key<const N: usize>(text: &[u8], tail: &[u8; 32]) -> [u8; N] {
 
 type Packet = [u8; HANDSHAKE_SIZE];
 type Digest = [u8; DIGEST_LEN];
+type Seed = <StdRng as SeedableRng>::Seed;
+
+/// A handshake's random bytes come from a generator seeded, once, from the caller's rng when
+/// the handshake is made: the packets that need them come later, on input, and 32 bytes of
+/// seed is all a handshake keeps until then (a server holds thousands).
+fn draw_seed(rng: &mut impl RngCore) -> Seed {
+    let mut seed = Seed::default();
+    rng.fill_bytes(&mut seed);
+    seed
+}
 
 /// Which handshake the two peers ended up doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,16 +168,21 @@ fn find_digest(packet: &Packet, key_text: &[u8]) -> Option<(Schema, Digest)> {
 
 /// Time 0 (the field is a peer-relative epoch and this module owns no clock), `version`,
 /// then random bytes.
-fn random_packet(version: [u8; 4]) -> Box<Packet> {
+fn random_packet(version: [u8; 4], rng: &mut StdRng) -> Box<Packet> {
     let mut packet = Box::new([0u8; HANDSHAKE_SIZE]);
     packet[4..HEADER_LEN].copy_from_slice(&version);
-    rand::thread_rng().fill_bytes(&mut packet[HEADER_LEN..]);
+    rng.fill_bytes(&mut packet[HEADER_LEN..]);
     packet
 }
 
 /// A complex C1/S1: random packet with its digest written at `schema`'s offset.
-fn signed_packet(version: [u8; 4], schema: Schema, key_text: &[u8]) -> (Box<Packet>, Digest) {
-    let mut packet = random_packet(version);
+fn signed_packet(
+    version: [u8; 4],
+    schema: Schema,
+    key_text: &[u8],
+    rng: &mut StdRng,
+) -> (Box<Packet>, Digest) {
+    let mut packet = random_packet(version, rng);
     let offset = schema.digest_offset(&packet);
     let digest: Digest = packet_mac(&packet, offset, key_text)
         .finalize()
@@ -181,9 +198,9 @@ fn response_signature(packet: &Packet, full_key: &[u8], peer_digest: &Digest) ->
 }
 
 /// A complex C2/S2: random bytes signed through the peer's C1/S1 digest.
-fn response_packet(full_key: &[u8], peer_digest: &Digest) -> Box<Packet> {
+fn response_packet(full_key: &[u8], peer_digest: &Digest, rng: &mut StdRng) -> Box<Packet> {
     let mut packet = Box::new([0u8; HANDSHAKE_SIZE]);
-    rand::thread_rng().fill_bytes(&mut packet[..RESPONSE_SIGNATURE_AT]);
+    rng.fill_bytes(&mut packet[..RESPONSE_SIGNATURE_AT]);
     let signature = response_signature(&packet, full_key, peer_digest);
     packet[RESPONSE_SIGNATURE_AT..].copy_from_slice(&signature);
     packet
@@ -246,17 +263,20 @@ enum ServerState {
 /// The server side: reads C0 C1, answers S0 S1 S2 in one piece, then reads C2.
 pub struct ServerHandshake {
     state: ServerState,
+    seed: Seed,
     c1: PacketBuf,
     kind: Option<HandshakeKind>,
     output: Option<Bytes>,
 }
 
 impl ServerHandshake {
-    /// A server handshake waiting for C0.
+    /// A server handshake waiting for C0. S1 and S2's random bytes derive from a seed drawn
+    /// from `rng` now: a seeded rng gives the same S0 S1 S2 for the same C1.
     #[must_use]
-    pub fn new() -> Self {
+    pub fn new(rng: &mut impl RngCore) -> Self {
         Self {
             state: ServerState::AwaitC0,
+            seed: draw_seed(rng),
             c1: PacketBuf::new(),
             kind: None,
             output: None,
@@ -316,20 +336,21 @@ impl ServerHandshake {
 
     fn answer_c1(&mut self) {
         let c1 = self.c1.packet();
+        let rng = &mut StdRng::from_seed(self.seed);
         let mut out = BytesMut::with_capacity(1 + 2 * HANDSHAKE_SIZE);
         out.put_u8(RTMP_VERSION);
         let kind = match find_digest(c1, FP_KEY_TEXT) {
             Some((schema, c1_digest)) => {
                 // Answer in the client's schema, as SRS does; ffmpeg accepts either.
-                let (s1, _) = signed_packet(SERVER_VERSION, schema, FMS_KEY_TEXT);
+                let (s1, _) = signed_packet(SERVER_VERSION, schema, FMS_KEY_TEXT, rng);
                 out.put_slice(&s1[..]);
-                out.put_slice(&response_packet(&FMS_KEY, &c1_digest)[..]);
+                out.put_slice(&response_packet(&FMS_KEY, &c1_digest, rng)[..]);
                 tracing::debug!(?schema, "RTMP complex handshake");
                 HandshakeKind::Complex
             }
             None => {
                 // A zero version in S1 tells ffmpeg not to look for a digest.
-                out.put_slice(&random_packet([0; 4])[..]);
+                out.put_slice(&random_packet([0; 4], rng)[..]);
                 out.put_slice(c1);
                 tracing::debug!("RTMP simple handshake");
                 HandshakeKind::Simple
@@ -353,12 +374,6 @@ impl ServerHandshake {
     /// The kind of handshake, known once C1 has been read.
     pub fn kind(&self) -> Option<HandshakeKind> {
         self.kind
-    }
-}
-
-impl Default for ServerHandshake {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -388,6 +403,8 @@ enum ClientState {
 /// interoperability.
 pub struct ClientHandshake {
     state: ClientState,
+    /// Where C1's random bytes came from and C2's come from.
+    rng: StdRng,
     c1: Box<Packet>,
     /// Set for a complex C1; S1/S2 are only interpreted as complex when it is.
     c1_digest: Option<Digest>,
@@ -398,13 +415,17 @@ pub struct ClientHandshake {
 
 impl ClientHandshake {
     /// A client handshake whose C0+C1 is ready in [`poll_output`](Self::poll_output).
-    /// `Complex` signs C1 with the Flash Player key under schema 1, as ffmpeg does.
+    /// `Complex` signs C1 with the Flash Player key under schema 1, as ffmpeg does. C1 and
+    /// C2's random bytes derive from a seed drawn from `rng` now: a seeded rng gives the same
+    /// C1, and the same C2 for the same S1.
     #[must_use]
-    pub fn new(kind: HandshakeKind) -> Self {
+    pub fn new(kind: HandshakeKind, rng: &mut impl RngCore) -> Self {
+        let mut rng = StdRng::from_seed(draw_seed(rng));
         let (c1, c1_digest) = match kind {
-            HandshakeKind::Simple => (random_packet([0; 4]), None),
+            HandshakeKind::Simple => (random_packet([0; 4], &mut rng), None),
             HandshakeKind::Complex => {
-                let (c1, digest) = signed_packet(CLIENT_VERSION, Schema::DigestFirst, FP_KEY_TEXT);
+                let (c1, digest) =
+                    signed_packet(CLIENT_VERSION, Schema::DigestFirst, FP_KEY_TEXT, &mut rng);
                 (c1, Some(digest))
             }
         };
@@ -413,6 +434,7 @@ impl ClientHandshake {
         output.put_slice(&c1[..]);
         Self {
             state: ClientState::AwaitS0,
+            rng,
             c1,
             c1_digest,
             server_signed: false,
@@ -473,9 +495,10 @@ impl ClientHandshake {
             .map(|(_, digest)| digest);
         self.server_signed = s1_digest.is_some();
         match s1_digest {
-            Some(digest) => self
-                .output
-                .put_slice(&response_packet(&FP_KEY, &digest)[..]),
+            Some(digest) => {
+                let c2 = response_packet(&FP_KEY, &digest, &mut self.rng);
+                self.output.put_slice(&c2[..]);
+            }
             None => self.output.put_slice(s1),
         }
         tracing::debug!(server_signed = self.server_signed, "RTMP S1 read");
@@ -520,6 +543,10 @@ impl fmt::Debug for ClientHandshake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seeded(seed: u64) -> StdRng {
+        StdRng::seed_from_u64(seed)
+    }
 
     /// ffmpeg's `ff_rtmp_calc_digest_pos`, transcribed independently of the module.
     fn ffmpeg_digest_pos(buf: &[u8], off: usize, mod_val: usize, add_val: usize) -> usize {
@@ -595,10 +622,11 @@ mod tests {
         offset
     }
 
-    /// Runs a full in-memory exchange; returns (server kind, S0S1S2, C0C1, C2).
-    fn run_pair(kind: HandshakeKind) -> (HandshakeKind, Bytes, Bytes, Bytes) {
-        let mut client = ClientHandshake::new(kind);
-        let mut server = ServerHandshake::new();
+    /// Runs a full in-memory exchange, the client's rng seeded with `seed` and the server's
+    /// with `seed + 1`; returns (server kind, S0S1S2, C0C1, C2).
+    fn run_pair(kind: HandshakeKind, seed: u64) -> (HandshakeKind, Bytes, Bytes, Bytes) {
+        let mut client = ClientHandshake::new(kind, &mut seeded(seed));
+        let mut server = ServerHandshake::new(&mut seeded(seed + 1));
 
         let c0c1 = client.poll_output().expect("C0+C1 ready at start");
         assert_eq!(c0c1.len(), 1 + HANDSHAKE_SIZE);
@@ -646,7 +674,7 @@ mod tests {
 
     #[test]
     fn simple_pair() {
-        let (kind, s012, c0c1, c2) = run_pair(HandshakeKind::Simple);
+        let (kind, s012, c0c1, c2) = run_pair(HandshakeKind::Simple, 1);
         assert_eq!(kind, HandshakeKind::Simple);
         assert_eq!(s012[0], 3);
         assert_eq!(&s012[5..9], &[0; 4], "simple S1 has a zero version");
@@ -656,7 +684,7 @@ mod tests {
 
     #[test]
     fn complex_pair() {
-        let (kind, s012, c0c1, c2) = run_pair(HandshakeKind::Complex);
+        let (kind, s012, c0c1, c2) = run_pair(HandshakeKind::Complex, 1);
         assert_eq!(kind, HandshakeKind::Complex);
         let c1 = &c0c1[1..];
         let s1 = &s012[1..=HANDSHAKE_SIZE];
@@ -683,7 +711,7 @@ mod tests {
     fn ffmpeg_c1_gets_a_response_ffmpeg_accepts() {
         for seed in [0xdead_c0de, 1, 2, 3] {
             let (c0c1, client_pos) = ffmpeg_c0c1(seed);
-            let mut server = ServerHandshake::new();
+            let mut server = ServerHandshake::new(&mut seeded(1));
             assert_eq!(server.handle_input(&c0c1).unwrap(), c0c1.len());
             assert_eq!(server.kind(), Some(HandshakeKind::Complex));
             let serverdata = server.poll_output().unwrap();
@@ -716,7 +744,7 @@ mod tests {
         let digest = ffmpeg_calc_digest(&c1, pos, &FP_KEY[..30]);
         c1[pos..pos + 32].copy_from_slice(&digest);
 
-        let mut server = ServerHandshake::new();
+        let mut server = ServerHandshake::new(&mut seeded(1));
         server.handle_input(&[3]).unwrap();
         server.handle_input(&c1).unwrap();
         assert_eq!(server.kind(), Some(HandshakeKind::Complex));
@@ -729,7 +757,7 @@ mod tests {
         let mut c0c1 = vec![3u8; 1 + HANDSHAKE_SIZE];
         c0c1[5..9].copy_from_slice(&[9, 0, 124, 2]);
         filler(9, &mut c0c1[9..]);
-        let mut server = ServerHandshake::new();
+        let mut server = ServerHandshake::new(&mut seeded(1));
         server.handle_input(&c0c1).unwrap();
         assert_eq!(server.kind(), Some(HandshakeKind::Simple));
         assert_eq!(
@@ -740,7 +768,7 @@ mod tests {
 
     #[test]
     fn complex_client_accepts_simple_server() {
-        let mut client = ClientHandshake::new(HandshakeKind::Complex);
+        let mut client = ClientHandshake::new(HandshakeKind::Complex, &mut seeded(2));
         let c1 = client.poll_output().unwrap().slice(1..);
         let mut s1 = [0u8; HANDSHAKE_SIZE];
         filler(11, &mut s1[8..]);
@@ -758,7 +786,7 @@ mod tests {
     #[test]
     fn garbage_c0_fails_fast() {
         for c0 in [6u8, 8, 0, b'G', 0xff] {
-            let mut server = ServerHandshake::new();
+            let mut server = ServerHandshake::new(&mut seeded(1));
             let err = server.handle_input(&[c0, 0, 0]).unwrap_err();
             assert!(matches!(err, HandshakeError::UnsupportedVersion(v) if v == c0));
             assert!(matches!(
@@ -767,7 +795,7 @@ mod tests {
             ));
             assert!(server.poll_output().is_none());
         }
-        let mut client = ClientHandshake::new(HandshakeKind::Complex);
+        let mut client = ClientHandshake::new(HandshakeKind::Complex, &mut seeded(2));
         assert!(matches!(
             client.handle_input(b"HTTP/1.1 400"),
             Err(HandshakeError::UnsupportedVersion(b'H'))
@@ -781,7 +809,7 @@ mod tests {
     #[test]
     fn truncated_input_waits() {
         let (c0c1, _) = ffmpeg_c0c1(5);
-        let mut server = ServerHandshake::new();
+        let mut server = ServerHandshake::new(&mut seeded(1));
         assert_eq!(server.handle_input(&[]).unwrap(), 0);
         assert_eq!(server.handle_input(&c0c1[..1000]).unwrap(), 1000);
         assert!(server.poll_output().is_none());
@@ -796,11 +824,32 @@ mod tests {
         assert_eq!(server.handle_input(&[0; 2]).unwrap(), 1);
         assert!(server.is_done());
 
-        let mut client = ClientHandshake::new(HandshakeKind::Simple);
+        let mut client = ClientHandshake::new(HandshakeKind::Simple, &mut seeded(2));
         client.poll_output().unwrap();
         assert_eq!(client.handle_input(&[3; 1 + HANDSHAKE_SIZE]).unwrap(), 1537);
         assert!(client.poll_output().is_some(), "C2 as soon as S1 is read");
         assert_eq!(client.handle_input(&[0; 100]).unwrap(), 100);
         assert!(!client.is_done());
+    }
+
+    #[test]
+    fn the_callers_rng_decides_every_byte() {
+        for kind in [HandshakeKind::Simple, HandshakeKind::Complex] {
+            let a = run_pair(kind, 7);
+            assert_eq!(a, run_pair(kind, 7), "{kind:?}: same seeds, same bytes");
+            let b = run_pair(kind, 9);
+            assert_eq!(a.0, b.0);
+            assert_ne!(a.1, b.1, "{kind:?}: S0S1S2 follow the server's rng");
+            assert_ne!(a.2, b.2, "{kind:?}: C0C1 follows the client's rng");
+        }
+        // A server's answer to one C1 is its rng's alone.
+        let (c0c1, _) = ffmpeg_c0c1(3);
+        let answer = |seed| {
+            let mut server = ServerHandshake::new(&mut seeded(seed));
+            server.handle_input(&c0c1).unwrap();
+            server.poll_output().unwrap()
+        };
+        assert_eq!(answer(5), answer(5));
+        assert_ne!(answer(5), answer(6));
     }
 }

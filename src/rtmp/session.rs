@@ -4,18 +4,22 @@
 //! Use: feed received bytes to [`ServerSession::handle_input`], then drain
 //! [`ServerSession::poll_event`] and [`ServerSession::poll_transmit`]. A `Publish` or `Play`
 //! event waits for the driver's answer ([`ServerSession::accept_publish`],
-//! [`ServerSession::reject_publish`], [`ServerSession::accept_play`]). Media to players does
+//! [`ServerSession::reject_publish`], [`ServerSession::accept_play`],
+//! [`ServerSession::reject_play`]): the session reads nothing behind it until then, and after
+//! an accept, `handle_input(&[])` reads what had arrived behind it, in the new state. Media to players does
 //! not pass through here: the fan-out writes shared bytes on chunk streams 5 to 7, which this
 //! session never uses. It must not touch sockets, clocks or the hub.
 
 use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
+use rand::RngCore;
 
 use super::amf0::{self, Amf0Error, Amf0Value};
 use super::chunk::{ChunkError, ChunkReader, ChunkWriter, RawMessage};
 use super::handshake::{HandshakeError, HandshakeKind, ServerHandshake};
-use super::*;
+use super::message::*;
+use super::{query_param, split_query};
 
 /// Session parameters.
 #[derive(Debug, Clone)]
@@ -159,13 +163,14 @@ fn release_if_large(buf: &mut BytesMut) {
 }
 
 impl ServerSession {
-    /// A session waiting for C0+C1.
-    pub fn new(cfg: SessionConfig) -> Self {
+    /// A session waiting for C0+C1; the handshake's random bytes come from `rng` (see
+    /// [`ServerHandshake::new`]).
+    pub fn new(cfg: SessionConfig, rng: &mut impl RngCore) -> Self {
         Self {
             reader: ChunkReader::new(cfg.max_message_len),
             cfg,
             state: State::Handshake,
-            handshake: ServerHandshake::new(),
+            handshake: ServerHandshake::new(rng),
             writer: ChunkWriter::new(),
             input: BytesMut::new(),
             out: BytesMut::new(),
@@ -227,7 +232,12 @@ impl ServerSession {
         }
         self.received += data.len() as u64;
         self.input.extend_from_slice(data);
-        while let Some(msg) = self.reader.read_message(&mut self.input)? {
+        // What follows a publish or play (metadata, media, a pause), often in the same read,
+        // belongs to the state the driver's answer makes: it waits here, unread, until then.
+        while !self.awaits_answer() {
+            let Some(msg) = self.reader.read_message(&mut self.input)? else {
+                break;
+            };
             self.handle_message(msg)?;
         }
         if self.input.is_empty() {
@@ -244,6 +254,10 @@ impl ServerSession {
             );
         }
         Ok(())
+    }
+
+    fn awaits_answer(&self) -> bool {
+        matches!(self.state, State::PublishPending | State::PlayPending)
     }
 
     fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
@@ -270,7 +284,7 @@ impl ServerSession {
                 msg.payload.advance(1);
                 self.handle_data(msg)?
             }
-            media::TYPE_AUDIO | media::TYPE_VIDEO if self.state == State::Publishing => {
+            MSG_AUDIO | MSG_VIDEO if self.state == State::Publishing => {
                 self.events.push_back(Event::Media(msg));
             }
             MSG_AGGREGATE if self.state == State::Publishing => self.handle_aggregate(&msg),
@@ -332,7 +346,7 @@ impl ServerSession {
             let base = *first_ts.get_or_insert(ts);
             let payload = p.slice(11..11 + size);
             p.advance(11 + size + 4);
-            if media::MediaKind::from_type_id(type_id).is_some() {
+            if matches!(type_id, MSG_AUDIO | MSG_VIDEO | MSG_DATA_AMF0) {
                 self.events.push_back(Event::Media(RawMessage {
                     csid: msg.csid,
                     timestamp: msg.timestamp.wrapping_add(ts.wrapping_sub(base)),
@@ -550,7 +564,7 @@ impl ServerSession {
         );
     }
 
-    /// Accepts a pending publish.
+    /// Accepts a pending publish; then `handle_input(&[])` reads what came behind it.
     pub fn accept_publish(&mut self) {
         if self.state != State::PublishPending {
             return;
@@ -588,7 +602,8 @@ impl ServerSession {
         self.on_status("error", "NetStream.Publish.BadName", description);
     }
 
-    /// Accepts a pending play. Media follows on chunk streams 5 to 7, message stream 1.
+    /// Accepts a pending play; then `handle_input(&[])` reads what came behind it. Media
+    /// follows on chunk streams 5 to 7, message stream 1.
     pub fn accept_play(&mut self) {
         if self.state != State::PlayPending {
             return;
@@ -678,97 +693,201 @@ fn tc_url_host(url: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::rtmp::client::{ClientEvent, ClientSession};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
 
-    /// Runs bytes both ways until neither side has more to say.
-    fn pump(server: &mut ServerSession, client: &mut ClientSession) -> Vec<Event> {
-        let mut events = Vec::new();
-        for _ in 0..64 {
-            let mut moved = false;
-            while let Some(b) = client.poll_transmit() {
-                server.handle_input(&b).expect("server input");
-                moved = true;
-            }
-            while let Some(e) = server.poll_event() {
-                match &e {
-                    Event::Publish { .. } => server.accept_publish(),
-                    Event::Play { .. } => server.accept_play(),
-                    _ => {}
-                }
-                events.push(e);
-            }
-            while let Some(b) = server.poll_transmit() {
-                client.handle_input(&b).expect("client input");
-                moved = true;
-            }
-            if !moved {
-                break;
-            }
-        }
-        events
+    use super::*;
+
+    fn new_session() -> ServerSession {
+        ServerSession::new(SessionConfig::default(), &mut StdRng::seed_from_u64(1))
     }
 
-    #[test]
-    fn publish_with_our_client() {
-        let mut server = ServerSession::new(SessionConfig::default());
-        let mut client =
-            ClientSession::publish("rtmp://127.0.0.1:1935/live?vhost=v1", "stream1", 4096);
-        let events = pump(&mut server, &mut client);
-        assert!(matches!(
-            events[0],
-            Event::HandshakeDone(HandshakeKind::Complex)
-        ));
-        assert!(events.contains(&Event::Connect {
-            app: "live".into(),
-            tc_url: "rtmp://127.0.0.1:1935/live?vhost=v1".into(),
-            vhost: "v1".into(),
-        }));
-        assert!(events.contains(&Event::Publish {
-            stream: "stream1".into(),
-            vhost: None
-        }));
-        assert_eq!(client.poll_event(), Some(ClientEvent::Connected));
-        assert_eq!(client.poll_event(), Some(ClientEvent::Publishing));
+    /// A server session past a simple handshake (C0, then C1 and C2 of zeros), with its
+    /// events and S0 S1 S2 drained.
+    fn handshaken() -> ServerSession {
+        let mut server = new_session();
+        let mut hello = vec![3u8];
+        hello.extend_from_slice(&[0u8; 1536 * 2]);
+        server.handle_input(&hello).expect("handshake");
+        assert!(server.poll_transmit().is_some(), "S0S1S2");
+        assert!(matches!(server.poll_event(), Some(Event::HandshakeDone(_))));
+        server
+    }
 
-        // Media and metadata arrive as events; the client's @setDataFrame is stripped.
+    /// What a client writes, chunked, for one push into the server.
+    #[derive(Default)]
+    struct Peer {
+        w: ChunkWriter,
+        out: BytesMut,
+    }
+
+    impl Peer {
+        fn command(&mut self, stream_id: u32, values: &[Amf0Value]) -> &mut Self {
+            write_amf(
+                &mut self.w,
+                MSG_COMMAND_AMF0,
+                stream_id,
+                values,
+                &mut self.out,
+            );
+            self
+        }
+
+        fn message(&mut self, csid: u32, type_id: u8, timestamp: u32, payload: &[u8]) -> &mut Self {
+            let msg = RawMessage {
+                csid,
+                timestamp,
+                type_id,
+                stream_id: STREAM_ID,
+                payload: Bytes::copy_from_slice(payload),
+            };
+            self.w.write(&msg, &mut self.out);
+            self
+        }
+
+        /// Everything written since the last push, in one piece.
+        fn push(&mut self, server: &mut ServerSession) {
+            server
+                .handle_input(&self.out.split())
+                .expect("server input");
+        }
+    }
+
+    fn events(server: &mut ServerSession) -> Vec<Event> {
+        std::iter::from_fn(|| server.poll_event()).collect()
+    }
+
+    /// A connected session with a stream created, as every publisher and player starts.
+    fn connected(peer: &mut Peer) -> ServerSession {
+        let mut server = handshaken();
+        let app = object(&[("app", s("live")), ("tcUrl", s("rtmp://h/live"))]);
+        peer.command(0, &[s("connect"), Amf0Value::Number(1.0), app])
+            .command(
+                0,
+                &[s("createStream"), Amf0Value::Number(4.0), Amf0Value::Null],
+            )
+            .push(&mut server);
+        assert!(matches!(&events(&mut server)[..], [Event::Connect { .. }]));
+        while server.poll_transmit().is_some() {}
+        server
+    }
+
+    const KEYFRAME: &[u8] = &[0x17, 1, 0, 0, 0, 0, 0, 0, 4, 0x65, 1, 2, 3];
+
+    /// `publish`, `@setDataFrame` and a keyframe in one read (ffmpeg and OBS write them
+    /// back to back): nothing behind the publish is lost while the driver decides.
+    #[test]
+    fn what_follows_publish_in_one_read_is_kept_for_the_answer() {
+        let mut peer = Peer::default();
+        let mut server = connected(&mut peer);
         let mut meta = BytesMut::new();
         amf0::encode_all(
             &[
+                s("@setDataFrame"),
                 s("onMetaData"),
                 Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(640.0))]),
             ],
             &mut meta,
         );
-        client.send_media(MSG_DATA_AMF0, 0, &meta);
-        client.send_media(media::TYPE_VIDEO, 40, &[0x17, 0, 0, 0, 0, 1, 2, 3]);
-        let events = pump(&mut server, &mut client);
-        let Event::Media(m) = &events[0] else {
-            panic!("{events:?}")
+        let publish = [
+            s("publish"),
+            Amf0Value::Number(5.0),
+            Amf0Value::Null,
+            s("s1"),
+            s("live"),
+        ];
+        peer.command(STREAM_ID, &publish)
+            .message(CSID_DATA, MSG_DATA_AMF0, 0, &meta)
+            .message(CSID_VIDEO, MSG_VIDEO, 0, KEYFRAME)
+            .push(&mut server);
+        let mut got = events(&mut server);
+        assert_eq!(
+            got,
+            [Event::Publish {
+                stream: "s1".into(),
+                vhost: None
+            }],
+            "the publish waits for its answer alone"
+        );
+        server.accept_publish();
+        server
+            .handle_input(&[])
+            .expect("what came behind the publish");
+        got.extend(events(&mut server));
+        assert_eq!(got.len(), 3, "{got:?}");
+        let Event::Media(m) = &got[1] else {
+            panic!("{got:?}")
         };
         let values = amf0::decode_all(&m.payload).expect("metadata decodes");
-        assert_eq!(values[0].as_str(), Some("onMetaData"));
-        assert!(matches!(&events[1], Event::Media(m) if m.timestamp == 40 && m.type_id == 9));
+        assert_eq!(
+            (m.type_id, values[0].as_str()),
+            (MSG_DATA_AMF0, Some("onMetaData"))
+        );
+        assert!(
+            matches!(&got[2], Event::Media(m) if m.type_id == MSG_VIDEO && &m.payload[..] == KEYFRAME),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn what_follows_a_refused_publish_is_not_media() {
+        let mut peer = Peer::default();
+        let mut server = connected(&mut peer);
+        let publish = [
+            s("publish"),
+            Amf0Value::Number(5.0),
+            Amf0Value::Null,
+            s("s1"),
+        ];
+        peer.command(STREAM_ID, &publish)
+            .message(CSID_VIDEO, MSG_VIDEO, 0, KEYFRAME)
+            .push(&mut server);
+        assert!(matches!(&events(&mut server)[..], [Event::Publish { .. }]));
+        server.reject_publish("busy");
+        server.handle_input(&[]).expect("input after a refusal");
+        assert_eq!(events(&mut server), []);
+        assert!(!server.is_publishing());
+    }
+
+    /// `play` and the commands a player sends behind it in the same read.
+    #[test]
+    fn what_follows_play_in_one_read_is_kept_for_the_answer() {
+        let mut peer = Peer::default();
+        let mut server = connected(&mut peer);
+        let mut buffer_length = [0u8; 10];
+        buffer_length[..2].copy_from_slice(&UC_SET_BUFFER_LENGTH.to_be_bytes());
+        buffer_length[2..6].copy_from_slice(&STREAM_ID.to_be_bytes());
+        buffer_length[6..].copy_from_slice(&3000u32.to_be_bytes());
+        let play = [s("play"), Amf0Value::Number(5.0), Amf0Value::Null, s("s1")];
+        let pause = [
+            s("pause"),
+            Amf0Value::Number(0.0),
+            Amf0Value::Null,
+            Amf0Value::Boolean(true),
+        ];
+        peer.command(STREAM_ID, &play)
+            .message(CSID_CONTROL, MSG_USER_CONTROL, 0, &buffer_length)
+            .command(STREAM_ID, &pause)
+            .push(&mut server);
+        assert!(matches!(&events(&mut server)[..], [Event::Play { .. }]));
+        server.accept_play();
+        server.handle_input(&[]).expect("what came behind the play");
+        assert_eq!(events(&mut server), [Event::Pause(true)]);
     }
 
     #[test]
     fn garbage_and_limits_fail_cleanly() {
-        let mut s = ServerSession::new(SessionConfig::default());
+        let mut s = new_session();
         assert!(s.handle_input(&[0x47; 1537]).is_err());
 
         // Connect before handshake is done just waits.
-        let mut s = ServerSession::new(SessionConfig::default());
+        let mut s = new_session();
         assert!(s.handle_input(&[3]).is_ok());
     }
 
     #[test]
     fn commands_before_connect_are_refused() {
-        let mut server = ServerSession::new(SessionConfig::default());
-        // A simple handshake: C0, C1 and C2 of zeros.
-        let mut hello = vec![3u8];
-        hello.extend_from_slice(&[0u8; 1536 * 2]);
-        server.handle_input(&hello).expect("handshake");
-        assert!(server.poll_transmit().is_some(), "S0S1S2");
+        let mut server = handshaken();
         let mut w = ChunkWriter::new();
         let mut out = BytesMut::new();
         write_amf(

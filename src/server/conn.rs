@@ -109,10 +109,11 @@ async fn run(
     let config = shared.config();
     // Boxed: the session moves through publish or play into the player's reader, and each
     // async fn it passes through would otherwise keep a copy of it in its state.
-    let mut session = Box::new(ServerSession::new(SessionConfig {
+    let cfg = SessionConfig {
         out_chunk_size: config.chunk_size,
         ..SessionConfig::default()
-    }));
+    };
+    let mut session = Box::new(ServerSession::new(cfg, &mut rand::thread_rng()));
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut phase = "handshaking";
     let mut app = String::new();

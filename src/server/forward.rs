@@ -88,7 +88,8 @@ async fn attempt(
     let conn = Connection::connect(dest, SETUP_TIMEOUT, READ_BUFFER)
         .await
         .map_err(|_| ForwardError::Timeout)??;
-    let mut session = ClientSession::publish(tc_url, &key.stream, chunk_size);
+    let mut session =
+        ClientSession::publish(tc_url, &key.stream, chunk_size, &mut rand::thread_rng());
     let setup = async {
         loop {
             while let Some(b) = session.poll_transmit() {

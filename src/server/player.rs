@@ -17,9 +17,10 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::{select, Either};
 
 use super::conn::ConnError;
-use crate::egress::cohort::{self, Form};
+use crate::egress::cohort;
 use crate::egress::{write_batch, MAX_BATCH};
 use crate::hub::Consumer;
+use crate::media::wire::Form;
 use crate::rtmp::session::{Event, ServerSession};
 use crate::runtime::Connection;
 use crate::state::Shared;
@@ -93,11 +94,7 @@ async fn read_loop(
     link: &Link,
 ) -> Result<(), ConnError> {
     loop {
-        let input = conn.read_some().await?;
-        if input.is_empty() {
-            return Ok(());
-        }
-        session.handle_input(&input)?;
+        // Events first: the read that carried the play may have carried a pause behind it.
         while let Some(event) = session.poll_event() {
             match event {
                 Event::StopPlay => return Ok(()),
@@ -105,12 +102,15 @@ async fn read_loop(
                 _ => {}
             }
         }
-        let mut control = link.control.borrow_mut();
-        while let Some(b) = session.poll_transmit() {
-            control.push(b);
-        }
-        drop(control);
+        link.control
+            .borrow_mut()
+            .extend(std::iter::from_fn(|| session.poll_transmit()));
         link.wake();
+        let input = conn.read_some().await?;
+        if input.is_empty() {
+            return Ok(());
+        }
+        session.handle_input(&input)?;
     }
 }
 

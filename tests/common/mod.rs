@@ -296,8 +296,11 @@ impl Client {
     /// Connects and publishes `live/NAME`; Err with the server's code when refused.
     pub fn publish(port: u16, name: &str) -> Result<Self, String> {
         let url = format!("rtmp://127.0.0.1:{port}/live");
-        let mut c = Self::connect(port, ClientSession::publish(&url, name, 4096))
-            .map_err(|e| e.to_string())?;
+        let mut c = Self::connect(
+            port,
+            ClientSession::publish(&url, name, 4096, &mut rand::thread_rng()),
+        )
+        .map_err(|e| e.to_string())?;
         c.until(Duration::from_secs(5), |e| {
             matches!(e, ClientEvent::Publishing | ClientEvent::Refused(_))
         })?;
@@ -311,8 +314,11 @@ impl Client {
     /// Connects and plays `live/NAME`.
     pub fn play(port: u16, name: &str) -> Result<Self, String> {
         let url = format!("rtmp://127.0.0.1:{port}/live");
-        let mut c =
-            Self::connect(port, ClientSession::play(&url, name)).map_err(|e| e.to_string())?;
+        let mut c = Self::connect(
+            port,
+            ClientSession::play(&url, name, &mut rand::thread_rng()),
+        )
+        .map_err(|e| e.to_string())?;
         c.until(Duration::from_secs(5), |e| {
             matches!(e, ClientEvent::Playing | ClientEvent::Refused(_))
         })?;
@@ -427,7 +433,7 @@ impl Client {
         let url = format!("rtmp://127.0.0.1:{port}/live");
         let mut c = Self {
             stream: socket.into(),
-            session: ClientSession::play(&url, name),
+            session: ClientSession::play(&url, name, &mut rand::thread_rng()),
             events: Vec::new(),
         };
         c.until(Duration::from_secs(5), |e| {
