@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::model::{
-    any_v4, Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT,
-    DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
+    any_v4, Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc,
+    DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
 

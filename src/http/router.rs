@@ -25,32 +25,29 @@ pub struct Roles {
 /// The HTTP listeners `config` asks for; `http_api`, `http_server` and `exporter` on one
 /// address share one listener, as SRS shares one for the first two.
 pub fn listeners(config: &Config) -> Vec<(SocketAddr, Roles)> {
-    let mut out: Vec<(SocketAddr, Roles)> = Vec::new();
-    let wanted: [(bool, SocketAddr, fn(&mut Roles)); 3] = [
-        (config.http_api.enabled, config.http_api.listen, |r| {
-            r.api = true
-        }),
-        (config.http_server.enabled, config.http_server.listen, |r| {
-            r.streams = true
-        }),
-        (config.exporter.enabled, config.exporter.listen, |r| {
-            r.exporter = true
-        }),
-    ];
-    for (enabled, addr, role) in wanted {
-        if !enabled {
-            continue;
-        }
-        let i = match out.iter().position(|(a, _)| *a == addr) {
-            Some(i) => i,
-            None => {
-                out.push((addr, Roles::default()));
-                out.len() - 1
-            }
-        };
-        role(&mut out[i].1);
+    let mut out = Vec::new();
+    if config.http_api.enabled {
+        roles_at(&mut out, config.http_api.listen).api = true;
+    }
+    if config.http_server.enabled {
+        roles_at(&mut out, config.http_server.listen).streams = true;
+    }
+    if config.exporter.enabled {
+        roles_at(&mut out, config.exporter.listen).exporter = true;
     }
     out
+}
+
+/// The roles of the listener on `addr` in `out`, added with none yet if it is new.
+fn roles_at(out: &mut Vec<(SocketAddr, Roles)>, addr: SocketAddr) -> &mut Roles {
+    let i = match out.iter().position(|(a, _)| *a == addr) {
+        Some(i) => i,
+        None => {
+            out.push((addr, Roles::default()));
+            out.len() - 1
+        }
+    };
+    &mut out[i].1
 }
 
 /// What the router decided.
