@@ -85,12 +85,18 @@ pub async fn run_worker(worker: usize, shared: Arc<Shared>, shutdown: Shutdown) 
     drop(loops);
 }
 
-fn roles_name(roles: Roles) -> &'static str {
-    match (roles.api, roles.streams) {
-        (true, true) => "API and HTTP-FLV",
-        (true, false) => "API",
-        _ => "HTTP-FLV",
-    }
+fn roles_name(roles: Roles) -> String {
+    let names = [
+        (roles.api, "API"),
+        (roles.streams, "HTTP-FLV"),
+        (roles.exporter, "exporter"),
+    ];
+    let on: Vec<&str> = names
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+    on.join(", ")
 }
 
 /// This worker's listener on `addr`, or `None` with the reason logged.

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::model::{
-    any_v4, Config, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT,
-    DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
+    any_v4, Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc,
+    DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
 
@@ -145,6 +145,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "http_server",
     "http_stream",
     "rtc_server",
+    "exporter",
     "cpu_affinity",
     "priority",
     "rlimit_nofile",
@@ -167,6 +168,7 @@ const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
 const FORWARD_KEYS: &[&str] = &["enabled", "destination"];
 const LISTENER_KEYS: &[&str] = &["enabled", "listen"];
 const RTC_SERVER_KEYS: &[&str] = &["enabled", "listen", "candidate", "sndbuf", "rcvbuf"];
+const EXPORTER_KEYS: &[&str] = &["enabled", "listen", "label", "tag"];
 const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "nack"];
 
 /// The settings SRS 4+ keeps in `play {}` but older configs put directly in
@@ -241,6 +243,7 @@ impl Builder<'_> {
                 "http_api" => config.http_api = self.listener(d, HTTP_API_PORT)?,
                 "http_server" => config.http_server = self.listener(d, HTTP_SERVER_PORT)?,
                 "rtc_server" => config.rtc_server = self.rtc_server(d)?,
+                "exporter" => config.exporter = self.exporter(d)?,
                 "cpu_affinity" => config.cpu_affinity = self.cpu_list(d)?,
                 "priority" => config.priority = Some(self.signed(d, PRIORITY)?),
                 "rlimit_nofile" => config.rlimit_nofile = Some(self.number(d, RLIMIT_NOFILE)?),
@@ -452,6 +455,29 @@ impl Builder<'_> {
             }
         }
         Ok(listener)
+    }
+
+    /// `exporter { ... }`: SRS 5's Prometheus exporter.
+    fn exporter(&mut self, d: &Directive) -> Result<Exporter, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut exporter = Exporter::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("exporter.", EXPORTER_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            match c.name.as_str() {
+                "enabled" => exporter.enabled = self.flag(c)?,
+                "listen" => {
+                    let value = self.leaf_value(c)?;
+                    exporter.listen = self.socket_addr(c, value)?;
+                }
+                "label" => exporter.label = self.leaf_value(c)?.to_owned(),
+                _ => exporter.tag = self.leaf_value(c)?.to_owned(),
+            }
+        }
+        Ok(exporter)
     }
 
     /// `rtc_server { ... }`. Kept apart from the other blocks: it grows with the RTC server.

@@ -37,7 +37,7 @@ mod tests;
 pub use build::{Warning, MAX_FILE_BYTES};
 pub use error::ConfigError;
 pub use model::{
-    Config, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT,
+    Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT,
     DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
 };
 pub use parser::{parse_tree, Directive, ParseError, ParseErrorKind, MAX_DEPTH};

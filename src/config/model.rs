@@ -18,6 +18,7 @@ pub const DEFAULT_FLV_MOUNT: &str = "[vhost]/[app]/[stream].flv";
 pub(super) const RTMP_PORT: u16 = 1935;
 pub(super) const HTTP_API_PORT: u16 = 1985;
 pub(super) const HTTP_SERVER_PORT: u16 = 8080;
+const EXPORTER_PORT: u16 = 9972;
 const RTC_PORT: u16 = 8000;
 
 /// Where log lines go (`srs_log_tank`).
@@ -59,6 +60,31 @@ impl Listener {
         Self {
             enabled: false,
             listen: any_v4(port),
+        }
+    }
+}
+
+/// `exporter { enabled on; listen 9972; label cn-beijing; tag cn-edge; }`: SRS 5's Prometheus
+/// exporter, its metrics (`srs_*`) served at `/metrics` on a listener of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exporter {
+    /// `enabled on|off;`, default off as in SRS.
+    pub enabled: bool,
+    /// `listen PORT|IP:PORT;`, default `0.0.0.0:9972` as in SRS.
+    pub listen: SocketAddr,
+    /// `label NAME;`: the `label` of `srs_build_info`, left out when empty (the default).
+    pub label: String,
+    /// `tag NAME;`: the `tag` of `srs_build_info`, left out when empty (the default).
+    pub tag: String,
+}
+
+impl Default for Exporter {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: any_v4(EXPORTER_PORT),
+            label: String::new(),
+            tag: String::new(),
         }
     }
 }
@@ -211,6 +237,8 @@ pub struct Config {
     pub http_server: Listener,
     /// `rtc_server { ... }`, default off on UDP 8000.
     pub rtc_server: RtcServer,
+    /// `exporter { ... }`, default off on 9972.
+    pub exporter: Exporter,
     /// `cpu_affinity 1-3;`: worker `i` runs on the `i`-th CPU of the list, round
     /// robin, in the order written; empty (the default) leaves them unpinned.
     pub cpu_affinity: Vec<usize>,
@@ -239,6 +267,7 @@ impl Default for Config {
             http_api: Listener::disabled_on(HTTP_API_PORT),
             http_server: Listener::disabled_on(HTTP_SERVER_PORT),
             rtc_server: RtcServer::default(),
+            exporter: Exporter::default(),
             cpu_affinity: Vec::new(),
             priority: None,
             rlimit_nofile: None,

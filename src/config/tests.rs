@@ -424,6 +424,15 @@ fn full_srs_config_loads_with_warnings_only() {
         ["127.0.0.1:19350", "backup.example.com:1935"]
     );
 
+    assert_eq!(
+        config.exporter,
+        Exporter {
+            enabled: false,
+            listen: addr("0.0.0.0:9972"),
+            label: "cn-beijing".into(),
+            tag: "cn-edge".into(),
+        }
+    );
     assert!(config.rtc_server.enabled);
     assert_eq!(config.rtc_server.listen, addr("0.0.0.0:8000"));
     assert_eq!(config.rtc_server.candidate, None);
@@ -492,6 +501,33 @@ fn full_srs_config_loads_with_warnings_only() {
         .unwrap();
     assert_eq!(hls.file, FILE);
     assert_eq!(SRS_FULL.lines().nth(hls.line - 1).unwrap().trim(), "hls {");
+}
+
+/// SRS 5's exporter block: SRS's defaults (off, 9972, no label or tag), every directive read,
+/// an unknown one warned, a bad value an error.
+#[test]
+fn exporter_block() {
+    assert_eq!(parse("").0.exporter, Exporter::default());
+    assert_eq!(Exporter::default().listen, addr("0.0.0.0:9972"));
+    let (config, warnings) = parse(
+        "exporter { enabled on; listen 127.0.0.1:9100; label cn-beijing; tag cn-edge; x 1; }",
+    );
+    assert_eq!(
+        config.exporter,
+        Exporter {
+            enabled: true,
+            listen: addr("127.0.0.1:9100"),
+            label: "cn-beijing".into(),
+            tag: "cn-edge".into(),
+        }
+    );
+    assert_eq!(messages(&warnings).len(), 1, "{:?}", messages(&warnings));
+    assert!(messages(&warnings)[0].contains("exporter.x"));
+    let (config, warnings) = parse("exporter { enabled on; }");
+    assert!(warnings.is_empty(), "{:?}", messages(&warnings));
+    assert!(config.exporter.enabled && config.exporter.label.is_empty());
+    parse_err("exporter { enabled yes; }");
+    parse_err("exporter { listen 0; }");
 }
 
 /// SRS's conf/console.conf, which still uses the SRS 2 name `http_stream`.

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,11 @@ fn is_disconnect(e: &io::Error) -> bool {
     )
 }
 
+/// The peer closed or reset the connection: how a player usually leaves, not an error.
+fn peer_left(e: &HttpConnError) -> bool {
+    matches!(e, HttpConnError::Io(io) if is_disconnect(io))
+}
+
 /// One HTTP connection.
 struct Conn<'a> {
     id: u64,
@@ -70,7 +76,14 @@ impl Conn<'_> {
         // holds its connection for hours, and thousands of them must not each keep 16 KiB.
         match self.serve_requests(stream).await? {
             Some((play, head)) => {
-                flv::run(self.id, self.peer, self.shared, stream, play, head).await
+                let played = flv::run(self.id, self.peer, self.shared, stream, play, head).await;
+                // A player is a client in SRS's statistics (srs_clients_errs_total); an API
+                // request is not.
+                if played.as_ref().is_err_and(|e| !peer_left(e)) {
+                    let errors = &self.shared.stats.client_errors;
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                played
             }
             None => Ok(()),
         }

@@ -1,12 +1,13 @@
 //! Which handler answers a request: the API's paths (on `http_api` listeners), HTTP-FLV mounts
-//! (on `http_server` listeners), or 404. It decides and hands over; it writes nothing.
+//! (on `http_server` listeners), SRS's exporter metrics (on the `exporter` listener), or 404.
+//! It decides and hands over; it writes nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::parser::Request;
 use super::reply::{error, preflight, ApiReply};
-use super::{api, flv};
+use super::{api, flv, metrics};
 use crate::config::Config;
 use crate::state::Shared;
 
@@ -17,30 +18,36 @@ pub struct Roles {
     pub api: bool,
     /// HTTP-FLV streams (`http_server`).
     pub streams: bool,
+    /// SRS's exporter metrics at `/metrics` (`exporter`).
+    pub exporter: bool,
 }
 
-/// The HTTP listeners `config` asks for; `http_api` and `http_server` on one address share
-/// one listener, as in SRS.
+/// The HTTP listeners `config` asks for; `http_api`, `http_server` and `exporter` on one
+/// address share one listener, as SRS shares one for the first two.
 pub fn listeners(config: &Config) -> Vec<(SocketAddr, Roles)> {
-    let mut out: Vec<(SocketAddr, Roles)> = Vec::new();
-    for (l, api) in [(&config.http_api, true), (&config.http_server, false)] {
-        if !l.enabled {
-            continue;
-        }
-        let i = match out.iter().position(|(a, _)| *a == l.listen) {
-            Some(i) => i,
-            None => {
-                out.push((l.listen, Roles::default()));
-                out.len() - 1
-            }
-        };
-        if api {
-            out[i].1.api = true;
-        } else {
-            out[i].1.streams = true;
-        }
+    let mut out = Vec::new();
+    if config.http_api.enabled {
+        roles_at(&mut out, config.http_api.listen).api = true;
+    }
+    if config.http_server.enabled {
+        roles_at(&mut out, config.http_server.listen).streams = true;
+    }
+    if config.exporter.enabled {
+        roles_at(&mut out, config.exporter.listen).exporter = true;
     }
     out
+}
+
+/// The roles of the listener on `addr` in `out`, added with none yet if it is new.
+fn roles_at(out: &mut Vec<(SocketAddr, Roles)>, addr: SocketAddr) -> &mut Roles {
+    let i = match out.iter().position(|(a, _)| *a == addr) {
+        Some(i) => i,
+        None => {
+            out.push((addr, Roles::default()));
+            out.len() - 1
+        }
+    };
+    &mut out[i].1
 }
 
 /// What the router decided.
@@ -67,6 +74,13 @@ pub(super) async fn route(req: &Request, roles: Roles, shared: &Arc<Shared>) -> 
             return Routed::Reply(api::handle(req, shared).await);
         }
     }
+    // The API's `/metrics` above carries SRS's metrics too; this listener has them alone.
+    if roles.exporter && path == "/metrics" {
+        if req.method != "GET" && req.method != "HEAD" {
+            return Routed::Reply(error(405, "/metrics takes GET"));
+        }
+        return Routed::Reply(metrics::exporter(shared));
+    }
     if roles.streams && path.ends_with(".flv") {
         if req.method != "GET" && req.method != "HEAD" {
             return Routed::Reply(error(405, "HTTP-FLV takes GET"));
@@ -77,4 +91,32 @@ pub(super) async fn route(req: &Request, roles: Roles, shared: &Arc<Shared>) -> 
         };
     }
     Routed::Reply(error(404, "not found"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exporter_gets_a_listener_of_its_own_or_shares_the_apis() {
+        let mut config = Config::default();
+        config.http_api.enabled = true;
+        assert_eq!(listeners(&config).len(), 1);
+        config.exporter.enabled = true;
+        let roles = |r: Roles| (r.api, r.streams, r.exporter);
+        let got: Vec<_> = listeners(&config)
+            .into_iter()
+            .map(|(a, r)| (a.port(), roles(r)))
+            .collect();
+        assert_eq!(
+            got,
+            [(1985, (true, false, false)), (9972, (false, false, true))]
+        );
+        config.exporter.listen = config.http_api.listen;
+        let got: Vec<_> = listeners(&config)
+            .into_iter()
+            .map(|(a, r)| (a.port(), roles(r)))
+            .collect();
+        assert_eq!(got, [(1985, (true, false, true))]);
+    }
 }

@@ -81,7 +81,12 @@ pub async fn serve(id: u64, peer: SocketAddr, stream: TcpStream, shared: &Arc<Sh
         Err(ConnError::Io(e)) if is_disconnect(&e) => {
             tracing::info!(cid = id, "peer disconnected: {e}")
         }
-        Err(e) => tracing::warn!(cid = id, "closing: {e}"),
+        Err(e) => {
+            if !matches!(e, ConnError::Eof(_)) {
+                shared.stats.client_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::warn!(cid = id, "closing: {e}")
+        }
     }
 }
 

@@ -66,6 +66,10 @@ pub struct ServerStats {
     pub bytes_in: AtomicU64,
     /// Connections accepted since the start, RTMP and HTTP.
     pub accepted: AtomicU64,
+    /// RTMP connections and HTTP-FLV players that ended in an error other than the peer
+    /// leaving (a timeout, a protocol error, a refusal, a cut, a kick): SRS's
+    /// `srs_clients_errs_total`.
+    pub client_errors: AtomicU64,
 }
 
 impl Shared {

@@ -118,6 +118,8 @@ type Map = Arc<Mutex<HashMap<u64, Arc<Client>>>>;
 #[derive(Debug, Default)]
 pub struct ClientRegistry {
     map: Map,
+    /// Clients registered since the start: SRS's `srs_clients_total`.
+    registered: AtomicU64,
 }
 
 /// Keeps a client in the registry; dropping it removes the client.
@@ -165,6 +167,7 @@ impl ClientRegistry {
             kicked: AtomicBool::new(false),
             waker: AtomicWaker::new(),
         });
+        self.registered.fetch_add(1, Ordering::Relaxed);
         self.map
             .lock()
             .expect("client registry poisoned")
@@ -186,6 +189,11 @@ impl ClientRegistry {
             .collect();
         v.sort_by_key(|c| c.id);
         v
+    }
+
+    /// How many clients were ever registered.
+    pub fn registered(&self) -> u64 {
+        self.registered.load(Ordering::Relaxed)
     }
 
     /// The client with connection id `id`.
@@ -231,5 +239,6 @@ mod tests {
         assert!(reg.get(7).is_none());
         drop(b);
         assert!(reg.all().is_empty());
+        assert_eq!(reg.registered(), 2);
     }
 }

@@ -1,6 +1,6 @@
 //! Readings of the process and the machine from Linux's /proc, for the API's summaries and the
 //! metrics: CPU ticks of the process, of each worker thread and of the machine, resident
-//! memory, load averages. Each reading is one small file read; where /proc is missing or
+//! memory, load averages, the kernel's names (uname). Each reading is one small file read; where /proc is missing or
 //! unreadable a reading is `None` rather than an error, since it only feeds statistics.
 
 use std::fs;
@@ -89,6 +89,37 @@ pub fn machine_uptime() -> Option<f64> {
         .ok()
 }
 
+/// What `uname(2)` says, read from /proc/sys/kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uname {
+    /// The kernel's name, e.g. `Linux`.
+    pub sysname: String,
+    /// The host name.
+    pub nodename: String,
+    /// The kernel release, e.g. `6.1.0-18-amd64`.
+    pub release: String,
+    /// The kernel's build string, e.g. `#1 SMP PREEMPT_DYNAMIC ...`.
+    pub version: String,
+    /// The machine, e.g. `x86_64`.
+    pub machine: String,
+}
+
+/// The kernel's names; the machine is the one this binary was built for, which is what
+/// `uname -m` prints for it.
+pub fn uname() -> Option<Uname> {
+    let read = |name: &str| -> Option<String> {
+        let text = fs::read_to_string(format!("/proc/sys/kernel/{name}")).ok()?;
+        Some(text.trim_end().to_owned())
+    };
+    Some(Uname {
+        sysname: read("ostype")?,
+        nodename: read("hostname")?,
+        release: read("osrelease")?,
+        version: read("version")?,
+        machine: std::env::consts::ARCH.to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +134,8 @@ mod tests {
         assert!(avail <= total);
         assert!(load_average().is_some());
         assert!(thread_ticks(nix::unistd::gettid().as_raw()).is_some());
+        let u = uname().expect("/proc/sys/kernel");
+        assert_eq!(u.sysname, "Linux");
+        assert!(!u.release.is_empty() && !u.nodename.is_empty());
     }
 }
