@@ -230,9 +230,13 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     let cpus = runtime::tuning::tune_process(&config);
     let shared = Shared::new(config);
     let s = shared.clone();
-    let running = runtime::spawn_pinned_workers(workers, mode, &cpus, move |w| {
-        server::run_worker(w, s.clone())
-    })
+    let running = runtime::spawn_pinned_workers(
+        workers,
+        mode,
+        Some(ringcast::rtc::udp::BUFFER_POOL),
+        &cpus,
+        move |w| server::run_worker(w, s.clone()),
+    )
     .map_err(|e| e.to_string())?;
     tracing::info!(
         "ringcast {} serving RTMP on {} with {workers} worker(s) on {}, pid {}",

@@ -5,13 +5,15 @@
 //! Map: [`parser`] (sans-IO requests with size limits), `server` (listeners, the connection
 //! loop, the router), `api` (SRS's JSON endpoints, handing profiling and WebRTC paths to
 //! [`crate::profile`] and [`crate::rtc`]), `flv` (HTTP-FLV players, a cursor over the same
-//! shared frames as RTMP players), `metrics` (Prometheus text). It must not touch the RTMP
-//! sessions; it reads the hub, the client registry and the counters.
+//! shared frames as RTMP players), `rtc` (WebRTC signalling's HTTP replies), `metrics`
+//! (Prometheus text). It must not touch the RTMP sessions; it reads the hub, the client
+//! registry and the counters.
 
 mod api;
 mod flv;
 mod metrics;
 pub mod parser;
+mod rtc;
 mod server;
 
 pub use server::{listeners, spawn_listeners, Roles};

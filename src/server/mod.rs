@@ -178,7 +178,9 @@ pub async fn run_worker(worker: usize, shared: Arc<Shared>) {
     if shared.config().rtc_server.enabled {
         loops.push(compio::runtime::spawn(crate::rtc::udp::run(
             worker,
-            shared.clone(),
+            shared.config().rtc_server.clone(),
+            shared.rtc.clone(),
+            shared.hub.clone(),
         )));
     }
     for addr in addrs {
