@@ -16,7 +16,7 @@ use crate::hub::{StreamKey, StreamSettings};
 use crate::rtc::engine::hub::{HubError, RtcHub};
 use crate::rtc::engine::session::{Session, SessionParams};
 use crate::rtc::signal::{self, Request, Role, SignalError, Style};
-use crate::rtc::udp::candidate_ip;
+use crate::rtc::udp::socket::candidate_ip;
 
 /// What signalling reads from the server around it.
 pub struct SignalContext<'a> {

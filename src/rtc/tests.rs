@@ -14,9 +14,10 @@ use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
+use super::api::{handle_signal, SignalAnswer, SignalContext};
+use super::engine::hub::RtcHub;
 use super::engine::Engine;
 use super::signal::SignalError;
-use super::{handle_signal, RtcHub, SignalAnswer, SignalContext};
 use crate::config::Config;
 use crate::hub::{StreamKey, StreamSettings};
 
@@ -542,4 +543,30 @@ fn offers_with_clashing_payload_types_are_refused() {
     ] {
         assert_eq!(stray_format(std::str::from_utf8(seed).unwrap()), None);
     }
+}
+
+/// The timer table: a turn before the first deadline runs no session, and the turn at it runs
+/// the due ones, which then wait for a later deadline.
+#[test]
+fn turns_run_only_the_sessions_whose_timer_is_due() {
+    let mut net = Net::new(1);
+    let (publisher, _) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "timers");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "timers");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    let now = net.now;
+    let e = &mut net.engines[0];
+    let next = e.poll_timeout().expect("live sessions keep a timer");
+    assert!(next > now, "a drive leaves no timer already due");
+    let mut sink = Vec::new();
+    let early = now + (next - now) / 2;
+    e.handle_timeout(early);
+    e.drive(early);
+    e.take_transmits(&mut sink);
+    assert!(sink.is_empty(), "no session ran before its deadline");
+    assert_eq!(e.poll_timeout(), Some(next));
+    e.handle_timeout(next);
+    e.drive(next);
+    assert!(e.poll_timeout().is_some_and(|t| t > next));
+    assert_eq!(e.session_count(), 2);
 }

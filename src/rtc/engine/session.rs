@@ -213,7 +213,7 @@ impl Session {
     }
 
     /// Runs str0m until it waits for input: transmits go to `out`, events to `events`, and
-    /// [`Self::timeout`] says when it wants time again.
+    /// `timeout` says when it wants time again.
     pub(super) fn poll(
         &mut self,
         now: Instant,

@@ -300,7 +300,7 @@ async fn run_readiness(worker: usize, socket: &Arc<UdpSocket>, turn: &mut Turn) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtc::udp::BUFFER_POOL;
+    use crate::rtc::udp::socket::BUFFER_POOL;
     use crate::runtime::{build_runtime, IoMode};
 
     /// io_uring's multishot receive delivers datagrams with their source, and the kernel's
