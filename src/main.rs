@@ -232,9 +232,13 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     let shared = Shared::new(config);
     let shutdown = Shutdown::new();
     let (s, stop) = (shared.clone(), shutdown.clone());
-    let running = runtime::spawn_pinned_workers(workers, mode, &cpus, move |w| {
-        app::run_worker(w, s.clone(), stop.clone())
-    })
+    let running = runtime::spawn_pinned_workers(
+        workers,
+        mode,
+        Some(ringcast::rtc::udp::BUFFER_POOL),
+        &cpus,
+        move |w| app::run_worker(w, s.clone(), stop.clone()),
+    )
     .map_err(|e| e.to_string())?;
     tracing::info!(
         "ringcast {} serving RTMP on {} with {workers} worker(s) on {}, pid {}",

@@ -6,8 +6,9 @@
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
+use rand::SeedableRng;
 use ringcast::hub::StreamKey;
-use ringcast::rtc::engine::{Session, SessionParams};
+use ringcast::rtc::engine::session::{Session, SessionParams};
 use ringcast::rtc::signal::{self, Request};
 use ringcast::rtc::RtcHub;
 
@@ -35,6 +36,9 @@ fuzz_target!(|data: &[u8]| {
         candidate: "127.0.0.1:8000".parse().expect("literal address"),
         nack: true,
         bridge: None,
+        crypto: hub.certs.provider().clone(),
+        cert: None,
     };
-    let _ = Session::from_offer(1, params, &sdp, Instant::now());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let _ = Session::from_offer(1, params, &sdp, Instant::now(), &mut rng);
 });

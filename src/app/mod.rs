@@ -60,7 +60,9 @@ pub async fn run_worker(worker: usize, shared: Arc<Shared>, shutdown: Shutdown) 
     if config.rtc_server.enabled {
         loops.push(compio::runtime::spawn(crate::rtc::udp::run(
             worker,
-            shared.clone(),
+            config.rtc_server.clone(),
+            shared.rtc.clone(),
+            shared.hub.clone(),
         )));
     }
     for &addr in &config.listen {

@@ -483,7 +483,7 @@ mod tests {
     fn on_both_drivers(test: fn(compio::runtime::Runtime)) {
         use crate::runtime::{build_runtime, IoMode};
         for mode in [IoMode::Uring, IoMode::Epoll] {
-            std::thread::spawn(move || match build_runtime(0, mode) {
+            std::thread::spawn(move || match build_runtime(0, mode, None) {
                 Ok(rt) => test(rt),
                 Err(e) if mode == IoMode::Uring => {
                     crate::runtime::no_uring("the cohort on the send ring", e)

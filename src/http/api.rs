@@ -44,8 +44,7 @@ pub(super) async fn handle(req: &Request, shared: &Arc<Shared>) -> ApiReply {
             .unwrap_or_else(|| error(404, "not available in this build"));
     }
     if req.path.starts_with("/rtc/v1/") {
-        return crate::rtc::handle_api(&req.method, &req.path, &req.query, &req.body, shared)
-            .await
+        return super::rtc::handle(&req.method, &req.path, &req.query, &req.body, shared)
             .unwrap_or_else(|| error(404, "not found"));
     }
     let (collection, item) = match path.strip_prefix("/api/v1/") {

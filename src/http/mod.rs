@@ -5,10 +5,11 @@
 //!
 //! Map, each file importing only those above it: [`parser`] (sans-IO requests with size
 //! limits), `reply` (answers, headers, SRS's envelope), `error` (why a connection ended),
-//! `metrics` (Prometheus text), `profile` (the performance tools' routes), `api` (SRS's JSON
-//! endpoints), `flv` (HTTP-FLV players, a cursor over the same shared frames as RTMP
-//! players), `router` (which of them answers), `conn` (the connection loop). It must not touch
-//! the RTMP sessions; it reads the hub, the client registry and the counters.
+//! `metrics` (Prometheus text), `profile` (the performance tools' routes), `rtc` (WebRTC
+//! signalling's HTTP replies), `api` (SRS's JSON endpoints), `flv` (HTTP-FLV players, a cursor
+//! over the same shared frames as RTMP players), `router` (which of them answers), `conn` (the
+//! connection loop). It must not touch the RTMP sessions; it reads the hub, the client
+//! registry and the counters.
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ pub mod parser;
 mod profile;
 mod reply;
 mod router;
+mod rtc;
 
 pub use conn::serve;
 pub use reply::ApiReply;

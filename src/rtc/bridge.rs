@@ -3,6 +3,8 @@
 //! every keyframe so a player can start at any of them; str0m's packetizer then sends SPS and
 //! PPS as one STAP-A and large NAL units as FU-A. AAC audio becomes Opus in [`AacToOpus`].
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];

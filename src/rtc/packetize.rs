@@ -7,6 +7,8 @@
 //! This module owns the payload cutting only; which player gets a frame (and when a player
 //! may start) is the engine's business.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -1,8 +1,9 @@
 //! Signalling requests, sans-IO: which WHIP, WHEP or SRS JSON request an HTTP request is, with
-//! its stream and SDP offer, and the replies' shapes. It creates no session; [`super::api`]
-//! does that with what this returns.
+//! its stream and SDP offer, and why one is refused (with the HTTP status and SRS code that
+//! says so). It creates no session, [`super::api`] does that with what this returns, and
+//! writes no reply: the HTTP layer does.
 
-use crate::http::ApiReply;
+#![forbid(unsafe_code)]
 
 /// What a session does with its stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub enum Request {
     },
 }
 
-/// Why a signalling request is refused; each maps to an HTTP status.
+/// Why a signalling request is refused; each knows its HTTP status and SRS code.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignalError {
     /// The request is malformed.
@@ -85,6 +86,11 @@ impl SignalError {
             Self::MethodNotAllowed(_) => 405,
             Self::Unavailable(_) => 503,
         }
+    }
+
+    /// The `code` of SRS's JSON error reply: the HTTP status, as SRS's RTC API answers.
+    pub fn code(&self) -> u16 {
+        self.status()
     }
 }
 
@@ -233,77 +239,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The reply to an accepted offer.
-pub fn answer_reply(style: Style, role: Role, query: &AnswerInfo<'_>, server_id: &str) -> ApiReply {
-    match style {
-        Style::Whip => {
-            let kind = match role {
-                Role::Publish => "whip",
-                Role::Play => "whep",
-            };
-            let location = format!(
-                "/rtc/v1/{kind}/?app={}&stream={}&session={}",
-                query.app, query.stream, query.session
-            );
-            ApiReply {
-                status: 201,
-                content_type: "application/sdp",
-                headers: vec![("Location", location)],
-                body: query.sdp.as_bytes().to_vec(),
-            }
-        }
-        Style::Json => {
-            let body = serde_json::json!({
-                "code": 0,
-                "server": server_id,
-                "service": server_id,
-                "pid": std::process::id().to_string(),
-                "sdp": query.sdp,
-                "sessionid": query.session,
-            });
-            ApiReply {
-                status: 200,
-                content_type: "application/json",
-                headers: Vec::new(),
-                body: body.to_string().into_bytes(),
-            }
-        }
-    }
-}
-
-/// What an answer reply carries.
-#[derive(Debug)]
-pub struct AnswerInfo<'a> {
-    /// Application.
-    pub app: &'a str,
-    /// Stream name.
-    pub stream: &'a str,
-    /// The new session's id.
-    pub session: &'a str,
-    /// The SDP answer.
-    pub sdp: &'a str,
-}
-
-/// The reply to a refused request: plain text for WHIP/WHEP, SRS's `{"code": N}` for JSON.
-pub fn error_reply(style: Style, error: &SignalError) -> ApiReply {
-    match style {
-        Style::Whip => ApiReply {
-            status: error.status(),
-            content_type: "text/plain",
-            headers: Vec::new(),
-            body: format!("{error}\n").into_bytes(),
-        },
-        Style::Json => ApiReply {
-            status: error.status(),
-            content_type: "application/json",
-            headers: Vec::new(),
-            body: serde_json::json!({"code": error.status(), "msg": error.to_string()})
-                .to_string()
-                .into_bytes(),
-        },
-    }
-}
-
 /// The reply style a path implies, for errors found before parsing succeeds.
 pub fn style_of(path: &str) -> Style {
     if path.starts_with("/rtc/v1/publish") || path.starts_with("/rtc/v1/play") {
@@ -379,23 +314,8 @@ mod tests {
                 sdp: SDP.into(),
             })
         );
-        let reply = answer_reply(
-            Style::Json,
-            Role::Play,
-            &AnswerInfo {
-                app: "live",
-                stream: "cam",
-                session: "s1",
-                sdp: "v=0",
-            },
-            "vid-1",
-        );
-        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-        assert_eq!(
-            (v["code"].as_i64(), v["sdp"].as_str()),
-            (Some(0), Some("v=0"))
-        );
-        assert_eq!(v["sessionid"], "s1");
+        assert_eq!(style_of("/rtc/v1/play/"), Style::Json);
+        assert_eq!(style_of("/rtc/v1/whep/"), Style::Whip);
     }
 
     #[test]

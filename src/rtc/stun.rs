@@ -2,6 +2,8 @@
 //! the pending session a datagram from an unknown address belongs to. str0m checks the
 //! message's integrity afterwards; this only routes. Sans-IO and allocation-free.
 
+#![forbid(unsafe_code)]
+
 /// STUN's magic cookie (RFC 5389), at bytes 4..8 of every message.
 const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 /// Message type of a binding request.

@@ -1,22 +1,25 @@
-//! The RTC server in memory: signalling through [`super::handle_api`], two cores' engines,
+//! The RTC server in memory: signalling through [`super::handle_signal`], two cores' engines,
 //! and str0m clients as the publisher and players, exchanging datagrams over a virtual network
-//! with a virtual clock (quinn/str0m style). No socket is opened.
+//! with a virtual clock and a seeded random source (quinn/str0m style). No socket is opened.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
+use super::api::{handle_signal, SignalAnswer, SignalContext};
+use super::engine::hub::RtcHub;
 use super::engine::Engine;
+use super::signal::SignalError;
 use crate::config::Config;
-use crate::http::ApiReply;
-use crate::state::Shared;
+use crate::hub::{StreamKey, StreamSettings};
 
 const SERVER: &str = "127.0.0.1:8000";
 const CONFIG: &str = "rtc_server { enabled on; listen 8000; candidate 127.0.0.1; }
@@ -66,8 +69,8 @@ impl Client {
         (offer.to_sdp_string(), pending, video, audio)
     }
 
-    fn accept(&mut self, pending: SdpPendingOffer, reply: &ApiReply) {
-        let answer = SdpAnswer::from_sdp_string(std::str::from_utf8(&reply.body).unwrap()).unwrap();
+    fn accept(&mut self, pending: SdpPendingOffer, sdp: &str) {
+        let answer = SdpAnswer::from_sdp_string(sdp).unwrap();
         self.rtc.sdp_api().accept_answer(pending, answer).unwrap();
     }
 
@@ -92,8 +95,27 @@ impl Client {
     }
 }
 
+/// The stream key and settings the RTMP side would make (what the server's state resolves).
+fn stream_of(config: &Config, vhost: &str, app: &str, stream: &str) -> (StreamKey, StreamSettings) {
+    let v = config.vhost(vhost);
+    let key = StreamKey {
+        vhost: v.name.clone(),
+        app: app.to_owned(),
+        stream: stream.to_owned(),
+    };
+    let settings = StreamSettings {
+        gop_cache: v.gop_cache,
+        queue_length: v.queue_length,
+        chunk_size: v.chunk_size.unwrap_or(config.chunk_size),
+        merge: v.merged_write(),
+    };
+    (key, settings)
+}
+
 struct Net {
-    shared: Arc<Shared>,
+    config: Config,
+    hub: Arc<RtcHub>,
+    rng: StdRng,
     engines: Vec<Engine>,
     clients: Vec<Client>,
     now: Instant,
@@ -102,30 +124,50 @@ struct Net {
 impl Net {
     fn new(cores: usize) -> Self {
         let (config, _) = Config::parse(CONFIG, "test.conf").unwrap();
-        let shared = Shared::new(config);
+        let hub = RtcHub::new();
         let engines = (0..cores)
-            .map(|c| {
-                Engine::new(
-                    c,
-                    shared.rtc.clone(),
-                    shared.hub.clone(),
-                    SERVER.parse().unwrap(),
-                )
-            })
+            .map(|c| Engine::new(c, hub.clone(), SERVER.parse().unwrap()))
             .collect();
         Self {
-            shared,
+            config,
+            hub,
+            rng: StdRng::seed_from_u64(14),
             engines,
             clients: Vec::new(),
             now: Instant::now(),
         }
     }
 
-    fn api(&self, method: &str, path: &str, query: &str, body: &[u8]) -> ApiReply {
-        super::handle_api(method, path, query, body, &self.shared)
-            .now_or_never()
-            .expect("signalling does not wait")
+    fn api(
+        &mut self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Result<SignalAnswer, SignalError> {
+        let config = &self.config;
+        let stream = |v: &str, a: &str, s: &str| stream_of(config, v, a, s);
+        let ctx = SignalContext {
+            config,
+            hub: &self.hub,
+            stream: &stream,
+        };
+        handle_signal(&ctx, method, path, query, body, self.now, &mut self.rng)
             .expect("an /rtc/v1/ path is served")
+    }
+
+    fn counter(
+        &self,
+        counter: impl Fn(&super::engine::hub::RtcStats) -> &std::sync::atomic::AtomicU64,
+    ) -> u64 {
+        counter(&self.hub.stats).load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn sessions(&self) -> usize {
+        self.hub
+            .stats
+            .sessions
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Adds a client on `core` that publishes (`SendOnly`) or plays (`RecvOnly`) `stream`.
@@ -149,18 +191,11 @@ impl Net {
             &format!("app=live&stream={stream}"),
             offer.as_bytes(),
         );
-        assert_eq!(
-            reply.status,
-            201,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
-        assert_eq!(reply.content_type, "application/sdp");
-        assert!(reply
-            .headers
-            .iter()
-            .any(|(k, v)| *k == "Location" && v.contains("session=")));
-        c.accept(pending, &reply);
+        let Ok(SignalAnswer::Answer { sdp, session, .. }) = reply else {
+            panic!("{reply:?}");
+        };
+        assert_eq!(session.len(), 16);
+        c.accept(pending, &sdp);
         self.clients.push(c);
         (self.clients.len() - 1, video)
     }
@@ -286,8 +321,7 @@ fn whip_publisher_reaches_whep_players_on_two_cores() {
         let frames = net.clients[p].video_frames();
         assert!(frames >= 50, "player {p} decoded {frames} frames");
     }
-    let stats = &net.shared.rtc.stats;
-    assert_eq!(stats.sessions.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(net.sessions(), 3);
 }
 
 #[test]
@@ -315,19 +349,12 @@ fn delete_ends_a_session_and_the_stream() {
     let (publisher, _) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "gone");
     assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
     let busy = net.api("POST", "/rtc/v1/whip/", "app=live&stream=gone", b"v=0\r\n");
-    assert!(busy.status >= 400);
-    let session = net
-        .shared
-        .rtc
-        .stats
-        .sessions
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(session, 1);
+    assert_eq!(busy.unwrap_err().status(), 403);
+    assert_eq!(net.sessions(), 1);
     let missing = net.api("DELETE", "/rtc/v1/whip/", "session=0123", b"");
-    assert_eq!(missing.status, 404);
+    assert_eq!(missing.unwrap_err().status(), 404);
     let stream = net
-        .shared
-        .rtc
+        .hub
         .stream(&crate::hub::StreamKey {
             vhost: crate::config::DEFAULT_VHOST.into(),
             app: "live".into(),
@@ -341,11 +368,11 @@ fn delete_ends_a_session_and_the_stream() {
         &format!("session={id:016x}"),
         b"",
     );
-    assert_eq!(reply.status, 200);
+    assert_eq!(reply, Ok(SignalAnswer::Deleted));
     net.run_until(Duration::from_millis(50), |_| false);
     assert_eq!(net.engines[0].session_count(), 0);
     let play = net.api("POST", "/rtc/v1/whep/", "app=live&stream=gone", b"v=0\r\n");
-    assert_eq!(play.status, 404);
+    assert_eq!(play.unwrap_err().status(), 404);
 }
 
 #[test]
@@ -365,7 +392,9 @@ fn bad_datagrams_and_credentials_are_rejected() {
         "app=live&stream=x",
         offer.as_bytes(),
     );
-    let answer = String::from_utf8(reply.body).unwrap();
+    let Ok(SignalAnswer::Answer { sdp: answer, .. }) = reply else {
+        panic!("{reply:?}");
+    };
     let ufrag = answer
         .lines()
         .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
@@ -387,39 +416,31 @@ fn bad_datagrams_and_credentials_are_rejected() {
     net.engines[0].drive(now);
     assert_eq!(net.engines[0].session_count(), 0);
     assert_eq!(
-        net.shared.rtc.pending_count(),
+        net.hub.pending_count(),
         1,
         "the real client can still connect"
     );
-    let rejected = net
-        .shared
-        .rtc
-        .stats
-        .rejected
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(rejected, 4);
+    assert_eq!(net.counter(|s| &s.rejected), 4);
     let bad = net.api(
         "POST",
         "/rtc/v1/whep/",
         "app=live&stream=x",
         b"v=0\r\nnonsense",
     );
-    assert_eq!(bad.status, 400);
+    assert_eq!(bad.unwrap_err().status(), 400);
     let bad = net.api(
         "POST",
         "/rtc/v1/whip/",
         "app=live&stream=y",
         b"v=0\r\nm=video x",
     );
-    assert_eq!(bad.status, 400);
-    let refused = &net.shared.rtc.stats.refused_requests;
-    assert_eq!(refused.load(std::sync::atomic::Ordering::Relaxed), 2);
-    let stats = net.api("GET", "/rtc/v1/stats/", "", b"");
-    let v: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
-    assert_eq!(
-        (v["rejected"].as_u64(), v["refused_requests"].as_u64()),
-        (Some(4), Some(2))
-    );
+    assert_eq!(bad.unwrap_err().status(), 400);
+    assert_eq!(net.counter(|s| &s.refused_requests), 2);
+    let Ok(SignalAnswer::Stats(stats)) = net.api("GET", "/rtc/v1/stats/", "", b"") else {
+        panic!("stats are served");
+    };
+    assert_eq!((stats.rejected, stats.refused_requests), (4, 2));
+    assert_eq!((stats.pending, stats.sessions), (1, 0));
 }
 
 #[test]
@@ -447,8 +468,7 @@ fn silent_peers_time_out() {
         0,
         "sessions of gone peers are closed"
     );
-    let stats = &net.shared.rtc.stats;
-    assert_eq!(stats.sessions.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(net.sessions(), 0);
 }
 
 #[test]
@@ -484,7 +504,8 @@ fn garbage_from_a_peer_address_does_not_end_its_session() {
 /// describe only what they list, still pass.
 #[test]
 fn offers_with_clashing_payload_types_are_refused() {
-    use super::engine::{stray_format, Session, SessionError, SessionParams};
+    use super::engine::session::{Session, SessionError, SessionParams};
+    use super::sdp::stray_format;
     use super::signal::Role;
     let sdp = include_str!("testdata/pt-clash-offer.sdp");
     assert_eq!(stray_format(sdp), Some(104));
@@ -500,8 +521,16 @@ fn offers_with_clashing_payload_types_are_refused() {
         candidate: SERVER.parse().unwrap(),
         nack: true,
         bridge: None,
+        crypto: hub.certs.provider().clone(),
+        cert: None,
     };
-    let refused = Session::from_offer(1, params, sdp, Instant::now());
+    let refused = Session::from_offer(
+        1,
+        params,
+        sdp,
+        Instant::now(),
+        &mut StdRng::seed_from_u64(1),
+    );
     assert!(
         matches!(refused, Err(SessionError::BadOffer(ref why)) if why.contains("104")),
         "{:?}",
@@ -514,4 +543,30 @@ fn offers_with_clashing_payload_types_are_refused() {
     ] {
         assert_eq!(stray_format(std::str::from_utf8(seed).unwrap()), None);
     }
+}
+
+/// The timer table: a turn before the first deadline runs no session, and the turn at it runs
+/// the due ones, which then wait for a later deadline.
+#[test]
+fn turns_run_only_the_sessions_whose_timer_is_due() {
+    let mut net = Net::new(1);
+    let (publisher, _) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "timers");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "timers");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    let now = net.now;
+    let e = &mut net.engines[0];
+    let next = e.poll_timeout().expect("live sessions keep a timer");
+    assert!(next > now, "a drive leaves no timer already due");
+    let mut sink = Vec::new();
+    let early = now + (next - now) / 2;
+    e.handle_timeout(early);
+    e.drive(early);
+    e.take_transmits(&mut sink);
+    assert!(sink.is_empty(), "no session ran before its deadline");
+    assert_eq!(e.poll_timeout(), Some(next));
+    e.handle_timeout(next);
+    e.drive(next);
+    assert!(e.poll_timeout().is_some_and(|t| t > next));
+    assert_eq!(e.session_count(), 2);
 }

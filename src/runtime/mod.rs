@@ -9,6 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::num::NonZero;
 use std::thread::JoinHandle;
 
 use compio::driver::{DriverType, ProactorBuilder};
@@ -63,21 +64,32 @@ pub enum RuntimeError {
     },
 }
 
-/// Builds one worker's runtime for `mode`.
+/// The shape of the provided buffer ring an io_uring runtime makes on first use. The layer
+/// that receives into it (the RTC socket's multishot receive) knows the sizes and passes them
+/// in: this module owns threads, not protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferPool {
+    /// Buffers in the ring.
+    pub buffers: NonZero<u16>,
+    /// Bytes of each buffer.
+    pub len: usize,
+}
+
+/// Builds one worker's runtime for `mode`, with its provided buffer ring shaped as `pool`
+/// (compio's default where `None`).
 pub fn build_runtime(
     worker: usize,
     mode: IoMode,
+    pool: Option<BufferPool>,
 ) -> Result<compio::runtime::Runtime, RuntimeError> {
     let attempt = |ty: DriverType, tuned: bool| {
         let mut proactor = ProactorBuilder::new();
-        proactor
-            .capacity(4096)
-            .driver_type(ty)
-            // The provided buffer ring of the RTC socket's multishot receive (created on
-            // first use, so only where WebRTC is on): room for a burst of datagrams between
-            // two loop turns before the kernel must stop the multishot for want of buffers.
-            .buffer_pool_size(crate::rtc::udp::RING_BUFFERS)
-            .buffer_pool_buffer_len(crate::rtc::udp::RING_BUFFER_LEN);
+        proactor.capacity(4096).driver_type(ty);
+        if let Some(pool) = pool {
+            proactor
+                .buffer_pool_size(pool.buffers)
+                .buffer_pool_buffer_len(pool.len);
+        }
         if tuned {
             // One thread submits to each ring, and completions are reaped in the loop: the
             // kernel need not interrupt the thread to run task work.
@@ -135,15 +147,17 @@ where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()>,
 {
-    spawn_pinned_workers(workers, mode, &[], main)
+    spawn_pinned_workers(workers, mode, None, &[], main)
 }
 
-/// Like [`spawn_workers`], with worker `i` pinned to `cpus[i % cpus.len()]` before it builds
-/// its runtime (so io_uring's kernel workers start there too); empty `cpus` pins none. Logs
-/// each worker's CPU, and warns when pinning fails: the worker then runs unpinned.
+/// Like [`spawn_workers`], with each worker's buffer ring shaped as `pool` and worker `i`
+/// pinned to `cpus[i % cpus.len()]` before it builds its runtime (so io_uring's kernel workers
+/// start there too); empty `cpus` pins none. Logs each worker's CPU, and warns when pinning
+/// fails: the worker then runs unpinned.
 pub fn spawn_pinned_workers<F, Fut>(
     workers: usize,
     mode: IoMode,
+    pool: Option<BufferPool>,
     cpus: &[usize],
     main: F,
 ) -> Result<Workers, RuntimeError>
@@ -171,7 +185,7 @@ where
                         ),
                     }
                 }
-                let rt = match build_runtime(worker, mode) {
+                let rt = match build_runtime(worker, mode, pool) {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = tx.send(Err(e));

@@ -7,19 +7,19 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use compio::net::TcpStream;
 
+use super::error::ConnError;
 use super::{forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
-use crate::egress::BatchError;
 use crate::hub::Consumer;
-use crate::hub::{PublishError, StreamKey};
+use crate::hub::StreamKey;
 use crate::media::MediaKind;
-use crate::rtmp::session::{Event, ServerSession, SessionConfig, SessionError};
+use crate::rtmp::session::{Event, ServerSession, SessionConfig};
 use crate::runtime::Connection;
 use crate::state::Shared;
-use crate::stats::clients::{ClientGuard, ClientKind, Kicked};
+use crate::stats::clients::{ClientGuard, ClientKind};
 
 /// Size of a connection's read buffer until it publishes: the handshake and commands are
 /// small, and a player keeps this buffer for life, so it must be small (players outnumber
@@ -28,51 +28,6 @@ const CONTROL_READ_BUFFER: usize = 4 * 1024;
 /// Size of a publisher's read buffer: a whole 60000-byte chunk per read.
 const PUBLISH_READ_BUFFER: usize = 64 * 1024;
 
-/// Why a connection ended early.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum ConnError {
-    /// The socket failed.
-    #[error("i/o: {0}")]
-    Io(#[from] io::Error),
-    /// The peer broke the protocol.
-    #[error("{0}")]
-    Session(#[from] SessionError),
-    /// The peer said nothing for too long.
-    #[error("timed out while {0}")]
-    Timeout(&'static str),
-    /// The peer closed the connection before publish or play.
-    #[error("peer closed the connection while {0}")]
-    Eof(&'static str),
-    /// The stream is busy.
-    #[error("publish refused: {0}")]
-    PublishRefused(#[from] PublishError),
-    /// A player's socket took no data for queue_length.
-    #[error("player stopped reading for {0:?} (queue_length): cut")]
-    Stalled(Duration),
-    /// The vhost is disabled.
-    #[error("vhost {0} is disabled")]
-    VhostDisabled(String),
-    /// The API asked to close the connection.
-    #[error("kicked by the HTTP API")]
-    Kicked,
-}
-
-impl From<Kicked> for ConnError {
-    fn from(_: Kicked) -> Self {
-        Self::Kicked
-    }
-}
-
-impl From<BatchError> for ConnError {
-    fn from(e: BatchError) -> Self {
-        match e {
-            BatchError::Io(e) => Self::Io(e),
-            BatchError::Stalled(d) => Self::Stalled(d),
-        }
-    }
-}
-
-/// Serves one accepted connection and logs how it ended.
 /// Serves one accepted RTMP connection until it ends.
 pub async fn serve(id: u64, peer: SocketAddr, stream: TcpStream, shared: &Arc<Shared>) {
     let conn = Connection::new(stream, CONTROL_READ_BUFFER);

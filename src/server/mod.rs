@@ -7,6 +7,7 @@
 //! connection's id. Protocol decisions belong to the sessions, fan-out to the hub.
 
 mod conn;
+mod error;
 mod forward;
 mod player;
 

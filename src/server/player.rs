@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{select, Either};
 
-use super::conn::ConnError;
+use super::error::ConnError;
 use crate::egress::cohort;
 use crate::egress::{write_batch, MAX_BATCH};
 use crate::hub::Consumer;

@@ -1,18 +1,18 @@
-//! State shared by every core's RTC engine: sessions waiting for their first STUN binding
-//! (keyed by the server's ICE ufrag), the WebRTC streams, one inbox per core, and counters.
-//! Locks here are taken on signalling, adoption, join and leave, never per packet or frame:
-//! the publisher's core caches which inboxes to feed and re-reads only when players move.
+//! State shared by every core's RTC engine and by signalling: sessions waiting for their first
+//! STUN binding (keyed by the server's ICE ufrag) and where every session lives, the WebRTC
+//! streams, one inbox per core, the DTLS certificate, and counters. The server holds one
+//! `Arc<RtcHub>` and hands it to signalling and to each worker's loop. Locks here are taken
+//! on signalling, adoption, join and leave, never per packet or frame.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use atomic_waker::AtomicWaker;
-use crossbeam::queue::ArrayQueue;
-use str0m::media::{KeyframeRequestKind, MediaData, MediaKind};
-
-use super::engine::Session;
+use super::cert::Certs;
+use super::inbox::{CoreMsg, Inbox};
+use super::session::Session;
+use super::stream::RtcStream;
 use crate::hub::StreamKey;
 
 /// How long a session created by signalling waits for its first STUN binding.
@@ -20,140 +20,6 @@ pub const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most sessions waiting for their first binding at once; more are refused with 503, so a
 /// flood of offers cannot pin unbounded memory.
 pub const MAX_PENDING: usize = 4096;
-/// Messages a core's inbox holds; a core that falls this far behind loses frames (counted).
-const INBOX_CAPACITY: usize = 16 * 1024;
-
-/// A media frame of a stream, shared by every core and player (the payload is an `Arc`).
-#[derive(Debug)]
-pub struct SharedFrame {
-    /// Audio or video.
-    pub kind: MediaKind,
-    /// The frame as the publisher's session depacketized it.
-    pub data: MediaData,
-}
-
-/// A message to one core.
-#[derive(Debug)]
-pub enum CoreMsg {
-    /// A frame for the core's players of stream `stream`.
-    Frame {
-        /// The stream's id.
-        stream: u64,
-        /// The frame.
-        frame: Arc<SharedFrame>,
-    },
-    /// A player wants a keyframe: ask publisher session `session`.
-    Keyframe {
-        /// The publisher's session id.
-        session: u64,
-        /// PLI or FIR.
-        kind: KeyframeRequestKind,
-    },
-    /// Close session `session` (WHIP/WHEP DELETE).
-    Close {
-        /// The session id.
-        session: u64,
-    },
-}
-
-/// One core's inbox: a bounded queue and the waker of the core's loop.
-#[derive(Debug)]
-pub struct Inbox {
-    queue: ArrayQueue<CoreMsg>,
-    waker: AtomicWaker,
-    notified: AtomicBool,
-    /// The socket's receive drop count (SO_RXQ_OVFL), as last reported by the kernel.
-    pub rx_drops: AtomicU64,
-}
-
-impl Inbox {
-    fn new() -> Self {
-        Self {
-            queue: ArrayQueue::new(INBOX_CAPACITY),
-            waker: AtomicWaker::new(),
-            notified: AtomicBool::new(false),
-            rx_drops: AtomicU64::new(0),
-        }
-    }
-
-    /// Queues `msg` and wakes the core; `false` if the inbox is full and `msg` was dropped.
-    pub fn push(&self, msg: CoreMsg) -> bool {
-        let ok = self.queue.push(msg).is_ok();
-        if !self.notified.swap(true, Ordering::AcqRel) {
-            self.waker.wake();
-        }
-        ok
-    }
-
-    /// The next message, if any.
-    pub fn pop(&self) -> Option<CoreMsg> {
-        self.queue.pop()
-    }
-
-    /// Registers the core loop's waker; `true` if messages arrived since the last call, in
-    /// which case the loop must not sleep.
-    pub fn poll_notified(&self, waker: &std::task::Waker) -> bool {
-        self.waker.register(waker);
-        self.notified.swap(false, Ordering::AcqRel)
-    }
-}
-
-/// A WebRTC stream: one publisher, players on any core.
-#[derive(Debug)]
-pub struct RtcStream {
-    id: u64,
-    key: StreamKey,
-    /// `(core, session)` of the publisher once a core adopted it.
-    publisher: Mutex<Option<(usize, u64)>>,
-    /// Players per core, indexed by core.
-    players: Mutex<Vec<usize>>,
-    /// Bumped whenever `players` changes, so the publisher's core re-reads it only then.
-    version: AtomicU64,
-}
-
-impl RtcStream {
-    /// The stream's id, unique in this process.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The stream's key.
-    pub fn key(&self) -> &StreamKey {
-        &self.key
-    }
-
-    /// The version of the per-core player counts.
-    pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
-    }
-
-    /// The cores with players, other than `except`.
-    pub fn player_cores(&self, except: usize) -> Vec<usize> {
-        let players = self.players.lock().expect("rtc stream lock poisoned");
-        (0..players.len())
-            .filter(|&c| c != except && players[c] > 0)
-            .collect()
-    }
-
-    /// Counts a player joining (`+1`) or leaving (`-1`) on `core`.
-    pub fn add_player(&self, core: usize, delta: isize) {
-        let mut players = self.players.lock().expect("rtc stream lock poisoned");
-        if players.len() <= core {
-            players.resize(core + 1, 0);
-        }
-        players[core] = players[core].saturating_add_signed(delta);
-        self.version.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// The publisher's `(core, session)`, once adopted.
-    pub fn publisher(&self) -> Option<(usize, u64)> {
-        *self.publisher.lock().expect("rtc stream lock poisoned")
-    }
-
-    pub(crate) fn set_publisher(&self, at: Option<(usize, u64)>) {
-        *self.publisher.lock().expect("rtc stream lock poisoned") = at;
-    }
-}
 
 /// Process-wide RTC counters, for the log line and the API.
 #[derive(Debug, Default)]
@@ -201,14 +67,22 @@ pub struct Pending {
     pub created: Instant,
 }
 
+/// The pending sessions and every session's place, under one lock: they change together.
+#[derive(Debug, Default)]
+struct Registry {
+    pending: HashMap<String, Pending>,
+    places: HashMap<u64, Place>,
+}
+
 /// The shared RTC state.
 #[derive(Debug, Default)]
 pub struct RtcHub {
-    pending: Mutex<HashMap<String, Pending>>,
-    places: Mutex<HashMap<u64, Place>>,
+    registry: Mutex<Registry>,
     streams: Mutex<HashMap<StreamKey, Arc<RtcStream>>>,
     inboxes: RwLock<Vec<Arc<Inbox>>>,
     next_stream: AtomicU64,
+    /// The DTLS certificate and crypto provider of new sessions.
+    pub certs: Certs,
     /// Counters.
     pub stats: RtcStats,
 }
@@ -237,7 +111,7 @@ impl RtcHub {
     pub fn register_core(&self, core: usize) -> Arc<Inbox> {
         let mut inboxes = self.inboxes.write().expect("rtc inbox lock poisoned");
         while inboxes.len() <= core {
-            inboxes.push(Arc::new(Inbox::new()));
+            inboxes.push(Arc::new(Inbox::default()));
         }
         inboxes[core].clone()
     }
@@ -267,19 +141,18 @@ impl RtcHub {
             .sum()
     }
 
+    fn new_stream(&self, key: &StreamKey) -> Arc<RtcStream> {
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed) + 1;
+        Arc::new(RtcStream::new(id, key.clone()))
+    }
+
     /// The stream a new publisher creates; `Busy` if one exists.
     pub fn create_stream(&self, key: &StreamKey) -> Result<Arc<RtcStream>, HubError> {
         let mut streams = self.streams.lock().expect("rtc streams lock poisoned");
         if streams.contains_key(key) {
             return Err(HubError::Busy(key.clone()));
         }
-        let stream = Arc::new(RtcStream {
-            id: self.next_stream.fetch_add(1, Ordering::Relaxed) + 1,
-            key: key.clone(),
-            publisher: Mutex::new(None),
-            players: Mutex::new(Vec::new()),
-            version: AtomicU64::new(0),
-        });
+        let stream = self.new_stream(key);
         streams.insert(key.clone(), stream.clone());
         Ok(stream)
     }
@@ -287,13 +160,7 @@ impl RtcHub {
     /// A stream object for players fed from RTMP (`rtmp_to_rtc`): not registered, so WHIP
     /// publishing the same name stays possible; cores group such players by stream key.
     pub fn detached_stream(&self, key: &StreamKey) -> Arc<RtcStream> {
-        Arc::new(RtcStream {
-            id: self.next_stream.fetch_add(1, Ordering::Relaxed) + 1,
-            key: key.clone(),
-            publisher: Mutex::new(None),
-            players: Mutex::new(Vec::new()),
-            version: AtomicU64::new(0),
-        })
+        self.new_stream(key)
     }
 
     /// The published stream `key`.
@@ -316,6 +183,10 @@ impl RtcHub {
         }
     }
 
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().expect("rtc registry lock poisoned")
+    }
+
     /// Parks `session` until a core receives a binding for `ufrag`.
     pub fn add_pending(
         &self,
@@ -323,25 +194,25 @@ impl RtcHub {
         session: Session,
         now: Instant,
     ) -> Result<(), HubError> {
-        let mut pending = self.pending.lock().expect("rtc pending lock poisoned");
-        let expired: Vec<String> = pending
+        let mut registry = self.registry();
+        let expired: Vec<String> = registry
+            .pending
             .iter()
             .filter(|(_, p)| now.saturating_duration_since(p.created) > PENDING_TIMEOUT)
             .map(|(k, _)| k.clone())
             .collect();
         for k in expired {
-            if let Some(p) = pending.remove(&k) {
-                self.forget(p.session);
+            if let Some(p) = registry.pending.remove(&k) {
+                self.forget(&mut registry, p.session);
             }
         }
-        if pending.len() >= MAX_PENDING {
+        if registry.pending.len() >= MAX_PENDING {
             return Err(HubError::TooManyPending);
         }
-        self.places
-            .lock()
-            .expect("rtc places lock poisoned")
+        registry
+            .places
             .insert(session.id(), Place::Pending(ufrag.clone()));
-        pending.insert(
+        registry.pending.insert(
             ufrag,
             Pending {
                 session,
@@ -353,19 +224,13 @@ impl RtcHub {
 
     /// Takes the pending session for `ufrag`, for core `core` to adopt.
     pub fn adopt(&self, ufrag: &str, core: usize, now: Instant) -> Option<Pending> {
-        let p = self
-            .pending
-            .lock()
-            .expect("rtc pending lock poisoned")
-            .remove(ufrag)?;
+        let mut registry = self.registry();
+        let p = registry.pending.remove(ufrag)?;
         if now.saturating_duration_since(p.created) > PENDING_TIMEOUT {
-            self.forget(p.session);
+            self.forget(&mut registry, p.session);
             return None;
         }
-        self.places
-            .lock()
-            .expect("rtc places lock poisoned")
-            .insert(p.session.id(), Place::Core(core));
+        registry.places.insert(p.session.id(), Place::Core(core));
         self.stats.sessions.fetch_add(1, Ordering::Relaxed);
         Some(p)
     }
@@ -374,37 +239,25 @@ impl RtcHub {
     /// the real client's binding still finds it.
     pub fn return_pending(&self, ufrag: String, pending: Pending) {
         self.stats.sessions.fetch_sub(1, Ordering::Relaxed);
-        self.places
-            .lock()
-            .expect("rtc places lock poisoned")
+        let mut registry = self.registry();
+        registry
+            .places
             .insert(pending.session.id(), Place::Pending(ufrag.clone()));
-        self.pending
-            .lock()
-            .expect("rtc pending lock poisoned")
-            .insert(ufrag, pending);
+        registry.pending.insert(ufrag, pending);
     }
 
     /// Ends session `id` (DELETE); `false` if there is no such session.
     pub fn close(&self, id: u64) -> bool {
-        let place = self
-            .places
-            .lock()
-            .expect("rtc places lock poisoned")
-            .get(&id)
-            .cloned();
-        match place {
+        let mut registry = self.registry();
+        match registry.places.get(&id).cloned() {
             Some(Place::Pending(ufrag)) => {
-                let p = self
-                    .pending
-                    .lock()
-                    .expect("rtc pending lock poisoned")
-                    .remove(&ufrag);
-                if let Some(p) = p {
-                    self.forget(p.session);
+                if let Some(p) = registry.pending.remove(&ufrag) {
+                    self.forget(&mut registry, p.session);
                 }
                 true
             }
             Some(Place::Core(core)) => {
+                drop(registry);
                 self.send_to(core, CoreMsg::Close { session: id });
                 true
             }
@@ -413,11 +266,8 @@ impl RtcHub {
     }
 
     /// Drops a session that never reached a core.
-    fn forget(&self, session: Session) {
-        self.places
-            .lock()
-            .expect("rtc places lock poisoned")
-            .remove(&session.id());
+    fn forget(&self, registry: &mut Registry, session: Session) {
+        registry.places.remove(&session.id());
         if session.is_publisher() {
             self.remove_stream(session.stream());
         }
@@ -425,18 +275,12 @@ impl RtcHub {
 
     /// Called by a core when an adopted session ends.
     pub fn session_ended(&self, id: u64) {
-        self.places
-            .lock()
-            .expect("rtc places lock poisoned")
-            .remove(&id);
+        self.registry().places.remove(&id);
         self.stats.sessions.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Sessions waiting for their first binding.
     pub fn pending_count(&self) -> usize {
-        self.pending
-            .lock()
-            .expect("rtc pending lock poisoned")
-            .len()
+        self.registry().pending.len()
     }
 }

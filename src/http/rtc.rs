@@ -1,0 +1,197 @@
+//! WebRTC signalling over HTTP: hands the requests under `/rtc/v1/` to
+//! [`crate::rtc::handle_signal`] with what it needs from the server (the config, the stream
+//! settings, the shared RTC state, the clock and a random source), and writes its typed
+//! answers and refusals as WHIP/WHEP replies (SDP bodies, `201` with `Location`, plain-text
+//! errors) or SRS's JSON (`{"code", "sdp", "sessionid"}`, `{"code", "msg"}`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::reply::{reply as json_reply, ApiReply};
+use crate::rtc::signal::{self, Role, SignalError, Style};
+use crate::rtc::{handle_signal, RtcCounters, SignalAnswer, SignalContext};
+use crate::state::Shared;
+
+/// The server id SRS's JSON answers carry in `server` and `service`.
+const SERVER_ID: &str = "ringcast";
+
+/// Serves a signalling request; `None` for a path under `/rtc/v1/` that is not one.
+pub(super) fn handle(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    shared: &Arc<Shared>,
+) -> Option<ApiReply> {
+    let config = shared.config();
+    let stream = |vhost: &str, app: &str, name: &str| shared.stream(vhost, app, name);
+    let ctx = SignalContext {
+        config: &config,
+        hub: &shared.rtc,
+        stream: &stream,
+    };
+    let now = Instant::now();
+    let result = handle_signal(
+        &ctx,
+        method,
+        path,
+        query,
+        body,
+        now,
+        &mut rand::thread_rng(),
+    )?;
+    Some(match result {
+        Ok(answer) => answer_reply(&answer),
+        Err(e) => error_reply(signal::style_of(path), &e),
+    })
+}
+
+/// The reply to a served request.
+fn answer_reply(answer: &SignalAnswer) -> ApiReply {
+    match answer {
+        SignalAnswer::Answer {
+            style: Style::Whip,
+            role,
+            app,
+            stream,
+            session,
+            sdp,
+        } => {
+            let kind = match role {
+                Role::Publish => "whip",
+                Role::Play => "whep",
+            };
+            ApiReply {
+                status: 201,
+                content_type: "application/sdp",
+                headers: vec![(
+                    "Location",
+                    format!("/rtc/v1/{kind}/?app={app}&stream={stream}&session={session}"),
+                )],
+                body: sdp.as_bytes().to_vec(),
+            }
+        }
+        SignalAnswer::Answer {
+            style: Style::Json,
+            session,
+            sdp,
+            ..
+        } => json_reply(
+            200,
+            &serde_json::json!({
+                "code": 0,
+                "server": SERVER_ID,
+                "service": SERVER_ID,
+                "pid": std::process::id().to_string(),
+                "sdp": sdp,
+                "sessionid": session,
+            }),
+        ),
+        SignalAnswer::Stats(c) => json_reply(200, &stats_body(c)),
+        SignalAnswer::SimulateLoss { drop_every } => {
+            json_reply(200, &serde_json::json!({"code": 0, "drop": drop_every}))
+        }
+        SignalAnswer::Deleted => ApiReply {
+            status: 200,
+            content_type: "text/plain",
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
+    }
+}
+
+fn stats_body(c: &RtcCounters) -> serde_json::Value {
+    serde_json::json!({
+        "code": 0,
+        "sessions": c.sessions,
+        "pending": c.pending,
+        "received": c.received,
+        "recv_calls": c.recv_calls,
+        "recv_calls_per_packet": c.recv_calls as f64 / c.received.max(1) as f64,
+        "rejected": c.rejected,
+        "refused_requests": c.refused_requests,
+        "sent": c.sent,
+        "send_calls": c.send_calls,
+        "send_calls_per_packet": c.send_calls as f64 / c.sent.max(1) as f64,
+        "inbox_overflows": c.inbox_overflows,
+        "simulated_drops": c.simulated_drops,
+        "loss": { "r": c.rx_drops, "s": c.send_drops },
+    })
+}
+
+/// The reply to a refused request: plain text for WHIP/WHEP, SRS's `{"code": N}` for JSON.
+fn error_reply(style: Style, error: &SignalError) -> ApiReply {
+    match style {
+        Style::Whip => ApiReply {
+            status: error.status(),
+            content_type: "text/plain",
+            headers: Vec::new(),
+            body: format!("{error}\n").into_bytes(),
+        },
+        Style::Json => json_reply(
+            error.status(),
+            &serde_json::json!({"code": error.code(), "msg": error.to_string()}),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(style: Style, role: Role) -> SignalAnswer {
+        SignalAnswer::Answer {
+            style,
+            role,
+            app: "live".into(),
+            stream: "cam".into(),
+            session: "s1".into(),
+            sdp: "v=0".into(),
+        }
+    }
+
+    #[test]
+    fn answers_as_whip_and_as_srs_json() {
+        let reply = answer_reply(&answer(Style::Json, Role::Play));
+        assert_eq!(
+            (reply.status, reply.content_type),
+            (200, "application/json")
+        );
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(
+            (v["code"].as_i64(), v["sdp"].as_str()),
+            (Some(0), Some("v=0"))
+        );
+        assert_eq!(
+            (v["sessionid"].as_str(), v["server"].as_str()),
+            (Some("s1"), Some("ringcast"))
+        );
+        let reply = answer_reply(&answer(Style::Whip, Role::Publish));
+        assert_eq!((reply.status, reply.content_type), (201, "application/sdp"));
+        assert_eq!(
+            reply.headers,
+            [(
+                "Location",
+                "/rtc/v1/whip/?app=live&stream=cam&session=s1".to_owned()
+            )]
+        );
+        assert_eq!(reply.body, b"v=0");
+        let deleted = answer_reply(&SignalAnswer::Deleted);
+        assert_eq!((deleted.status, deleted.body.len()), (200, 0));
+    }
+
+    #[test]
+    fn refusals_carry_their_status_and_code() {
+        let e = SignalError::NotFound("no session x".into());
+        let whip = error_reply(Style::Whip, &e);
+        assert_eq!((whip.status, whip.content_type), (404, "text/plain"));
+        assert_eq!(whip.body, b"no session x\n");
+        let json = error_reply(Style::Json, &SignalError::Unavailable("busy".into()));
+        assert_eq!(json.status, 503);
+        let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+        assert_eq!(
+            (v["code"].as_u64(), v["msg"].as_str()),
+            (Some(503), Some("busy"))
+        );
+    }
+}

@@ -1,0 +1,472 @@
+//! One core's WebRTC engine, sans-IO: the sessions this core adopted (each a str0m `Rtc`),
+//! routing of datagrams to them, their timers, and the forwarding of frames to players on
+//! this core and, through their inboxes, on other cores. It owns no socket, no task and no
+//! hub consumer, and reads no clock: the UDP driver ([`crate::rtc::udp`]) feeds it datagrams,
+//! inbox messages, the frames of the RTMP streams it asked to watch, and the time, and sends
+//! what it returns; the tests drive it in memory with a virtual clock.
+//!
+//! A loop turn calls, in order: the `handle_*` inputs ([`Engine::handle_datagram`],
+//! [`Engine::handle_inbox`], [`Engine::handle_rtmp_frame`], [`Engine::handle_timeout`]), then
+//! [`Engine::drive`], then the outputs: [`Engine::poll_watch`] until `None`,
+//! [`Engine::take_transmits`], and [`Engine::poll_timeout`] for when to wake.
+//!
+//! Map: [`session`] (one peer), [`fanout`] (who gets which frame, cut once per core),
+//! [`timers`] (the due sessions, without a scan), [`hub`] (what the cores and signalling
+//! share), [`stream`] and [`inbox`] (its parts), [`cert`] (the DTLS certificate).
+
+#![forbid(unsafe_code)]
+
+pub mod cert;
+pub mod fanout;
+pub mod hub;
+pub mod inbox;
+pub mod session;
+pub mod stream;
+pub mod timers;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::media::KeyframeRequestKind;
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Event, IceConnectionState, Input};
+
+pub use fanout::Watch;
+
+use crate::hub::StreamKey;
+use crate::media::Frame;
+use crate::rtc::packetize::RtpFrame;
+use crate::rtc::signal::Role;
+use crate::rtc::stun;
+use fanout::Fanout;
+use hub::RtcHub;
+use inbox::{CoreMsg, Inbox, SharedFrame};
+use session::Session;
+use stream::RtcStream;
+use timers::Timers;
+
+/// A session id as signalling shows it (16 hex digits), for logs.
+struct Sid(u64);
+
+impl std::fmt::Display for Sid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// One core's sessions and their forwarding.
+#[derive(Debug)]
+pub struct Engine {
+    core: usize,
+    hub: Arc<RtcHub>,
+    inbox: Arc<Inbox>,
+    local: SocketAddr,
+    /// Boxed: a str0m session is kilobytes, and a map of them inline would move them all at
+    /// each growth and keep up to as many again in empty slots (16% of the live heap at 200
+    /// sessions, in the heap profile).
+    sessions: HashMap<u64, Box<Session>>,
+    by_addr: HashMap<SocketAddr, u64>,
+    by_ufrag: HashMap<String, u64>,
+    fanout: Fanout,
+    timers: Timers,
+    dirty: Vec<u64>,
+    out: Vec<Transmit>,
+    events: Vec<Event>,
+    /// Scratch for the RTP frames one RTMP frame becomes.
+    rtmp_frames: Vec<RtpFrame>,
+    /// Datagrams to players produced, for the loss simulation.
+    sent_count: u64,
+}
+
+impl Engine {
+    /// The engine of core `core`, whose socket is reached at `local` (the candidate), sharing
+    /// `hub` with the other cores and signalling.
+    pub fn new(core: usize, hub: Arc<RtcHub>, local: SocketAddr) -> Self {
+        let inbox = hub.register_core(core);
+        Self {
+            core,
+            hub,
+            inbox,
+            local,
+            sessions: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            fanout: Fanout::default(),
+            timers: Timers::default(),
+            dirty: Vec::new(),
+            out: Vec::new(),
+            events: Vec::new(),
+            rtmp_frames: Vec::new(),
+            sent_count: 0,
+        }
+    }
+
+    /// This core's inbox.
+    pub fn inbox(&self) -> &Arc<Inbox> {
+        &self.inbox
+    }
+
+    /// Sessions on this core.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A datagram from `source`.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.hub.stats.received.fetch_add(1, Ordering::Relaxed);
+        let Ok(contents) = data.try_into() else {
+            self.reject(source, "not STUN, DTLS or SRTP");
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        let id = match self.by_addr.get(&source) {
+            Some(&id) => id,
+            None => match self.route_new(now, source, &input, data) {
+                Some(id) => id,
+                None => return,
+            },
+        };
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if !session.accepts(&input) {
+            self.reject(source, "not for the session at its address");
+            return;
+        }
+        if let Err(e) = session.rtc.handle_input(input) {
+            // A bad datagram from (or spoofed as) the peer costs the datagram, not the
+            // session: the session ends only if str0m gives up on it.
+            tracing::debug!(session = %Sid(id), "rtc input rejected: {e}");
+            let alive = session.rtc.is_alive();
+            self.reject(source, "refused by the session");
+            if !alive {
+                self.close(id);
+                return;
+            }
+        }
+        self.mark_dirty(id);
+    }
+
+    /// A datagram from an address no session owns: a binding for a session pending in the
+    /// hub or already on this core.
+    fn route_new(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        input: &Input<'_>,
+        data: &[u8],
+    ) -> Option<u64> {
+        let Some(ufrag) = stun::binding_ufrag(data) else {
+            self.reject(source, "unknown sender, not a STUN binding");
+            return None;
+        };
+        if let Some(&id) = self.by_ufrag.get(ufrag) {
+            let session = self.sessions.get(&id)?;
+            if !session.accepts(input) {
+                self.reject(source, "binding with wrong credentials");
+                return None;
+            }
+            self.by_addr.insert(source, id);
+            return Some(id);
+        }
+        let Some(pending) = self.hub.adopt(ufrag, self.core, now) else {
+            self.reject(source, "binding for no pending session");
+            return None;
+        };
+        if !pending.session.accepts(input) {
+            self.hub.return_pending(ufrag.to_owned(), pending);
+            self.reject(source, "binding with wrong credentials");
+            return None;
+        }
+        let session = pending.session;
+        let id = session.id;
+        tracing::info!(
+            session = %Sid(id),
+            core = self.core,
+            %source,
+            stream = %session.stream.key(),
+            "rtc {} adopted",
+            if session.is_publisher() { "publisher" } else { "player" }
+        );
+        match session.role {
+            Role::Publish => session.stream.set_publisher(Some((self.core, id))),
+            Role::Play => {
+                session.stream.add_player(self.core, 1);
+                self.fanout.join_stream(session.stream.id(), id);
+            }
+        }
+        self.by_ufrag.insert(session.ufrag.clone(), id);
+        self.by_addr.insert(source, id);
+        self.timers.set(id, session.timeout);
+        self.sessions.insert(id, Box::new(session));
+        Some(id)
+    }
+
+    fn reject(&self, source: SocketAddr, why: &'static str) {
+        self.hub.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(%source, "rtc datagram rejected: {why}");
+    }
+
+    /// Queues session `id` for [`Self::drive`], once however often it had input.
+    fn mark_dirty(&mut self, id: u64) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.queue(&mut self.dirty);
+        }
+    }
+
+    /// Handles the messages other cores and signalling sent to this core.
+    pub fn handle_inbox(&mut self, now: Instant) {
+        while let Some(msg) = self.inbox.pop() {
+            match msg {
+                CoreMsg::Frame { stream, frame } => self.deliver_local(stream, &frame),
+                CoreMsg::Keyframe { session, kind } => {
+                    if let Some(s) = self.sessions.get_mut(&session) {
+                        if s.request_keyframe(kind, now) {
+                            self.mark_dirty(session);
+                        }
+                    }
+                }
+                CoreMsg::Close { session } => {
+                    if let Some(s) = self.sessions.get_mut(&session) {
+                        s.rtc.disconnect();
+                    }
+                    self.close(session);
+                }
+            }
+        }
+    }
+
+    /// A frame of RTMP stream `key`, which this engine asked to watch ([`Watch::Start`]),
+    /// converted and written to its players here; `now` stamps its wall-clock time.
+    pub fn handle_rtmp_frame(&mut self, key: &StreamKey, frame: &Frame, now: Instant) {
+        let mut frames = std::mem::take(&mut self.rtmp_frames);
+        if let Some(players) = self.fanout.rtmp_frame(key, frame, now, &mut frames) {
+            for rtp in frames.drain(..) {
+                write_to(&mut self.sessions, players, &rtp, &mut self.dirty);
+            }
+        }
+        frames.clear();
+        self.rtmp_frames = frames;
+    }
+
+    /// Lets every session whose timer expired at `now` run; the others are not visited.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(id) = self.timers.pop_due(now) {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(session = %Sid(id), "rtc timeout: {e}");
+                self.close(id);
+                continue;
+            }
+            // Drive polls it, which sets its next deadline.
+            self.mark_dirty(id);
+        }
+    }
+
+    /// Runs the sessions that had input until each waits again, forwarding what they
+    /// produce. Call after the `handle_*` calls of a loop turn, then the outputs.
+    pub fn drive(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop() {
+            let Some(session) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            let mut events = std::mem::take(&mut self.events);
+            let from = self.out.len();
+            let result = session.poll(now, &mut self.out, &mut events);
+            let alive = session.rtc.is_alive();
+            self.timers.set(id, session.timeout);
+            if session.role == Role::Play {
+                self.simulate_loss(from);
+            }
+            for event in events.drain(..) {
+                self.handle_event(id, event, now);
+            }
+            self.events = events;
+            if let Err(e) = result {
+                tracing::debug!(session = %Sid(id), "rtc: {e}");
+                self.close(id);
+            } else if !alive {
+                self.close(id);
+            }
+        }
+    }
+
+    fn handle_event(&mut self, id: u64, event: Event, now: Instant) {
+        match event {
+            Event::Connected => {
+                let Some(s) = self.sessions.get_mut(&id) else {
+                    return;
+                };
+                s.connected = true;
+                tracing::info!(session = %Sid(id), "rtc connected");
+                if let Some(settings) = &s.bridge {
+                    self.fanout.join_bridge(s.stream.key(), settings, id);
+                } else if s.role == Role::Play {
+                    let stream = s.stream.clone();
+                    self.request_keyframe(&stream, KeyframeRequestKind::Pli, now);
+                }
+            }
+            Event::MediaAdded(m) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.add_media(m.mid, m.kind);
+                }
+            }
+            Event::MediaData(data) => {
+                let Some(s) = self.sessions.get_mut(&id) else {
+                    return;
+                };
+                let Some(kind) = s.kind_of(data.mid) else {
+                    return;
+                };
+                if s.role != Role::Publish {
+                    return;
+                }
+                let frame = Arc::new(SharedFrame { kind, data });
+                let stream = s.stream.clone();
+                for inbox in self
+                    .fanout
+                    .remote_inboxes(id, &stream, self.core, &self.hub)
+                {
+                    let msg = CoreMsg::Frame {
+                        stream: stream.id(),
+                        frame: frame.clone(),
+                    };
+                    if !inbox.push(msg) {
+                        self.hub
+                            .stats
+                            .inbox_overflows
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                self.deliver_local(stream.id(), &frame);
+            }
+            Event::KeyframeRequest(req) => {
+                let Some(s) = self.sessions.get(&id) else {
+                    return;
+                };
+                if s.role == Role::Play {
+                    let stream = s.stream.clone();
+                    self.request_keyframe(&stream, req.kind, now);
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.close(id);
+            }
+            _ => {}
+        }
+    }
+
+    fn request_keyframe(&mut self, stream: &RtcStream, kind: KeyframeRequestKind, now: Instant) {
+        let Some((core, session)) = stream.publisher() else {
+            return;
+        };
+        if core != self.core {
+            self.hub.send_to(core, CoreMsg::Keyframe { session, kind });
+        } else if let Some(s) = self.sessions.get_mut(&session) {
+            if s.request_keyframe(kind, now) {
+                self.mark_dirty(session);
+            }
+        }
+    }
+
+    fn deliver_local(&mut self, stream: u64, frame: &SharedFrame) {
+        if let Some((rtp, players)) = self.fanout.webrtc_frame(stream, frame) {
+            write_to(&mut self.sessions, players, &rtp, &mut self.dirty);
+        }
+    }
+
+    /// Removes session `id` from this core and the hub.
+    fn close(&mut self, id: u64) {
+        let Some(session) = self.sessions.remove(&id) else {
+            return;
+        };
+        self.by_addr.retain(|_, v| *v != id);
+        self.by_ufrag.remove(&session.ufrag);
+        self.timers.remove(id);
+        let stream = session.stream.clone();
+        match session.role {
+            Role::Publish => {
+                stream.set_publisher(None);
+                self.hub.remove_stream(&stream);
+                self.fanout.forget_publisher(id);
+            }
+            Role::Play => {
+                stream.add_player(self.core, -1);
+                self.fanout.leave_stream(stream.id(), id);
+                if session.bridge.is_some() {
+                    self.fanout.leave_bridge(stream.key(), id);
+                }
+            }
+        }
+        self.hub.session_ended(id);
+        tracing::info!(session = %Sid(id), stream = %stream.key(), "rtc session closed");
+    }
+
+    /// The next change in the RTMP streams this core's players watch: the driver subscribes
+    /// a consumer on [`Watch::Start`] and feeds its frames to [`Self::handle_rtmp_frame`],
+    /// and drops it on [`Watch::Stop`]. Call after [`Self::drive`] until `None`.
+    pub fn poll_watch(&mut self) -> Option<Watch> {
+        self.fanout.poll_watch()
+    }
+
+    /// The transmits produced since the last call.
+    pub fn take_transmits(&mut self, into: &mut Vec<Transmit>) {
+        into.append(&mut self.out);
+    }
+
+    /// The loss simulation: drops one in `simulate_drop_every` of the datagrams to players
+    /// from `self.out[from..]`.
+    fn simulate_loss(&mut self, from: usize) {
+        let every = self.hub.stats.simulate_drop_every.load(Ordering::Relaxed);
+        if every == 0 {
+            return;
+        }
+        let mut i = from;
+        while i < self.out.len() {
+            self.sent_count += 1;
+            if self.sent_count.is_multiple_of(every) {
+                self.out.remove(i);
+                self.hub
+                    .stats
+                    .simulated_drops
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// When the engine next needs [`Self::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+}
+
+/// Writes `frame` to each of `players`, queuing for the next drive those it gave packets to.
+fn write_to(
+    sessions: &mut HashMap<u64, Box<Session>>,
+    players: &[u64],
+    frame: &RtpFrame,
+    dirty: &mut Vec<u64>,
+) {
+    for id in players {
+        if let Some(s) = sessions.get_mut(id) {
+            if s.write(frame) {
+                s.queue(dirty);
+            }
+        }
+    }
+}

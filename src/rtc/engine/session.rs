@@ -1,0 +1,349 @@
+//! One WebRTC peer, sans-IO: a str0m [`Rtc`] (ICE-lite, DTLS-SRTP, H.264 and Opus) made from
+//! the peer's SDP offer, with what the engine needs around it: its role and stream, its media
+//! sections, and, for a player, where its RTP sequence numbers stand and whether its video
+//! waits for a keyframe. Time, randomness and the DTLS certificate come from the caller.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, RngCore};
+use str0m::change::SdpOffer;
+use str0m::crypto::dtls::DtlsCert;
+use str0m::crypto::CryptoProvider;
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::net::Transmit;
+use str0m::rtp::{Extension, ExtensionMap, RtpWrite};
+use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc, RtcError};
+
+use super::stream::RtcStream;
+use crate::hub::StreamSettings;
+use crate::rtc::packetize::RtpFrame;
+use crate::rtc::sdp::stray_format;
+use crate::rtc::signal::Role;
+
+/// Timeouts one poll of a session runs for its pacer before the loop moves on; a keyframe's
+/// packets drain in a few.
+const MAX_PACER_ROUNDS: u32 = 64;
+
+/// Keyframe requests to one publisher are sent at most this often, however many players ask.
+pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Video packets each session keeps for resends. str0m caches every sent packet for 3 s or
+/// up to this count (its default, 1000, is 10 s of a 1 Mbps stream). The payloads are the
+/// core's shared `Arc`s, but each entry still costs a player its header and bookkeeping: 150
+/// is 1.6 s of a 1 Mbps stream and the whole 3 s of a 500 kbps one, far past a NACK's round
+/// trip. (Packets waiting to be sent are queued apart, so a large keyframe needs no room here.)
+const SEND_BUFFER_VIDEO: usize = 150;
+
+/// Why an offer cannot become a session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The SDP offer does not parse.
+    #[error("bad SDP offer: {0}")]
+    BadOffer(String),
+    /// str0m refused the offer (no codec in common, wrong direction, ...).
+    #[error("offer not accepted: {0}")]
+    Rejected(#[from] RtcError),
+    /// The candidate address cannot be put in an answer.
+    #[error("{0}")]
+    Unusable(&'static str),
+}
+
+/// What a session is made with.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// Publish or play.
+    pub role: Role,
+    /// The stream it publishes or plays.
+    pub stream: Arc<RtcStream>,
+    /// The address put in the answer's candidate.
+    pub candidate: std::net::SocketAddr,
+    /// Whether NACKs are offered and answered.
+    pub nack: bool,
+    /// For a player of an RTMP stream (`rtmp_to_rtc`): that stream's settings.
+    pub bridge: Option<StreamSettings>,
+    /// The crypto provider str0m runs on.
+    pub crypto: Arc<CryptoProvider>,
+    /// The DTLS certificate; `None` lets str0m make one.
+    pub cert: Option<DtlsCert>,
+}
+
+/// One WebRTC peer.
+#[derive(Debug)]
+pub struct Session {
+    pub(super) id: u64,
+    pub(super) role: Role,
+    pub(super) stream: Arc<RtcStream>,
+    pub(super) rtc: Rtc,
+    pub(super) ufrag: String,
+    pub(super) connected: bool,
+    /// When str0m next wants [`Input::Timeout`], as of the last poll.
+    pub(super) timeout: Instant,
+    dirty: bool,
+    mids: Vec<(Mid, MediaKind)>,
+    last_keyframe_request: Option<Instant>,
+    pub(super) bridge: Option<StreamSettings>,
+    /// Player: video waits for a frame it may start at.
+    need_key: bool,
+    /// Player: the next RTP sequence number of its video and its audio.
+    next_seq: [u64; 2],
+}
+
+/// RTP header extensions offered to players: str0m's standard set without the two that feed a
+/// receiver's bandwidth estimate, transport-wide congestion control and absolute send time.
+/// Nothing here adapts a player's bitrate (one layer is relayed as it comes), yet applying
+/// each player's TWCC feedback was the largest single cost of the fan-out in the profile, and
+/// stamping every packet with the wall clock for abs-send-time the next (5% at 400 players of
+/// a 1 Mbps stream). Publishers keep both: browsers pace their sending by them.
+fn player_extensions() -> ExtensionMap {
+    let mut exts = ExtensionMap::empty();
+    for (id, ext) in ExtensionMap::standard().iter() {
+        if !matches!(
+            ext,
+            Extension::TransportSequenceNumber | Extension::AbsoluteSendTime
+        ) {
+            exts.set(id, ext.clone());
+        }
+    }
+    exts
+}
+
+/// A random token of ICE characters.
+fn random_token(rng: &mut impl RngCore, len: usize) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    (0..len)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+impl Session {
+    /// A session answering `offer` at `now`, its ICE credentials and first sequence numbers
+    /// drawn from `rng`; returns it and the SDP answer.
+    pub fn from_offer(
+        id: u64,
+        params: SessionParams,
+        offer: &str,
+        now: Instant,
+        rng: &mut impl RngCore,
+    ) -> Result<(Self, String), SessionError> {
+        if let Some(pt) = stray_format(offer) {
+            return Err(SessionError::BadOffer(format!(
+                "payload type {pt} is described in a media section that does not list it"
+            )));
+        }
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| SessionError::BadOffer(e.to_string()))?;
+        let ufrag = random_token(rng, 8);
+        let mut config = Rtc::builder().set_crypto_provider(params.crypto);
+        if let Some(cert) = params.cert {
+            config = config.set_dtls_cert(cert);
+        }
+        let mut config = config
+            .set_local_ice_credentials(IceCreds {
+                ufrag: ufrag.clone(),
+                pass: random_token(rng, 24),
+            })
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .set_send_buffer_video(SEND_BUFFER_VIDEO);
+        if params.role == Role::Play {
+            config = config
+                .set_extension_map(player_extensions())
+                .set_rtp_mode(true);
+        }
+        if !params.nack {
+            for p in config.codec_config().iter_mut() {
+                p.set_fb_nack(false);
+            }
+        }
+        let mut rtc = config.build(now);
+        let candidate = Candidate::host(params.candidate, "udp")
+            .map_err(|_| SessionError::Unusable("the candidate address is not usable"))?;
+        rtc.add_local_candidate(candidate);
+        // str0m asserts while it matches codecs ("Pt locked multiple times") on offers whose
+        // payload types clash; `stray_format` turns away the one the fuzzer found, and any
+        // other such offer is refused here rather than taking the API's task down.
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rtc.sdp_api().accept_offer(offer)
+        }))
+        .map_err(|_| SessionError::BadOffer("its payload types clash".into()))??;
+        let session = Self {
+            id,
+            role: params.role,
+            stream: params.stream,
+            rtc,
+            ufrag,
+            connected: false,
+            timeout: now,
+            dirty: false,
+            mids: Vec::new(),
+            last_keyframe_request: None,
+            bridge: params.bridge,
+            need_key: true,
+            next_seq: [u64::from(rng.gen::<u16>()), u64::from(rng.gen::<u16>())],
+        };
+        Ok((session, answer.to_sdp_string()))
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The server's ICE ufrag, which the client's bindings name.
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    /// Whether it publishes.
+    pub fn is_publisher(&self) -> bool {
+        self.role == Role::Publish
+    }
+
+    /// Its stream.
+    pub fn stream(&self) -> &Arc<RtcStream> {
+        &self.stream
+    }
+
+    /// Whether `input` is for this session (its credentials, its addresses).
+    pub fn accepts(&self, input: &Input<'_>) -> bool {
+        self.rtc.accepts(input)
+    }
+
+    /// Runs str0m until it waits for input: transmits go to `out`, events to `events`, and
+    /// `timeout` says when it wants time again.
+    pub(super) fn poll(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), RtcError> {
+        self.dirty = false;
+        let mut rounds = 0;
+        loop {
+            match self.rtc.poll_output()? {
+                // str0m's pacer releases what its queues held at its last timeout, and asks for
+                // a timeout at once after any send: a timeout already due means more may be
+                // queued. Running it here, not a loop turn later, keeps a player's queue from
+                // falling behind when turns grow apart under load (it fell seconds behind at
+                // 500 players, a few packets a turn).
+                Output::Timeout(t) if t <= now && rounds < MAX_PACER_ROUNDS => {
+                    rounds += 1;
+                    self.rtc.handle_input(Input::Timeout(now))?;
+                }
+                Output::Timeout(t) => {
+                    self.timeout = t;
+                    return Ok(());
+                }
+                Output::Transmit(t) => out.push(t),
+                Output::Event(e) => events.push(e),
+            }
+        }
+    }
+
+    /// Puts this session on a core's `dirty` list for the next drive, once however often it
+    /// had input.
+    pub(super) fn queue(&mut self, dirty: &mut Vec<u64>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(self.id);
+        }
+    }
+
+    /// The kind of media section `mid`, once str0m announced it.
+    pub(super) fn kind_of(&self, mid: Mid) -> Option<MediaKind> {
+        self.mids.iter().find(|(m, _)| *m == mid).map(|(_, k)| *k)
+    }
+
+    /// Records media section `mid` of `kind` (str0m's `MediaAdded`).
+    pub(super) fn add_media(&mut self, mid: Mid, kind: MediaKind) {
+        if self.kind_of(mid).is_none() {
+            self.mids.push((mid, kind));
+        }
+    }
+
+    /// The payload type this player takes `frame` in: the publisher's exact format where it
+    /// has one, else the codec's.
+    fn payload_type(&self, mid: Mid, frame: &RtpFrame) -> Option<Pt> {
+        let accepted = self.rtc.media(mid)?.remote_pts();
+        let config = self.rtc.codec_config();
+        let params = match &frame.params {
+            Some(p) => config.match_params(*p)?,
+            None => config.find(|p| p.spec().codec == frame.codec && accepted.contains(&p.pt()))?,
+        };
+        accepted.contains(&params.pt()).then(|| params.pt())
+    }
+
+    /// Queues `frame`'s packets to this player; `false` if it has no use for it (not
+    /// connected, no such codec, or video waiting for a frame it may start at).
+    pub(super) fn write(&mut self, frame: &RtpFrame) -> bool {
+        if !self.connected || (frame.kind == MediaKind::Video && self.need_key && !frame.may_start)
+        {
+            return false;
+        }
+        let Some(mid) = self
+            .mids
+            .iter()
+            .find(|(_, k)| *k == frame.kind)
+            .map(|(m, _)| *m)
+        else {
+            return false;
+        };
+        let Some(pt) = self.payload_type(mid, frame) else {
+            return false;
+        };
+        let video = frame.kind == MediaKind::Video;
+        let mut api = self.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return false;
+        };
+        if video {
+            self.need_key = false;
+        }
+        let seq = &mut self.next_seq[usize::from(!video)];
+        let last = frame.payloads.len().saturating_sub(1);
+        for (i, payload) in frame.payloads.iter().enumerate() {
+            // Only video is resent on NACK, as str0m's own packetizers mark it: a late audio
+            // packet is worth less than the gap.
+            let packet = RtpWrite::new(
+                pt,
+                (*seq).into(),
+                frame.time,
+                frame.wallclock,
+                payload.clone(),
+            )
+            .marker(video && i == last)
+            .nackable(video);
+            tx.write_rtp(packet);
+            *seq += 1;
+        }
+        true
+    }
+
+    /// Asks this publisher's client for a keyframe, at most once per [`KEYFRAME_INTERVAL`];
+    /// `true` if a request was queued.
+    pub(super) fn request_keyframe(&mut self, kind: KeyframeRequestKind, now: Instant) -> bool {
+        if self
+            .last_keyframe_request
+            .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_INTERVAL)
+        {
+            return false;
+        }
+        self.last_keyframe_request = Some(now);
+        let video: Vec<Mid> = self
+            .mids
+            .iter()
+            .filter(|(_, k)| *k == MediaKind::Video)
+            .map(|(m, _)| *m)
+            .collect();
+        let mut requested = false;
+        for mid in video {
+            if let Some(mut writer) = self.rtc.writer(mid) {
+                requested |= writer.request_keyframe(None, kind).is_ok();
+            }
+        }
+        requested
+    }
+}

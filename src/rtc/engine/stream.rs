@@ -1,0 +1,77 @@
+//! A WebRTC stream as the cores share it: its key, where its publisher lives, and how many
+//! players each core has, so that the publisher's core feeds only the cores with players.
+//! Its locks are taken on adoption, join and leave, never per packet or frame: the
+//! publisher's core re-reads the counts only when [`RtcStream::version`] moves.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::hub::StreamKey;
+
+/// A WebRTC stream: one publisher, players on any core.
+#[derive(Debug)]
+pub struct RtcStream {
+    id: u64,
+    key: StreamKey,
+    /// `(core, session)` of the publisher once a core adopted it.
+    publisher: Mutex<Option<(usize, u64)>>,
+    /// Players per core, indexed by core.
+    players: Mutex<Vec<usize>>,
+    /// Bumped whenever `players` changes, so the publisher's core re-reads it only then.
+    version: AtomicU64,
+}
+
+impl RtcStream {
+    /// A stream `key` with id `id`, no publisher and no players.
+    pub(super) fn new(id: u64, key: StreamKey) -> Self {
+        Self {
+            id,
+            key,
+            publisher: Mutex::new(None),
+            players: Mutex::new(Vec::new()),
+            version: AtomicU64::new(0),
+        }
+    }
+
+    /// The stream's id, unique in this process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The stream's key.
+    pub fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    /// The version of the per-core player counts.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// The cores with players, other than `except`.
+    pub fn player_cores(&self, except: usize) -> Vec<usize> {
+        let players = self.players.lock().expect("rtc stream lock poisoned");
+        (0..players.len())
+            .filter(|&c| c != except && players[c] > 0)
+            .collect()
+    }
+
+    /// Counts a player joining (`+1`) or leaving (`-1`) on `core`.
+    pub fn add_player(&self, core: usize, delta: isize) {
+        let mut players = self.players.lock().expect("rtc stream lock poisoned");
+        if players.len() <= core {
+            players.resize(core + 1, 0);
+        }
+        players[core] = players[core].saturating_add_signed(delta);
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The publisher's `(core, session)`, once adopted.
+    pub fn publisher(&self) -> Option<(usize, u64)> {
+        *self.publisher.lock().expect("rtc stream lock poisoned")
+    }
+
+    pub(crate) fn set_publisher(&self, at: Option<(usize, u64)>) {
+        *self.publisher.lock().expect("rtc stream lock poisoned") = at;
+    }
+}

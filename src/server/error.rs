@@ -1,0 +1,54 @@
+//! Why an RTMP connection ended early: one error for the control phase, the publisher's read
+//! loop and the player's tasks, logged once where the connection ends.
+
+use std::io;
+use std::time::Duration;
+
+use crate::egress::BatchError;
+use crate::hub::PublishError;
+use crate::rtmp::session::SessionError;
+use crate::stats::clients::Kicked;
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ConnError {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The peer broke the protocol.
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    /// The peer said nothing for too long.
+    #[error("timed out while {0}")]
+    Timeout(&'static str),
+    /// The peer closed the connection before publish or play.
+    #[error("peer closed the connection while {0}")]
+    Eof(&'static str),
+    /// The stream is busy.
+    #[error("publish refused: {0}")]
+    PublishRefused(#[from] PublishError),
+    /// A player's socket took no data for queue_length.
+    #[error("player stopped reading for {0:?} (queue_length): cut")]
+    Stalled(Duration),
+    /// The vhost is disabled.
+    #[error("vhost {0} is disabled")]
+    VhostDisabled(String),
+    /// The API asked to close the connection.
+    #[error("kicked by the HTTP API")]
+    Kicked,
+}
+
+impl From<Kicked> for ConnError {
+    fn from(_: Kicked) -> Self {
+        Self::Kicked
+    }
+}
+
+impl From<BatchError> for ConnError {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::Io(e) => Self::Io(e),
+            BatchError::Stalled(d) => Self::Stalled(d),
+        }
+    }
+}
