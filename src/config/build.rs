@@ -130,6 +130,9 @@ impl Config {
     }
 }
 
+/// The mount endings SRS's `http_remux` serves: FLV, HTTP-TS, and audio-only AAC and MP3.
+const REMUX_EXTENSIONS: &[&str] = &[".flv", ".ts", ".aac", ".mp3"];
+
 /// Known directive names per context. Anything else warns and is skipped.
 const GLOBAL_KEYS: &[&str] = &[
     "listen",
@@ -406,6 +409,7 @@ impl Builder<'_> {
         let mut seen = Seen::default();
         let mut enabled = false;
         let mut mount = DEFAULT_FLV_MOUNT.to_owned();
+        let mut mount_line = d.line;
         for c in &d.children {
             if !self.known("vhost.http_remux.", HTTP_REMUX_KEYS, c)
                 || !self.first(&mut seen, &c.name, c)
@@ -416,7 +420,7 @@ impl Builder<'_> {
                 enabled = self.flag(c)?;
             } else {
                 let value = self.leaf_value(c)?;
-                let ok = value.ends_with(".flv")
+                let ok = REMUX_EXTENSIONS.iter().any(|ext| value.ends_with(ext))
                     && value.contains("[app]")
                     && value.contains("[stream]")
                     && !value.split('/').any(|s| s == "..")
@@ -425,11 +429,24 @@ impl Builder<'_> {
                     return Err(self.invalid(
                         c,
                         value,
-                        "a path ending in .flv with [app] and [stream], e.g. [vhost]/[app]/[stream].flv",
+                        "a path ending in .flv, .ts, .aac or .mp3 with [app] and [stream], \
+                         e.g. [vhost]/[app]/[stream].flv",
                     ));
                 }
                 mount = value.to_owned();
+                mount_line = c.line;
             }
+        }
+        if !mount.ends_with(".flv") {
+            // SRS serves these as HTTP-TS or audio-only streams; ringcast has no muxer for
+            // them, and serving FLV under a .ts name would mislead every player.
+            if enabled {
+                self.warn(
+                    mount_line,
+                    format!("http_remux: mount {mount}: not served yet, only .flv mounts are"),
+                );
+            }
+            return Ok(None);
         }
         Ok(enabled.then_some(mount))
     }

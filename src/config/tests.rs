@@ -37,6 +37,27 @@ fn http_remux_mount() {
     );
 }
 
+#[test]
+fn http_remux_ts_and_audio_mounts_load_with_a_warning() {
+    for ext in ["ts", "aac", "mp3"] {
+        let text = format!(
+            "vhost a {{\n http_remux {{\n enabled on;\n mount [vhost]/[app]/[stream].{ext};\n }}\n}}\n\
+             vhost b {{ http_remux {{ enabled off; mount [app]/[stream].{ext}; }} }}"
+        );
+        let (config, warnings) = parse(&text);
+        assert_eq!(config.vhost("a").http_remux, None, "{ext}: not served as FLV");
+        assert_eq!(config.vhost("b").http_remux, None);
+        assert_eq!(
+            messages(&warnings),
+            [format!(
+                "conf/test.conf:4: http_remux: mount [vhost]/[app]/[stream].{ext}: \
+                 not served yet, only .flv mounts are"
+            )],
+            "a disabled mount is not worth a warning"
+        );
+    }
+}
+
 const FILE: &str = "conf/test.conf";
 
 fn parse(text: &str) -> (Config, Vec<Warning>) {
