@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
+use ringcast::app::log::{LogFile, SrsFormat};
 use ringcast::app::{self, Shutdown};
 use ringcast::config::{Config, LogLevel, LogTank};
 use ringcast::profile;
@@ -125,7 +126,10 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(config: &Config) -> Result<(), String> {
+/// Installs the subscriber: console lines in tracing's layout, coloured only when stderr is a
+/// terminal; file lines in SRS's layout, and the file handle SIGUSR1 reopens.
+fn init_logging(config: &Config) -> Result<Option<LogFile>, String> {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let level = match config.log_level {
         LogLevel::Verbose => "trace",
@@ -137,28 +141,41 @@ fn init_logging(config: &Config) -> Result<(), String> {
     // RUST_LOG, when set, overrides srs_log_level.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},compio=warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_thread_names(true)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log_tank {
-        LogTank::Console => builder.with_writer(std::io::stderr).init(),
+        LogTank::Console => {
+            builder
+                .with_thread_names(true)
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .init();
+            Ok(None)
+        }
         LogTank::File => {
-            if let Some(dir) = config.log_file.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&config.log_file)
+            let file = LogFile::open(&config.log_file)
                 .map_err(|e| format!("{}: {e}", config.log_file.display()))?;
             builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
+                .event_format(SrsFormat::new())
+                .with_writer(file.clone())
                 .init();
+            Ok(Some(file))
         }
     }
-    Ok(())
+}
+
+/// SIGUSR1, as in SRS: logrotate has moved the log file, so open a new one at its path.
+fn reopen_log(file: Option<&LogFile>) {
+    match file {
+        Some(file) => match file.reopen() {
+            Ok(()) => tracing::info!("log file {} reopened", file.path().display()),
+            Err(e) => tracing::error!(
+                "reopening log file {}: {e}; still writing to the old one",
+                file.path().display()
+            ),
+        },
+        None => tracing::info!("SIGUSR1: logs go to the console, no file to reopen"),
+    }
 }
 
 fn write_pid(path: &Path) -> Result<(), String> {
@@ -189,7 +206,7 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     if config.daemon {
         nix::unistd::daemon(true, false).map_err(|e| format!("daemon: {e}"))?;
     }
-    init_logging(&config)?;
+    let log_file = init_logging(&config)?;
     write_pid(&config.pid)?;
 
     // Signals are taken by this thread alone, with sigwait: workers inherit the mask.
@@ -198,6 +215,7 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         Signal::SIGINT,
         Signal::SIGTERM,
         Signal::SIGHUP,
+        Signal::SIGUSR1,
         Signal::SIGUSR2,
     ] {
         signals.add(s);
@@ -265,6 +283,7 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                 return Ok(());
             }
             Ok(Signal::SIGHUP) => reload(&shared, &config_path),
+            Ok(Signal::SIGUSR1) => reopen_log(log_file.as_ref()),
             Ok(Signal::SIGUSR2) => profiling.dump(),
             Ok(other) => tracing::info!("{other} ignored"),
             Err(e) => return Err(format!("sigwait: {e}")),
