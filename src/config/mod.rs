@@ -3,12 +3,14 @@
 //! the typed layer: mapping the directives ringcast supports onto [`Config`],
 //! validating their values, and turning everything else into [`Warning`]s. Apart from
 //! [`Config::load`], which reads the one file it is given, nothing here touches the file
-//! system, and nothing opens sockets or applies settings: callers act on the returned values.
+//! system or reads the process environment (callers pass an [`Environment`]), and nothing opens sockets or applies settings: callers act on the returned values.
 //!
 //! Files, each importing only those listed before it:
 //! - `parser.rs`: the generic syntax, text to a [`Directive`] tree.
 //! - `error.rs`: [`ConfigError`].
 //! - `model.rs`: the typed [`Config`] and its sections, with their defaults.
+//! - `env.rs`: directives set by `SRS_*` and `RINGCAST_*` environment variables, spliced
+//!   into the directive tree ([`Environment`]).
 //! - `build.rs`: the directive tree to [`Config`], validation and [`Warning`]s.
 //!
 //! Compatibility rules, chosen so real SRS configs load unchanged:
@@ -28,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod env;
 mod error;
 mod model;
 mod parser;
@@ -35,6 +38,7 @@ mod parser;
 mod tests;
 
 pub use build::{Warning, MAX_FILE_BYTES};
+pub use env::Environment;
 pub use error::ConfigError;
 pub use model::{
     Config, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT,
