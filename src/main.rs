@@ -10,7 +10,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use ringcast::app::log::{LogFile, SrsFormat};
 use ringcast::app::{self, Shutdown};
-use ringcast::config::{Config, LogLevel, LogTank};
+use ringcast::config::{Config, ConfigError, Environment, LogLevel, LogTank};
 use ringcast::profile;
 use ringcast::runtime::{self, IoMode};
 use ringcast::state::Shared;
@@ -63,9 +63,14 @@ enum ProfileKind {
 #[derive(Debug, Parser)]
 #[command(name = "ringcast", disable_version_flag = true)]
 struct Cli {
-    /// The config file, SRS/nginx syntax.
+    /// The config file, SRS/nginx syntax; RINGCAST_CONFIG_FILE or SRS_CONFIG_FILE, when set,
+    /// names another. SRS_* and RINGCAST_* variables override its directives.
     #[arg(short = 'c', long = "conf", default_value = "conf/ringcast.conf")]
     config: PathBuf,
+    /// Read the configuration from the environment alone (SRS_LISTEN=1935, ...), no file,
+    /// like `srs -e`; also when SRS_ENV_ONLY or RINGCAST_ENV_ONLY is set.
+    #[arg(short = 'e', long = "env")]
+    env_only: bool,
     /// Check the config file and exit, like `srs -t`.
     #[arg(short = 't', long = "test")]
     test: bool,
@@ -98,7 +103,9 @@ fn main() -> ExitCode {
         println!("ringcast {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let (config, warnings) = match Config::load(&cli.config) {
+    let env = process_environment();
+    let source = ConfigSource::new(&cli, &env);
+    let (config, warnings) = match source.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ringcast: {e}");
@@ -113,13 +120,10 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if cli.test {
-        println!(
-            "ringcast: the configuration file {} syntax is ok",
-            cli.config.display()
-        );
+        println!("ringcast: {} syntax is ok", source.describe());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = run(cli, config) {
+    if let Err(e) = run(cli, source, config) {
         eprintln!("ringcast: {e}");
         return ExitCode::FAILURE;
     }
@@ -186,7 +190,7 @@ fn write_pid(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("pid {}: {e}", path.display()))
 }
 
-fn run(cli: Cli, config: Config) -> Result<(), String> {
+fn run(cli: Cli, source: ConfigSource, config: Config) -> Result<(), String> {
     let http: Vec<_> = ringcast::http::listeners(&config)
         .into_iter()
         .map(|(addr, _)| addr)
@@ -244,7 +248,6 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     let mode = cli.io.or_else(IoMode::from_env).unwrap_or(IoMode::Auto);
     let listen: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
     let pid_path = config.pid.clone();
-    let config_path = cli.config.clone();
     // Before any other thread starts, so that all inherit the nice value and CPU mask.
     let cpus = runtime::tuning::tune_process(&config);
     let shared = Shared::new(config);
@@ -282,7 +285,7 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                 let _ = std::fs::remove_file(&pid_path);
                 return Ok(());
             }
-            Ok(Signal::SIGHUP) => reload(&shared, &config_path),
+            Ok(Signal::SIGHUP) => reload(&shared, &source),
             Ok(Signal::SIGUSR1) => reopen_log(log_file.as_ref()),
             Ok(Signal::SIGUSR2) => profiling.dump(),
             Ok(other) => tracing::info!("{other} ignored"),
@@ -310,8 +313,8 @@ fn stop_workers(handles: Vec<std::thread::JoinHandle<()>>, grace: Duration) {
     }
 }
 
-fn reload(shared: &Arc<Shared>, path: &Path) {
-    match Config::load(path) {
+fn reload(shared: &Arc<Shared>, source: &ConfigSource) {
+    match source.load() {
         Ok((config, warnings)) => {
             for w in &warnings {
                 tracing::warn!("{w}");
@@ -319,9 +322,50 @@ fn reload(shared: &Arc<Shared>, path: &Path) {
             shared.reload(config);
             tracing::info!(
                 "reloaded {}: new settings apply to new streams",
-                path.display()
+                source.describe()
             );
         }
         Err(e) => tracing::error!("reload failed, keeping the old config: {e}"),
+    }
+}
+
+/// The process's SRS_* and RINGCAST_* variables; a name or value that is not UTF-8 can be
+/// neither, and is left out.
+fn process_environment() -> Environment {
+    Environment::new(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    )
+}
+
+/// Where the configuration comes from, at start and on SIGHUP: the file (from `-c`, or the
+/// variable naming one) with the environment over it, or the environment alone.
+struct ConfigSource {
+    file: Option<PathBuf>,
+    env: Environment,
+}
+
+impl ConfigSource {
+    fn new(cli: &Cli, env: &Environment) -> Self {
+        let file = if cli.env_only || env.env_only() {
+            None
+        } else {
+            Some(env.config_file().unwrap_or_else(|| cli.config.clone()))
+        };
+        Self {
+            file,
+            env: env.clone(),
+        }
+    }
+
+    fn load(&self) -> Result<(Config, Vec<ringcast::config::Warning>), ConfigError> {
+        Config::load_with(self.file.as_deref(), &self.env)
+    }
+
+    fn describe(&self) -> String {
+        match &self.file {
+            Some(file) => format!("the configuration file {}", file.display()),
+            None => "the configuration from the environment".to_owned(),
+        }
     }
 }
