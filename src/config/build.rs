@@ -1,13 +1,12 @@
 //! Directive tree to [`Config`]: the builder that walks what parser.rs produced, validates
 //! every known directive's value (ranges, forms, blocks), and turns everything it does not
 //! support into [`Warning`]s; plus [`Config::load`] and [`Config::parse`], the entry points.
-//! It owns the compatibility rules listed in the module doc. Reading the one file handed to
-//! [`Config::load`] is its only I/O; it applies no setting and opens no socket.
+//! It owns the compatibility rules listed in the module doc. It reads files only through
+//! include.rs, applies no setting and opens no socket.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::Read;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -15,15 +14,12 @@ use std::time::Duration;
 
 use super::env::{overlay, Environment};
 use super::error::{at, ConfigError};
+use super::include::{expand, read_text};
 use super::model::{
     any_v4, Config, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT,
     DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
-
-/// Largest config file [`Config::load`] reads. Real configs are a few tens of
-/// KiB; the cap stops `-c /dev/zero` or a wrong path from eating all memory.
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// SRS's accepted chunk sizes; the RTMP spec allows larger, but clients in the
 /// wild are only tested against what SRS sends.
@@ -94,7 +90,9 @@ impl Config {
         };
         let file = path.display().to_string();
         let text = read_text(path, &file)?;
-        let loaded = Self::parse_with(&text, &file, env)?;
+        let mut tree = parse(&text, &file)?;
+        expand(&mut tree, path, &file, 0)?;
+        let loaded = build(tree, &file, env)?;
         tracing::debug!(
             file = %file,
             vhosts = loaded.0.vhosts.len(),
@@ -121,59 +119,43 @@ impl Config {
         file: &str,
         env: &Environment,
     ) -> Result<(Config, Vec<Warning>), ConfigError> {
-        let mut tree = parse_tree(text).map_err(|e| ConfigError::Syntax {
-            file: file.to_owned(),
-            line: e.line,
-            kind: e.kind,
-        })?;
-        let warnings = overlay(&mut tree, env)
-            .into_iter()
-            .map(|(var, message)| Warning {
-                file: var,
-                line: 0,
-                message,
-            })
-            .collect();
-        let mut builder = Builder {
-            file,
-            warnings,
-            reported_unknown: HashSet::new(),
-        };
-        let config = builder.config(&tree)?;
-        Ok((config, builder.warnings))
+        build(parse(text, file)?, file, env)
     }
+}
+
+fn parse(text: &str, file: &str) -> Result<Vec<Directive>, ConfigError> {
+    parse_tree(text).map_err(|e| ConfigError::Syntax {
+        file: file.to_owned(),
+        line: e.line,
+        kind: e.kind,
+    })
+}
+
+/// The environment over the tree, then the tree to a [`Config`].
+fn build(
+    mut tree: Vec<Directive>,
+    file: &str,
+    env: &Environment,
+) -> Result<(Config, Vec<Warning>), ConfigError> {
+    let warnings = overlay(&mut tree, env)
+        .into_iter()
+        .map(|(var, message)| Warning {
+            file: var,
+            line: 0,
+            message,
+        })
+        .collect();
+    let mut builder = Builder {
+        file,
+        warnings,
+        reported_unknown: HashSet::new(),
+    };
+    let config = builder.config(&tree)?;
+    Ok((config, builder.warnings))
 }
 
 /// What messages name as the file when there is none (`-e`).
 const ENV_ONLY_FILE: &str = "(environment)";
-
-/// The file's text, at most [`MAX_FILE_BYTES`], as UTF-8.
-fn read_text(path: &Path, file: &str) -> Result<String, ConfigError> {
-    let io_err = |source| ConfigError::Io {
-        file: file.to_owned(),
-        source,
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .map_err(io_err)?
-        // One byte past the limit tells "exactly at" from "over".
-        .take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ConfigError::TooLarge {
-            file: file.to_owned(),
-            limit: MAX_FILE_BYTES,
-        });
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        ConfigError::NotUtf8 {
-            file: file.to_owned(),
-            line: 1 + valid.iter().filter(|&&b| b == b'\n').count(),
-        }
-    })
-}
 
 /// The mount endings SRS's `http_remux` serves: FLV, HTTP-TS, and audio-only AAC and MP3.
 const REMUX_EXTENSIONS: &[&str] = &[".flv", ".ts", ".aac", ".mp3"];

@@ -120,6 +120,19 @@ pub enum ConfigError {
         /// 1-based line of the first definition.
         first_line: usize,
     },
+    /// `include` files nest deeper than [`MAX_INCLUDE_DEPTH`](super::MAX_INCLUDE_DEPTH).
+    #[error(
+        "{}: include: files nested deeper than {max} levels; does a file include itself?",
+        at(.file, .line)
+    )]
+    IncludeTooDeep {
+        /// The file holding the `include` that went too deep.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Renders a place in the config: `file:line`, or the name alone for line 0, which is what a
@@ -152,7 +165,8 @@ impl ConfigError {
             | Self::OutOfRange { line, .. }
             | Self::BlockExpected { line, .. }
             | Self::BlockUnexpected { line, .. }
-            | Self::DuplicateVhost { line, .. } => Some(*line),
+            | Self::DuplicateVhost { line, .. }
+            | Self::IncludeTooDeep { line, .. } => Some(*line),
         }
     }
 }

@@ -1538,3 +1538,66 @@ fn environment_only_load_has_no_file() {
     assert_eq!(config.listen, ["0.0.0.0:1940".parse().expect("addr")]);
     assert_eq!(config.vhosts.len(), 1);
 }
+
+#[test]
+fn include_splices_files_found_beside_the_including_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("parts")).expect("dir");
+    std::fs::write(
+        dir.path().join("parts/vhost.conf"),
+        "vhost a {\n  include play.conf;\n}\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("parts/play.conf"), "gop_cache off;\n").expect("write");
+    std::fs::write(dir.path().join("parts/listen.conf"), "listen 1940;\n").expect("write");
+    let main = dir.path().join("main.conf");
+    std::fs::write(
+        &main,
+        "include parts/listen.conf parts/vhost.conf;\nvhost b { }\n",
+    )
+    .expect("write");
+    let (config, warnings) = Config::load(&main).expect("includes resolve");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.listen, [addr("0.0.0.0:1940")]);
+    assert!(!config.vhost("a").gop_cache);
+    assert!(config.vhost("b").gop_cache);
+
+    std::fs::write(dir.path().join("parts/play.conf"), "\n\ngop_cache maybe;\n").expect("write");
+    let err = Config::load(&main).expect_err("bad value in an included file");
+    let play = dir.path().join("parts/play.conf");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:3: gop_cache: `maybe` is not `on` or `off`",
+            play.display()
+        )
+    );
+}
+
+#[test]
+fn include_of_itself_or_a_missing_file_fails() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let main = dir.path().join("loop.conf");
+    std::fs::write(&main, "listen 1935;\ninclude loop.conf;\n").expect("write");
+    let err = Config::load(&main).expect_err("a loop");
+    assert!(
+        matches!(
+            err,
+            ConfigError::IncludeTooDeep {
+                line: 2,
+                max: MAX_INCLUDE_DEPTH,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    std::fs::write(&main, "include nowhere.conf;\n").expect("write");
+    let err = Config::load(&main).expect_err("missing");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}: cannot read config",
+            dir.path().join("nowhere.conf").display()
+        )),
+        "{err}"
+    );
+}
