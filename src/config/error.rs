@@ -120,6 +120,20 @@ pub enum ConfigError {
         /// 1-based line of the first definition.
         first_line: usize,
     },
+    /// An `include` names a file found neither from the working directory nor beside the
+    /// including file.
+    #[error(
+        "{}: include: {target} is neither in the working directory nor beside this file",
+        at(.file, .line)
+    )]
+    IncludeNotFound {
+        /// The file holding the `include`.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// The path as written.
+        target: String,
+    },
     /// `include` files nest deeper than [`MAX_INCLUDE_DEPTH`](super::MAX_INCLUDE_DEPTH).
     #[error(
         "{}: include: files nested deeper than {max} levels; does a file include itself?",
@@ -166,6 +180,7 @@ impl ConfigError {
             | Self::BlockExpected { line, .. }
             | Self::BlockUnexpected { line, .. }
             | Self::DuplicateVhost { line, .. }
+            | Self::IncludeNotFound { line, .. }
             | Self::IncludeTooDeep { line, .. } => Some(*line),
         }
     }

@@ -90,6 +90,13 @@ pub(super) fn expand(
         }
         for target in &d.args {
             let found = resolve(target, path);
+            if !found.exists() {
+                return Err(ConfigError::IncludeNotFound {
+                    file: at,
+                    line: d.line,
+                    target: target.clone(),
+                });
+            }
             let name = found.display().to_string();
             let text = read_text(&found, &name)?;
             let mut included = parse_tree(&text).map_err(|e| ConfigError::Syntax {
@@ -108,7 +115,7 @@ pub(super) fn expand(
 }
 
 /// `target` as written if absolute or found from the working directory, else beside the
-/// including file (which is then what a missing file's message names).
+/// including file.
 fn resolve(target: &str, including: &Path) -> PathBuf {
     let as_written = PathBuf::from(target);
     if as_written.is_absolute() || as_written.exists() {
