@@ -88,7 +88,7 @@ fn wait_file(path: &Path, what: impl Fn(&str) -> bool) -> String {
 
 /// `[YYYY-MM-DD HH:MM:SS.mmm][LEVEL][pid][cid]`, then `[0]` for WARN and ERROR, then a space;
 /// the cid, if any.
-fn srs_header<'l>(line: &'l str, pid: u32) -> Result<&'l str, String> {
+fn srs_header(line: &str, pid: u32) -> Result<&str, String> {
     let bad = |why: &str| format!("{why}: {line:?}");
     let rest = line.strip_prefix('[').ok_or_else(|| bad("no ["))?;
     let (time, rest) = rest.split_once("][").ok_or_else(|| bad("no time"))?;
