@@ -35,8 +35,9 @@ use super::parser::Directive;
 /// The two prefixes, the first winning.
 const PREFIXES: [&str; 2] = ["RINGCAST_", "SRS_"];
 
-/// Variables that are not directives: the process reads them itself.
-const NOT_DIRECTIVES: &[&str] = &["ENV_ONLY", "CONFIG_FILE", "IO", "BIN_DIR"];
+/// Variables that are not directives: the process reads them itself, or bench.sh does
+/// (`SRS_BIN`, `RINGCAST_BIN_DIR`).
+const NOT_DIRECTIVES: &[&str] = &["ENV_ONLY", "CONFIG_FILE", "IO", "BIN_DIR", "BIN"];
 
 /// One directive the environment can set.
 struct Setting {
