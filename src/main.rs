@@ -8,8 +8,9 @@ use std::time::Duration;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
+use ringcast::app::log::{LogFile, SrsFormat};
 use ringcast::app::{self, Shutdown};
-use ringcast::config::{Config, LogLevel, LogTank};
+use ringcast::config::{Config, ConfigError, Environment, LogLevel, LogTank};
 use ringcast::profile;
 use ringcast::runtime::{self, IoMode};
 use ringcast::state::Shared;
@@ -62,9 +63,14 @@ enum ProfileKind {
 #[derive(Debug, Parser)]
 #[command(name = "ringcast", disable_version_flag = true)]
 struct Cli {
-    /// The config file, SRS/nginx syntax.
+    /// The config file, SRS/nginx syntax; RINGCAST_CONFIG_FILE or SRS_CONFIG_FILE, when set,
+    /// names another. SRS_* and RINGCAST_* variables override its directives.
     #[arg(short = 'c', long = "conf", default_value = "conf/ringcast.conf")]
     config: PathBuf,
+    /// Read the configuration from the environment alone (SRS_LISTEN=1935, ...), no file,
+    /// like `srs -e`; also when SRS_ENV_ONLY or RINGCAST_ENV_ONLY is set.
+    #[arg(short = 'e', long = "env")]
+    env_only: bool,
     /// Check the config file and exit, like `srs -t`.
     #[arg(short = 't', long = "test")]
     test: bool,
@@ -97,7 +103,9 @@ fn main() -> ExitCode {
         println!("ringcast {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let (config, warnings) = match Config::load(&cli.config) {
+    let env = process_environment();
+    let source = ConfigSource::new(&cli, &env);
+    let (config, warnings) = match source.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ringcast: {e}");
@@ -112,20 +120,20 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if cli.test {
-        println!(
-            "ringcast: the configuration file {} syntax is ok",
-            cli.config.display()
-        );
+        println!("ringcast: {} syntax is ok", source.describe());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = run(cli, config) {
+    if let Err(e) = run(cli, source, config) {
         eprintln!("ringcast: {e}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
 
-fn init_logging(config: &Config) -> Result<(), String> {
+/// Installs the subscriber: console lines in tracing's layout, coloured only when stderr is a
+/// terminal; file lines in SRS's layout, and the file handle SIGUSR1 reopens.
+fn init_logging(config: &Config) -> Result<Option<LogFile>, String> {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let level = match config.log_level {
         LogLevel::Verbose => "trace",
@@ -137,28 +145,41 @@ fn init_logging(config: &Config) -> Result<(), String> {
     // RUST_LOG, when set, overrides srs_log_level.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},compio=warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_thread_names(true)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log_tank {
-        LogTank::Console => builder.with_writer(std::io::stderr).init(),
+        LogTank::Console => {
+            builder
+                .with_thread_names(true)
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .init();
+            Ok(None)
+        }
         LogTank::File => {
-            if let Some(dir) = config.log_file.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&config.log_file)
+            let file = LogFile::open(&config.log_file)
                 .map_err(|e| format!("{}: {e}", config.log_file.display()))?;
             builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
+                .event_format(SrsFormat::new())
+                .with_writer(file.clone())
                 .init();
+            Ok(Some(file))
         }
     }
-    Ok(())
+}
+
+/// SIGUSR1, as in SRS: logrotate has moved the log file, so open a new one at its path.
+fn reopen_log(file: Option<&LogFile>) {
+    match file {
+        Some(file) => match file.reopen() {
+            Ok(()) => tracing::info!("log file {} reopened", file.path().display()),
+            Err(e) => tracing::error!(
+                "reopening log file {}: {e}; still writing to the old one",
+                file.path().display()
+            ),
+        },
+        None => tracing::info!("SIGUSR1: logs go to the console, no file to reopen"),
+    }
 }
 
 fn write_pid(path: &Path) -> Result<(), String> {
@@ -169,7 +190,7 @@ fn write_pid(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("pid {}: {e}", path.display()))
 }
 
-fn run(cli: Cli, config: Config) -> Result<(), String> {
+fn run(cli: Cli, source: ConfigSource, config: Config) -> Result<(), String> {
     let http: Vec<_> = ringcast::http::listeners(&config)
         .into_iter()
         .map(|(addr, _)| addr)
@@ -189,7 +210,7 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     if config.daemon {
         nix::unistd::daemon(true, false).map_err(|e| format!("daemon: {e}"))?;
     }
-    init_logging(&config)?;
+    let log_file = init_logging(&config)?;
     write_pid(&config.pid)?;
 
     // Signals are taken by this thread alone, with sigwait: workers inherit the mask.
@@ -198,6 +219,7 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         Signal::SIGINT,
         Signal::SIGTERM,
         Signal::SIGHUP,
+        Signal::SIGUSR1,
         Signal::SIGUSR2,
     ] {
         signals.add(s);
@@ -226,7 +248,6 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     let mode = cli.io.or_else(IoMode::from_env).unwrap_or(IoMode::Auto);
     let listen: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
     let pid_path = config.pid.clone();
-    let config_path = cli.config.clone();
     // Before any other thread starts, so that all inherit the nice value and CPU mask.
     let cpus = runtime::tuning::tune_process(&config);
     let shared = Shared::new(config);
@@ -268,7 +289,8 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                 let _ = std::fs::remove_file(&pid_path);
                 return Ok(());
             }
-            Ok(Signal::SIGHUP) => reload(&shared, &config_path),
+            Ok(Signal::SIGHUP) => reload(&shared, &source),
+            Ok(Signal::SIGUSR1) => reopen_log(log_file.as_ref()),
             Ok(Signal::SIGUSR2) => profiling.dump(),
             Ok(other) => tracing::info!("{other} ignored"),
             Err(e) => return Err(format!("sigwait: {e}")),
@@ -295,8 +317,8 @@ fn stop_workers(handles: Vec<std::thread::JoinHandle<()>>, grace: Duration) {
     }
 }
 
-fn reload(shared: &Arc<Shared>, path: &Path) {
-    match Config::load(path) {
+fn reload(shared: &Arc<Shared>, source: &ConfigSource) {
+    match source.load() {
         Ok((config, warnings)) => {
             for w in &warnings {
                 tracing::warn!("{w}");
@@ -304,9 +326,50 @@ fn reload(shared: &Arc<Shared>, path: &Path) {
             shared.reload(config);
             tracing::info!(
                 "reloaded {}: new settings apply to new streams",
-                path.display()
+                source.describe()
             );
         }
         Err(e) => tracing::error!("reload failed, keeping the old config: {e}"),
+    }
+}
+
+/// The process's SRS_* and RINGCAST_* variables; a name or value that is not UTF-8 can be
+/// neither, and is left out.
+fn process_environment() -> Environment {
+    Environment::new(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    )
+}
+
+/// Where the configuration comes from, at start and on SIGHUP: the file (from `-c`, or the
+/// variable naming one) with the environment over it, or the environment alone.
+struct ConfigSource {
+    file: Option<PathBuf>,
+    env: Environment,
+}
+
+impl ConfigSource {
+    fn new(cli: &Cli, env: &Environment) -> Self {
+        let file = if cli.env_only || env.env_only() {
+            None
+        } else {
+            Some(env.config_file().unwrap_or_else(|| cli.config.clone()))
+        };
+        Self {
+            file,
+            env: env.clone(),
+        }
+    }
+
+    fn load(&self) -> Result<(Config, Vec<ringcast::config::Warning>), ConfigError> {
+        Config::load_with(self.file.as_deref(), &self.env)
+    }
+
+    fn describe(&self) -> String {
+        match &self.file {
+            Some(file) => format!("the configuration file {}", file.display()),
+            None => "the configuration from the environment".to_owned(),
+        }
     }
 }

@@ -2,11 +2,13 @@
 //! worker opens its own SO_REUSEPORT listeners (RTMP, HTTP) and its WebRTC socket, accepts
 //! connections, counts each against `max_connections`, and hands it to its protocol's driver
 //! ([`crate::server`], [`crate::http`]); on [`Shutdown`] it returns, and what it ran is
-//! dropped with it. [`report`] is the periodic log line and the rates sampler. This is the
+//! dropped with it. [`report`] is the periodic log line and the rates sampler; [`log`] is SRS's
+//! log line layout and the reopenable log file. This is the
 //! only folder that knows every driver; no other folder imports it.
 
 #![forbid(unsafe_code)]
 
+pub mod log;
 pub mod report;
 pub mod shutdown;
 

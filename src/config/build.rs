@@ -1,28 +1,25 @@
 //! Directive tree to [`Config`]: the builder that walks what parser.rs produced, validates
 //! every known directive's value (ranges, forms, blocks), and turns everything it does not
 //! support into [`Warning`]s; plus [`Config::load`] and [`Config::parse`], the entry points.
-//! It owns the compatibility rules listed in the module doc. Reading the one file handed to
-//! [`Config::load`] is its only I/O; it applies no setting and opens no socket.
+//! It owns the compatibility rules listed in the module doc. It reads files only through
+//! include.rs, applies no setting and opens no socket.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::Read;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::error::ConfigError;
+use super::env::{overlay, Environment};
+use super::error::{at, ConfigError};
+use super::include::{expand, read_text};
 use super::model::{
     any_v4, Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc,
     DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
-
-/// Largest config file [`Config::load`] reads. Real configs are a few tens of
-/// KiB; the cap stops `-c /dev/zero` or a wrong path from eating all memory.
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// SRS's accepted chunk sizes; the RTMP spec allows larger, but clients in the
 /// wild are only tested against what SRS sends.
@@ -52,9 +49,10 @@ const SOCKET_BUFFER: RangeInclusive<u64> = 4096..=1 << 30;
 /// attention, such as an unsupported directive that was ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
-    /// The config file name as given to [`Config::parse`].
+    /// The config file name as given to [`Config::parse`], an included file's path, or
+    /// the environment variable that set the directive.
     pub file: String,
-    /// 1-based line.
+    /// 1-based line; 0 for a directive set by an environment variable.
     pub line: usize,
     /// What was noticed.
     pub message: String,
@@ -62,7 +60,7 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        write!(f, "{}: {}", at(&self.file, &self.line), self.message)
     }
 }
 
@@ -75,32 +73,26 @@ impl Config {
     /// [`ConfigError::NotUtf8`] for the file itself, otherwise as
     /// [`Config::parse`].
     pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
-        let file = path.display().to_string();
-        let io_err = |source| ConfigError::Io {
-            file: file.clone(),
-            source,
+        Self::load_with(Some(path), &Environment::default())
+    }
+
+    /// Like [`Config::load`], with the directives `env` sets overriding the file's, as SRS
+    /// reads them (see [`Environment`]); with no `path`, the environment alone, as `-e`.
+    ///
+    /// # Errors
+    /// As [`Config::load`]; a bad value set by a variable names the variable.
+    pub fn load_with(
+        path: Option<&Path>,
+        env: &Environment,
+    ) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let Some(path) = path else {
+            return Self::parse_with("", ENV_ONLY_FILE, env);
         };
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .map_err(io_err)?
-            // One byte past the limit tells "exactly at" from "over".
-            .take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err)?;
-        if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(ConfigError::TooLarge {
-                file,
-                limit: MAX_FILE_BYTES,
-            });
-        }
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-            ConfigError::NotUtf8 {
-                file: file.clone(),
-                line: 1 + valid.iter().filter(|&&b| b == b'\n').count(),
-            }
-        })?;
-        let loaded = Self::parse(&text, &file)?;
+        let file = path.display().to_string();
+        let text = read_text(path, &file)?;
+        let mut tree = parse(&text, &file)?;
+        expand(&mut tree, path, &file, 0)?;
+        let loaded = build(tree, &file, env)?;
         tracing::debug!(
             file = %file,
             vhosts = loaded.0.vhosts.len(),
@@ -115,20 +107,58 @@ impl Config {
     /// # Errors
     /// The first syntax error or invalid value found; see [`ConfigError`].
     pub fn parse(text: &str, file: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
-        let tree = parse_tree(text).map_err(|e| ConfigError::Syntax {
-            file: file.to_owned(),
-            line: e.line,
-            kind: e.kind,
-        })?;
-        let mut builder = Builder {
-            file,
-            warnings: Vec::new(),
-            reported_unknown: HashSet::new(),
-        };
-        let config = builder.config(&tree)?;
-        Ok((config, builder.warnings))
+        Self::parse_with(text, file, &Environment::default())
+    }
+
+    /// Like [`Config::parse`], with the directives `env` sets overriding the text's.
+    ///
+    /// # Errors
+    /// As [`Config::parse`]; a bad value set by a variable names the variable.
+    pub fn parse_with(
+        text: &str,
+        file: &str,
+        env: &Environment,
+    ) -> Result<(Config, Vec<Warning>), ConfigError> {
+        build(parse(text, file)?, file, env)
     }
 }
+
+fn parse(text: &str, file: &str) -> Result<Vec<Directive>, ConfigError> {
+    parse_tree(text).map_err(|e| ConfigError::Syntax {
+        file: file.to_owned(),
+        line: e.line,
+        kind: e.kind,
+    })
+}
+
+/// The environment over the tree, then the tree to a [`Config`].
+fn build(
+    mut tree: Vec<Directive>,
+    file: &str,
+    env: &Environment,
+) -> Result<(Config, Vec<Warning>), ConfigError> {
+    let warnings = overlay(&mut tree, env)
+        .into_iter()
+        .map(|(var, message)| Warning {
+            file: var,
+            line: 0,
+            message,
+        })
+        .collect();
+    let mut builder = Builder {
+        file,
+        warnings,
+        reported_unknown: HashSet::new(),
+    };
+    let config = builder.config(&tree)?;
+    Ok((config, builder.warnings))
+}
+
+/// What messages name as the file when there is none (`-e`).
+const ENV_ONLY_FILE: &str = "(environment)";
+
+/// The mount endings SRS's `http_remux` serves: FLV, HTTP-TS, and audio-only AAC and MP3.
+const REMUX_EXTENSIONS: &[&str] = &[".flv", ".ts", ".aac", ".mp3"];
 
 /// Known directive names per context. Anything else warns and is skipped.
 const GLOBAL_KEYS: &[&str] = &[
@@ -139,6 +169,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "srs_log_tank",
     "srs_log_file",
     "srs_log_level",
+    "srs_log_level_v2",
     "chunk_size",
     "workers",
     "http_api",
@@ -172,12 +203,12 @@ const EXPORTER_KEYS: &[&str] = &["enabled", "listen", "label", "tag"];
 const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "nack"];
 
 /// The settings SRS 4+ keeps in `play {}` but older configs put directly in
-/// the vhost, each with the line it was set on.
+/// the vhost, each with the directive that set it.
 #[derive(Default)]
-struct PlaySettings {
-    gop_cache: Option<(bool, usize)>,
-    queue_length: Option<(Duration, usize)>,
-    mw_latency: Option<(u32, usize)>,
+struct PlaySettings<'t> {
+    gop_cache: Option<(bool, &'t Directive)>,
+    queue_length: Option<(Duration, &'t Directive)>,
+    mw_latency: Option<(u32, &'t Directive)>,
 }
 
 /// Remembers the first line of each single-valued directive in one block.
@@ -199,6 +230,7 @@ impl Builder<'_> {
         };
         let mut seen = Seen::default();
         let mut vhost_lines: HashMap<String, usize> = HashMap::new();
+        let mut level_v2 = None;
         for d in tree {
             if !self.known("", GLOBAL_KEYS, d) {
                 continue;
@@ -238,6 +270,20 @@ impl Builder<'_> {
                         "one of `verbose`, `info`, `trace`, `warn`, `error`",
                     )?;
                 }
+                "srs_log_level_v2" => {
+                    // log4j's names for the same levels; SRS 5+ prefers it when set.
+                    level_v2 = Some(self.keyword(
+                        d,
+                        &[
+                            ("trace", LogLevel::Verbose),
+                            ("debug", LogLevel::Info),
+                            ("info", LogLevel::Trace),
+                            ("warn", LogLevel::Warn),
+                            ("error", LogLevel::Error),
+                        ],
+                        "one of `trace`, `debug`, `info`, `warn`, `error`",
+                    )?);
+                }
                 "chunk_size" => config.chunk_size = self.number(d, CHUNK_SIZE)?,
                 "workers" => config.workers = Some(self.number(d, WORKERS)?),
                 "http_api" => config.http_api = self.listener(d, HTTP_API_PORT)?,
@@ -252,7 +298,7 @@ impl Builder<'_> {
                     let key = vhost.name.to_ascii_lowercase();
                     if let Some(&first_line) = vhost_lines.get(&key) {
                         return Err(ConfigError::DuplicateVhost {
-                            file: self.file.to_owned(),
+                            file: self.file_of(d),
                             line: d.line,
                             name: vhost.name,
                             first_line,
@@ -262,6 +308,9 @@ impl Builder<'_> {
                     config.vhosts.push(vhost);
                 }
             }
+        }
+        if let Some(level) = level_v2 {
+            config.log_level = level;
         }
         if !vhost_lines.contains_key(&DEFAULT_VHOST.to_ascii_lowercase()) {
             config.vhosts.push(Vhost::with_defaults(DEFAULT_VHOST));
@@ -309,7 +358,11 @@ impl Builder<'_> {
         Ok(vhost)
     }
 
-    fn play_block(&mut self, d: &Directive, play: &mut PlaySettings) -> Result<(), ConfigError> {
+    fn play_block<'t>(
+        &mut self,
+        d: &'t Directive,
+        play: &mut PlaySettings<'t>,
+    ) -> Result<(), ConfigError> {
         self.require_block(d)?;
         self.warn_args_ignored(d, &d.args);
         let mut seen = Seen::default();
@@ -321,11 +374,15 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn play_setting(&mut self, d: &Directive, out: &mut PlaySettings) -> Result<(), ConfigError> {
+    fn play_setting<'t>(
+        &mut self,
+        d: &'t Directive,
+        out: &mut PlaySettings<'t>,
+    ) -> Result<(), ConfigError> {
         match d.name.as_str() {
-            "gop_cache" => out.gop_cache = Some((self.flag(d)?, d.line)),
-            "queue_length" => out.queue_length = Some((self.seconds(d)?, d.line)),
-            _ => out.mw_latency = Some((self.number(d, MW_LATENCY_MS)?, d.line)),
+            "gop_cache" => out.gop_cache = Some((self.flag(d)?, d)),
+            "queue_length" => out.queue_length = Some((self.seconds(d)?, d)),
+            _ => out.mw_latency = Some((self.number(d, MW_LATENCY_MS)?, d)),
         }
         Ok(())
     }
@@ -334,13 +391,14 @@ impl Builder<'_> {
     fn merge<T>(
         &mut self,
         name: &str,
-        play: Option<(T, usize)>,
-        legacy: Option<(T, usize)>,
+        play: Option<(T, &Directive)>,
+        legacy: Option<(T, &Directive)>,
     ) -> Option<T> {
         match (play, legacy) {
-            (Some((value, line)), Some((_, legacy_line))) => {
+            (Some((value, at)), Some((_, legacy))) => {
+                let line = at.line;
                 self.warn(
-                    legacy_line,
+                    legacy,
                     format!(
                         "{name}: also set in `play {{}}` at line {line}, which takes precedence"
                     ),
@@ -394,7 +452,7 @@ impl Builder<'_> {
             // SRS defaults the block form to off; staying compatible matters
             // more than guessing, but the operator should know.
             None => self.warn(
-                d.line,
+                d,
                 "forward: block has destinations but no `enabled on;`, so it is off as in SRS"
                     .to_owned(),
             ),
@@ -409,6 +467,7 @@ impl Builder<'_> {
         let mut seen = Seen::default();
         let mut enabled = false;
         let mut mount = DEFAULT_FLV_MOUNT.to_owned();
+        let mut mount_at = d;
         for c in &d.children {
             if !self.known("vhost.http_remux.", HTTP_REMUX_KEYS, c)
                 || !self.first(&mut seen, &c.name, c)
@@ -419,7 +478,7 @@ impl Builder<'_> {
                 enabled = self.flag(c)?;
             } else {
                 let value = self.leaf_value(c)?;
-                let ok = value.ends_with(".flv")
+                let ok = REMUX_EXTENSIONS.iter().any(|ext| value.ends_with(ext))
                     && value.contains("[app]")
                     && value.contains("[stream]")
                     && !value.split('/').any(|s| s == "..")
@@ -428,11 +487,24 @@ impl Builder<'_> {
                     return Err(self.invalid(
                         c,
                         value,
-                        "a path ending in .flv with [app] and [stream], e.g. [vhost]/[app]/[stream].flv",
+                        "a path ending in .flv, .ts, .aac or .mp3 with [app] and [stream], \
+                         e.g. [vhost]/[app]/[stream].flv",
                     ));
                 }
                 mount = value.to_owned();
+                mount_at = c;
             }
+        }
+        if !mount.ends_with(".flv") {
+            // SRS serves these as HTTP-TS or audio-only streams; ringcast has no muxer for
+            // them, and serving FLV under a .ts name would mislead every player.
+            if enabled {
+                self.warn(
+                    mount_at,
+                    format!("http_remux: mount {mount}: not served yet, only .flv mounts are"),
+                );
+            }
+            return Ok(None);
         }
         Ok(enabled.then_some(mount))
     }
@@ -592,7 +664,7 @@ impl Builder<'_> {
         for arg in &d.args {
             let addr = self.socket_addr(d, arg)?;
             if addrs.contains(&addr) {
-                self.warn(d.line, format!("listen: {addr} is listed twice"));
+                self.warn(d, format!("listen: {addr} is listed twice"));
             } else {
                 addrs.push(addr);
             }
@@ -798,7 +870,7 @@ impl Builder<'_> {
         let path = format!("{context}{}", d.name);
         if self.reported_unknown.insert(path.clone()) {
             self.warn(
-                d.line,
+                d,
                 format!("{path}: not supported by ringcast, ignored (reported once)"),
             );
         }
@@ -812,7 +884,7 @@ impl Builder<'_> {
             Entry::Occupied(first) => {
                 let first_line = *first.get();
                 self.warn(
-                    d.line,
+                    d,
                     format!(
                         "{}: repeated, first set at line {first_line}, which is used",
                         d.name
@@ -832,7 +904,7 @@ impl Builder<'_> {
             Ok(())
         } else {
             Err(ConfigError::BlockExpected {
-                file: self.file.to_owned(),
+                file: self.file_of(d),
                 line: d.line,
                 directive: d.name.clone(),
             })
@@ -842,7 +914,7 @@ impl Builder<'_> {
     fn warn_args_ignored(&mut self, d: &Directive, extra: &[String]) {
         if !extra.is_empty() {
             self.warn(
-                d.line,
+                d,
                 format!(
                     "{}: ignoring extra arguments `{}`; is a `;` missing?",
                     d.name,
@@ -852,17 +924,22 @@ impl Builder<'_> {
         }
     }
 
-    fn warn(&mut self, line: usize, message: String) {
+    fn warn(&mut self, d: &Directive, message: String) {
         self.warnings.push(Warning {
-            file: self.file.to_owned(),
-            line,
+            file: self.file_of(d),
+            line: d.line,
             message,
         });
     }
 
+    /// The file a directive was read from (or the variable that set it).
+    fn file_of(&self, d: &Directive) -> String {
+        d.origin.as_deref().unwrap_or(self.file).to_owned()
+    }
+
     fn missing(&self, d: &Directive) -> ConfigError {
         ConfigError::MissingValue {
-            file: self.file.to_owned(),
+            file: self.file_of(d),
             line: d.line,
             directive: d.name.clone(),
         }
@@ -870,7 +947,7 @@ impl Builder<'_> {
 
     fn invalid(&self, d: &Directive, value: &str, expected: &'static str) -> ConfigError {
         ConfigError::InvalidValue {
-            file: self.file.to_owned(),
+            file: self.file_of(d),
             line: d.line,
             directive: d.name.clone(),
             value: value.to_owned(),
@@ -880,7 +957,7 @@ impl Builder<'_> {
 
     fn out_of_range(&self, d: &Directive, value: &str, range: RangeInclusive<u64>) -> ConfigError {
         ConfigError::OutOfRange {
-            file: self.file.to_owned(),
+            file: self.file_of(d),
             line: d.line,
             directive: d.name.clone(),
             value: value.to_owned(),
@@ -891,7 +968,7 @@ impl Builder<'_> {
 
     fn err_block_unexpected(&self, d: &Directive) -> ConfigError {
         ConfigError::BlockUnexpected {
-            file: self.file.to_owned(),
+            file: self.file_of(d),
             line: d.line,
             directive: d.name.clone(),
         }

@@ -2,12 +2,15 @@
 //! pointing at `file:line`. It owns only the error's shape and rendering; it must not build
 //! or check anything itself.
 
+use std::fmt;
+
 use thiserror::Error;
 
 use super::parser::ParseErrorKind;
 
 /// Why a config could not be loaded. Every variant that concerns the content
-/// displays as `file:line: what is wrong`.
+/// displays as `file:line: what is wrong`, or `VARIABLE: what is wrong` for a value set by
+/// an environment variable.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The file could not be opened or read; there is no line to point at.
@@ -28,7 +31,7 @@ pub enum ConfigError {
         limit: u64,
     },
     /// The file is not UTF-8; `line` holds the first invalid byte.
-    #[error("{file}:{line}: not valid UTF-8")]
+    #[error("{}: not valid UTF-8", at(.file, .line))]
     NotUtf8 {
         /// The path as given.
         file: String,
@@ -36,7 +39,7 @@ pub enum ConfigError {
         line: usize,
     },
     /// The text is not a well-formed directive tree.
-    #[error("{file}:{line}: {kind}")]
+    #[error("{}: {kind}", at(.file, .line))]
     Syntax {
         /// The config file name.
         file: String,
@@ -46,7 +49,7 @@ pub enum ConfigError {
         kind: ParseErrorKind,
     },
     /// A known directive has no value, as in `listen;`.
-    #[error("{file}:{line}: {directive}: missing value")]
+    #[error("{}: {directive}: missing value", at(.file, .line))]
     MissingValue {
         /// The config file name.
         file: String,
@@ -56,7 +59,7 @@ pub enum ConfigError {
         directive: String,
     },
     /// A value has the wrong form, e.g. `gop_cache yes;`.
-    #[error("{file}:{line}: {directive}: `{value}` is not {expected}")]
+    #[error("{}: {directive}: `{value}` is not {expected}", at(.file, .line))]
     InvalidValue {
         /// The config file name.
         file: String,
@@ -70,7 +73,7 @@ pub enum ConfigError {
         expected: &'static str,
     },
     /// A whole number outside its allowed range.
-    #[error("{file}:{line}: {directive}: {value} is out of range {min}..={max}")]
+    #[error("{}: {directive}: {value} is out of range {min}..={max}", at(.file, .line))]
     OutOfRange {
         /// The config file name.
         file: String,
@@ -86,7 +89,7 @@ pub enum ConfigError {
         max: u64,
     },
     /// A known section was written without `{ }`, e.g. `vhost a;`.
-    #[error("{file}:{line}: {directive}: expected a `{{ ... }}` block")]
+    #[error("{}: {directive}: expected a `{{ ... }}` block", at(.file, .line))]
     BlockExpected {
         /// The config file name.
         file: String,
@@ -96,7 +99,7 @@ pub enum ConfigError {
         directive: String,
     },
     /// A known value directive was written with `{ }`, e.g. `listen 1935 {}`.
-    #[error("{file}:{line}: {directive}: takes values ending in `;`, not a block")]
+    #[error("{}: {directive}: takes values ending in `;`, not a block", at(.file, .line))]
     BlockUnexpected {
         /// The config file name.
         file: String,
@@ -106,7 +109,7 @@ pub enum ConfigError {
         directive: String,
     },
     /// Two vhosts share a name (compared ignoring ASCII case, like hostnames).
-    #[error("{file}:{line}: vhost `{name}` is already defined at line {first_line}")]
+    #[error("{}: vhost `{name}` is already defined at line {first_line}", at(.file, .line))]
     DuplicateVhost {
         /// The config file name.
         file: String,
@@ -117,6 +120,50 @@ pub enum ConfigError {
         /// 1-based line of the first definition.
         first_line: usize,
     },
+    /// An `include` names a file found neither from the working directory nor beside the
+    /// including file.
+    #[error(
+        "{}: include: {target} is neither in the working directory nor beside this file",
+        at(.file, .line)
+    )]
+    IncludeNotFound {
+        /// The file holding the `include`.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// The path as written.
+        target: String,
+    },
+    /// `include` files nest deeper than [`MAX_INCLUDE_DEPTH`](super::MAX_INCLUDE_DEPTH).
+    #[error(
+        "{}: include: files nested deeper than {max} levels; does a file include itself?",
+        at(.file, .line)
+    )]
+    IncludeTooDeep {
+        /// The file holding the `include` that went too deep.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Renders a place in the config: `file:line`, or the name alone for line 0, which is what a
+/// directive set by an environment variable has.
+pub(super) struct At<'a>(&'a str, usize);
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            0 => f.write_str(self.0),
+            line => write!(f, "{}:{line}", self.0),
+        }
+    }
+}
+
+pub(super) fn at<'a>(file: &'a str, line: &usize) -> At<'a> {
+    At(file, *line)
 }
 
 impl ConfigError {
@@ -132,7 +179,9 @@ impl ConfigError {
             | Self::OutOfRange { line, .. }
             | Self::BlockExpected { line, .. }
             | Self::BlockUnexpected { line, .. }
-            | Self::DuplicateVhost { line, .. } => Some(*line),
+            | Self::DuplicateVhost { line, .. }
+            | Self::IncludeNotFound { line, .. }
+            | Self::IncludeTooDeep { line, .. } => Some(*line),
         }
     }
 }

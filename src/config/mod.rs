@@ -2,13 +2,18 @@
 //! so that an SRS user's existing config works with ringcast. This module owns
 //! the typed layer: mapping the directives ringcast supports onto [`Config`],
 //! validating their values, and turning everything else into [`Warning`]s. Apart from
-//! [`Config::load`], which reads the one file it is given, nothing here touches the file
-//! system, and nothing opens sockets or applies settings: callers act on the returned values.
+//! [`Config::load`], which reads the file it is given and those it includes, nothing here
+//! touches the file system or reads the process environment (callers pass an
+//! [`Environment`]), and nothing opens sockets or applies settings: callers act on the
+//! returned values.
 //!
 //! Files, each importing only those listed before it:
 //! - `parser.rs`: the generic syntax, text to a [`Directive`] tree.
 //! - `error.rs`: [`ConfigError`].
 //! - `model.rs`: the typed [`Config`] and its sections, with their defaults.
+//! - `env.rs`: directives set by `SRS_*` and `RINGCAST_*` environment variables, spliced
+//!   into the directive tree ([`Environment`]).
+//! - `include.rs`: reading the config file and the files its `include`s name.
 //! - `build.rs`: the directive tree to [`Config`], validation and [`Warning`]s.
 //!
 //! Compatibility rules, chosen so real SRS configs load unchanged:
@@ -28,14 +33,18 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod env;
 mod error;
+mod include;
 mod model;
 mod parser;
 #[cfg(test)]
 mod tests;
 
-pub use build::{Warning, MAX_FILE_BYTES};
+pub use build::Warning;
+pub use env::Environment;
 pub use error::ConfigError;
+pub use include::{MAX_FILE_BYTES, MAX_INCLUDE_DEPTH};
 pub use model::{
     Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT,
     DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,

@@ -115,7 +115,8 @@ pub struct Vhost {
     /// `tcp_nodelay on|off;`, default off as in SRS.
     pub tcp_nodelay: bool,
     /// `http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }`: the HTTP-FLV mount
-    /// template when enabled, default off as in SRS.
+    /// template when enabled, default off as in SRS. SRS's HTTP-TS and audio-only mounts
+    /// (`.ts`, `.aac`, `.mp3`) load with a warning and leave this `None`: not served yet.
     pub http_remux: Option<String>,
     /// `rtc { ... }`: WebRTC for this vhost's streams.
     pub rtc: VhostRtc,

@@ -11,6 +11,8 @@
 //! the start of a token, have no escapes (as in SRS), and may span lines.
 //! `;`, `{` and `}` end an unquoted word even without surrounding spaces.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 /// Deepest block nesting accepted. Real SRS configs nest four levels at most
@@ -32,6 +34,11 @@ pub struct Directive {
     /// Whether the directive was written with a `{ }` block (possibly empty),
     /// which is what tells `forward {}` apart from `forward;`.
     pub block: bool,
+    /// Where it was written when not in the text [`parse_tree`] was given: an included
+    /// file's path, or the environment variable that set it (then `line` is 0). The parser
+    /// leaves it `None`; whoever splices directives from elsewhere into a tree sets it, so
+    /// that messages point at the right place.
+    pub origin: Option<Arc<str>>,
 }
 
 /// Why the text is not a well-formed directive tree.
@@ -249,6 +256,7 @@ pub fn parse_tree(text: &str) -> Result<Vec<Directive>, ParseError> {
                     line: words_line,
                     children: Vec::new(),
                     block: token == Token::Open,
+                    origin: None,
                 };
                 if token == Token::Semi {
                     match stack.last_mut() {
@@ -322,6 +330,7 @@ mod tests {
             line,
             children: Vec::new(),
             block: false,
+            origin: None,
         }
     }
 

@@ -37,6 +37,31 @@ fn http_remux_mount() {
     );
 }
 
+#[test]
+fn http_remux_ts_and_audio_mounts_load_with_a_warning() {
+    for ext in ["ts", "aac", "mp3"] {
+        let text = format!(
+            "vhost a {{\n http_remux {{\n enabled on;\n mount [vhost]/[app]/[stream].{ext};\n }}\n}}\n\
+             vhost b {{ http_remux {{ enabled off; mount [app]/[stream].{ext}; }} }}"
+        );
+        let (config, warnings) = parse(&text);
+        assert_eq!(
+            config.vhost("a").http_remux,
+            None,
+            "{ext}: not served as FLV"
+        );
+        assert_eq!(config.vhost("b").http_remux, None);
+        assert_eq!(
+            messages(&warnings),
+            [format!(
+                "conf/test.conf:4: http_remux: mount [vhost]/[app]/[stream].{ext}: \
+                 not served yet, only .flv mounts are"
+            )],
+            "a disabled mount is not worth a warning"
+        );
+    }
+}
+
 const FILE: &str = "conf/test.conf";
 
 fn parse(text: &str) -> (Config, Vec<Warning>) {
@@ -391,7 +416,8 @@ fn full_srs_config_loads_with_warnings_only() {
     );
     assert_eq!(config.pid, PathBuf::from("./objs/srs.pid"));
     assert_eq!(config.log_tank, LogTank::File);
-    assert_eq!(config.log_level, LogLevel::Info);
+    // `srs_log_level_v2 info;` wins over `srs_log_level info;`: log4j's info is SRS's trace.
+    assert_eq!(config.log_level, LogLevel::Trace);
     assert_eq!(config.log_file, PathBuf::from("./objs/srs.log"));
     assert!(config.daemon);
     assert_eq!(
@@ -1299,4 +1325,315 @@ fn hostile_inputs_fail_cleanly() {
     ] {
         let _ = Config::parse(&text, "x");
     }
+}
+
+/// The environment `vars` as [`Config::parse_with`] takes it.
+fn env(vars: &[(&str, &str)]) -> Environment {
+    Environment::new(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+fn parse_env(text: &str, vars: &[(&str, &str)]) -> (Config, Vec<Warning>) {
+    match Config::parse_with(text, FILE, &env(vars)) {
+        Ok(parsed) => parsed,
+        Err(e) => panic!("config must parse, got: {e}"),
+    }
+}
+
+#[test]
+fn srs_variables_override_the_file() {
+    let (config, warnings) = parse_env(
+        "listen 1935;\ndaemon on;\nhttp_api { enabled off; listen 1985; }\n\
+         vhost __defaultVhost__ { http_remux { enabled off; mount [app]/[stream].flv; } }",
+        &[
+            ("SRS_LISTEN", "127.0.0.1:19350 19351"),
+            ("SRS_DAEMON", "off"),
+            ("SRS_HTTP_API_ENABLED", "on"),
+            ("SRS_HTTP_API_LISTEN", "127.0.0.1:1990"),
+            ("SRS_VHOST_HTTP_REMUX_ENABLED", "on"),
+            ("SRS_MAX_CONNECTIONS", "77"),
+            ("PATH", "/usr/bin"),
+        ],
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let listen: Vec<SocketAddr> = vec![
+        "127.0.0.1:19350".parse().expect("addr"),
+        "0.0.0.0:19351".parse().expect("addr"),
+    ];
+    assert_eq!(config.listen, listen);
+    assert!(!config.daemon);
+    assert_eq!(config.max_connections, 77);
+    assert!(config.http_api.enabled);
+    assert_eq!(
+        config.http_api.listen,
+        "127.0.0.1:1990".parse().expect("addr")
+    );
+    assert_eq!(
+        config.vhost(DEFAULT_VHOST).http_remux.as_deref(),
+        Some("[app]/[stream].flv"),
+        "the file's mount stays, the variable only turns it on"
+    );
+}
+
+#[test]
+fn environment_alone_builds_a_whole_config() {
+    let (config, warnings) = parse_env(
+        "",
+        &[
+            ("SRS_LISTEN", "1936"),
+            ("SRS_HTTP_SERVER_ENABLED", "on"),
+            ("SRS_HTTP_SERVER_LISTEN", "8088"),
+            ("SRS_VHOST_HTTP_REMUX_ENABLED", "on"),
+            ("SRS_VHOST_PLAY_GOP_CACHE", "off"),
+            ("SRS_VHOST_PLAY_QUEUE_LENGTH", "3"),
+            ("SRS_VHOST_PLAY_MW_LATENCY", "0"),
+            ("SRS_VHOST_TCP_NODELAY", "on"),
+            ("SRS_RTC_SERVER_ENABLED", "on"),
+            ("SRS_RTC_SERVER_LISTEN", "8001"),
+            ("SRS_RTC_SERVER_CANDIDATE", "192.0.2.1"),
+            ("SRS_VHOST_RTC_ENABLED", "on"),
+            ("SRS_VHOST_RTC_RTMP_TO_RTC", "on"),
+            ("SRS_VHOST_RTC_NACK", "off"),
+            ("SRS_WORKERS", "2"),
+            ("SRS_CPU_AFFINITY", "0-1 3"),
+        ],
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.listen, ["0.0.0.0:1936".parse().expect("addr")]);
+    assert!(config.http_server.enabled);
+    assert_eq!(config.http_server.listen.port(), 8088);
+    assert_eq!(config.workers, Some(2));
+    assert_eq!(config.cpu_affinity, [0, 1, 3]);
+    assert!(config.rtc_server.enabled);
+    assert_eq!(config.rtc_server.listen.port(), 8001);
+    assert_eq!(
+        config.rtc_server.candidate,
+        Some("192.0.2.1".parse().expect("ip"))
+    );
+    let vhost = config.vhost(DEFAULT_VHOST);
+    assert_eq!(vhost.http_remux.as_deref(), Some(DEFAULT_FLV_MOUNT));
+    assert!(!vhost.gop_cache);
+    assert_eq!(vhost.queue_length, Duration::from_secs(3));
+    assert_eq!(vhost.merged_write(), None);
+    assert!(vhost.tcp_nodelay);
+    assert_eq!(
+        vhost.rtc,
+        VhostRtc {
+            enabled: true,
+            rtmp_to_rtc: true,
+            nack: false
+        }
+    );
+}
+
+#[test]
+fn ringcast_twin_wins_over_srs_and_the_loser_is_reported() {
+    let (config, warnings) = parse_env(
+        "listen 1935;",
+        &[("SRS_LISTEN", "1936"), ("RINGCAST_LISTEN", "1937")],
+    );
+    assert_eq!(config.listen, ["0.0.0.0:1937".parse().expect("addr")]);
+    assert_eq!(
+        messages(&warnings),
+        ["SRS_LISTEN: ignored, RINGCAST_LISTEN is set too and wins"]
+    );
+}
+
+#[test]
+fn log_variables_have_both_srs_names_the_longer_first() {
+    let (config, warnings) = parse_env(
+        "srs_log_tank console;",
+        &[
+            ("SRS_SRS_LOG_LEVEL", "warn"),
+            ("SRS_LOG_LEVEL", "error"),
+            ("SRS_LOG_TANK", "file"),
+            ("SRS_LOG_FILE", "/var/log/srs.log"),
+        ],
+    );
+    assert_eq!(config.log_level, LogLevel::Warn);
+    assert_eq!(config.log_tank, LogTank::File);
+    assert_eq!(config.log_file, PathBuf::from("/var/log/srs.log"));
+    assert_eq!(
+        messages(&warnings),
+        ["SRS_LOG_LEVEL: ignored, SRS_SRS_LOG_LEVEL is set too and wins"]
+    );
+    let (config, _) = parse_env("", &[("SRS_LOG_LEVEL_V2", "debug")]);
+    assert_eq!(
+        config.log_level,
+        LogLevel::Info,
+        "log4j's debug is SRS's info"
+    );
+}
+
+#[test]
+fn srs_log_level_v2_wins_over_srs_log_level_as_in_srs() {
+    let (config, warnings) = parse("srs_log_level error;\nsrs_log_level_v2 trace;");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.log_level, LogLevel::Verbose);
+    assert_err(
+        "srs_log_level_v2 verbose;",
+        "conf/test.conf:1: srs_log_level_v2: `verbose` is not one of `trace`, `debug`, `info`, \
+         `warn`, `error`",
+    );
+}
+
+#[test]
+fn vhost_variables_apply_to_every_vhost_and_replace_legacy_settings() {
+    let (config, warnings) = parse_env(
+        "vhost a { gop_cache on; play { gop_cache on; } chunk_size 8192; }\nvhost b { }",
+        &[
+            ("SRS_VHOST_PLAY_GOP_CACHE", "off"),
+            ("SRS_VHOST_CHUNK_SIZE", "4096"),
+        ],
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    for name in ["a", "b", DEFAULT_VHOST] {
+        let vhost = config.vhost(name);
+        assert_eq!(vhost.name, name);
+        assert!(!vhost.gop_cache, "{name}");
+        assert_eq!(vhost.chunk_size, Some(4096), "{name}");
+    }
+    assert_eq!(
+        config.chunk_size, 4096,
+        "SRS reads SRS_VHOST_CHUNK_SIZE for the global one too"
+    );
+}
+
+#[test]
+fn forward_variables_set_either_form() {
+    let text = "vhost __defaultVhost__ {\n forward 10.0.0.1:19350;\n}";
+    let (config, _) = parse_env(text, &[("SRS_VHOST_FORWARD_ENABLED", "off")]);
+    assert!(config.vhost(DEFAULT_VHOST).forward.is_empty());
+    let (config, _) = parse_env(text, &[("SRS_VHOST_FORWARD_DESTINATION", "h:1 h:2")]);
+    assert_eq!(config.vhost(DEFAULT_VHOST).forward, ["h:1", "h:2"]);
+}
+
+#[test]
+fn http_server_variables_reach_srs_2_http_stream() {
+    let (config, warnings) = parse_env(
+        "http_stream { enabled on; listen 8081; }",
+        &[("SRS_HTTP_SERVER_LISTEN", "8082")],
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(config.http_server.enabled);
+    assert_eq!(config.http_server.listen.port(), 8082);
+}
+
+#[test]
+fn a_bad_variable_is_named_in_the_error() {
+    let err = Config::parse_with("", FILE, &env(&[("SRS_HTTP_API_ENABLED", "yes")]))
+        .expect_err("not on or off");
+    assert_eq!(
+        err.to_string(),
+        "SRS_HTTP_API_ENABLED: enabled: `yes` is not `on` or `off`"
+    );
+    let err =
+        Config::parse_with("", FILE, &env(&[("RINGCAST_LISTEN", "1935 0")])).expect_err("port 0");
+    assert_eq!(
+        err.to_string(),
+        "RINGCAST_LISTEN: listen: 0 is out of range 1..=65535"
+    );
+}
+
+#[test]
+fn empty_unknown_and_process_variables() {
+    let (config, warnings) = parse_env(
+        "listen 1935;",
+        &[
+            ("SRS_LISTEN", ""),
+            ("SRS_VHOST_HLS_ENABLED", "on"),
+            ("SRS_ENV_ONLY", "on"),
+            ("SRS_CONFIG_FILE", "conf/srs.conf"),
+            ("RINGCAST_IO", "epoll"),
+        ],
+    );
+    assert_eq!(
+        config.listen,
+        ["0.0.0.0:1935".parse().expect("addr")],
+        "empty is unset"
+    );
+    assert_eq!(
+        messages(&warnings),
+        ["SRS_VHOST_HLS_ENABLED: not a directive ringcast supports, ignored"]
+    );
+    let vars = env(&[("SRS_ENV_ONLY", "1"), ("SRS_CONFIG_FILE", "a.conf")]);
+    assert!(vars.env_only());
+    assert_eq!(vars.config_file(), Some(PathBuf::from("a.conf")));
+    let vars = env(&[
+        ("SRS_CONFIG_FILE", "a.conf"),
+        ("RINGCAST_CONFIG_FILE", "b.conf"),
+    ]);
+    assert_eq!(vars.config_file(), Some(PathBuf::from("b.conf")));
+    assert!(!env(&[("SRS_ENV_ONLY", "")]).env_only());
+}
+
+#[test]
+fn environment_only_load_has_no_file() {
+    let (config, warnings) =
+        Config::load_with(None, &env(&[("SRS_LISTEN", "1940")])).expect("environment alone");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.listen, ["0.0.0.0:1940".parse().expect("addr")]);
+    assert_eq!(config.vhosts.len(), 1);
+}
+
+#[test]
+fn include_splices_files_found_beside_the_including_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("parts")).expect("dir");
+    std::fs::write(
+        dir.path().join("parts/vhost.conf"),
+        "vhost a {\n  include play.conf;\n}\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("parts/play.conf"), "gop_cache off;\n").expect("write");
+    std::fs::write(dir.path().join("parts/listen.conf"), "listen 1940;\n").expect("write");
+    let main = dir.path().join("main.conf");
+    std::fs::write(
+        &main,
+        "include parts/listen.conf parts/vhost.conf;\nvhost b { }\n",
+    )
+    .expect("write");
+    let (config, warnings) = Config::load(&main).expect("includes resolve");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.listen, [addr("0.0.0.0:1940")]);
+    assert!(!config.vhost("a").gop_cache);
+    assert!(config.vhost("b").gop_cache);
+
+    std::fs::write(dir.path().join("parts/play.conf"), "\n\ngop_cache maybe;\n").expect("write");
+    let err = Config::load(&main).expect_err("bad value in an included file");
+    let play = dir.path().join("parts/play.conf");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:3: gop_cache: `maybe` is not `on` or `off`",
+            play.display()
+        )
+    );
+}
+
+#[test]
+fn include_of_itself_or_a_missing_file_fails() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let main = dir.path().join("loop.conf");
+    std::fs::write(&main, "listen 1935;\ninclude loop.conf;\n").expect("write");
+    let err = Config::load(&main).expect_err("a loop");
+    assert!(
+        matches!(
+            err,
+            ConfigError::IncludeTooDeep {
+                line: 2,
+                max: MAX_INCLUDE_DEPTH,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    std::fs::write(&main, "include nowhere.conf;\n").expect("write");
+    let err = Config::load(&main).expect_err("missing");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:1: include: nowhere.conf is neither in the working directory nor beside this file",
+            main.display()
+        )
+    );
 }

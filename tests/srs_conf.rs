@@ -1,0 +1,93 @@
+//! SRS's own example configs (`../shared/srs-conf/`: the files of SRS 6.0's `trunk/conf`)
+//! all load with `ringcast -t`, each at most with warnings for what ringcast does not do. They
+//! are checked the way SRS runs them, from the folder that holds `conf/`, so that
+//! `include ./conf/include.vhost.conf;` resolves as it does for SRS.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn corpus() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/srs-conf");
+    assert!(
+        dir.is_dir(),
+        "{} is missing: the SRS config corpus must sit beside the checkout",
+        dir.display()
+    );
+    dir
+}
+
+/// `ringcast -t -c conf/NAME` run from `root`, where `conf` is the corpus.
+fn check(root: &Path, name: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args(["-t", "-c"])
+        .arg(Path::new("conf").join(name))
+        .current_dir(root)
+        .env_clear()
+        .output()
+        .expect("running ringcast -t")
+}
+
+#[test]
+fn every_srs_example_config_loads() {
+    let corpus = corpus();
+    let root = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink(&corpus, root.path().join("conf")).expect("conf link");
+    let mut names: Vec<String> = std::fs::read_dir(&corpus)
+        .expect("reading the corpus")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".conf"))
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= 99,
+        "only {} configs in {}",
+        names.len(),
+        corpus.display()
+    );
+    let failed: Vec<String> = names
+        .iter()
+        .filter_map(|name| {
+            let out = check(root.path(), name);
+            (!out.status.success())
+                .then(|| format!("{name}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} fail:\n{}",
+        failed.len(),
+        names.len(),
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn srs_include_example_pulls_in_its_vhost() {
+    let root = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink(corpus(), root.path().join("conf")).expect("conf link");
+    let out = check(root.path(), "include.conf");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // include.vhost.conf's vhost has an `hls {}` block, which only that file holds.
+    assert!(
+        stderr.contains("conf/include.vhost.conf:2: vhost.hls: not supported"),
+        "the included file is read, and its warnings point into it:\n{stderr}"
+    );
+    assert!(!stderr.contains("include: not supported"), "{stderr}");
+}
+
+#[test]
+fn http_ts_and_audio_mounts_warn_that_they_are_not_served() {
+    let root = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink(corpus(), root.path().join("conf")).expect("conf link");
+    for name in [
+        "http.ts.live.conf",
+        "http.aac.live.conf",
+        "http.mp3.live.conf",
+    ] {
+        let out = check(root.path(), name);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains("not served yet"), "{name}: {stderr}");
+    }
+}
