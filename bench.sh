@@ -7,8 +7,10 @@
 # server's RSS with the publisher alone, starts the players, waits for the ramp and each
 # player's GOP-cache burst, then samples over the measuring window: server CPU (user and
 # system, from /proc), RSS, established connections, expected and actual bandwidth, the load
-# tool's CPU and the players' latency. It prints the Markdown table and writes results.csv,
-# table.md and chart.svg under bench-results/.
+# tool's CPU and the players' latency. Before each run it prints a progress line (the run and
+# the level of how many, the server, the time left at the mean run's pace). It prints the
+# Markdown table and writes results.csv, table.md and chart.svg (CPU and memory against
+# players) under bench-results/.
 #
 # Servers: ringcast (io_uring), ringcast-epoll (the same binary on its epoll fallback, so
 # io_uring's gain is measured), ringcast-nocount (built without the alloc-count feature, the
@@ -508,12 +510,38 @@ soak() {
 }
 [[ -n "${soak_minutes:-}" ]] && { soak "$soak_minutes"; exit 0; }
 
-for players in $levels; do
-    for name in $servers; do
-        echo "-- $name, $players $proto players"
+# Seconds as "1 min 05 s" or "42 s".
+duration() {
+    local s=$1
+    if ((s >= 60)); then
+        printf '%d min %02d s' $((s / 60)) $((s % 60))
+    else
+        printf '%d s' "$s"
+    fi
+}
+
+read -r -a level_list <<<"$levels"
+read -r -a server_list <<<"$servers"
+runs_total=$((${#level_list[@]} * ${#server_list[@]}))
+# A run is the publisher's 4 s alone, the ramp, the warm-up and the window, plus about 3 s
+# to start and stop the processes; after the first run, the mean of the runs so far.
+run_guess=$((4 + ramp + warmup + measure + 3))
+runs_done=0
+level_no=0
+bench_t0=$(date +%s)
+for players in "${level_list[@]}"; do
+    level_no=$((level_no + 1))
+    for name in "${server_list[@]}"; do
+        per_run=$run_guess
+        ((runs_done)) && per_run=$((($(date +%s) - bench_t0) / runs_done))
+        echo "-- [run $((runs_done + 1))/$runs_total, level $level_no/${#level_list[@]}]" \
+            "$name, $players $proto players: about $(duration "$per_run") this run," \
+            "$(duration $((per_run * (runs_total - runs_done)))) left"
         measure_one "$name" "$players"
+        runs_done=$((runs_done + 1))
     done
 done
+echo "== $runs_total runs in $(duration $(($(date +%s) - bench_t0)))"
 
 echo
 "$bench" report --csv "$csv" --svg "$out/chart.svg" | tee "$out/table.md"

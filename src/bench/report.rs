@@ -253,15 +253,60 @@ fn server_order(rows: &[Row]) -> Vec<String> {
     order
 }
 
-/// What a chart panel plots of a row.
-type Metric = fn(&Row) -> f64;
+/// One chart panel: its title, its y axis' title (with the unit) and what it plots of a row.
+struct Panel {
+    title: &'static str,
+    y_axis: &'static str,
+    value: fn(&Row) -> f64,
+}
+
+const PANELS: [Panel; 2] = [
+    Panel {
+        title: "Server CPU",
+        y_axis: "CPU, % of one core (user + system)",
+        value: |r| r.cpu_pct,
+    },
+    Panel {
+        title: "Server memory",
+        y_axis: "RSS, MB",
+        value: |r| r.rss_mb,
+    },
+];
 
 const COLORS: [&str; 6] = [
     "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
 
-/// An SVG with two panels side by side, server CPU (%) and RSS (MB) against players, one
-/// line per server (and protocol).
+/// Dash patterns beside the colours, so that lines stay apart in grey print.
+const DASHES: [&str; 3] = ["", "6 3", "2 3"];
+
+/// A tick step of 1, 2 or 5 times a power of ten that cuts `0..max` into at most `ticks`
+/// parts, and the axis' end: the first multiple of the step at or above `max`.
+fn axis(max: f64, ticks: f64) -> (f64, f64) {
+    let max = if max > 0.0 { max } else { 1.0 };
+    let raw = max / ticks;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * magnitude);
+    (step, (max / step - 1e-9).ceil() * step)
+}
+
+/// A tick label with as many decimals as the step needs.
+fn tick(v: f64, step: f64) -> String {
+    let decimals = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10().floor()) as usize
+    };
+    format!("{v:.decimals$}")
+}
+
+/// An SVG chart, readable as it is in a browser: a panel of server CPU (% of one core) and
+/// one of RSS (MB), each against players, with axis titles, ticks on round numbers and a
+/// legend of one line per server (and protocol, when not RTMP).
 pub fn svg(rows: &[Row]) -> String {
     let mut series: Vec<(String, Vec<&Row>)> = Vec::new();
     for r in rows {
@@ -278,92 +323,140 @@ pub fn svg(rows: &[Row]) -> String {
     for (_, v) in &mut series {
         v.sort_by_key(|r| r.players);
     }
-    let (pw, ph, margin) = (420.0, 300.0, 50.0);
-    let width = 2.0 * (pw + 2.0 * margin);
-    let height = ph + 2.0 * margin + 20.0 * series.len() as f64;
-    let max_players = rows.iter().map(|r| r.players).max().unwrap_or(1).max(1) as f64;
+    let protos: Vec<&str> = rows.iter().fold(Vec::new(), |mut v, r| {
+        if !v.contains(&r.proto.as_str()) {
+            v.push(&r.proto);
+        }
+        v
+    });
+    // Plot areas side by side; room on the left of each for the y axis' labels and title,
+    // below for the x axis', above for the chart's title and the legend.
+    let (pw, ph) = (380.0, 260.0);
+    let (left, right, bottom) = (80.0, 30.0, 60.0);
+    let legend_rows = series.len().div_ceil(4) as f64;
+    let top = 60.0 + 22.0 * legend_rows;
+    let width = PANELS.len() as f64 * (left + pw + right);
+    let height = top + ph + bottom;
+    let (x_step, x_max) = axis(
+        rows.iter().map(|r| r.players).max().unwrap_or(0) as f64,
+        6.0,
+    );
     let mut out = String::new();
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
     );
+    let title = format!(
+        "ringcast bench.sh: server CPU and memory against players ({})",
+        protos.join(", ")
+    );
+    let _ = writeln!(out, "<title>{}</title>", escape(&title));
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let panels: [(&str, Metric); 2] = [
-        ("Server CPU (% of one core)", |r| r.cpu_pct),
-        ("Server memory (RSS, MB)", |r| r.rss_mb),
-    ];
-    for (p, (title, value)) in panels.iter().enumerate() {
-        let x0 = margin + p as f64 * (pw + 2.0 * margin);
-        let y0 = margin;
-        let max_v = rows.iter().map(value).fold(0.0, f64::max).max(1e-9) * 1.1;
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="middle" font-weight="bold">{title}</text>"#,
-            x0 + pw / 2.0,
-            y0 - 15.0
-        );
-        let _ = writeln!(
-            out,
-            r##"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##
-        );
-        for t in 0..=4 {
-            let f = f64::from(t) / 4.0;
-            let y = y0 + ph - f * ph;
-            let _ = writeln!(
-                out,
-                r##"<line x1="{x0}" y1="{y}" x2="{}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{:.1}</text>"##,
-                x0 + pw,
-                x0 - 5.0,
-                y + 4.0,
-                f * max_v
-            );
-            let x = x0 + f * pw;
-            let _ = writeln!(
-                out,
-                r#"<text x="{x}" y="{}" text-anchor="middle">{:.0}</text>"#,
-                y0 + ph + 15.0,
-                f * max_players
-            );
-        }
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="middle">players</text>"#,
-            x0 + pw / 2.0,
-            y0 + ph + 32.0
-        );
-        for (i, (_, points)) in series.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            let pts: Vec<String> = points
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{:.1},{:.1}",
-                        x0 + r.players as f64 / max_players * pw,
-                        y0 + ph - value(r) / max_v * ph
-                    )
-                })
-                .collect();
-            let _ = writeln!(
-                out,
-                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
-                pts.join(" ")
-            );
-            for pt in &pts {
-                let (x, y) = pt.split_once(',').unwrap_or(("0", "0"));
-                let _ = writeln!(out, r#"<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>"#);
-            }
-        }
-    }
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="24" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
+        width / 2.0,
+        escape(&title)
+    );
     for (i, (name, _)) in series.iter().enumerate() {
-        let y = margin + ph + 50.0 + 20.0 * i as f64;
-        let color = COLORS[i % COLORS.len()];
+        let x = left + 200.0 * (i % 4) as f64;
+        let y = 48.0 + 22.0 * (i / 4) as f64;
         let _ = writeln!(
             out,
-            r#"<rect x="{margin}" y="{}" width="12" height="12" fill="{color}"/><text x="{}" y="{y}">{}</text>"#,
-            y - 10.0,
-            margin + 18.0,
+            r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{}" stroke-width="2.5" stroke-dasharray="{}"/><circle cx="{}" cy="{y}" r="3.5" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+            x + 28.0,
+            COLORS[i % COLORS.len()],
+            DASHES[i % DASHES.len()],
+            x + 14.0,
+            COLORS[i % COLORS.len()],
+            x + 36.0,
+            y + 4.0,
             escape(name)
         );
+    }
+    for (p, panel) in PANELS.iter().enumerate() {
+        let x0 = p as f64 * (left + pw + right) + left;
+        let y0 = top;
+        let (y_step, y_max) = axis(rows.iter().map(panel.value).fold(0.0, f64::max), 5.0);
+        let px = |players: f64| x0 + players / x_max * pw;
+        let py = |v: f64| y0 + ph - v / y_max * ph;
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="middle" font-size="13" font-weight="bold">{}</text>"#,
+            x0 + pw / 2.0,
+            y0 - 10.0,
+            panel.title
+        );
+        let mut v = 0.0;
+        while v <= y_max + y_step / 2.0 {
+            let y = py(v);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{x0}" y1="{y}" x2="{}" y2="{y}" stroke="#e4e4e4"/><line x1="{}" y1="{y}" x2="{x0}" y2="{y}" stroke="#333"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+                x0 + pw,
+                x0 - 5.0,
+                x0 - 8.0,
+                y + 4.0,
+                tick(v, y_step)
+            );
+            v += y_step;
+        }
+        let mut n = 0.0;
+        while n <= x_max + x_step / 2.0 {
+            let x = px(n);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{x}" y1="{y0}" x2="{x}" y2="{}" stroke="#f0f0f0"/><line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#333"/><text x="{x}" y="{}" text-anchor="middle">{}</text>"##,
+                y0 + ph,
+                y0 + ph,
+                y0 + ph + 5.0,
+                y0 + ph + 18.0,
+                tick(n, x_step)
+            );
+            n += x_step;
+        }
+        let _ = writeln!(
+            out,
+            r##"<path d="M{x0},{y0} V{} H{}" fill="none" stroke="#333"/>"##,
+            y0 + ph,
+            x0 + pw
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="middle">players (connections to the server)</text>"#,
+            x0 + pw / 2.0,
+            y0 + ph + 40.0
+        );
+        let _ = writeln!(
+            out,
+            r#"<text transform="translate({},{}) rotate(-90)" text-anchor="middle">{}</text>"#,
+            x0 - 55.0,
+            y0 + ph / 2.0,
+            panel.y_axis
+        );
+        for (i, (name, points)) in series.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let pts: Vec<(f64, f64)> = points
+                .iter()
+                .map(|r| (px(r.players as f64), py((panel.value)(r))))
+                .collect();
+            let line: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+            let _ = writeln!(
+                out,
+                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{}"/>"#,
+                line.join(" "),
+                DASHES[i % DASHES.len()]
+            );
+            for ((x, y), r) in pts.iter().zip(points) {
+                let _ = writeln!(
+                    out,
+                    r#"<circle cx="{x:.1}" cy="{y:.1}" r="3.5" fill="{color}"><title>{}, {} players: {:.1}</title></circle>"#,
+                    escape(name),
+                    r.players,
+                    (panel.value)(r)
+                );
+            }
+        }
     }
     out.push_str("</svg>\n");
     out
@@ -434,6 +527,21 @@ mod tests {
         assert!(s.starts_with("<svg"));
         assert_eq!(s.matches("<polyline").count(), 4, "two servers, two panels");
         assert!(s.contains("nginx-rtmp") && s.trim_end().ends_with("</svg>"));
+        assert!(s.contains("viewBox=") && s.contains("RSS, MB") && s.contains("players ("));
+        // Ticks on round numbers: 0 to 2000 players in steps of 500, CPU 0 to 50 in 10s.
+        for label in [">500<", ">2000<", ">10<", ">50<"] {
+            assert!(s.contains(label), "{label} in {s}");
+        }
+    }
+
+    #[test]
+    fn axes_end_on_round_numbers() {
+        assert_eq!(axis(2000.0, 6.0), (500.0, 2000.0));
+        assert_eq!(axis(2500.0, 6.0), (500.0, 2500.0));
+        assert_eq!(axis(73.2, 5.0), (20.0, 80.0));
+        assert_eq!(axis(0.0, 5.0), (0.2, 1.0));
+        assert_eq!(tick(0.4, 0.2), "0.4");
+        assert_eq!(tick(1500.0, 500.0), "1500");
     }
 
     #[test]
