@@ -2,25 +2,40 @@
 //! forwarding to other RTMP servers), io_uring thread-per-core, with zero-copy fan-out: each
 //! message is serialized once into refcounted bytes that every player on every core shares.
 //!
-//! Module map, one folder per concern:
-//! - [`bench`]: the load tool behind `ringcast-bench` (players, publishers, SEI latency).
-//! - [`config`]: the SRS/nginx-style config file, parsed into a typed [`config::Config`].
-//! - [`rtmp`]: the RTMP protocol, sans-IO (handshake, chunks, AMF0, server and client sessions).
-//! - [`flv`]: FLV tags, read and written, for the test publisher and HTTP-FLV.
-//! - [`media`]: frames as shared by the fan-out, codec sniffing, timestamp correction.
-//! - [`http`]: the HTTP/1.1 server: SRS's API, HTTP-FLV players, Prometheus metrics.
-//! - [`hub`]: the stream registry, one Source per stream, per-core rings and consumers, and
-//!   the per-core flush schedule (`mw_latency` on the video frames).
-//! - [`runtime`]: worker threads on io_uring (epoll fallback), listeners, and the process
-//!   tuning from the config (CPU pinning, nice, open-file limit, UDP buffer sizes).
-//! - [`server`]: the I/O drivers that connect sockets, sessions and the hub, and the cohorts
-//!   that send each flush's batch to every player in step, through a per-core send ring.
-//! - [`stats`]: the periodic log line, the client registry, rates, /proc readings.
+//! Module map, one folder per concern, listed from the top of the import graph down: a folder
+//! imports only folders below it, and no two files inside a folder import each other
+//! (`tests/layering.rs` checks both, and prints the graph with `-- --nocapture`).
+//! - [`app`]: what starts a worker (its listeners, accept loops and WebRTC socket), shutdown
+//!   by broadcast and drop, the SRS log line layout, the periodic log and the rates sampler.
+//!   The only folder that knows every driver.
+//! - [`http`]: the HTTP/1.1 driver: connection loop, router, replies, SRS's API, the
+//!   profiling and WebRTC signalling routes, HTTP-FLV players, Prometheus metrics.
+//! - [`server`]: the RTMP driver: a connection's control phase, publishers, players, forwards.
 //! - [`profile`]: CPU and heap profiles, the counting allocator, the incremental leak check,
-//!   SRS's process statistics.
+//!   SRS's process statistics; no HTTP.
+//! - [`state`]: [`state::Shared`], what every worker updates and the API reads.
+//! - [`rtc`]: WebRTC: pure signalling, SDP, STUN, packetizing and bridging; the sans-IO
+//!   engine (str0m sessions, a timer table, fan-out) fed datagrams, frames and time by its
+//!   UDP driver; no server state.
+//! - [`egress`]: the fan-out writers: cohorts of players in step, the per-core send ring,
+//!   a player's own vectored writes.
+//! - [`runtime`]: worker threads on io_uring (epoll fallback), listeners, the one
+//!   [`runtime::Connection`] read loop, and the process tuning from the config.
+//! - [`stats`]: the client registry, the 30-second rates, /proc readings.
+//! - [`hub`]: the stream registry, one Source per stream, per-core rings (pure), the flush
+//!   schedule on `mw_latency` (pure, any clock), consumers, and the relay task per core.
+//! - [`media`]: frames as the fan-out shares them and every wire form of a frame
+//!   ([`media::wire`]: RTMP chunks, FLV tags), codec sniffing, timestamp correction.
+//! - [`rtmp`]: the RTMP protocol, sans-IO (handshake with the caller's rng, chunks, AMF0,
+//!   message types, server and client sessions).
+//! - [`flv`]: FLV tags, read and written. [`config`]: the SRS/nginx-style config file, the
+//!   environment's `SRS_*` overrides, parsed into a typed [`config::Config`].
+//! - [`bench`]: the load tool behind `ringcast-bench` (players, publishers, SEI latency), a
+//!   client of the protocol folders only.
 //!
-//! Protocol code is sans-IO and has no `unsafe`; the I/O layer and [`profile`]'s allocator
-//! and valgrind hooks are the only places that may.
+//! Protocol code is sans-IO and forbids `unsafe`; the I/O layer ([`runtime`], the send ring,
+//! the WebRTC UDP driver) and [`profile`]'s allocator and valgrind hooks are the only places
+//! that may use it, each block with its `SAFETY` note.
 #![warn(missing_docs, unreachable_pub)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 

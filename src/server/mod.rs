@@ -6,6 +6,8 @@
 //! applies timeouts and connection limits, and logs each connection's events once, with the
 //! connection's id. Protocol decisions belong to the sessions, fan-out to the hub.
 
+#![forbid(unsafe_code)]
+
 mod conn;
 mod error;
 mod forward;
