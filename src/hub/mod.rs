@@ -32,6 +32,7 @@ pub use consumer::{Consumer, Wake};
 pub use ring::Position;
 pub use source::{PublishGuard, Relay, Snapshot, Source};
 
+use crate::config::Config;
 use crate::media::Frame;
 
 /// Identifies a stream: vhost, app and stream name, as in `rtmp://host/app/stream?vhost=v`.
@@ -64,6 +65,29 @@ pub struct StreamSettings {
     /// `mw_latency`: the longest a frame waits on a core before its players' write (the
     /// flush, see `flush.rs`); `None` writes at each arrival.
     pub merge: Option<Duration>,
+}
+
+/// The key and settings of stream `app/stream` of `vhost` under `config` (an unknown vhost
+/// falls back to the default one): what every way in (RTMP, HTTP-FLV, WHIP/WHEP) resolves.
+pub fn stream_of(
+    config: &Config,
+    vhost: &str,
+    app: &str,
+    stream: &str,
+) -> (StreamKey, StreamSettings) {
+    let v = config.vhost(vhost);
+    let key = StreamKey {
+        vhost: v.name.clone(),
+        app: app.to_owned(),
+        stream: stream.to_owned(),
+    };
+    let settings = StreamSettings {
+        gop_cache: v.gop_cache,
+        queue_length: v.queue_length,
+        chunk_size: v.chunk_size.unwrap_or(config.chunk_size),
+        merge: v.merged_write(),
+    };
+    (key, settings)
 }
 
 /// Stream `v/live/s` with SRS's settings and no merged write (a flush at each arrival),

@@ -19,7 +19,6 @@ use super::engine::hub::RtcHub;
 use super::engine::Engine;
 use super::signal::SignalError;
 use crate::config::Config;
-use crate::hub::{StreamKey, StreamSettings};
 
 const SERVER: &str = "127.0.0.1:8000";
 const CONFIG: &str = "rtc_server { enabled on; listen 8000; candidate 127.0.0.1; }
@@ -95,23 +94,6 @@ impl Client {
     }
 }
 
-/// The stream key and settings the RTMP side would make (what the server's state resolves).
-fn stream_of(config: &Config, vhost: &str, app: &str, stream: &str) -> (StreamKey, StreamSettings) {
-    let v = config.vhost(vhost);
-    let key = StreamKey {
-        vhost: v.name.clone(),
-        app: app.to_owned(),
-        stream: stream.to_owned(),
-    };
-    let settings = StreamSettings {
-        gop_cache: v.gop_cache,
-        queue_length: v.queue_length,
-        chunk_size: v.chunk_size.unwrap_or(config.chunk_size),
-        merge: v.merged_write(),
-    };
-    (key, settings)
-}
-
 struct Net {
     config: Config,
     hub: Arc<RtcHub>,
@@ -146,7 +128,7 @@ impl Net {
         body: &[u8],
     ) -> Result<SignalAnswer, SignalError> {
         let config = &self.config;
-        let stream = |v: &str, a: &str, s: &str| stream_of(config, v, a, s);
+        let stream = |v: &str, a: &str, s: &str| crate::hub::stream_of(config, v, a, s);
         let ctx = SignalContext {
             config,
             hub: &self.hub,

@@ -133,20 +133,7 @@ impl Shared {
         app: &str,
         stream: &str,
     ) -> (StreamKey, StreamSettings) {
-        let config = self.config();
-        let v = config.vhost(vhost);
-        let key = StreamKey {
-            vhost: v.name.clone(),
-            app: app.to_owned(),
-            stream: stream.to_owned(),
-        };
-        let settings = StreamSettings {
-            gop_cache: v.gop_cache,
-            queue_length: v.queue_length,
-            chunk_size: v.chunk_size.unwrap_or(config.chunk_size),
-            merge: v.merged_write(),
-        };
-        (key, settings)
+        crate::hub::stream_of(&self.config(), vhost, app, stream)
     }
 }
 
