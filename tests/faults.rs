@@ -10,7 +10,7 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -21,12 +21,30 @@ use common::*;
 /// The test media's bitrate is 528 kbps; a served player must get at least this much.
 const MIN_PLAYER_KBPS: usize = 400;
 
-/// Reads `player` for `window` after `warmup` and returns its media bitrate in kbps.
-fn measure_kbps(mut player: Client, warmup: Duration, window: Duration) -> usize {
+/// Reads `player` for `window` after `warmup` and returns its media bitrate in kbps; says on
+/// `measuring` when the window starts. The window is the measurement: it is waited out.
+fn measure_kbps(
+    mut player: Client,
+    warmup: Duration,
+    window: Duration,
+    measuring: mpsc::Sender<()>,
+) -> usize {
     player.media_for(warmup, |_| false).expect("player warmup");
+    // The receiver may have stopped listening: the measurement goes on all the same.
+    let _ = measuring.send(());
     let start = Instant::now();
     let media = player.media_for(window, |_| false).expect("player");
     payload_bytes(&media) * 8 / start.elapsed().as_millis().max(1) as usize
+}
+
+/// Bytes the server read from the publisher of the one stream, as the API counts them.
+fn publisher_recv_bytes(server: &Server) -> u64 {
+    let clients = server.api_json("/api/v1/clients");
+    clients["clients"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["publish"] == true))
+        .and_then(|c| c["recv_bytes"].as_u64())
+        .unwrap_or_else(|| panic!("no publisher listed: {clients}"))
 }
 
 /// True when a read says the server closed the connection (not that the read timed out).
@@ -51,6 +69,9 @@ fn publisher_killed_mid_message() {
     for t in tags.iter().take(150) {
         publisher.send(t, t.timestamp).expect("send");
     }
+    // Everything before the partial message has been read once the hub has all 150 frames.
+    server.wait_frames_in("killed", 150, Duration::from_secs(5));
+    let read_before = publisher_recv_bytes(&server);
     let before = player
         .media_for(Duration::from_secs(3), |m| m.len() >= 100)
         .expect("media");
@@ -61,12 +82,18 @@ fn publisher_killed_mid_message() {
     partial.extend_from_slice(&[9, 1, 0, 0, 0]);
     partial.extend_from_slice(&[0x17; 1000]);
     publisher.send_raw(&partial).expect("partial message");
-    std::thread::sleep(Duration::from_millis(100));
+    // The reset must come after the server read the start of the message, not before.
+    wait_until(
+        Duration::from_secs(3),
+        "the server read the partial message",
+        || publisher_recv_bytes(&server) >= read_before + partial.len() as u64,
+    );
     publisher.kill();
     assert!(
         server.wait_log("peer disconnected", Duration::from_secs(3)),
         "the publisher's reset was not noticed"
     );
+    // Waiting out the window is the check: the player must not be closed in it.
     player
         .media_for(Duration::from_millis(500), |_| false)
         .expect("the player was dropped with its publisher");
@@ -98,11 +125,13 @@ fn stalled_players_are_cut_and_others_keep_their_bitrate() {
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = Client::publish(server.port, "live").expect("publish");
     let feeder = publish_realtime(publisher, tags.clone(), stop.clone());
+    let (measuring, _) = mpsc::channel();
     let healthy: Vec<_> = (0..3)
         .map(|_| {
             let p = Client::play(server.port, "live").expect("play");
+            let measuring = measuring.clone();
             std::thread::spawn(move || {
-                measure_kbps(p, Duration::from_secs(1), Duration::from_secs(3))
+                measure_kbps(p, Duration::from_secs(1), Duration::from_secs(3), measuring)
             })
         })
         .collect();
@@ -117,6 +146,7 @@ fn stalled_players_are_cut_and_others_keep_their_bitrate() {
     let start = Instant::now();
     let looped = (0..3u32).flat_map(|i| tags.iter().map(move |t| (t, t.timestamp + i * 60_000)));
     for (t, ts) in looped.take_while(|(_, ts)| *ts < 160_000) {
+        // Pacing, not synchronization: the load is a stream at 64x its rate.
         let due = Duration::from_millis(u64::from(ts / 64));
         if let Some(wait) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(wait);
@@ -131,15 +161,10 @@ fn stalled_players_are_cut_and_others_keep_their_bitrate() {
             "a healthy player got {kbps} kbps next to stalled ones"
         );
     }
-    let start = Instant::now();
-    while server.log().matches("stopped reading").count() < STALLED {
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "stalled players not cut:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let cut = poll_until(Duration::from_secs(3), || {
+        server.log().matches("stopped reading").count() >= STALLED
+    });
+    assert!(cut, "stalled players not cut:\n{}", server.log());
     let rss_end = rss_kib(server.pid());
     stop.store(true, Ordering::Relaxed);
     drop(feeder.join());
@@ -160,15 +185,27 @@ fn a_flood_of_ten_times_max_connections_is_refused_at_once() {
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = Client::publish(server.port, "flood").expect("publish");
     let feeder = publish_realtime(publisher, media_tags(), stop.clone());
+    let (measuring, measured) = mpsc::channel();
     let players: Vec<_> = (0..3)
         .map(|_| {
             let p = Client::play(server.port, "flood").expect("play");
+            let measuring = measuring.clone();
             std::thread::spawn(move || {
-                measure_kbps(p, Duration::from_millis(500), Duration::from_secs(3))
+                measure_kbps(
+                    p,
+                    Duration::from_millis(500),
+                    Duration::from_secs(3),
+                    measuring,
+                )
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(700));
+    // The flood comes while every served player measures its bitrate.
+    for _ in &players {
+        measured
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a served player never started measuring");
+    }
     let served = 4;
     let flood: Vec<TcpStream> = (0..10 * MAX)
         .map(|_| TcpStream::connect(("127.0.0.1", server.port)).expect("connect"))
@@ -278,41 +315,58 @@ fn sigterm_with_two_thousand_players_exits_within_two_seconds() {
         .spawn()
         .expect("starting ringcast-bench");
     let _bench = Reaper(bench);
-    let start = Instant::now();
-    while server
-        .log()
-        .matches("play __defaultVhost__/live/many")
-        .count()
-        < PLAYERS
-    {
-        if start.elapsed() > Duration::from_secs(20) {
-            let log = server.log();
-            let mut reasons = std::collections::BTreeMap::new();
-            for l in log.lines() {
-                if let Some((_, why)) = l.split_once("closing: ") {
-                    let why = why.split(" \u{1b}").next().unwrap_or(why);
-                    *reasons.entry(why.to_owned()).or_insert(0) += 1;
-                }
+    // Reading the log of 2000 joins costs the loaded server's machine: not too often.
+    let joined = poll_until_every(Duration::from_secs(20), Duration::from_millis(200), || {
+        server
+            .log()
+            .matches("play __defaultVhost__/live/many")
+            .count()
+            >= PLAYERS
+    });
+    if !joined {
+        let log = server.log();
+        let mut reasons = std::collections::BTreeMap::new();
+        for l in log.lines() {
+            if let Some((_, why)) = l.split_once("closing: ") {
+                let why = why.split(" \u{1b}").next().unwrap_or(why);
+                *reasons.entry(why.to_owned()).or_insert(0) += 1;
             }
-            panic!(
-                "only {} players after 20 s; connections closed early: {reasons:?}",
-                log.matches("play __defaultVhost__/live/many").count(),
-            );
         }
-        std::thread::sleep(Duration::from_millis(200));
+        panic!(
+            "only {} players after 20 s; connections closed early: {reasons:?}",
+            log.matches("play __defaultVhost__/live/many").count(),
+        );
     }
+    let tags = media_tags();
+    // Every player is written to once each has been sent the stream up to its first keyframe.
+    let first_key = tags
+        .iter()
+        .position(|t| t.type_id == 9 && t.data.first().is_some_and(|b| b >> 4 == 1))
+        .expect("a keyframe");
+    let opening: u64 = tags[..=first_key].iter().map(|t| t.data.len() as u64).sum();
     let stop = Arc::new(AtomicBool::new(false));
-    let feeder = publish_realtime(publisher, media_tags(), stop.clone());
-    std::thread::sleep(Duration::from_millis(1000));
+    let feeder = publish_realtime(publisher, tags, stop.clone());
+    let mut behind = PLAYERS;
+    let fanned_out = poll_until_every(Duration::from_secs(20), Duration::from_millis(200), || {
+        let clients = server.api_json(&format!("/api/v1/clients?count={}", PLAYERS + 10));
+        let served = clients["clients"]
+            .as_array()
+            .expect("clients")
+            .iter()
+            .filter(|c| c["type"] == "rtmp-play")
+            .filter(|c| c["send_bytes"].as_u64().unwrap_or(0) >= opening)
+            .count();
+        behind = PLAYERS.saturating_sub(served);
+        behind == 0
+    });
+    assert!(
+        fanned_out,
+        "{behind} of {PLAYERS} players not sent the first {opening} bytes of media in 20 s"
+    );
     let signalled = Instant::now();
     kill(Pid::from_raw(server.pid() as i32), Signal::SIGTERM).expect("SIGTERM");
-    while server.alive() {
-        assert!(
-            signalled.elapsed() < Duration::from_secs(2),
-            "still running 2 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let exited = poll_until(Duration::from_secs(2), || !server.alive());
+    assert!(exited, "still running 2 s after SIGTERM");
     eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
     stop.store(true, Ordering::Relaxed);
     drop(feeder.join());
@@ -374,8 +428,10 @@ fn sighup_applies_new_settings_to_new_streams_only() {
     for t in &first_secs {
         new.send(t, t.timestamp).expect("send");
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The joiner must come after the keyframe at 2 s went by, not receive it live.
+    server.wait_frames_in("new", first_secs.len(), Duration::from_secs(5));
     let mut joiner = Client::play(server.port, "new").expect("play");
+    // Waiting out the window is the check: no keyframe may come in it.
     let early = joiner
         .media_for(Duration::from_millis(700), |_| false)
         .expect("media");
@@ -400,18 +456,13 @@ fn a_second_server_on_a_busy_port_refuses_to_start() {
         .spawn()
         .expect("starting a second ringcast");
     let mut second = Reaper(second);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = second.0.try_wait().expect("waiting") {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "a second ringcast is serving port {} too",
-            server.port
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut status = None;
+    poll_until(Duration::from_secs(5), || {
+        status = second.0.try_wait().expect("waiting");
+        status.is_some()
+    });
+    let status =
+        status.unwrap_or_else(|| panic!("a second ringcast is serving port {} too", server.port));
     let mut stderr = String::new();
     second
         .0

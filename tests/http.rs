@@ -7,6 +7,8 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -68,20 +70,19 @@ fn flv_player(server: &Server, stream: &str) -> TcpStream {
 
 /// The API's view of one stream, polled until `ready` says so.
 fn stream_until(server: &Server, ready: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let v = api(server, "/api/v1/streams", 200);
-        if let Some(s) = v["streams"].as_array().and_then(|a| a.first()) {
-            if ready(s) {
-                return s.clone();
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "stream never ready: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut last = Value::Null;
+    let mut found = None;
+    let reached = poll_until(Duration::from_secs(15), || {
+        last = api(server, "/api/v1/streams", 200);
+        found = last["streams"]
+            .as_array()
+            .and_then(|a| a.first())
+            .filter(|s| ready(s))
+            .cloned();
+        found.is_some()
+    });
+    assert!(reached, "stream never ready: {last}");
+    found.expect("the stream that was ready")
 }
 
 /// ffmpeg decodes 10 s of HTTP-FLV while ffmpeg publishes over RTMP.
@@ -388,9 +389,9 @@ fn delete_kicks_players_and_the_publisher() {
     );
     assert_eq!(status, 200);
     assert!(server.wait_log("kicked by the HTTP API", Duration::from_secs(5)));
-    let start = Instant::now();
-    loop {
-        let v = api(&server, "/api/v1/clients", 200);
+    let mut v = Value::Null;
+    let gone = poll_until(Duration::from_secs(5), || {
+        v = api(&server, "/api/v1/clients", 200);
         let publishers = v["clients"]
             .as_array()
             .expect("clients")
@@ -400,15 +401,9 @@ fn delete_kicks_players_and_the_publisher() {
         let kicked_gone = !v
             .to_string()
             .contains(&format!("\"{}\"", id_of("fmle-publish")));
-        if kicked_gone || publishers == 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "publisher still listed: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        kicked_gone || publishers == 0
+    });
+    assert!(gone, "publisher still listed: {v}");
     let (status, body) = curl(
         &["-X", "DELETE"],
         &server.api_url("/api/v1/clients/123456789"),
@@ -467,26 +462,45 @@ fn metrics_parse_and_counters_move() {
     let server = Server::start(2, "", "http_remux { enabled on; }");
     let _publisher = publish(&server);
     let mut player = flv_player(&server, "livestream");
+    // The player reads until the checks are done (at most 30 s), so it never stalls.
+    let done = Arc::new(AtomicBool::new(false));
+    let reading = done.clone();
     let reader = std::thread::spawn(move || {
         let mut buf = [0u8; 65536];
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(6) {
+        while !reading.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(30) {
             if matches!(player.read(&mut buf), Ok(0) | Err(_)) {
                 break;
             }
         }
     });
     let a = metrics(&server);
-    std::thread::sleep(Duration::from_secs(2));
-    let b = metrics(&server);
     let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no {k} in {v}"));
-    assert_eq!(a["type:ringcast_sent_bytes"], "counter");
-    assert_eq!(a["type:ringcast_connections"], "gauge");
-    for counter in [
+    let counters = [
         "ringcast_sent_bytes_total",
         "ringcast_received_bytes_total",
         "ringcast_process_cpu_seconds_total",
-    ] {
+    ];
+    let worker_cpu = |v: &Value| -> f64 {
+        (0..2)
+            .map(|w| {
+                num(
+                    v,
+                    &format!("ringcast_worker_cpu_seconds_total{{worker={w}}}"),
+                )
+            })
+            .sum()
+    };
+    // The second reading is taken once every counter moved (they must, under load); CPU
+    // time moves in ticks of 10 ms, a worker's maybe a little after the process's.
+    let mut b = Value::Null;
+    poll_until(Duration::from_secs(10), || {
+        b = metrics(&server);
+        counters.iter().all(|c| num(&b, c) > num(&a, c)) && worker_cpu(&b) > 0.0
+    });
+    assert_eq!(a["type:ringcast_sent_bytes"], "counter");
+    assert_eq!(a["type:ringcast_connections"], "gauge");
+    for counter in counters {
         assert!(
             num(&b, counter) > num(&a, counter),
             "{counter} did not move: {a} {b}"
@@ -499,15 +513,8 @@ fn metrics_parse_and_counters_move() {
     assert!(num(&b, "ringcast_connections") >= 2.0);
     assert!(num(&b, "ringcast_connections_accepted_total") >= 3.0);
     assert_eq!(num(&b, "ringcast_queue_length_skips_total"), 0.0);
-    let worker_cpu: f64 = (0..2)
-        .map(|w| {
-            num(
-                &b,
-                &format!("ringcast_worker_cpu_seconds_total{{worker={w}}}"),
-            )
-        })
-        .sum();
-    assert!(worker_cpu > 0.0, "{b}");
+    assert!(worker_cpu(&b) > 0.0, "{b}");
+    done.store(true, Ordering::Relaxed);
     let _ = reader.join();
 }
 

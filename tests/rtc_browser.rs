@@ -13,9 +13,9 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, require, Reaper, Server};
+use common::{free_port, poll_until, require, Reaper, Server};
 
 const PAGE: &str = include_str!("rtc/page.html");
 
@@ -213,28 +213,25 @@ fn wait_for(
     within: Duration,
     done: impl Fn(&HashMap<String, String>) -> bool,
 ) -> HashMap<String, String> {
-    let start = Instant::now();
-    loop {
+    let mut reached = None;
+    let progressed = poll_until(within, || {
         if let Some(e) = error(reports) {
             panic!("a page failed: {e}\n{}", server.log());
         }
-        if let Some(kv) = last(reports, role) {
-            if done(&kv) {
-                return kv;
-            }
-        }
-        assert!(
-            start.elapsed() < within,
-            "{role}: no progress, last report {:?}\nreports: {:?}",
-            last(reports, role),
-            reports
-                .lock()
-                .expect("reports lock")
-                .get(role)
-                .map(|v| v.len())
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        reached = last(reports, role).filter(|kv| done(kv));
+        reached.is_some()
+    });
+    assert!(
+        progressed,
+        "{role}: no progress, last report {:?}\nreports: {:?}",
+        last(reports, role),
+        reports
+            .lock()
+            .expect("reports lock")
+            .get(role)
+            .map(|v| v.len())
+    );
+    reached.expect("the report that was waited for")
 }
 
 #[test]

@@ -256,13 +256,26 @@ fn forward_reconnects_when_the_destination_returns() {
             media.len()
         );
     };
-    // Nothing listens yet: the forwarder retries until a second ringcast comes up there.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Nothing listens yet: the forwarder fails and retries until a second ringcast comes up
+    // there. Its first failure is logged: the destination comes up once it was found down.
+    assert!(
+        server.wait_log(
+            &format!("to 127.0.0.1:{dest_port}: "),
+            Duration::from_secs(10)
+        ),
+        "the forwarder did not try the absent destination"
+    );
     let dest = start_dest();
     keyframe_at_dest("once the destination came up");
-    // The destination dies and comes back.
+    // The destination dies and comes back. Its port goes on listening for a moment after
+    // the process exited (io_uring tears its ring and the sockets it holds down
+    // asynchronously): the new destination starts once the port refuses, so it can bind.
     drop(dest);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(
+        Duration::from_secs(5),
+        "the destination's port refuses",
+        || TcpStream::connect(("127.0.0.1", dest_port)).is_err(),
+    );
     let _dest = start_dest();
     keyframe_at_dest("after the destination came back");
 
@@ -325,7 +338,8 @@ fn players_survive_a_publisher_restart() {
         "no keyframe before the restart"
     );
     drop(first);
-    // Still connected: reading times out rather than seeing the connection close.
+    // Still connected: reading times out rather than seeing the connection close. Waiting
+    // out the whole window is the check (nothing may happen in it), not synchronization.
     let idle = player
         .media_for(Duration::from_millis(800), |_| false)
         .expect("player kept");
@@ -363,10 +377,12 @@ fn gop_cache_starts_a_new_player_on_a_keyframe() {
     let tags = media_tags();
     let mut publisher = Client::publish(server.port, "gop").expect("publish");
     // 3 s of media: the cache then holds the frames since the keyframe at 2 s.
-    for t in tags.iter().take_while(|t| t.timestamp < 3000) {
+    let sent = tags.iter().take_while(|t| t.timestamp < 3000).count();
+    for t in &tags[..sent] {
         publisher.send(t, t.timestamp).expect("send");
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The player must join once the keyframe at 2 s is cached, not receive it live.
+    server.wait_frames_in("gop", sent, Duration::from_secs(5));
     let mut player = Client::play(server.port, "gop").expect("play");
     let media = player
         .media_for(Duration::from_secs(2), |m| m.len() >= 20)

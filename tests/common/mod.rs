@@ -1,6 +1,8 @@
 //! Shared helpers of the end-to-end tests: a ringcast server on a free loopback port with its
 //! own config and log, external tools (ffmpeg, rtmpdump, nginx) that must exist when CI=true,
-//! and a small blocking RTMP client built on ringcast's own sans-IO client session.
+//! a small blocking RTMP client built on ringcast's own sans-IO client session, and the waits
+//! the tests synchronize with: a condition polled until a deadline ([`wait_until`]), never a
+//! fixed sleep, so a test goes on as soon as the server is there and says what it missed.
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
@@ -98,12 +100,131 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Checks `reached` until it holds or `within` has passed; true when it held. Checks come
+/// quickly at first (a millisecond apart), then every 50 ms, and once more at the deadline, so
+/// a state reached just in time counts.
+pub fn poll_until(within: Duration, reached: impl FnMut() -> bool) -> bool {
+    poll_until_every(within, Duration::from_millis(50), reached)
+}
+
+/// As [`poll_until`], with checks at most `every` apart: for a check that costs the server
+/// (a long log, a listing of thousands of clients) while it is under load.
+pub fn poll_until_every(
+    within: Duration,
+    every: Duration,
+    mut reached: impl FnMut() -> bool,
+) -> bool {
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if reached() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(every);
+    }
+}
+
+/// Waits until `reached` holds; fails the test, naming `what`, when it does not within
+/// `within`.
+pub fn wait_until(within: Duration, what: &str, reached: impl FnMut() -> bool) {
+    assert!(
+        poll_until(within, reached),
+        "{what}: not reached within {within:?}"
+    );
+}
+
 /// Waits until `port` accepts connections.
 pub fn wait_port(port: u16, within: Duration) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < within, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
+    wait_until(within, &format!("something listens on {port}"), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// True when the process `pid` has a handler for `signal` installed (Linux /proc's SigCgt).
+pub fn catches_signal(pid: u32, signal: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let mask = s.lines().find_map(|l| l.strip_prefix("SigCgt:"))?.trim();
+            u64::from_str_radix(mask, 16).ok()
+        })
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+}
+
+/// One keep-alive HTTP/1.1 connection to a server's API: every request on it is answered
+/// on it, so the server counts this one connection however many requests it asks.
+pub struct ApiConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl ApiConn {
+    /// Connects to the API on `port`.
+    pub fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the API");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// GETs `path`: the status and the body.
+    pub fn get_raw(&mut self, path: &str) -> (u16, Vec<u8>) {
+        write!(
+            self.stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        .expect("sending the request");
+        let mut chunk = [0u8; 16 * 1024];
+        let head_len = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = self.stream.read(&mut chunk).expect("reading the answer");
+            assert!(n > 0, "the API closed the connection on GET {path}");
+            self.buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_len]).into_owned();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head:?}"));
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no Content-Length in {head:?}"));
+        while self.buf.len() < head_len + len {
+            let n = self.stream.read(&mut chunk).expect("reading the body");
+            assert!(
+                n > 0,
+                "the API closed the connection in the body of GET {path}"
+            );
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = self.buf[head_len..head_len + len].to_vec();
+        self.buf.drain(..head_len + len);
+        (status, body)
+    }
+
+    /// GETs `path` and asserts a 200 with JSON: the JSON.
+    pub fn get(&mut self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get_raw(path);
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "GET {path}: {text}");
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"))
     }
 }
 
@@ -186,16 +307,39 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("ringcast.log")).unwrap_or_default()
     }
 
-    /// Waits until the log contains `needle`.
+    /// Waits until the log contains `needle`; false when it does not within `within`.
     pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if self.log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        poll_until(within, || self.log().contains(needle))
+    }
+
+    /// GETs `path` from the HTTP API on a connection of its own; asserts a 200 with JSON.
+    pub fn api_json(&self, path: &str) -> serde_json::Value {
+        ApiConn::connect(self.api_port).get(path)
+    }
+
+    /// The API's view of stream `name` (`/api/v1/streams`), if it lists it.
+    pub fn stream(&self, name: &str) -> Option<serde_json::Value> {
+        let all = self.api_json("/api/v1/streams?count=1000");
+        all["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+    }
+
+    /// Waits until the API has taken in (counted as its `frames`) the first `frames` messages
+    /// published to stream `name`: what was sent before is in the server's hub, cached and
+    /// fanned out, when this returns.
+    pub fn wait_frames_in(&self, name: &str, frames: usize, within: Duration) {
+        let mut seen = None;
+        let reached = poll_until(within, || {
+            seen = self.stream(name).and_then(|s| s["frames"].as_u64());
+            seen.is_some_and(|n| n >= frames as u64)
+        });
+        assert!(
+            reached,
+            "stream {name}: {seen:?} of {frames} frames taken in within {within:?}"
+        );
     }
 
     /// A scratch directory that lives as long as the server.
@@ -210,14 +354,12 @@ impl Server {
 
     /// Waits for the process to exit; None if it still runs after `within`.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        let mut status = None;
+        poll_until(within, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
     }
 
     /// True while the process runs.
@@ -476,6 +618,8 @@ pub fn publish_realtime(
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
+            // Pacing, not synchronization: a live encoder sends each frame at its time, and
+            // the tests that use this measure what players get from a real-time stream.
             let due = Duration::from_millis(u64::from(t.timestamp));
             if let Some(wait) = due.checked_sub(start.elapsed()) {
                 std::thread::sleep(wait);
