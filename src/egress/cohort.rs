@@ -474,8 +474,21 @@ mod tests {
         Bytes::from(b)
     }
 
-    async fn let_relays_run() {
-        compio::time::sleep(Duration::from_millis(20)).await;
+    /// Waits for the core's next flush of `consumer`'s stream: the relay task runs once this
+    /// task yields, and the cohorts write within that flush.
+    async fn next_flush(consumer: &Consumer) {
+        compio::time::timeout(Duration::from_secs(5), consumer.flushed())
+            .await
+            .expect("a flush within 5 s");
+    }
+
+    /// Lets the runtime turn until `done` holds, for at most 5 s.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not within 5 s");
+            compio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Runs `test` on io_uring (the send ring) and on epoll (a send each), each on a thread
@@ -540,7 +553,6 @@ mod tests {
             ClientKind::RtmpPlay,
         );
         let client = guard.client().clone();
-        let_relays_run().await;
         (shared, (key, settings), publisher, client)
     }
 
@@ -584,7 +596,7 @@ mod tests {
 
                 publisher.push(MediaKind::Video, 40, frame(MediaKind::Video, false, 900));
                 publisher.push(MediaKind::Audio, 46, frame(MediaKind::Audio, false, 200));
-                let_relays_run().await;
+                next_flush(&a).await;
                 // What a player on its own would have written from the same place.
                 let (mut form, mut own, mut scratch) = (form_a, Vec::new(), BytesMut::new());
                 a.next_batch(MAX_BATCH, |f| form.append(f, &mut own, &mut scratch));
@@ -599,11 +611,10 @@ mod tests {
                 }
 
                 drop((seat_a, seat_b));
-                let_relays_run().await;
-                assert!(
-                    COHORTS.with(|c| c.borrow().is_empty()),
-                    "the cohort outlived its players"
-                );
+                until("the cohort ends with its last player", || {
+                    COHORTS.with(|c| c.borrow().is_empty())
+                })
+                .await;
                 drop((a, b, publisher));
                 assert!(
                     shared.hub.sources().is_empty(),
@@ -633,7 +644,7 @@ mod tests {
                     40,
                     frame(MediaKind::Video, false, 4 << 20),
                 );
-                let_relays_run().await;
+                next_flush(&a).await;
                 // The next flush reads the short send's completion.
                 publisher.push(MediaKind::Audio, 46, frame(MediaKind::Audio, false, 200));
                 let back = compio::time::timeout(Duration::from_secs(5), held)

@@ -225,7 +225,15 @@ mod tests {
         run(async {
             let first = handle_api("GET", "/api/v1/profile/cpu", "seconds=1&format=pb", &s);
             let second = async {
-                compio::time::sleep(std::time::Duration::from_millis(200)).await;
+                // Asked once the first one runs, and not before.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while !crate::profile::cpu::running() {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the first never started"
+                    );
+                    compio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
                 let r = handle_api("GET", "/api/v1/profile/cpu", "seconds=1", &s)
                     .await
                     .expect("ours");
