@@ -14,19 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// `curl -s [args] URL`: the status and the body.
-fn curl(args: &[&str], url: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-m", "10", "-w", "\n%{http_code}"])
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("running curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (status.trim().parse().unwrap_or(0), body.to_owned())
-}
-
 /// GETs an API path; asserts the status and returns the JSON.
 fn api(server: &Server, path: &str, status: u16) -> Value {
     let (got, body) = curl(&[], &server.api_url(path));
@@ -411,42 +398,11 @@ fn delete_kicks_players_and_the_publisher() {
     assert_eq!(status, 404, "{body}");
 }
 
-const PARSE_METRICS: &str = r#"
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = {}
-for family in text_string_to_metric_families(sys.stdin.read()):
-    for s in family.samples:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-        out[s.name + ("{" + labels + "}" if labels else "")] = s.value
-    out["type:" + family.name] = family.type
-print(json.dumps(out))
-"#;
-
 /// Parses /metrics with Python's prometheus_client.
 fn metrics(server: &Server) -> Value {
     let (status, text) = curl(&[], &server.api_url("/metrics"));
     assert_eq!(status, 200);
-    let mut child = Command::new("python3")
-        .args(["-c", PARSE_METRICS])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("writing metrics");
-    let out = child.wait_with_output().expect("python3");
-    assert!(
-        out.status.success(),
-        "prometheus_client refused the metrics:\n{}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
+    parse_metrics(&text, "the metrics")
 }
 
 /// /metrics parses with a real Prometheus parser, and its counters move under load.

@@ -636,3 +636,61 @@ pub fn publish_realtime(
 pub fn payload_bytes(media: &[RawMessage]) -> usize {
     media.iter().map(|m| m.payload.len()).sum()
 }
+
+/// Prints each sample as `name{k=v,...}` → value, each family's type as `type:NAME`, and the
+/// label names of each sample as `labels:NAME` → `k1,k2,...`.
+const PARSE_METRICS: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+        out[s.name + ("{" + labels + "}" if labels else "")] = s.value
+        out["labels:" + s.name] = ",".join(sorted(s.labels))
+        for k, v in s.labels.items():
+            out["label:" + s.name + ":" + k] = v
+    out["type:" + family.name] = family.type
+print(json.dumps(out))
+"#;
+
+/// `curl -s [args] URL`: the status and the body.
+pub fn curl(args: &[&str], url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("running curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// `text` in Prometheus's text format, parsed by Prometheus's own Python parser
+/// (prometheus_client), as JSON: each sample `name{k=v,...}` -> value, `type:FAMILY` -> its
+/// type, `labels:NAME` -> its label names and `label:NAME:KEY` -> a label's value. Fails,
+/// naming `what`, when the parser refuses the text.
+pub fn parse_metrics(text: &str, what: &str) -> serde_json::Value {
+    use std::process::Stdio;
+    let mut child = Command::new("python3")
+        .args(["-c", PARSE_METRICS])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("writing metrics");
+    let out = child.wait_with_output().expect("python3");
+    assert!(
+        out.status.success(),
+        "prometheus_client refused {what}:\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
