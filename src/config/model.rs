@@ -183,7 +183,7 @@ impl Default for RtcServer {
 pub const DEFAULT_MW_LATENCY_MS: u32 = 100;
 
 impl Vhost {
-    /// The merged-write bound of this vhost's players ([`crate::hub`]'s flush); `None`
+    /// The merged-write bound of this vhost's players (the hub's flush schedule); `None`
     /// when `mw_latency 0;` asks for a write per message.
     #[must_use]
     pub fn merged_write(&self) -> Option<Duration> {

@@ -1,6 +1,6 @@
 //! One small HTTP/1.1 server for SRS's HTTP API (`http_api`, port 1985) and HTTP-FLV
 //! (`http_server`, port 8080), on the workers' io_uring runtime: each worker has its own
-//! SO_REUSEPORT listener per port (opened by [`crate::app`]), and a connection lives on the
+//! SO_REUSEPORT listener per port (opened by the worker start in `app/`), and a connection lives on the
 //! worker that accepted it.
 //!
 //! Map, each file importing only those above it: [`parser`] (sans-IO requests with size
@@ -25,5 +25,4 @@ mod router;
 mod rtc;
 
 pub use conn::serve;
-pub use reply::ApiReply;
 pub use router::{listeners, Roles};

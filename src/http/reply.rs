@@ -6,15 +6,15 @@ use serde_json::{json, Value};
 
 /// An answer to a request, as the connection writes it.
 #[derive(Debug)]
-pub struct ApiReply {
+pub(crate) struct ApiReply {
     /// HTTP status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// `Content-Type` of `body`.
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
     /// Extra response headers, such as WHIP's `Location`.
-    pub headers: Vec<(&'static str, String)>,
+    pub(crate) headers: Vec<(&'static str, String)>,
     /// The body.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A JSON reply.

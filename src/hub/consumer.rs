@@ -66,7 +66,7 @@ impl Consumer {
     }
 
     /// A consumer of the same stream at the same position, not counted as a client: one
-    /// cursor that serves many players (the cohorts of [`crate::egress`]).
+    /// cursor that serves many players (the fan-out writers' cohorts).
     pub fn fork(&self) -> Self {
         let stream = self.stream.clone();
         stream.one_more();

@@ -2,7 +2,7 @@
 //! answer, a DELETE ends a session, and the counters and the loss simulation are read and
 //! set. What it needs from the server around it (the config, the stream settings, the
 //! [`RtcHub`], the time and a random source) is passed in; it answers with typed results,
-//! which the HTTP layer (`crate::http::rtc`) writes out. It knows no HTTP beyond the
+//! which the HTTP layer (its `rtc.rs`) writes out. It knows no HTTP beyond the
 //! request's method, path, query and body.
 
 use std::net::SocketAddr;
