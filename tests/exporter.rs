@@ -8,7 +8,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -26,18 +26,14 @@ fn num(v: &Value, k: &str) -> f64 {
 
 /// Scrapes `url` until `ready` holds for the parsed metrics, for at most 15 s.
 fn scrape_until(url: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let (v, text) = scrape(url);
-        if ready(&v) {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "{what} never held:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Each scrape runs Python's parser: checks at most 100 ms apart.
+    let (mut v, mut text) = (Value::Null, String::new());
+    let held = poll_until_every(Duration::from_secs(15), Duration::from_millis(100), || {
+        (v, text) = scrape(url);
+        ready(&v)
+    });
+    assert!(held, "{what} never held:\n{text}");
+    v
 }
 
 /// SRS's exporter metrics, each with its type as prometheus_client names the family (it drops

@@ -9,9 +9,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, wait_port, Client, Reaper};
+use common::{free_port, poll_until, wait_port, Client, Reaper};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -71,19 +71,17 @@ impl Logged {
 }
 
 fn wait_file(path: &Path, what: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if what(&text) {
-            return text;
-        }
-        assert!(
-            start.elapsed() < WITHIN,
-            "{} never got there; it holds:\n{text}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut text = String::new();
+    let held = poll_until(WITHIN, || {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        what(&text)
+    });
+    assert!(
+        held,
+        "{} never got there; it holds:\n{text}",
+        path.display()
+    );
+    text
 }
 
 /// `[YYYY-MM-DD HH:MM:SS.mmm][LEVEL][pid][cid]`, then `[0]` for WARN and ERROR, then a space;
@@ -166,15 +164,12 @@ fn console_into_a_pipe_has_no_colour() {
         }
     });
     let publisher = Client::publish(server.port, "pipe").expect("publish");
-    let start = Instant::now();
-    let text = loop {
-        let text = String::from_utf8_lossy(&seen.lock().expect("log buffer")).into_owned();
-        if text.contains("publish __defaultVhost__/live/pipe") {
-            break text;
-        }
-        assert!(start.elapsed() < WITHIN, "no publish line:\n{text}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut text = String::new();
+    let held = poll_until(WITHIN, || {
+        text = String::from_utf8_lossy(&seen.lock().expect("log buffer")).into_owned();
+        text.contains("publish __defaultVhost__/live/pipe")
+    });
+    assert!(held, "no publish line:\n{text}");
     drop(publisher);
     assert!(!text.contains('\x1b'), "colour codes in the pipe:\n{text}");
 }
