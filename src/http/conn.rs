@@ -26,7 +26,7 @@ use crate::state::Shared;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request may take to arrive once it started.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-pub(super) const READ_BUFFER: usize = 16 * 1024;
+const READ_BUFFER: usize = 16 * 1024;
 
 /// Serves one accepted HTTP connection until it ends, and logs how it ended; with `tls`, the
 /// connection is HTTPS and starts with the TLS handshake.

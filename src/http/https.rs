@@ -92,7 +92,9 @@ pub fn https_listeners(config: &Config) -> Result<Vec<HttpsListener>, TlsSetupEr
 }
 
 /// rustls's settings for `https`: its key and chain, aws-lc-rs (linked already for WebRTC),
-/// TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
+/// TLS 1.2 and 1.3. No ALPN, as SRS: a client that offers only `http/1.0` (curl --http1.0)
+/// would be refused by a server that names `http/1.1`, and one that offers `h2` too falls
+/// back to HTTP/1.1 without an answer.
 fn server_config(https: &Https) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let certs = read_certs(&https.cert).map_err(|source| TlsSetupError::Cert {
         path: https.cert.clone(),
@@ -108,13 +110,12 @@ fn server_config(https: &Https) -> Result<Arc<ServerConfig>, TlsSetupError> {
         source,
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(pair)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(pair)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -124,4 +125,77 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, rustls_pki_ty
         return Err(rustls_pki_types::pem::Error::NoItemsFound);
     }
     Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed key and certificate for 127.0.0.1, written in `dir`.
+    fn files(dir: &Path) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+        let cert = params.self_signed(&key).expect("certificate");
+        let paths = (dir.join("k.pem"), dir.join("c.pem"));
+        std::fs::write(&paths.0, key.serialize_pem()).expect("key file");
+        std::fs::write(&paths.1, cert.pem()).expect("cert file");
+        paths
+    }
+
+    fn config(dir: &Path, api_port: u16, server_port: u16) -> Config {
+        let (key, cert) = files(dir);
+        let mut config = Config::default();
+        for (listener, port) in [
+            (&mut config.http_api, api_port),
+            (&mut config.http_server, server_port),
+        ] {
+            listener.enabled = true;
+            listener.https.enabled = true;
+            listener.https.listen.set_port(port);
+            listener.https.key.clone_from(&key);
+            listener.https.cert.clone_from(&cert);
+        }
+        config
+    }
+
+    #[test]
+    fn the_api_and_the_server_share_one_address_or_have_their_own() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let roles = |l: &HttpsListener| (l.addr.port(), l.roles.api, l.roles.streams);
+        let got: Vec<_> = https_listeners(&config(dir.path(), 1990, 8088))
+            .expect("listeners")
+            .iter()
+            .map(roles)
+            .collect();
+        assert_eq!(got, [(8088, false, true), (1990, true, false)]);
+        let got: Vec<_> = https_listeners(&config(dir.path(), 8443, 8443))
+            .expect("listeners")
+            .iter()
+            .map(roles)
+            .collect();
+        assert_eq!(got, [(8443, true, true)]);
+        let mut off = config(dir.path(), 1990, 8088);
+        off.http_api.https.enabled = false;
+        off.http_server.https.enabled = false;
+        assert!(https_listeners(&off).expect("none").is_empty());
+    }
+
+    #[test]
+    fn a_bad_file_is_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = config(dir.path(), 1990, 8088);
+        config.http_server.https.cert = dir.path().join("nope.crt");
+        let e = https_listeners(&config).expect_err("missing cert");
+        assert!(matches!(e, TlsSetupError::Cert { .. }), "{e}");
+        assert!(e.to_string().contains("nope.crt"), "{e}");
+        let junk = dir.path().join("junk.key");
+        std::fs::write(&junk, "junk").expect("junk");
+        config.http_server.https = config.http_api.https.clone();
+        config.http_server.https.key = junk;
+        let e = https_listeners(&config).expect_err("junk key");
+        assert!(
+            matches!(e, TlsSetupError::Key { .. }) && e.to_string().contains("junk.key"),
+            "{e}"
+        );
+    }
 }

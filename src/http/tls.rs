@@ -28,6 +28,10 @@ use crate::stats::clients::Client;
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Ciphertext a player's out buffer keeps between writes; a GOP-cache burst grows it once.
 const OUT_KEEP: usize = 16 * 1024;
+/// Bytes each handshake read takes at most: a ClientHello is a few hundred.
+const HANDSHAKE_BUFFER: usize = 4096;
+/// Frames' buffers a player's batch vector keeps room for between writes.
+const IOV_KEEP: usize = 16;
 
 /// What an HTTP connection reads from and writes to: the socket itself, or TLS over it.
 pub(super) enum Stream<'a> {
@@ -86,7 +90,7 @@ impl<'a> TlsStream<'a> {
             out: RefCell::new(Vec::new()),
         };
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-        let mut buf = Vec::with_capacity(super::conn::READ_BUFFER);
+        let mut buf = Vec::with_capacity(HANDSHAKE_BUFFER);
         while stream.tls.borrow().is_handshaking() {
             let flushed = compio::time::timeout_at(deadline, stream.flush());
             flushed.await.map_err(|_| timed_out())??;
@@ -214,6 +218,8 @@ impl<'a> TlsStream<'a> {
         };
         let len = written? as u64;
         iov.clear();
+        // As a plain player's: a GOP-cache burst's capacity is not kept for life.
+        iov.shrink_to(IOV_KEEP);
         counters.bytes_out().fetch_add(len, Ordering::Relaxed);
         client.send_bytes.fetch_add(len, Ordering::Relaxed);
         Ok(iov)
