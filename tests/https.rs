@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{assert_ffmpeg_decoded, curl, poll_until, require, test_certs, Server};
@@ -191,30 +191,8 @@ fn unreadable_key_or_cert_stops_the_start() {
             ),
         )
         .expect("config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting ringcast");
-        let mut status = None;
-        poll_until(Duration::from_secs(10), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        let Some(status) = status else {
-            let _ = child.kill();
-            panic!("ringcast started with key {key:?} and cert {cert:?}");
-        };
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut stderr)
-            .expect("reading stderr");
+        let (status, stderr) = common::run_refused(&conf, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("ringcast started with key {key:?} and cert {cert:?}"));
         assert!(!status.success(), "{stderr}");
         assert!(
             stderr.contains(&named.display().to_string()),

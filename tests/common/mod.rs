@@ -457,6 +457,34 @@ impl Drop for Server {
     }
 }
 
+/// Runs ringcast on `conf` when it is expected to refuse to start: its exit status and what
+/// it printed on stderr, or `None` when it still runs after `within` (it is killed then).
+pub fn run_refused(conf: &Path, within: Duration) -> Option<(std::process::ExitStatus, String)> {
+    let child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .arg("-c")
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ringcast");
+    let mut child = Reaper(child);
+    let mut status = None;
+    poll_until(within, || {
+        status = child.0.try_wait().expect("waiting");
+        status.is_some()
+    });
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("reading stderr");
+    Some((status?, stderr))
+}
+
 /// Kills a child process when dropped.
 pub struct Reaper(pub Child);
 
