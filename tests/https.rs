@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{assert_ffmpeg_decoded, curl, poll_until, require, test_certs, Server};
@@ -73,14 +73,27 @@ fn ffmpeg_plays_http_flv_over_https() {
         "https://127.0.0.1:{}/live/livestream.flv",
         server.https_port
     );
-    let out = Command::new("ffmpeg")
+    let player = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-tls_verify", "1", "-ca_file"])
         .arg(server.ca())
         .args(["-i", &url, "-t", "5", "-f", "null", "-"])
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("running ffmpeg");
+    // The API lists the player with the URL it asked for (its tcUrl), scheme and all.
+    let listed = poll_until(Duration::from_secs(10), || {
+        let clients = server.api_json("/api/v1/clients?count=100");
+        clients["clients"].as_array().is_some_and(|all| {
+            all.iter()
+                .any(|c| c["type"] == "flv-play" && c["tcUrl"].as_str() == Some(url.as_str()))
+        })
+    });
+    let out = player.wait_with_output().expect("ffmpeg's output");
+    assert!(listed, "no flv-play client at {url}\n{}", server.log());
     assert_ffmpeg_decoded(&out, 100);
     assert!(server.log().contains("flv play"), "{}", server.log());
+    assert!(server.log().contains("stop flv play"), "{}", server.log());
 }
 
 /// Waits until the server closes `conn`; the time since `start`, or `None` past

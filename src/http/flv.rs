@@ -142,7 +142,11 @@ pub(super) async fn run(
         id,
         peer.ip(),
         play.key.clone(),
-        play.url,
+        // `find` saw the request, not the socket: an HTTPS player's URL says so here.
+        match stream {
+            Stream::Plain(_) => play.url,
+            Stream::Tls(_) => play.url.replacen("http://", "https://", 1),
+        },
         ClientKind::FlvPlay,
     );
     let client = registered.client();
