@@ -5,7 +5,8 @@
 //!
 //! The adapter takes `&self` for both directions, so that a player's drain and its writer
 //! share it as they share a plain socket: each call holds the connection's state only between
-//! awaits, never across one. It must not know HTTP: it moves bytes.
+//! awaits, never across one. It knows no HTTP: it moves bytes, and counts a TLS player's as
+//! [`crate::egress`] counts a plain one's.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice, Read, Write};
@@ -23,9 +24,9 @@ use super::error::HttpConnError;
 use crate::egress::{BatchError, Counters};
 use crate::stats::clients::Client;
 
-/// How long a client may take over its TLS handshake, from its first byte (or the accept)
-/// to the end, so that one that stalls part-way cannot hold a connection.
-pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take over its TLS handshake, from the accept to the end, so that
+/// one that stalls part-way cannot hold a connection.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Ciphertext a player's out buffer keeps between writes; a GOP-cache burst grows it once.
 const OUT_KEEP: usize = 16 * 1024;
 /// Bytes each handshake read takes at most: a ClientHello is a few hundred.
@@ -228,4 +229,122 @@ impl<'a> TlsStream<'a> {
 
 fn timed_out() -> HttpConnError {
     HttpConnError::Timeout("in the TLS handshake")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{SocketAddr, TcpStream as StdStream};
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+    use super::*;
+
+    /// A server config for 127.0.0.1 and a client config that trusts it.
+    fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+        let cert = params.self_signed(&key).expect("certificate");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let der = PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(cert.der().to_vec())], der)
+            .expect("server config");
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.der().clone()).expect("root");
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// A blocking TLS client on its own thread: sends `ask`, reads until the server closes,
+    /// and returns what it read.
+    fn client(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        ask: Vec<u8>,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let name = ServerName::try_from("127.0.0.1").expect("name");
+            let conn = ClientConnection::new(config, name).expect("client");
+            let mut tls = StreamOwned::new(conn, StdStream::connect(addr).expect("connect"));
+            tls.write_all(&ask).expect("ask");
+            let mut got = Vec::new();
+            // The server closes without close_notify: the end reads as an unexpected EOF.
+            let _ = tls.read_to_end(&mut got);
+            got
+        })
+    }
+
+    #[test]
+    fn a_pair_talks_through_small_reads_and_large_writes() {
+        let (server, client_config) = configs();
+        compio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(async {
+                let listener = compio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                let ask = b"GET / HTTP/1.1\r\n\r\n".repeat(100);
+                let peer = client(addr, client_config, ask.clone());
+                let (tcp, _) = listener.accept().await.expect("accept");
+                let tls = TlsStream::accept(&tcp, server).await.expect("handshake");
+                let stream = Stream::Tls(&tls);
+                // Reads as small as a player's drain still get every byte, in order.
+                let mut got = Vec::new();
+                let mut buf = Vec::with_capacity(7);
+                while got.len() < ask.len() {
+                    let BufResult(n, b) = stream.read(buf).await;
+                    let n = n.expect("read");
+                    assert!(n > 0 && n <= 7, "{n}");
+                    got.extend_from_slice(&b[..n]);
+                    buf = b;
+                }
+                assert_eq!(got, ask);
+                // One write of many buffers, past rustls's 64 KiB default and a record's 16.
+                let parts: Vec<Bytes> = (0..64u8).map(|i| Bytes::from(vec![i; 3000])).collect();
+                let sent = tls.write(&parts).await.expect("write");
+                assert!(sent > 64 * 3000, "{sent} bytes on the wire");
+                drop(tls);
+                drop(tcp);
+                let back = peer.join().expect("client");
+                assert_eq!(back, parts.concat());
+            });
+    }
+
+    #[test]
+    fn a_client_that_is_not_tls_fails_the_handshake() {
+        let (server, _) = configs();
+        compio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(async {
+                let listener = compio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                let peer = std::thread::spawn(move || {
+                    let mut s = StdStream::connect(addr).expect("connect");
+                    s.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+                    let mut alert = Vec::new();
+                    let _ = s.read_to_end(&mut alert);
+                    alert
+                });
+                let (tcp, _) = listener.accept().await.expect("accept");
+                let e = TlsStream::accept(&tcp, server)
+                    .await
+                    .err()
+                    .expect("refused");
+                assert!(matches!(e, HttpConnError::Tls(_)), "{e}");
+                drop(tcp);
+                // The alert that says why: a TLS record of type 21.
+                assert_eq!(peer.join().expect("peer").first(), Some(&21));
+            });
+    }
 }
