@@ -52,11 +52,12 @@ pub async fn run_worker(
         .map(|(addr, roles)| (addr, roles, None));
     let tls = https.iter().map(|l| (l.addr, l.roles, Some(l.tls.clone())));
     for (addr, roles, tls) in plain.chain(tls) {
-        let Some(listener) = listen(addr, worker, "http") else {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let Some(listener) = listen(addr, worker, scheme) else {
             continue;
         };
         if worker == 0 {
-            let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
+            let scheme = scheme.to_ascii_uppercase();
             tracing::info!("{scheme} on {addr}: {}", roles_name(roles));
         }
         loops.push(compio::runtime::spawn(accept_loop(

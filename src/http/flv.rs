@@ -4,8 +4,10 @@
 //! payload is the very bytes the publisher sent). In the steady state the player sits in its
 //! stream's FLV cohort on this core ([`crate::egress::cohort`]), which writes each flush's
 //! batch to every player in step; on its own it writes its start and catches up, everything
-//! between the cursor and the head in one vectored write. The body is close-delimited: it
-//! ends when either side closes.
+//! between the cursor and the head in one vectored write. An HTTPS player cannot share the
+//! cohort's bytes once they are encrypted: it takes the same batches and seals them itself,
+//! which is chosen once at its start. The body is close-delimited: it ends when either side
+//! closes.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
