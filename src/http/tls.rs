@@ -282,19 +282,27 @@ mod tests {
         })
     }
 
+    /// A loopback socket accepted from the peer that `connect` starts toward its address.
+    async fn accepted<T>(
+        connect: impl FnOnce(SocketAddr) -> std::thread::JoinHandle<T>,
+    ) -> (TcpStream, std::thread::JoinHandle<T>) {
+        let listener = compio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let peer = connect(listener.local_addr().expect("addr"));
+        let (tcp, _) = listener.accept().await.expect("accept");
+        (tcp, peer)
+    }
+
     #[test]
     fn a_pair_talks_through_small_reads_and_large_writes() {
         let (server, client_config) = configs();
         compio::runtime::Runtime::new()
             .expect("runtime")
             .block_on(async {
-                let listener = compio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let addr = listener.local_addr().expect("addr");
                 let ask = b"GET / HTTP/1.1\r\n\r\n".repeat(100);
-                let peer = client(addr, client_config, ask.clone());
-                let (tcp, _) = listener.accept().await.expect("accept");
+                let sent = ask.clone();
+                let (tcp, peer) = accepted(|addr| client(addr, client_config, sent)).await;
                 let tls = TlsStream::accept(&tcp, server).await.expect("handshake");
                 let stream = Stream::Tls(&tls);
                 // Reads as small as a player's drain still get every byte, in order.
@@ -325,18 +333,16 @@ mod tests {
         compio::runtime::Runtime::new()
             .expect("runtime")
             .block_on(async {
-                let listener = compio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let addr = listener.local_addr().expect("addr");
-                let peer = std::thread::spawn(move || {
-                    let mut s = StdStream::connect(addr).expect("connect");
-                    s.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
-                    let mut alert = Vec::new();
-                    let _ = s.read_to_end(&mut alert);
-                    alert
-                });
-                let (tcp, _) = listener.accept().await.expect("accept");
+                let (tcp, peer) = accepted(|addr| {
+                    std::thread::spawn(move || {
+                        let mut s = StdStream::connect(addr).expect("connect");
+                        s.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+                        let mut alert = Vec::new();
+                        let _ = s.read_to_end(&mut alert);
+                        alert
+                    })
+                })
+                .await;
                 let e = TlsStream::accept(&tcp, server)
                     .await
                     .err()
