@@ -191,11 +191,22 @@ fn write_pid(path: &Path) -> Result<(), String> {
 }
 
 fn run(cli: Cli, source: ConfigSource, config: Config) -> Result<(), String> {
-    let http: Vec<_> = ringcast::http::listeners(&config)
+    // Read before the daemon forks, so that a bad key or certificate stops the start.
+    let https: Arc<[_]> = ringcast::http::https_listeners(&config)
+        .map_err(|e| e.to_string())?
+        .into();
+    let mut http: Vec<_> = ringcast::http::listeners(&config)
         .into_iter()
         .map(|(addr, _)| addr)
         .collect();
-    // SO_REUSEPORT would let RTMP and HTTP share a port and split its connections at random.
+    // SO_REUSEPORT would let two listeners share a port and split its connections at random.
+    if let Some(l) = https.iter().find(|l| http.contains(&l.addr)) {
+        return Err(format!(
+            "{} is both an HTTP listen address and an HTTPS one",
+            l.addr
+        ));
+    }
+    http.extend(https.iter().map(|l| l.addr));
     if let Some(addr) = http.iter().find(|a| config.listen.contains(a)) {
         return Err(format!(
             "{addr} is both an RTMP listen address and an HTTP one"
@@ -258,7 +269,7 @@ fn run(cli: Cli, source: ConfigSource, config: Config) -> Result<(), String> {
         mode,
         Some(ringcast::rtc::udp::BUFFER_POOL),
         &cpus,
-        move |w| app::run_worker(w, s.clone(), stop.clone()),
+        move |w| app::run_worker(w, s.clone(), stop.clone(), https.clone()),
     )
     .map_err(|e| e.to_string())?;
     tracing::info!(

@@ -447,30 +447,9 @@ fn sighup_applies_new_settings_to_new_streams_only() {
 #[test]
 fn a_second_server_on_a_busy_port_refuses_to_start() {
     let server = Server::start(1, "", "");
-    let second = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-        .arg("-c")
-        .arg(server.dir().join("test.conf"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting a second ringcast");
-    let mut second = Reaper(second);
-    let mut status = None;
-    poll_until(Duration::from_secs(5), || {
-        status = second.0.try_wait().expect("waiting");
-        status.is_some()
-    });
-    let status =
-        status.unwrap_or_else(|| panic!("a second ringcast is serving port {} too", server.port));
-    let mut stderr = String::new();
-    second
-        .0
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("stderr");
+    let (status, stderr) =
+        common::run_refused(&server.dir().join("test.conf"), Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("a second ringcast is serving port {} too", server.port));
     assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains(&format!("cannot listen on 127.0.0.1:{}", server.port)),

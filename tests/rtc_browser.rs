@@ -3,7 +3,8 @@
 //! the player's `getStats()` must show decoded frames rising. The pages report their stats
 //! to the test's own little HTTP server, so no browser automation protocol is needed. The
 //! WHEP player's media crosses a lossy UDP relay in the test that drops 5% of what the server
-//! sends, so its frames keep rising only if NACK retransmissions repair the loss.
+//! sends, so its frames keep rising only if NACK retransmissions repair the loss. An RTMP
+//! publish plays in Chromium over WHEP with its signalling on plain HTTP and on HTTPS.
 
 mod common;
 
@@ -22,13 +23,13 @@ const PAGE: &str = include_str!("rtc/page.html");
 /// What the pages reported, newest last, per role.
 type Reports = Arc<Mutex<HashMap<String, Vec<HashMap<String, String>>>>>;
 
-/// Serves `/publish.html` and `/play.html` (the page with its role and signalling URL; the
-/// player's with the port of `relay`, if any, to send its media to) and records
-/// `/report?...`. Returns the port.
-fn page_server(api_port: u16, stream: &str, relay: Option<u16>, reports: Reports) -> u16 {
+/// Serves `/publish.html` and `/play.html` (the page with its role and signalling URL under
+/// `api`, `http://127.0.0.1:PORT` or an `https://` one; the player's with the port of
+/// `relay`, if any, to send its media to) and records `/report?...`. Returns the port.
+fn page_server(api: &str, stream: &str, relay: Option<u16>, reports: Reports) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding the page server");
     let port = listener.local_addr().expect("page server address").port();
-    let stream = stream.to_owned();
+    let (api, stream) = (api.to_owned(), stream.to_owned());
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
@@ -51,9 +52,7 @@ fn page_server(api_port: u16, stream: &str, relay: Option<u16>, reports: Reports
                     } else {
                         ("play", "whep", relay)
                     };
-                    let url = format!(
-                        "http://127.0.0.1:{api_port}/rtc/v1/{kind}/?app=live&stream={stream}"
-                    );
+                    let url = format!("{api}/rtc/v1/{kind}/?app=live&stream={stream}");
                     (
                         "200 OK",
                         PAGE.replace("__ROLE__", role)
@@ -179,6 +178,8 @@ fn chromium(url: &str, profile: &std::path::Path) -> Reaper {
             "--disable-background-timer-throttling",
             "--disable-renderer-backgrounding",
             "--remote-debugging-port=0",
+            // The HTTPS case's certificate is the test's own.
+            "--ignore-certificate-errors",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(url)
@@ -248,7 +249,8 @@ fn chromium_publishes_with_whip_and_plays_with_whep() {
     // Only the player crosses the relay; the publisher sends straight to the server.
     let relay = lossy_relay(([127, 0, 0, 1], udp).into(), 20);
     let reports: Reports = Arc::default();
-    let pages = page_server(server.api_port, "cam", Some(relay.port), reports.clone());
+    let api = server.api_url("");
+    let pages = page_server(&api, "cam", Some(relay.port), reports.clone());
     let profiles = tempfile::tempdir().expect("temp dir");
 
     let _publisher = chromium(
@@ -293,15 +295,30 @@ fn chromium_publishes_with_whip_and_plays_with_whep() {
 
 #[test]
 fn rtmp_publish_plays_in_chromium_over_whep() {
+    rtmp_publish_plays_in_chromium(false);
+}
+
+/// WHEP's signalling over HTTPS (`http_api { https {} }`), as a browser on another host
+/// needs it.
+#[test]
+fn rtmp_publish_plays_in_chromium_over_whep_on_https() {
+    rtmp_publish_plays_in_chromium(true);
+}
+
+/// An RTMP publish that Chromium plays with WHEP, its signalling over HTTPS when `https`.
+fn rtmp_publish_plays_in_chromium(https: bool) {
     if !require("chromium") || !require("ffmpeg") {
         return;
     }
     let udp = free_port();
-    let server = Server::start(
-        2,
-        &format!("rtc_server {{ enabled on; listen 127.0.0.1:{udp}; candidate 127.0.0.1; }}"),
-        "rtc { enabled on; rtmp_to_rtc on; }",
-    );
+    let global =
+        format!("rtc_server {{ enabled on; listen 127.0.0.1:{udp}; candidate 127.0.0.1; }}");
+    let vhost = "rtc { enabled on; rtmp_to_rtc on; }";
+    let server = if https {
+        Server::start_https(2, &global, vhost)
+    } else {
+        Server::start(2, &global, vhost)
+    };
     // WebRTC has no B-frames: re-encode without them, as SRS's docs advise for RTMP to
     // WebRTC; the audio stays AAC.
     let _ffmpeg = common::ffmpeg_publish_with(
@@ -327,7 +344,12 @@ fn rtmp_publish_plays_in_chromium_over_whep() {
         server.log()
     );
     let reports: Reports = Arc::default();
-    let pages = page_server(server.api_port, "rtmpcam", None, reports.clone());
+    let api = if https {
+        format!("https://127.0.0.1:{}", server.https_api_port)
+    } else {
+        server.api_url("")
+    };
+    let pages = page_server(&api, "rtmpcam", None, reports.clone());
     let profiles = tempfile::tempdir().expect("temp dir");
     let _player = chromium(
         &format!("http://127.0.0.1:{pages}/play.html"),

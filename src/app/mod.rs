@@ -23,13 +23,18 @@ use compio::runtime::JoinHandle;
 
 pub use shutdown::Shutdown;
 
-use crate::http::Roles;
+use crate::http::{HttpsListener, Roles};
 use crate::state::{Shared, WorkerInfo};
 
-/// Runs one worker until `shutdown`: an accept loop per RTMP listen address and per HTTP
-/// listener, each on this worker's own SO_REUSEPORT socket, and the WebRTC UDP loop when
-/// `rtc_server` is enabled.
-pub async fn run_worker(worker: usize, shared: Arc<Shared>, shutdown: Shutdown) {
+/// Runs one worker until `shutdown`: an accept loop per RTMP listen address and per HTTP and
+/// HTTPS listener (`https`, loaded once at start), each on this worker's own SO_REUSEPORT
+/// socket, and the WebRTC UDP loop when `rtc_server` is enabled.
+pub async fn run_worker(
+    worker: usize,
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+    https: Arc<[HttpsListener]>,
+) {
     let info = Arc::new(WorkerInfo {
         index: worker,
         tid: nix::unistd::gettid().as_raw(),
@@ -42,20 +47,29 @@ pub async fn run_worker(worker: usize, shared: Arc<Shared>, shutdown: Shutdown) 
         .push(info.clone());
     let config = shared.config();
     let mut loops: Vec<JoinHandle<()>> = Vec::new();
-    for (addr, roles) in crate::http::listeners(&config) {
-        let Some(listener) = listen(addr, worker, "http") else {
+    let plain = crate::http::listeners(&config)
+        .into_iter()
+        .map(|(addr, roles)| (addr, roles, None));
+    let tls = https.iter().map(|l| (l.addr, l.roles, Some(l.tls.clone())));
+    for (addr, roles, tls) in plain.chain(tls) {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let Some(listener) = listen(addr, worker, scheme) else {
             continue;
         };
         if worker == 0 {
-            tracing::info!("HTTP on {addr}: {}", roles_name(roles));
+            let scheme = scheme.to_ascii_uppercase();
+            tracing::info!("{scheme} on {addr}: {}", roles_name(roles));
         }
         loops.push(compio::runtime::spawn(accept_loop(
             listener,
             Protocol::Http,
             shared.clone(),
             info.clone(),
-            move |id, peer, stream, shared| async move {
-                crate::http::serve(id, peer, stream, roles, &shared).await;
+            move |id, peer, stream, shared| {
+                let tls = tls.clone();
+                async move {
+                    crate::http::serve(id, peer, stream, roles, tls, &shared).await;
+                }
             },
         )));
     }

@@ -16,8 +16,9 @@ use super::env::{overlay, Environment};
 use super::error::{at, ConfigError};
 use super::include::{expand, read_text};
 use super::model::{
-    any_v4, Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc,
-    DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
+    any_v4, Config, Exporter, Https, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc,
+    DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTPS_API_PORT, HTTPS_SERVER_PORT, HTTP_API_PORT,
+    HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
 
@@ -197,7 +198,8 @@ const VHOST_KEYS: &[&str] = &[
 const HTTP_REMUX_KEYS: &[&str] = &["enabled", "mount"];
 const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
 const FORWARD_KEYS: &[&str] = &["enabled", "destination"];
-const LISTENER_KEYS: &[&str] = &["enabled", "listen"];
+const LISTENER_KEYS: &[&str] = &["enabled", "listen", "https"];
+const HTTPS_KEYS: &[&str] = &["enabled", "listen", "key", "cert"];
 const RTC_SERVER_KEYS: &[&str] = &["enabled", "listen", "candidate", "sndbuf", "rcvbuf"];
 const EXPORTER_KEYS: &[&str] = &["enabled", "listen", "label", "tag"];
 const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "nack"];
@@ -231,6 +233,7 @@ impl Builder<'_> {
         let mut seen = Seen::default();
         let mut vhost_lines: HashMap<String, usize> = HashMap::new();
         let mut level_v2 = None;
+        let mut api_https_listen_set = false;
         for d in tree {
             if !self.known("", GLOBAL_KEYS, d) {
                 continue;
@@ -286,8 +289,13 @@ impl Builder<'_> {
                 }
                 "chunk_size" => config.chunk_size = self.number(d, CHUNK_SIZE)?,
                 "workers" => config.workers = Some(self.number(d, WORKERS)?),
-                "http_api" => config.http_api = self.listener(d, HTTP_API_PORT)?,
-                "http_server" => config.http_server = self.listener(d, HTTP_SERVER_PORT)?,
+                "http_api" => {
+                    (config.http_api, api_https_listen_set) =
+                        self.listener(d, HTTP_API_PORT, HTTPS_API_PORT)?;
+                }
+                "http_server" => {
+                    config.http_server = self.listener(d, HTTP_SERVER_PORT, HTTPS_SERVER_PORT)?.0;
+                }
                 "rtc_server" => config.rtc_server = self.rtc_server(d)?,
                 "exporter" => config.exporter = self.exporter(d)?,
                 "cpu_affinity" => config.cpu_affinity = self.cpu_list(d)?,
@@ -311,6 +319,10 @@ impl Builder<'_> {
         }
         if let Some(level) = level_v2 {
             config.log_level = level;
+        }
+        // SRS: an API on the HTTP server's port follows the server's HTTPS port too.
+        if !api_https_listen_set && config.http_api.listen == config.http_server.listen {
+            config.http_api.https.listen = config.http_server.https.listen;
         }
         if !vhost_lines.contains_key(&DEFAULT_VHOST.to_ascii_lowercase()) {
             config.vhosts.push(Vhost::with_defaults(DEFAULT_VHOST));
@@ -509,24 +521,78 @@ impl Builder<'_> {
         Ok(enabled.then_some(mount))
     }
 
-    fn listener(&mut self, d: &Directive, default_port: u16) -> Result<Listener, ConfigError> {
+    /// `http_api {}` or `http_server {}`, and whether its `https {}` set its own `listen`.
+    fn listener(
+        &mut self,
+        d: &Directive,
+        default_port: u16,
+        https_port: u16,
+    ) -> Result<(Listener, bool), ConfigError> {
         self.require_block(d)?;
         self.warn_args_ignored(d, &d.args);
-        let mut listener = Listener::disabled_on(default_port);
+        let mut listener = Listener::disabled_on(default_port, https_port);
         let mut seen = Seen::default();
         let context = format!("{}.", d.name);
+        let mut https = None;
         for c in &d.children {
             if !self.known(&context, LISTENER_KEYS, c) || !self.first(&mut seen, &c.name, c) {
                 continue;
             }
-            if c.name == "enabled" {
-                listener.enabled = self.flag(c)?;
-            } else {
-                let value = self.leaf_value(c)?;
-                listener.listen = self.socket_addr(c, value)?;
+            match c.name.as_str() {
+                "enabled" => listener.enabled = self.flag(c)?,
+                "listen" => {
+                    let value = self.leaf_value(c)?;
+                    listener.listen = self.socket_addr(c, value)?;
+                }
+                _ => https = Some(c),
             }
         }
-        Ok(listener)
+        let Some(h) = https else {
+            return Ok((listener, false));
+        };
+        let (listen_set, enabled) = self.https(h, &context, &mut listener.https)?;
+        if let Some(enabled) = enabled.filter(|_| listener.https.enabled && !listener.enabled) {
+            // SRS refuses this too ("https api depends on http").
+            return Err(self.invalid(
+                enabled,
+                "on",
+                "`off`: https needs its http_api or http_server enabled, as in SRS",
+            ));
+        }
+        Ok((listener, listen_set))
+    }
+
+    /// `https { ... }` in `context` (`http_api.`): whether it set `listen`, and its `enabled`.
+    fn https<'t>(
+        &mut self,
+        d: &'t Directive,
+        context: &str,
+        https: &mut Https,
+    ) -> Result<(bool, Option<&'t Directive>), ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut seen = Seen::default();
+        let context = format!("{context}https.");
+        let (mut listen_set, mut enabled) = (false, None);
+        for c in &d.children {
+            if !self.known(&context, HTTPS_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            match c.name.as_str() {
+                "enabled" => {
+                    https.enabled = self.flag(c)?;
+                    enabled = Some(c);
+                }
+                "listen" => {
+                    let value = self.leaf_value(c)?;
+                    https.listen = self.socket_addr(c, value)?;
+                    listen_set = true;
+                }
+                "key" => https.key = self.path(c)?,
+                _ => https.cert = self.path(c)?,
+            }
+        }
+        Ok((listen_set, enabled))
     }
 
     /// `exporter { ... }`: SRS 5's Prometheus exporter.

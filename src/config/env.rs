@@ -122,6 +122,46 @@ const SETTINGS: &[Setting] = &[
         list: false,
     },
     Setting {
+        names: &["HTTP_API_HTTPS_ENABLED"],
+        path: &["http_api", "https", "enabled"],
+        list: false,
+    },
+    Setting {
+        names: &["HTTP_API_HTTPS_LISTEN"],
+        path: &["http_api", "https", "listen"],
+        list: false,
+    },
+    Setting {
+        names: &["HTTP_API_HTTPS_KEY"],
+        path: &["http_api", "https", "key"],
+        list: false,
+    },
+    Setting {
+        names: &["HTTP_API_HTTPS_CERT"],
+        path: &["http_api", "https", "cert"],
+        list: false,
+    },
+    Setting {
+        names: &["HTTP_SERVER_HTTPS_ENABLED"],
+        path: &["http_server", "https", "enabled"],
+        list: false,
+    },
+    Setting {
+        names: &["HTTP_SERVER_HTTPS_LISTEN"],
+        path: &["http_server", "https", "listen"],
+        list: false,
+    },
+    Setting {
+        names: &["HTTP_SERVER_HTTPS_KEY"],
+        path: &["http_server", "https", "key"],
+        list: false,
+    },
+    Setting {
+        names: &["HTTP_SERVER_HTTPS_CERT"],
+        path: &["http_server", "https", "cert"],
+        list: false,
+    },
+    Setting {
         names: &["RTC_SERVER_ENABLED"],
         path: &["rtc_server", "enabled"],
         list: false,

@@ -18,6 +18,8 @@ pub const DEFAULT_FLV_MOUNT: &str = "[vhost]/[app]/[stream].flv";
 pub(super) const RTMP_PORT: u16 = 1935;
 pub(super) const HTTP_API_PORT: u16 = 1985;
 pub(super) const HTTP_SERVER_PORT: u16 = 8080;
+pub(super) const HTTPS_API_PORT: u16 = 1990;
+pub(super) const HTTPS_SERVER_PORT: u16 = 8088;
 const EXPORTER_PORT: u16 = 9972;
 const RTC_PORT: u16 = 8000;
 
@@ -53,13 +55,43 @@ pub struct Listener {
     pub enabled: bool,
     /// `listen PORT|IP:PORT;`.
     pub listen: SocketAddr,
+    /// `https { ... }`: the same roles over TLS on a listener of its own.
+    pub https: Https,
 }
 
 impl Listener {
-    pub(super) fn disabled_on(port: u16) -> Self {
+    pub(super) fn disabled_on(port: u16, https_port: u16) -> Self {
         Self {
             enabled: false,
             listen: any_v4(port),
+            https: Https::disabled_on(https_port),
+        }
+    }
+}
+
+/// `https { enabled on; listen 1990; key ./conf/server.key; cert ./conf/server.crt; }` inside
+/// `http_api` (default port 1990, or `http_server`'s HTTPS port when both share their plain
+/// port, as SRS) or `http_server` (default 8088). The files are read at start, not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Https {
+    /// `enabled on|off;`, default off as in SRS; on needs the enclosing block enabled.
+    pub enabled: bool,
+    /// `listen PORT|IP:PORT;`.
+    pub listen: SocketAddr,
+    /// `key FILE;`: the PEM private key (PKCS#8, PKCS#1 or SEC1), default
+    /// `./conf/server.key`.
+    pub key: PathBuf,
+    /// `cert FILE;`: the PEM certificate chain, leaf first, default `./conf/server.crt`.
+    pub cert: PathBuf,
+}
+
+impl Https {
+    fn disabled_on(port: u16) -> Self {
+        Self {
+            enabled: false,
+            listen: any_v4(port),
+            key: PathBuf::from("./conf/server.key"),
+            cert: PathBuf::from("./conf/server.crt"),
         }
     }
 }
@@ -265,8 +297,8 @@ impl Default for Config {
             log_level: LogLevel::Trace,
             chunk_size: 60000,
             workers: None,
-            http_api: Listener::disabled_on(HTTP_API_PORT),
-            http_server: Listener::disabled_on(HTTP_SERVER_PORT),
+            http_api: Listener::disabled_on(HTTP_API_PORT, HTTPS_API_PORT),
+            http_server: Listener::disabled_on(HTTP_SERVER_PORT, HTTPS_SERVER_PORT),
             rtc_server: RtcServer::default(),
             exporter: Exporter::default(),
             cpu_affinity: Vec::new(),

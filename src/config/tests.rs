@@ -386,18 +386,12 @@ fn defaults_from_empty_config() {
     assert_eq!(config.chunk_size, 60000);
     assert_eq!(config.workers, None);
     assert_eq!(
-        config.http_api,
-        Listener {
-            enabled: false,
-            listen: addr("0.0.0.0:1985")
-        }
+        (config.http_api.enabled, config.http_api.listen),
+        (false, addr("0.0.0.0:1985"))
     );
     assert_eq!(
-        config.http_server,
-        Listener {
-            enabled: false,
-            listen: addr("0.0.0.0:8080")
-        }
+        (config.http_server.enabled, config.http_server.listen),
+        (false, addr("0.0.0.0:8080"))
     );
     let vhost = config.vhost("anything");
     assert_eq!(*vhost, Vhost::with_defaults(DEFAULT_VHOST));
@@ -421,17 +415,31 @@ fn full_srs_config_loads_with_warnings_only() {
     assert_eq!(config.log_file, PathBuf::from("./objs/srs.log"));
     assert!(config.daemon);
     assert_eq!(
-        config.http_api,
-        Listener {
+        (config.http_api.enabled, config.http_api.listen),
+        (true, addr("0.0.0.0:1985"))
+    );
+    assert_eq!(
+        (config.http_server.enabled, config.http_server.listen),
+        (true, addr("0.0.0.0:8080"))
+    );
+    let key = PathBuf::from("./conf/server.key");
+    let cert = PathBuf::from("./conf/server.crt");
+    assert_eq!(
+        config.http_api.https,
+        Https {
             enabled: true,
-            listen: addr("0.0.0.0:1985")
+            listen: addr("0.0.0.0:1990"),
+            key: key.clone(),
+            cert: cert.clone(),
         }
     );
     assert_eq!(
-        config.http_server,
-        Listener {
+        config.http_server.https,
+        Https {
             enabled: true,
-            listen: addr("0.0.0.0:8080")
+            listen: addr("0.0.0.0:8088"),
+            key,
+            cert,
         }
     );
     let names: Vec<_> = config.vhosts.iter().map(|v| v.name.as_str()).collect();
@@ -527,6 +535,74 @@ fn full_srs_config_loads_with_warnings_only() {
         .unwrap();
     assert_eq!(hls.file, FILE);
     assert_eq!(SRS_FULL.lines().nth(hls.line - 1).unwrap().trim(), "hls {");
+}
+
+/// `https {}` in `http_api` and `http_server`: SRS's defaults (off, 1990 and 8088,
+/// `./conf/server.key` and `.crt`), the API following the server's port when both share their
+/// plain one, SRS's refusal of HTTPS without its HTTP, and SRS's variables.
+#[test]
+fn https_blocks() {
+    let config = parse("").0;
+    let (api, server) = (&config.http_api.https, &config.http_server.https);
+    assert!(!api.enabled && !server.enabled);
+    assert_eq!(
+        (api.listen, server.listen),
+        (addr("0.0.0.0:1990"), addr("0.0.0.0:8088"))
+    );
+    assert_eq!(api.key, PathBuf::from("./conf/server.key"));
+    assert_eq!(server.cert, PathBuf::from("./conf/server.crt"));
+
+    let (config, warnings) = parse(
+        "http_api { enabled on; https { enabled on; listen 127.0.0.1:4443; key k.pem; \
+         cert c.pem; ciphers x; } }",
+    );
+    let https = &config.http_api.https;
+    assert!(https.enabled);
+    assert_eq!(https.listen, addr("127.0.0.1:4443"));
+    assert_eq!(
+        (https.key.to_str(), https.cert.to_str()),
+        (Some("k.pem"), Some("c.pem"))
+    );
+    assert_eq!(
+        messages(&warnings),
+        [format!(
+            "{FILE}:1: http_api.https.ciphers: not supported by ringcast, ignored (reported once)"
+        )]
+    );
+
+    let shared = "http_api { enabled on; listen 8080; } http_server { enabled on; listen 8080; \
+                  https { enabled on; listen 9443; } }";
+    assert_eq!(parse(shared).0.http_api.https.listen, addr("0.0.0.0:9443"));
+    let own = "http_api { enabled on; listen 8080; https { listen 1991; } } \
+               http_server { enabled on; listen 8080; }";
+    assert_eq!(parse(own).0.http_api.https.listen, addr("0.0.0.0:1991"));
+
+    assert_err(
+        "http_server { enabled off;\n https { enabled on; } }",
+        &format!(
+            "{FILE}:2: enabled: `on` is not `off`: https needs its http_api or http_server \
+             enabled, as in SRS"
+        ),
+    );
+    assert_err(
+        "http_api { enabled on; https { listen 0; } }",
+        &format!("{FILE}:1: listen: 0 is out of range 1..=65535"),
+    );
+
+    let (config, _) = parse_env(
+        "http_server { enabled on; }",
+        &[
+            ("SRS_HTTP_SERVER_HTTPS_ENABLED", "on"),
+            ("SRS_HTTP_SERVER_HTTPS_LISTEN", "8443"),
+            ("SRS_HTTP_SERVER_HTTPS_KEY", "/etc/k.pem"),
+            ("SRS_HTTP_SERVER_HTTPS_CERT", "/etc/c.pem"),
+        ],
+    );
+    let https = &config.http_server.https;
+    assert!(https.enabled);
+    assert_eq!(https.listen, addr("0.0.0.0:8443"));
+    assert_eq!(https.key, PathBuf::from("/etc/k.pem"));
+    assert_eq!(https.cert, PathBuf::from("/etc/c.pem"));
 }
 
 /// SRS 5's exporter block: SRS's defaults (off, 9972, no label or tag), every directive read,

@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use compio::buf::BufResult;
-use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
+use rustls::ServerConfig;
 
 use super::error::HttpConnError;
 use super::flv;
 use super::parser::{Limits, RequestParser};
 use super::reply::{error, head, ApiReply};
 use super::router::{route, Roles, Routed};
+use super::tls::{Stream, TlsStream};
 use crate::state::Shared;
 
 /// How long a kept-alive connection may wait for its next request.
@@ -27,12 +28,14 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 16 * 1024;
 
-/// Serves one accepted HTTP connection until it ends, and logs how it ended.
+/// Serves one accepted HTTP connection until it ends, and logs how it ended; with `tls`, the
+/// connection is HTTPS and starts with the TLS handshake.
 pub async fn serve(
     id: u64,
     peer: SocketAddr,
     stream: TcpStream,
     roles: Roles,
+    tls: Option<Arc<ServerConfig>>,
     shared: &Arc<Shared>,
 ) {
     let conn = Conn {
@@ -41,7 +44,14 @@ pub async fn serve(
         roles,
         shared,
     };
-    match conn.serve(&stream).await {
+    let served = match tls {
+        None => conn.serve(&Stream::Plain(&stream)).await,
+        Some(config) => match TlsStream::accept(&stream, config).await {
+            Ok(tls) => conn.serve(&Stream::Tls(&tls)).await,
+            Err(e) => Err(e),
+        },
+    };
+    match served {
         Ok(()) => {}
         Err(HttpConnError::Io(e)) if is_disconnect(&e) => {
             tracing::debug!(cid = id, "http peer disconnected: {e}")
@@ -71,7 +81,7 @@ struct Conn<'a> {
 }
 
 impl Conn<'_> {
-    async fn serve(&self, stream: &TcpStream) -> Result<(), HttpConnError> {
+    async fn serve(&self, stream: &Stream<'_>) -> Result<(), HttpConnError> {
         // The request loop's buffers are gone by the time an HTTP-FLV play starts: a player
         // holds its connection for hours, and thousands of them must not each keep 16 KiB.
         match self.serve_requests(stream).await? {
@@ -92,11 +102,10 @@ impl Conn<'_> {
     /// Answers requests until the connection ends, or returns the HTTP-FLV play it asked for.
     async fn serve_requests(
         &self,
-        stream: &TcpStream,
+        stream: &Stream<'_>,
     ) -> Result<Option<(flv::Play, bool)>, HttpConnError> {
         let mut parser = RequestParser::new(Limits::default());
         let mut buf = Vec::with_capacity(READ_BUFFER);
-        let mut s = stream;
         let mut request_started = None;
         loop {
             loop {
@@ -132,7 +141,7 @@ impl Conn<'_> {
                 (started + REQUEST_TIMEOUT, "reading a request")
             };
             buf.clear();
-            let BufResult(r, b) = compio::time::timeout_at(deadline, s.read(buf))
+            let BufResult(r, b) = compio::time::timeout_at(deadline, stream.read(buf))
                 .await
                 .map_err(|_| HttpConnError::Timeout(what))?;
             buf = b;
@@ -146,7 +155,7 @@ impl Conn<'_> {
 }
 
 async fn write_reply(
-    stream: &TcpStream,
+    stream: &Stream<'_>,
     reply: &ApiReply,
     keep_alive: bool,
     head_only: bool,
@@ -162,7 +171,5 @@ async fn write_reply(
     if !head_only {
         out.extend_from_slice(&reply.body);
     }
-    let mut s = stream;
-    let BufResult(r, _) = s.write_all(Bytes::from(out)).await;
-    r
+    stream.write_all(Bytes::from(out)).await
 }

@@ -16,6 +16,9 @@ pub(crate) enum HttpConnError {
     /// The request was refused (and answered).
     #[error("{0}")]
     Request(#[from] HttpError),
+    /// TLS failed: a handshake refused, a record that does not decrypt.
+    #[error("tls: {0}")]
+    Tls(#[from] rustls::Error),
     /// The peer was silent too long.
     #[error("timed out {0}")]
     Timeout(&'static str),

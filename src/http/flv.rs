@@ -4,8 +4,10 @@
 //! payload is the very bytes the publisher sent). In the steady state the player sits in its
 //! stream's FLV cohort on this core ([`crate::egress::cohort`]), which writes each flush's
 //! batch to every player in step; on its own it writes its start and catches up, everything
-//! between the cursor and the head in one vectored write. The body is close-delimited: it
-//! ends when either side closes.
+//! between the cursor and the head in one vectored write. An HTTPS player cannot share the
+//! cohort's bytes once they are encrypted: it takes the same batches and seals them itself,
+//! which is chosen once at its start. The body is close-delimited: it ends when either side
+//! closes.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -15,13 +17,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use compio::buf::BufResult;
-use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
 use super::error::HttpConnError;
 use super::parser::Request;
 use super::reply::head;
+use super::tls::{Stream, TlsStream};
 use crate::egress::cohort;
 use crate::egress::{write_batch, MAX_BATCH};
 use crate::hub::Consumer;
@@ -120,11 +122,10 @@ pub(super) async fn run(
     id: u64,
     peer: SocketAddr,
     shared: &Arc<Shared>,
-    stream: &TcpStream,
+    stream: &Stream<'_>,
     play: Play,
     head_only: bool,
 ) -> Result<(), HttpConnError> {
-    let mut s = stream;
     let response = head(
         200,
         "video/x-flv",
@@ -133,10 +134,9 @@ pub(super) async fn run(
         &[("Cache-Control", "no-cache".into())],
     );
     if head_only {
-        return s
-            .write_all(response.into_bytes())
+        return stream
+            .write_all(response.into_bytes().into())
             .await
-            .0
             .map_err(Into::into);
     }
     let consumer = Consumer::subscribe(&shared.hub, &play.key, &play.settings);
@@ -144,7 +144,11 @@ pub(super) async fn run(
         id,
         peer.ip(),
         play.key.clone(),
-        play.url,
+        // `find` saw the request, not the socket: an HTTPS player's URL says so here.
+        match stream {
+            Stream::Plain(_) => play.url,
+            Stream::Tls(_) => play.url.replacen("http://", "https://", 1),
+        },
         ClientKind::FlvPlay,
     );
     let client = registered.client();
@@ -152,7 +156,13 @@ pub(super) async fn run(
     let start = vec![Bytes::from(response), Bytes::from_static(FLV_HEADER)];
     let reader = pin!(drain(stream));
     let stall = play.settings.queue_length;
-    let writer = pin!(write_loop(stream, consumer, (shared, client), stall, start));
+    // The one check a player makes: a TLS player cannot share the cohort's ciphertext.
+    let writer = pin!(async {
+        match stream {
+            Stream::Plain(tcp) => write_loop(tcp, consumer, (shared, client), stall, start).await,
+            Stream::Tls(tls) => write_loop_tls(tls, consumer, (shared, client), stall, start).await,
+        }
+    });
     let result = client
         .until_kicked(pin!(async {
             match select(reader, writer).await {
@@ -166,7 +176,7 @@ pub(super) async fn run(
 
 /// Reads until the client closes; a player has nothing more to say, so what it sends is
 /// dropped.
-async fn drain(mut stream: &TcpStream) -> Result<(), HttpConnError> {
+async fn drain(stream: &Stream<'_>) -> Result<(), HttpConnError> {
     let mut buf = Vec::with_capacity(DRAIN_BUFFER);
     loop {
         buf.clear();
@@ -202,6 +212,27 @@ async fn write_loop(
             continue;
         }
         iov = write_batch(stream, iov, shared.as_ref(), client, stall).await?;
+    }
+}
+
+/// A TLS player's loop: the same consumer and batches as [`write_loop`], each sealed for
+/// this player alone, so it never sits in a cohort.
+async fn write_loop_tls(
+    stream: &TlsStream<'_>,
+    mut consumer: Consumer,
+    (shared, client): (&Arc<Shared>, &Arc<Client>),
+    stall: Duration,
+    mut iov: Vec<Bytes>,
+) -> Result<(), HttpConnError> {
+    loop {
+        consumer.next_batch(MAX_BATCH, |f| f.flv_tag(&mut iov));
+        if iov.is_empty() {
+            consumer.flushed().await;
+            continue;
+        }
+        iov = stream
+            .write_batch(iov, shared.as_ref(), client, stall)
+            .await?;
     }
 }
 

@@ -5,11 +5,12 @@
 //!
 //! Map, each file importing only those above it: [`parser`] (sans-IO requests with size
 //! limits), `reply` (answers, headers, SRS's envelope), `error` (why a connection ended),
-//! `metrics` (Prometheus text), `profile` (the performance tools' routes), `rtc` (WebRTC
-//! signalling's HTTP replies), `api` (SRS's JSON endpoints), `flv` (HTTP-FLV players, a cursor
-//! over the same shared frames as RTMP players), `router` (which of them answers), `conn` (the
-//! connection loop). It must not touch the RTMP sessions; it reads the hub, the client
-//! registry and the counters.
+//! `tls` (HTTPS's stream: rustls's sans-IO connection under a thin adapter, or the plain
+//! socket), `metrics` (Prometheus text), `profile` (the performance tools' routes), `rtc`
+//! (WebRTC signalling's HTTP replies), `api` (SRS's JSON endpoints), `flv` (HTTP-FLV players,
+//! a cursor over the same shared frames as RTMP players), `router` (which of them answers),
+//! `https` (the HTTPS listeners and their certificates), `conn` (the connection loop). It must
+//! not touch the RTMP sessions; it reads the hub, the client registry and the counters.
 
 #![forbid(unsafe_code)]
 
@@ -17,12 +18,15 @@ mod api;
 mod conn;
 mod error;
 mod flv;
+mod https;
 mod metrics;
 pub mod parser;
 mod profile;
 mod reply;
 mod router;
 mod rtc;
+mod tls;
 
 pub use conn::serve;
+pub use https::{https_listeners, HttpsListener, TlsSetupError};
 pub use router::{listeners, Roles};

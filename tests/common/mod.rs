@@ -237,7 +237,50 @@ pub struct Server {
     pub api_port: u16,
     /// Its HTTP-FLV port (`http_server`).
     pub http_port: u16,
+    /// Its HTTPS API port (`http_api { https {} }`), 0 unless started with
+    /// [`Server::start_https`].
+    pub https_api_port: u16,
+    /// Its HTTPS HTTP-FLV port (`http_server { https {} }`), 0 likewise.
+    pub https_port: u16,
     dir: tempfile::TempDir,
+}
+
+/// A test CA and a server certificate it signed for `127.0.0.1` and `localhost`, as PEM
+/// files in a directory: what clients trust (`ca`) and what the server loads.
+pub struct TestCerts {
+    /// The CA's certificate, for `curl --cacert` and `ffmpeg -ca_file`.
+    pub ca: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// The server's certificate.
+    pub cert: PathBuf,
+}
+
+/// Makes [`TestCerts`] in `dir` with rcgen.
+pub fn test_certs(dir: &Path) -> TestCerts {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "ringcast test CA");
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let params = CertificateParams::new(names).expect("server params");
+    let key = KeyPair::generate().expect("server key");
+    let cert = params
+        .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
+        .expect("server certificate");
+    let certs = TestCerts {
+        ca: dir.join("ca.crt"),
+        key: dir.join("server.key"),
+        cert: dir.join("server.crt"),
+    };
+    std::fs::write(&certs.ca, ca.pem()).expect("writing ca.crt");
+    std::fs::write(&certs.key, key.serialize_pem()).expect("writing server.key");
+    std::fs::write(&certs.cert, cert.pem()).expect("writing server.crt");
+    certs
 }
 
 impl Server {
@@ -249,17 +292,47 @@ impl Server {
 
     /// As [`Server::start`], with extra command-line arguments.
     pub fn start_with(workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
+        Self::launch(workers, global, vhost, args, false)
+    }
+
+    /// As [`Server::start`], with HTTPS too: the API and HTTP-FLV each also on an HTTPS port
+    /// of its own, with a certificate from [`test_certs`] (its CA at [`Server::ca`]).
+    pub fn start_https(workers: usize, global: &str, vhost: &str) -> Self {
+        Self::launch(workers, global, vhost, &[], true)
+    }
+
+    /// The CA that signed an HTTPS server's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn launch(workers: usize, global: &str, vhost: &str, args: &[&str], https: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let (api_port, http_port) = (free_port(), free_port());
+        let (mut https_api_port, mut https_port) = (0, 0);
+        let (mut api_https, mut server_https) = (String::new(), String::new());
+        if https {
+            let certs = test_certs(dir.path());
+            (https_api_port, https_port) = (free_port(), free_port());
+            let block = |port: u16| {
+                format!(
+                    " https {{ enabled on; listen 127.0.0.1:{port}; key {}; cert {}; }}",
+                    certs.key.display(),
+                    certs.cert.display()
+                )
+            };
+            (api_https, server_https) = (block(https_api_port), block(https_port));
+        }
         let conf = dir.path().join("test.conf");
         std::fs::write(
             &conf,
             format!(
                 "listen 127.0.0.1:{port};\nworkers {workers};\ndaemon off;\npid {pid};\n\
                  srs_log_tank console;\nsrs_log_level info;\n\
-                 http_api {{ enabled on; listen 127.0.0.1:{api_port}; }}\n\
-                 http_server {{ enabled on; listen 127.0.0.1:{http_port}; }}\n{global}\n\
+                 http_api {{ enabled on; listen 127.0.0.1:{api_port};{api_https} }}\n\
+                 http_server {{ enabled on; listen 127.0.0.1:{http_port};{server_https} }}\n\
+                 {global}\n\
                  vhost __defaultVhost__ {{\n{vhost}\n}}\n",
                 pid = dir.path().join("ringcast.pid").display(),
             ),
@@ -280,10 +353,16 @@ impl Server {
             port,
             api_port,
             http_port,
+            https_api_port,
+            https_port,
             dir,
         };
         wait_port(port, Duration::from_secs(10));
         wait_port(api_port, Duration::from_secs(10));
+        if https {
+            wait_port(https_api_port, Duration::from_secs(10));
+            wait_port(https_port, Duration::from_secs(10));
+        }
         server
     }
 
@@ -376,6 +455,34 @@ impl Drop for Server {
             eprintln!("---- ringcast log ----\n{}", self.log());
         }
     }
+}
+
+/// Runs ringcast on `conf` when it is expected to refuse to start: its exit status and what
+/// it printed on stderr, or `None` when it still runs after `within` (it is killed then).
+pub fn run_refused(conf: &Path, within: Duration) -> Option<(std::process::ExitStatus, String)> {
+    let child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .arg("-c")
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ringcast");
+    let mut child = Reaper(child);
+    let mut status = None;
+    poll_until(within, || {
+        status = child.0.try_wait().expect("waiting");
+        status.is_some()
+    });
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("reading stderr");
+    Some((status?, stderr))
 }
 
 /// Kills a child process when dropped.
