@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::access::basic::Credentials;
+use crate::access::security::Security;
+
 /// Name of the vhost used when a client names no vhost or an unknown one.
 pub const DEFAULT_VHOST: &str = "__defaultVhost__";
 
@@ -60,6 +63,29 @@ impl Listener {
         Self {
             enabled: false,
             listen: any_v4(port),
+        }
+    }
+}
+
+/// `http_api { auth { enabled on; username NAME; password PASS; } }` (SRS 5+): HTTP Basic
+/// authentication on the API's `/api/` paths, and on its `/metrics` unless `public_metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiAuth {
+    /// `enabled on|off;`, default off as in SRS.
+    pub enabled: bool,
+    /// `username NAME;` and `password PASS;`, kept as digests.
+    pub credentials: Credentials,
+    /// `public_metrics on|off;` (ringcast's), default off: whether the API listener's
+    /// `/metrics` stays open when auth is on. The `exporter {}` listener is always open.
+    pub public_metrics: bool,
+}
+
+impl Default for ApiAuth {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            credentials: Credentials::new("", ""),
+            public_metrics: false,
         }
     }
 }
@@ -120,6 +146,9 @@ pub struct Vhost {
     pub http_remux: Option<String>,
     /// `rtc { ... }`: WebRTC for this vhost's streams.
     pub rtc: VhostRtc,
+    /// `security { enabled on; allow publish 10.0.0.0/8; deny play all; }`: who may publish
+    /// and play, by address, evaluated as SRS does ([`crate::access::security`]).
+    pub security: Security,
 }
 
 /// A vhost's `rtc { enabled on; rtmp_to_rtc on; nack on; }`.
@@ -205,6 +234,7 @@ impl Vhost {
             tcp_nodelay: false,
             http_remux: None,
             rtc: VhostRtc::default(),
+            security: Security::default(),
         }
     }
 }
@@ -234,6 +264,8 @@ pub struct Config {
     pub workers: Option<usize>,
     /// `http_api { enabled on; listen 1985; }`, default off on port 1985.
     pub http_api: Listener,
+    /// `http_api { auth { ... } }`, default off.
+    pub api_auth: ApiAuth,
     /// `http_server { ... }` (or SRS 2's `http_stream`), default off on 8080.
     pub http_server: Listener,
     /// `rtc_server { ... }`, default off on UDP 8000.
@@ -266,6 +298,7 @@ impl Default for Config {
             chunk_size: 60000,
             workers: None,
             http_api: Listener::disabled_on(HTTP_API_PORT),
+            api_auth: ApiAuth::default(),
             http_server: Listener::disabled_on(HTTP_SERVER_PORT),
             rtc_server: RtcServer::default(),
             exporter: Exporter::default(),
