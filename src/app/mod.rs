@@ -48,6 +48,9 @@ pub async fn run_worker(worker: usize, shared: Arc<Shared>, shutdown: Shutdown) 
         };
         if worker == 0 {
             tracing::info!("HTTP on {addr}: {}", roles_name(roles));
+            if let Some(warning) = crate::http::exposure_warning(&config).filter(|_| roles.api) {
+                tracing::warn!("{warning}");
+            }
         }
         loops.push(compio::runtime::spawn(accept_loop(
             listener,

@@ -7,12 +7,14 @@
 //! limits), `reply` (answers, headers, SRS's envelope), `error` (why a connection ended),
 //! `metrics` (Prometheus text), `profile` (the performance tools' routes), `rtc` (WebRTC
 //! signalling's HTTP replies), `api` (SRS's JSON endpoints), `flv` (HTTP-FLV players, a cursor
-//! over the same shared frames as RTMP players), `router` (which of them answers), `conn` (the
+//! over the same shared frames as RTMP players), `access` (the API's auth and the `security`
+//! rules of players and WebRTC offers), `router` (which of them answers), `conn` (the
 //! connection loop). It must not touch the RTMP sessions; it reads the hub, the client
 //! registry and the counters.
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod api;
 mod conn;
 mod error;
@@ -24,5 +26,6 @@ mod reply;
 mod router;
 mod rtc;
 
+pub use access::exposure_warning;
 pub use conn::serve;
 pub use router::{listeners, Roles};
