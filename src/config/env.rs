@@ -127,6 +127,11 @@ const SETTINGS: &[Setting] = &[
         list: false,
     },
     Setting {
+        names: &["HTTP_API_AUTH_PUBLIC_METRICS"],
+        path: &["http_api", "auth", "public_metrics"],
+        list: false,
+    },
+    Setting {
         names: &["HTTP_SERVER_ENABLED"],
         path: &["http_server", "enabled"],
         list: false,
