@@ -218,3 +218,10 @@ fn public_metrics_leaves_only_metrics_open() {
     assert_eq!(api.request("GET", "/api/v1/summaries", &[]).0, 401);
     assert!(!server.log().contains("without auth"), "{}", server.log());
 }
+
+#[test]
+fn no_exposure_warning_for_an_api_on_loopback() {
+    let server = Server::start(1, "", "");
+    assert!(server.wait_log("HTTP on 127.0.0.1", Duration::from_secs(5)));
+    assert!(!server.log().contains("without auth"), "{}", server.log());
+}
