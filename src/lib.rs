@@ -30,6 +30,8 @@
 //!   message types, server and client sessions).
 //! - [`flv`]: FLV tags, read and written. [`config`]: the SRS/nginx-style config file, the
 //!   environment's `SRS_*` overrides, parsed into a typed [`config::Config`].
+//! - [`access`]: who may publish, play and administer, pure: a vhost's `security {}` rules
+//!   and the API's Basic authentication; the bottom of the graph, below [`config`].
 //! - [`bench`]: the load tool behind `ringcast-bench` (players, publishers, SEI latency), a
 //!   client of the protocol folders only.
 //!
@@ -39,6 +41,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod access;
 pub mod app;
 pub mod bench;
 pub mod config;

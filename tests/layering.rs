@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 /// Modules of protocol code (a top-level folder, or a deeper one written `rtc/signal`): they
 /// and everything below them must not import any of [`DRIVERS`].
 const PROTOCOL: &[&str] = &[
+    "access",
     "rtmp",
     "flv",
     "media",
@@ -45,6 +46,7 @@ const DRIVERS: &[&str] = &[
 /// Modules whose file (`x/mod.rs` for a folder, `x.rs` otherwise; `hub/ring` for a file
 /// inside a folder) must say `#![forbid(unsafe_code)]`.
 const FORBID_UNSAFE: &[&str] = &[
+    "access",
     "rtmp",
     "flv",
     "media",

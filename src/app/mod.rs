@@ -57,8 +57,16 @@ pub async fn run_worker(
             continue;
         };
         if worker == 0 {
-            let scheme = scheme.to_ascii_uppercase();
-            tracing::info!("{scheme} on {addr}: {}", roles_name(roles));
+            tracing::info!(
+                "{} on {addr}: {}",
+                scheme.to_ascii_uppercase(),
+                roles_name(roles)
+            );
+            // Said once, on the plain listener: an HTTPS API always has one beside it.
+            let api_plain = roles.api && tls.is_none();
+            if let Some(warning) = crate::http::exposure_warning(&config).filter(|_| api_plain) {
+                tracing::warn!("{warning}");
+            }
         }
         loops.push(compio::runtime::spawn(accept_loop(
             listener,

@@ -16,11 +16,13 @@ use super::env::{overlay, Environment};
 use super::error::{at, ConfigError};
 use super::include::{expand, read_text};
 use super::model::{
-    any_v4, Config, Exporter, Https, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc,
-    DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTPS_API_PORT, HTTPS_SERVER_PORT, HTTP_API_PORT,
+    any_v4, ApiAuth, Config, Exporter, Https, Listener, LogLevel, LogTank, RtcServer, Vhost,
+    VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTPS_API_PORT, HTTPS_SERVER_PORT, HTTP_API_PORT,
     HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
+use crate::access::basic::Credentials;
+use crate::access::security::{Rule, RuleError, Security};
 
 /// SRS's accepted chunk sizes; the RTMP spec allows larger, but clients in the
 /// wild are only tested against what SRS sends.
@@ -194,12 +196,16 @@ const VHOST_KEYS: &[&str] = &[
     "play",
     "http_remux",
     "rtc",
+    "security",
 ];
 const HTTP_REMUX_KEYS: &[&str] = &["enabled", "mount"];
 const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
 const FORWARD_KEYS: &[&str] = &["enabled", "destination"];
 const LISTENER_KEYS: &[&str] = &["enabled", "listen", "https"];
+const HTTP_API_KEYS: &[&str] = &["enabled", "listen", "https", "auth"];
 const HTTPS_KEYS: &[&str] = &["enabled", "listen", "key", "cert"];
+const AUTH_KEYS: &[&str] = &["enabled", "username", "password", "public_metrics"];
+const SECURITY_KEYS: &[&str] = &["enabled", "allow", "deny"];
 const RTC_SERVER_KEYS: &[&str] = &["enabled", "listen", "candidate", "sndbuf", "rcvbuf"];
 const EXPORTER_KEYS: &[&str] = &["enabled", "listen", "label", "tag"];
 const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "nack"];
@@ -292,6 +298,7 @@ impl Builder<'_> {
                 "http_api" => {
                     (config.http_api, api_https_listen_set) =
                         self.listener(d, HTTP_API_PORT, HTTPS_API_PORT)?;
+                    config.api_auth = self.api_auth(d)?;
                 }
                 "http_server" => {
                     config.http_server = self.listener(d, HTTP_SERVER_PORT, HTTPS_SERVER_PORT)?.0;
@@ -357,6 +364,7 @@ impl Builder<'_> {
                 "play" => self.play_block(c, &mut play)?,
                 "http_remux" => vhost.http_remux = self.http_remux(c)?,
                 "rtc" => vhost.rtc = self.vhost_rtc(c)?,
+                "security" => vhost.security = self.security(c)?,
                 _ => self.play_setting(c, &mut legacy)?,
             }
         }
@@ -534,8 +542,17 @@ impl Builder<'_> {
         let mut seen = Seen::default();
         let context = format!("{}.", d.name);
         let mut https = None;
+        let keys = if d.name == "http_api" {
+            HTTP_API_KEYS
+        } else {
+            LISTENER_KEYS
+        };
         for c in &d.children {
-            if !self.known(&context, LISTENER_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+            // `auth` is read by `api_auth`, which warns about a repeated one.
+            if !self.known(&context, keys, c) || c.name == "auth" {
+                continue;
+            }
+            if !self.first(&mut seen, &c.name, c) {
                 continue;
             }
             match c.name.as_str() {
@@ -593,6 +610,90 @@ impl Builder<'_> {
             }
         }
         Ok((listen_set, enabled))
+    }
+
+    /// `http_api { auth { ... } }`: the API's Basic authentication. On, it needs both a
+    /// username and a password: SRS would take an empty pair, which anyone can send.
+    fn api_auth(&mut self, api: &Directive) -> Result<ApiAuth, ConfigError> {
+        let mut auth = ApiAuth::default();
+        let mut seen = Seen::default();
+        let Some(d) = api
+            .children
+            .iter()
+            .filter(|c| c.name == "auth")
+            .find(|c| self.first(&mut seen, "auth", c))
+        else {
+            return Ok(auth);
+        };
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut seen = Seen::default();
+        let (mut user, mut password) = (None, None);
+        for c in &d.children {
+            if !self.known("http_api.auth.", AUTH_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            match c.name.as_str() {
+                "enabled" => auth.enabled = self.flag(c)?,
+                "public_metrics" => auth.public_metrics = self.flag(c)?,
+                "username" => user = Some(self.leaf_value(c)?.to_owned()),
+                _ => password = Some(self.leaf_value(c)?.to_owned()),
+            }
+        }
+        let user = user.unwrap_or_default();
+        let password = password.unwrap_or_default();
+        if auth.enabled {
+            let missing = if user.is_empty() {
+                "username"
+            } else {
+                "password"
+            };
+            if user.is_empty() || password.is_empty() {
+                return Err(ConfigError::MissingValue {
+                    file: self.file_of(d),
+                    line: d.line,
+                    directive: format!("http_api.auth.{missing} (auth is enabled)"),
+                });
+            }
+        }
+        auth.credentials = Credentials::new(&user, &password);
+        Ok(auth)
+    }
+
+    /// A vhost's `security { enabled on; allow|deny publish|play all|IP|CIDR; ... }`.
+    fn security(&mut self, d: &Directive) -> Result<Security, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut security = Security::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("vhost.security.", SECURITY_KEYS, c) {
+                continue;
+            }
+            if c.name == "enabled" {
+                if self.first(&mut seen, "enabled", c) {
+                    security.enabled = self.flag(c)?;
+                }
+                continue;
+            }
+            if c.block {
+                return Err(self.err_block_unexpected(c));
+            }
+            let [action, address, rest @ ..] = c.args.as_slice() else {
+                return Err(self.missing(c));
+            };
+            self.warn_args_ignored(c, rest);
+            let rule = Rule::parse(c.name == "allow", action, address).map_err(|e| match e {
+                RuleError::Action(word) => self.invalid(c, &word, "`publish` or `play`"),
+                RuleError::Address(word) => self.invalid(
+                    c,
+                    &word,
+                    "`all`, an IP address or a CIDR block, e.g. 10.0.0.0/8",
+                ),
+            })?;
+            security.rules.push(rule);
+        }
+        Ok(security)
     }
 
     /// `exporter { ... }`: SRS 5's Prometheus exporter.

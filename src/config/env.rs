@@ -112,6 +112,26 @@ const SETTINGS: &[Setting] = &[
         list: false,
     },
     Setting {
+        names: &["HTTP_API_AUTH_ENABLED"],
+        path: &["http_api", "auth", "enabled"],
+        list: false,
+    },
+    Setting {
+        names: &["HTTP_API_AUTH_USERNAME"],
+        path: &["http_api", "auth", "username"],
+        list: false,
+    },
+    Setting {
+        names: &["HTTP_API_AUTH_PASSWORD"],
+        path: &["http_api", "auth", "password"],
+        list: false,
+    },
+    Setting {
+        names: &["HTTP_API_AUTH_PUBLIC_METRICS"],
+        path: &["http_api", "auth", "public_metrics"],
+        list: false,
+    },
+    Setting {
         names: &["HTTP_SERVER_ENABLED"],
         path: &["http_server", "enabled"],
         list: false,

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::access::basic::Credentials;
+use crate::access::security::Security;
+
 /// Name of the vhost used when a client names no vhost or an unknown one.
 pub const DEFAULT_VHOST: &str = "__defaultVhost__";
 
@@ -96,6 +99,29 @@ impl Https {
     }
 }
 
+/// `http_api { auth { enabled on; username NAME; password PASS; } }` (SRS 5+): HTTP Basic
+/// authentication on the API's `/api/` paths, and on its `/metrics` unless `public_metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiAuth {
+    /// `enabled on|off;`, default off as in SRS.
+    pub enabled: bool,
+    /// `username NAME;` and `password PASS;`, kept as digests.
+    pub credentials: Credentials,
+    /// `public_metrics on|off;` (ringcast's), default off: whether the API listener's
+    /// `/metrics` stays open when auth is on. The `exporter {}` listener is always open.
+    pub public_metrics: bool,
+}
+
+impl Default for ApiAuth {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            credentials: Credentials::new("", ""),
+            public_metrics: false,
+        }
+    }
+}
+
 /// `exporter { enabled on; listen 9972; label cn-beijing; tag cn-edge; }`: SRS 5's Prometheus
 /// exporter, its metrics (`srs_*`) served at `/metrics` on a listener of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +178,9 @@ pub struct Vhost {
     pub http_remux: Option<String>,
     /// `rtc { ... }`: WebRTC for this vhost's streams.
     pub rtc: VhostRtc,
+    /// `security { enabled on; allow publish 10.0.0.0/8; deny play all; }`: who may publish
+    /// and play, by address, evaluated as SRS does ([`crate::access::security`]).
+    pub security: Security,
 }
 
 /// A vhost's `rtc { enabled on; rtmp_to_rtc on; nack on; }`.
@@ -237,6 +266,7 @@ impl Vhost {
             tcp_nodelay: false,
             http_remux: None,
             rtc: VhostRtc::default(),
+            security: Security::default(),
         }
     }
 }
@@ -266,6 +296,8 @@ pub struct Config {
     pub workers: Option<usize>,
     /// `http_api { enabled on; listen 1985; }`, default off on port 1985.
     pub http_api: Listener,
+    /// `http_api { auth { ... } }`, default off.
+    pub api_auth: ApiAuth,
     /// `http_server { ... }` (or SRS 2's `http_stream`), default off on 8080.
     pub http_server: Listener,
     /// `rtc_server { ... }`, default off on UDP 8000.
@@ -298,6 +330,7 @@ impl Default for Config {
             chunk_size: 60000,
             workers: None,
             http_api: Listener::disabled_on(HTTP_API_PORT, HTTPS_API_PORT),
+            api_auth: ApiAuth::default(),
             http_server: Listener::disabled_on(HTTP_SERVER_PORT, HTTPS_SERVER_PORT),
             rtc_server: RtcServer::default(),
             exporter: Exporter::default(),

@@ -1713,3 +1713,106 @@ fn include_of_itself_or_a_missing_file_fails() {
         )
     );
 }
+
+#[test]
+fn security_rules_from_srs_full_conf_and_their_errors() {
+    use crate::access::security::{check, Action};
+    let (config, _) = parse(SRS_FULL);
+    let security = &config.vhost("transcode.srs.com").security;
+    assert!(security.enabled);
+    assert_eq!(security.rules.len(), 2);
+    let ip = "10.1.1.1".parse().unwrap();
+    assert!(check(security, Action::Publish, ip).is_err());
+    assert_eq!(check(security, Action::Play, ip), Ok(()));
+    assert!(!config.vhost(DEFAULT_VHOST).security.enabled);
+
+    let (config, warnings) = parse(
+        "vhost a { security { enabled on; allow publish 127.0.0.1; allow publish 10.0.0.0/8; \
+         deny play ::1; allow play all 1; } }",
+    );
+    let texts: Vec<_> = config
+        .vhost("a")
+        .security
+        .rules
+        .iter()
+        .map(|r| r.text.as_str())
+        .collect();
+    assert_eq!(texts, ["127.0.0.1", "10.0.0.0/8", "::1", "all"]);
+    assert_eq!(
+        messages(&warnings),
+        ["conf/test.conf:1: allow: ignoring extra arguments `1`; is a `;` missing?"]
+    );
+    assert_err(
+        "vhost a {\n security {\n enabled on;\n allow publish 10.0.0.0/33;\n }\n}",
+        "conf/test.conf:4: allow: `10.0.0.0/33` is not `all`, an IP address or a CIDR block, \
+         e.g. 10.0.0.0/8",
+    );
+    assert_err(
+        "vhost a { security { deny watch all; } }",
+        "conf/test.conf:1: deny: `watch` is not `publish` or `play`",
+    );
+    assert_err(
+        "vhost a {\n security {\n deny play;\n }\n}",
+        "conf/test.conf:3: deny: missing value",
+    );
+    assert_err(
+        "vhost a { security { allow play all { } } }",
+        "conf/test.conf:1: allow: takes values ending in `;`, not a block",
+    );
+    let (_, warnings) = parse("vhost a { security { enabled on; referer x; } }");
+    assert_eq!(
+        messages(&warnings),
+        ["conf/test.conf:1: vhost.security.referer: not supported by ringcast, ignored (reported once)"]
+    );
+}
+
+#[test]
+fn http_api_auth_block() {
+    let (config, _) = parse(SRS_FULL);
+    let auth = &config.api_auth;
+    assert!(auth.enabled && !auth.public_metrics);
+    let admin = "Basic YWRtaW46YWRtaW4="; // admin:admin
+    assert_eq!(auth.credentials.verify(Some(admin)), Ok(()));
+
+    let (config, warnings) = parse(
+        "http_api { enabled on; listen 1985; auth { enabled on; username u; password p; \
+         public_metrics on; realm x; } }",
+    );
+    assert!(config.api_auth.enabled && config.api_auth.public_metrics);
+    assert!(config.api_auth.credentials.verify(Some(admin)).is_err());
+    assert_eq!(config.http_api.listen, addr("0.0.0.0:1985"));
+    assert_eq!(
+        messages(&warnings),
+        ["conf/test.conf:1: http_api.auth.realm: not supported by ringcast, ignored (reported once)"]
+    );
+    let (config, _) = parse("http_api { enabled on; auth { enabled off; } }");
+    assert!(!config.api_auth.enabled);
+    assert_err(
+        "http_api {\n enabled on;\n auth {\n enabled on;\n username admin;\n }\n}",
+        "conf/test.conf:3: http_api.auth.password (auth is enabled): missing value",
+    );
+    assert_err(
+        "http_api { auth { enabled yes; } }",
+        "conf/test.conf:1: enabled: `yes` is not `on` or `off`",
+    );
+    assert_err(
+        "http_api { auth on; }",
+        "conf/test.conf:1: auth: expected a `{ ... }` block",
+    );
+    // `auth` belongs to the API alone.
+    let (_, warnings) = parse("http_server { enabled on; auth { enabled on; } }");
+    assert_eq!(
+        messages(&warnings),
+        ["conf/test.conf:1: http_server.auth: not supported by ringcast, ignored (reported once)"]
+    );
+    let (config, _) = parse_env(
+        "http_api { enabled on; }",
+        &[
+            ("SRS_HTTP_API_AUTH_ENABLED", "on"),
+            ("SRS_HTTP_API_AUTH_USERNAME", "admin"),
+            ("SRS_HTTP_API_AUTH_PASSWORD", "admin"),
+        ],
+    );
+    assert!(config.api_auth.enabled);
+    assert_eq!(config.api_auth.credentials.verify(Some(admin)), Ok(()));
+}

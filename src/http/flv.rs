@@ -44,6 +44,13 @@ pub(super) struct Play {
     url: String,
 }
 
+impl Play {
+    /// The stream asked for.
+    pub(super) fn key(&self) -> &StreamKey {
+        &self.key
+    }
+}
+
 /// The published stream `req` names through a vhost's `http_remux` mount, if any. The vhost
 /// comes from `?vhost=`, else the Host header, else the default vhost.
 pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::parser::Request;
 use super::reply::{error, preflight, ApiReply};
-use super::{api, flv, metrics};
+use super::{access, api, flv, metrics};
 use crate::config::Config;
 use crate::state::Shared;
 
@@ -58,12 +58,24 @@ pub(super) enum Routed {
     Flv(flv::Play),
 }
 
-/// Routes `req` for a listener with `roles`.
-pub(super) async fn route(req: &Request, roles: Roles, shared: &Arc<Shared>) -> Routed {
+/// Routes `req` from connection `id` of `peer` for a listener with `roles`.
+pub(super) async fn route(
+    req: &Request,
+    roles: Roles,
+    shared: &Arc<Shared>,
+    id: u64,
+    peer: SocketAddr,
+) -> Routed {
     let path = req.path.as_str();
     if roles.api {
         if req.method == "OPTIONS" {
             return Routed::Reply(preflight());
+        }
+        let config = shared.config();
+        let refused = access::api_auth(req, roles.exporter, &config, id)
+            .or_else(|| access::rtc_offer(req, &config, id, peer));
+        if let Some(refused) = refused {
+            return Routed::Reply(refused);
         }
         if path == "/"
             || path == "/metrics"
@@ -86,7 +98,10 @@ pub(super) async fn route(req: &Request, roles: Roles, shared: &Arc<Shared>) -> 
             return Routed::Reply(error(405, "HTTP-FLV takes GET"));
         }
         return match flv::find(req, shared) {
-            Some(play) => Routed::Flv(play),
+            Some(play) => match access::flv_play(&play, &shared.config(), id, peer) {
+                Some(refused) => Routed::Reply(refused),
+                None => Routed::Flv(play),
+            },
             None => Routed::Reply(error(404, "no such stream")),
         };
     }

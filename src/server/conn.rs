@@ -12,7 +12,8 @@ use std::time::Instant;
 use compio::net::TcpStream;
 
 use super::error::ConnError;
-use super::{forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
+use super::{access, forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
+use crate::access::security::Action;
 use crate::hub::Consumer;
 use crate::hub::StreamKey;
 use crate::media::MediaKind;
@@ -153,12 +154,14 @@ async fn publish(
 ) -> Result<(), ConnError> {
     let (id, vhost) = (target.id, target.vhost);
     let (key, settings) = shared.stream(vhost, target.app, target.name);
-    let refused = check_vhost(shared, vhost).and_then(|()| {
-        shared
-            .hub
-            .publish(&key, &settings, id)
-            .map_err(ConnError::from)
-    });
+    let refused = check_vhost(shared, vhost)
+        .and_then(|()| access::check(shared, vhost, Action::Publish, target.peer))
+        .and_then(|()| {
+            shared
+                .hub
+                .publish(&key, &settings, id)
+                .map_err(ConnError::from)
+        });
     let mut guard = match refused {
         Ok(g) => g,
         Err(e) => {
@@ -251,7 +254,9 @@ async fn play(
 ) -> Result<(), ConnError> {
     let id = target.id;
     let (key, settings) = shared.stream(target.vhost, target.app, target.name);
-    if let Err(e) = check_vhost(shared, target.vhost) {
+    let refused = check_vhost(shared, target.vhost)
+        .and_then(|()| access::check(shared, target.vhost, Action::Play, target.peer));
+    if let Err(e) = refused {
         session.reject_play(&e.to_string());
         flush(conn, &mut session).await?;
         return Err(e);

@@ -2,8 +2,10 @@
 //! loop and the player's tasks, logged once where the connection ends.
 
 use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::access::security::Denied;
 use crate::egress::BatchError;
 use crate::hub::PublishError;
 use crate::rtmp::session::SessionError;
@@ -33,6 +35,14 @@ pub(super) enum ConnError {
     /// The vhost is disabled.
     #[error("vhost {0} is disabled")]
     VhostDisabled(String),
+    /// The vhost's `security {}` rules refuse this address.
+    #[error("{ip}: {why}")]
+    Denied {
+        /// The peer's address.
+        ip: IpAddr,
+        /// Which rule, or that none allowed it.
+        why: Denied,
+    },
     /// The API asked to close the connection.
     #[error("kicked by the HTTP API")]
     Kicked,

@@ -6,7 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,6 +100,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A connection to `127.0.0.1:port` from the loopback address `local` (any of 127.0.0.0/8
+/// on Linux), so that a test can be a client other than 127.0.0.1.
+pub fn connect_from(local: IpAddr, port: u16) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(local, 0).into())?;
+    socket.connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
+    Ok(socket.into())
+}
+
 /// Checks `reached` until it holds or `within` has passed; true when it held. Checks come
 /// quickly at first (a millisecond apart), then every 50 ms, and once more at the deadline, so
 /// a state reached just in time counts.
@@ -178,9 +187,26 @@ impl ApiConn {
 
     /// GETs `path`: the status and the body.
     pub fn get_raw(&mut self, path: &str) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.request("GET", path, &[]);
+        (status, body)
+    }
+
+    /// Sends `METHOD path` with `headers` (each `Name: value`): the status, the response's
+    /// head and its body.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+    ) -> (u16, String, Vec<u8>) {
+        let mut extra = String::new();
+        for h in headers {
+            extra.push_str(h);
+            extra.push_str("\r\n");
+        }
         write!(
             self.stream,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n"
         )
         .expect("sending the request");
         let mut chunk = [0u8; 16 * 1024];
@@ -189,7 +215,7 @@ impl ApiConn {
                 break i + 4;
             }
             let n = self.stream.read(&mut chunk).expect("reading the answer");
-            assert!(n > 0, "the API closed the connection on GET {path}");
+            assert!(n > 0, "the API closed the connection on {method} {path}");
             self.buf.extend_from_slice(&chunk[..n]);
         };
         let head = String::from_utf8_lossy(&self.buf[..head_len]).into_owned();
@@ -210,13 +236,13 @@ impl ApiConn {
             let n = self.stream.read(&mut chunk).expect("reading the body");
             assert!(
                 n > 0,
-                "the API closed the connection in the body of GET {path}"
+                "the API closed the connection in the body of {method} {path}"
             );
             self.buf.extend_from_slice(&chunk[..n]);
         }
         let body = self.buf[head_len..head_len + len].to_vec();
         self.buf.drain(..head_len + len);
-        (status, body)
+        (status, head, body)
     }
 
     /// GETs `path` and asserts a 200 with JSON: the JSON.
@@ -292,13 +318,13 @@ impl Server {
 
     /// As [`Server::start`], with extra command-line arguments.
     pub fn start_with(workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
-        Self::launch(workers, global, vhost, args, false)
+        Self::launch(workers, global, vhost, args, false, ("127.0.0.1", ""))
     }
 
     /// As [`Server::start`], with HTTPS too: the API and HTTP-FLV each also on an HTTPS port
     /// of its own, with a certificate from [`test_certs`] (its CA at [`Server::ca`]).
     pub fn start_https(workers: usize, global: &str, vhost: &str) -> Self {
-        Self::launch(workers, global, vhost, &[], true)
+        Self::launch(workers, global, vhost, &[], true, ("127.0.0.1", ""))
     }
 
     /// The CA that signed an HTTPS server's certificate.
@@ -306,7 +332,26 @@ impl Server {
         self.dir.path().join("ca.crt")
     }
 
-    fn launch(workers: usize, global: &str, vhost: &str, args: &[&str], https: bool) -> Self {
+    /// As [`Server::start`], the HTTP API listening on `api_ip` with `api_extra` in its
+    /// `http_api {}` block (such as `auth { ... }`).
+    pub fn start_api(
+        workers: usize,
+        api_ip: &str,
+        api_extra: &str,
+        global: &str,
+        vhost: &str,
+    ) -> Self {
+        Self::launch(workers, global, vhost, &[], false, (api_ip, api_extra))
+    }
+
+    fn launch(
+        workers: usize,
+        global: &str,
+        vhost: &str,
+        args: &[&str],
+        https: bool,
+        (api_ip, api_extra): (&str, &str),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let (api_port, http_port) = (free_port(), free_port());
@@ -330,9 +375,9 @@ impl Server {
             format!(
                 "listen 127.0.0.1:{port};\nworkers {workers};\ndaemon off;\npid {pid};\n\
                  srs_log_tank console;\nsrs_log_level info;\n\
-                 http_api {{ enabled on; listen 127.0.0.1:{api_port};{api_https} }}\n\
-                 http_server {{ enabled on; listen 127.0.0.1:{http_port};{server_https} }}\n\
-                 {global}\n\
+                 http_api {{ enabled on; listen {api_ip}:{api_port};{api_https} {api_extra} }}
+                 http_server {{ enabled on; listen 127.0.0.1:{http_port};{server_https} }}
+                 {global}
                  vhost __defaultVhost__ {{\n{vhost}\n}}\n",
                 pid = dir.path().join("ringcast.pid").display(),
             ),
@@ -532,8 +577,8 @@ pub struct Client {
 }
 
 impl Client {
-    fn connect(port: u16, session: ClientSession) -> std::io::Result<Self> {
-        let stream = TcpStream::connect(("127.0.0.1", port))?;
+    fn connect(local: IpAddr, port: u16, session: ClientSession) -> std::io::Result<Self> {
+        let stream = connect_from(local, port)?;
         stream.set_nodelay(true)?;
         Ok(Self {
             stream,
@@ -544,8 +589,14 @@ impl Client {
 
     /// Connects and publishes `live/NAME`; Err with the server's code when refused.
     pub fn publish(port: u16, name: &str) -> Result<Self, String> {
+        Self::publish_from(Ipv4Addr::LOCALHOST.into(), port, name)
+    }
+
+    /// As [`Client::publish`], connecting from the loopback address `local`.
+    pub fn publish_from(local: IpAddr, port: u16, name: &str) -> Result<Self, String> {
         let url = format!("rtmp://127.0.0.1:{port}/live");
         let mut c = Self::connect(
+            local,
             port,
             ClientSession::publish(&url, name, 4096, &mut rand::thread_rng()),
         )
@@ -562,8 +613,14 @@ impl Client {
 
     /// Connects and plays `live/NAME`.
     pub fn play(port: u16, name: &str) -> Result<Self, String> {
+        Self::play_from(Ipv4Addr::LOCALHOST.into(), port, name)
+    }
+
+    /// As [`Client::play`], connecting from the loopback address `local`.
+    pub fn play_from(local: IpAddr, port: u16, name: &str) -> Result<Self, String> {
         let url = format!("rtmp://127.0.0.1:{port}/live");
         let mut c = Self::connect(
+            local,
             port,
             ClientSession::play(&url, name, &mut rand::thread_rng()),
         )
