@@ -241,18 +241,8 @@ fn whep_players_of_an_edge_get_the_pulled_stream() {
         .arg(edge.api_url("/rtc/v1/whep/?app=live&stream=w"))
         .output()
         .expect("running ringcast-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary = stdout
-        .lines()
-        .find(|l| l.starts_with("SUMMARY"))
-        .unwrap_or_else(|| panic!("no SUMMARY: {stdout}"));
-    let field = |name: &str| -> f64 {
-        summary
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {summary}"))
-    };
+    let summary = bench_summary(&out, &edge.log());
+    let field = |name: &str| summary_field(&summary, name);
     assert_eq!(field("alive"), 2.0, "{summary}");
     assert!(field("packets") > 100.0, "{summary}");
     assert!(edge.log().contains(&format!(
@@ -408,8 +398,8 @@ fn bad_origins_and_an_edge_of_itself_end_cleanly() {
     let log = edge.log();
     for line in [
         "edge pull garbage.test/live/x from",
-        "bad data from the origin",
-        "play refused: NetStream.Play.StreamNotFound",
+        "starting to play: chunk stream",
+        "starting to play: refused: NetStream.Play.StreamNotFound",
         "edge pull self.test/live/x: the origin is this server itself",
         "edge pull refusing.test/live/x: giving up after 4 rounds",
     ] {

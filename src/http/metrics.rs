@@ -71,27 +71,30 @@ pub(super) fn exporter(shared: &Shared) -> ApiReply {
 /// An edge's pulls from its origins (`cluster { mode remote; }`).
 fn edge(shared: &Shared, o: &mut Out) {
     let edge = &shared.edges.stats;
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    o.counter(
-        "ringcast_edge_pulls",
-        "Plays an edge started on an origin (first ones and reconnects).",
-        load(&edge.pulls),
-    );
-    o.counter(
-        "ringcast_edge_failovers",
-        "Moves of an edge pull to the next origin after one refused, was down or died.",
-        load(&edge.failovers),
-    );
-    o.counter(
-        "ringcast_edge_upstream_bytes",
-        "Bytes an edge received from its origins.",
-        load(&edge.upstream_bytes),
-    );
-    o.counter(
-        "ringcast_edge_gave_up",
-        "Edge pulls that failed on every origin and closed their players.",
-        load(&edge.gave_up),
-    );
+    for (name, help, value) in [
+        (
+            "ringcast_edge_pulls",
+            "Plays an edge started on an origin (first ones and reconnects).",
+            &edge.pulls,
+        ),
+        (
+            "ringcast_edge_failovers",
+            "Moves of an edge pull to the next origin after one refused, was down or died.",
+            &edge.failovers,
+        ),
+        (
+            "ringcast_edge_upstream_bytes",
+            "Bytes an edge received from its origins.",
+            &edge.upstream_bytes,
+        ),
+        (
+            "ringcast_edge_gave_up",
+            "Edge pulls that failed on every origin and closed their players.",
+            &edge.gave_up,
+        ),
+    ] {
+        o.counter(name, help, value.load(Ordering::Relaxed));
+    }
 }
 
 /// ringcast's own metrics.

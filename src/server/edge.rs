@@ -37,8 +37,7 @@ pub(crate) const GRACE: Duration = Duration::from_secs(3);
 /// How long connect, handshake and play may take, and how long an upstream that plays may
 /// stay silent: SRS's `SRS_EDGE_INGESTER_TIMEOUT`.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often a pull looks at its players (to end after [`GRACE`]) and at its upstream's
-/// silence.
+/// How often a pull looks at its players, to end [`GRACE`] after the last.
 const CHECK: Duration = Duration::from_millis(250);
 /// Rounds of the whole origin list without media before the pull gives up.
 const ROUNDS: u32 = 4;
@@ -53,6 +52,8 @@ const READ_BUFFER: usize = 64 * 1024;
 enum PullError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("starting to play: {0}")]
+    Setup(forward::ForwardError),
     #[error("bad data from the origin: {0}")]
     Session(#[from] SessionError),
     #[error("play refused: {0}")]
@@ -277,16 +278,17 @@ async fn attempt(
         Ok(Err(e)) => return failed(e.into()),
         Err(_) => return failed(PullError::Timeout),
     };
-    let Ok(local) = conn.socket().local_addr() else {
-        return failed(PullError::Closed);
+    let local = match conn.socket().local_addr() {
+        Ok(local) => local,
+        Err(e) => return failed(e.into()),
     };
     let _known = shared.edges.upstream(local);
     let tc_url = format!("rtmp://{origin}/{}", target.key.app);
     let mut session = ClientSession::play(&tc_url, &target.stream, &mut rand::thread_rng());
-    let setup = compio::time::timeout(UPSTREAM_TIMEOUT, start_play(&conn, &mut session)).await;
-    match setup {
+    let setup = forward::until_started(&conn, &mut session, &ClientEvent::Playing);
+    match compio::time::timeout(UPSTREAM_TIMEOUT, setup).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return failed(e),
+        Ok(Err(e)) => return failed(PullError::Setup(e)),
         Err(_) => return failed(PullError::Timeout),
     }
     shared.edges.stats.pulls.fetch_add(1, Ordering::Relaxed);
@@ -302,47 +304,26 @@ async fn attempt(
     };
     let result = {
         let reader = pin!(feed.read(&conn, session));
-        let watch = pin!(watch(shared, pull));
-        match select(reader, watch).await {
-            Either::Left((r, _)) => r.map(|()| true),
-            Either::Right((r, _)) => r,
+        let idle = pin!(until_idle(shared, pull));
+        match select(reader, idle).await {
+            Either::Left((r, _)) => r,
+            Either::Right(((), _)) => Ok(()),
         }
     };
     let flowed = feed.guard.is_some();
     match result {
-        Ok(_) => Attempt::Idle,
+        Ok(()) => Attempt::Idle,
         Err(error) => Attempt::Failed { error, flowed },
     }
 }
 
-/// Ends the attempt (`Ok`) when the pull ended for want of players.
-async fn watch(shared: &Shared, pull: &Arc<Pull>) -> Result<bool, PullError> {
+/// Resolves when the pull ended for want of players.
+async fn until_idle(shared: &Shared, pull: &Arc<Pull>) {
     loop {
         compio::time::sleep(CHECK).await;
         if ended_idle(shared, pull) {
-            return Ok(true);
+            return;
         }
-    }
-}
-
-/// Handshake, connect, createStream and play, until the origin says `NetStream.Play.Start`.
-async fn start_play(conn: &Connection, session: &mut ClientSession) -> Result<(), PullError> {
-    loop {
-        while let Some(b) = session.poll_transmit() {
-            conn.write_all(b).await?;
-        }
-        while let Some(ev) = session.poll_event() {
-            match ev {
-                ClientEvent::Playing => return Ok(()),
-                ClientEvent::Refused(why) => return Err(PullError::Refused(why)),
-                _ => {}
-            }
-        }
-        let input = conn.read_some().await?;
-        if input.is_empty() {
-            return Err(PullError::Closed);
-        }
-        session.handle_input(&input)?;
     }
 }
 
@@ -358,7 +339,7 @@ struct Feed<'a> {
 }
 
 impl Feed<'_> {
-    /// Reads the upstream until it fails; never ends well (the watcher ends a pull).
+    /// Reads the upstream until it fails: it never ends well ([`until_idle`] ends a pull).
     async fn read(
         &mut self,
         conn: &Connection,

@@ -37,7 +37,7 @@ pub(crate) enum ForwardError {
     Refused(String),
     #[error("timed out setting up")]
     Timeout,
-    #[error("destination closed the connection")]
+    #[error("the peer closed the connection")]
     Closed,
 }
 
@@ -102,29 +102,37 @@ pub(super) async fn connect_publish(
         .await
         .map_err(|_| ForwardError::Timeout)??;
     let mut session = ClientSession::publish(tc_url, stream, chunk_size, &mut rand::thread_rng());
-    let setup = async {
-        loop {
-            while let Some(b) = session.poll_transmit() {
-                conn.write_all(b).await?;
-            }
-            while let Some(ev) = session.poll_event() {
-                match ev {
-                    ClientEvent::Publishing => return Ok(()),
-                    ClientEvent::Refused(why) => return Err(ForwardError::Refused(why)),
-                    _ => {}
-                }
-            }
-            let input = conn.read_some().await?;
-            if input.is_empty() {
-                return Err(ForwardError::Closed);
-            }
-            session.handle_input(&input)?;
-        }
-    };
+    let setup = until_started(&conn, &mut session, &ClientEvent::Publishing);
     compio::time::timeout(SETUP_TIMEOUT, setup)
         .await
         .map_err(|_| ForwardError::Timeout)??;
     Ok((conn, session))
+}
+
+/// Drives a client session's handshake and commands on `conn` until the server answers with
+/// `started` (`Publishing` or `Playing`), refuses, or closes. No deadline: the caller's.
+pub(super) async fn until_started(
+    conn: &Connection,
+    session: &mut ClientSession,
+    started: &ClientEvent,
+) -> Result<(), ForwardError> {
+    loop {
+        while let Some(b) = session.poll_transmit() {
+            conn.write_all(b).await?;
+        }
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                ClientEvent::Refused(why) => return Err(ForwardError::Refused(why)),
+                ev if ev == *started => return Ok(()),
+                _ => {}
+            }
+        }
+        let input = conn.read_some().await?;
+        if input.is_empty() {
+            return Err(ForwardError::Closed);
+        }
+        session.handle_input(&input)?;
+    }
 }
 
 /// Sends what `consumer` reads to the publishing `session` on `conn` until the publish ends

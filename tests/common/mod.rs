@@ -733,6 +733,26 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 print(json.dumps(out))
 "#;
 
+/// The `SUMMARY` line of what ringcast-bench printed; panics with all of it, and `context`
+/// (a server's log), when there is none.
+pub fn bench_summary(out: &std::process::Output, context: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find(|l| l.starts_with("SUMMARY"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no SUMMARY: {stdout}\n{context}"))
+}
+
+/// The value of `name=` in a ringcast-bench SUMMARY line; panics when it has none.
+pub fn summary_field(summary: &str, name: &str) -> f64 {
+    summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {summary}"))
+}
+
 /// `curl -s [args] URL`: the status and the body.
 pub fn curl(args: &[&str], url: &str) -> (u16, String) {
     let out = Command::new("curl")
