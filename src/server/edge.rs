@@ -39,8 +39,10 @@ pub(crate) const GRACE: Duration = Duration::from_secs(3);
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a pull looks at its players, to end [`GRACE`] after the last.
 const CHECK: Duration = Duration::from_millis(250);
-/// Rounds of the whole origin list without media before the pull gives up.
-const ROUNDS: u32 = 4;
+/// Rounds of the whole origin list without media before the pull gives up: with the backoff,
+/// about 6 s, which an origin that restarts (and its encoder) must fit in for the players to
+/// stay.
+const ROUNDS: u32 = 6;
 /// The pause after the first round that failed; it doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
