@@ -57,18 +57,8 @@ fn whep_bench_players_receive_an_rtmp_stream() {
         .arg(server.api_url("/rtc/v1/whep/?app=live&stream=bench"))
         .output()
         .expect("running ringcast-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary = stdout
-        .lines()
-        .find(|l| l.starts_with("SUMMARY"))
-        .unwrap_or_else(|| panic!("no SUMMARY: {stdout}\n{}", server.log()));
-    let field = |name: &str| -> f64 {
-        summary
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {summary}"))
-    };
+    let summary = common::bench_summary(&out, &server.log());
+    let field = |name: &str| common::summary_field(&summary, name);
     assert_eq!(field("alive"), 3.0, "{summary}\n{}", server.log());
     assert!(field("kbps_min") > 100.0, "{summary}");
     assert!(field("packets") > 300.0, "{summary}");
@@ -208,21 +198,11 @@ fn whip_bench_publisher_feeds_whep_bench_players() {
         .arg(server.api_url("/rtc/v1/whep/?app=live&stream=loop"))
         .output()
         .expect("running ringcast-bench whep-play");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary = stdout
-        .lines()
-        .find(|l| l.starts_with("SUMMARY"))
-        .unwrap_or_else(|| panic!("no SUMMARY: {stdout}\n{}", server.log()));
+    let summary = common::bench_summary(&out, &server.log());
     assert!(summary.contains(" alive=3 "), "{summary}\n{}", server.log());
-    let field = |name: &str| -> u64 {
-        summary
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    assert!(field("packets") > 300, "{summary}");
-    assert!(field("nacks") > 0, "{summary}");
+    let field = |name: &str| common::summary_field(&summary, name);
+    assert!(field("packets") > 300.0, "{summary}");
+    assert!(field("nacks") > 0.0, "{summary}");
     let stats = get_json(server.api_port, "/rtc/v1/stats/");
     assert!(stats["simulated_drops"].as_u64() >= Some(10), "{stats}");
     let _ = publisher.0.kill();

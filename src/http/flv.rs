@@ -42,6 +42,7 @@ pub(super) struct Play {
     key: StreamKey,
     settings: StreamSettings,
     url: String,
+    query: String,
 }
 
 impl Play {
@@ -81,12 +82,14 @@ pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
             .hub
             .get(&key)
             .is_some_and(|s| s.publisher().is_some());
-        if live {
+        // An edge serves what its origin has: the pull starts when the player comes.
+        if live || vhost.cluster.is_edge() {
             return Some(Play {
                 key,
                 settings,
                 // The URL as the client asked for it, the API's tcUrl.
                 url: format!("http://{}{}", req.header("host").unwrap_or(""), req.path),
+                query: req.query.clone(),
             });
         }
     }
@@ -146,6 +149,7 @@ pub(super) async fn run(
             .await
             .map_err(Into::into);
     }
+    crate::server::edge::want(shared, &play.key, &play.settings, &play.query);
     let consumer = Consumer::subscribe(&shared.hub, &play.key, &play.settings);
     let registered = shared.clients.register(
         id,

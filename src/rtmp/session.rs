@@ -144,6 +144,8 @@ pub struct ServerSession {
     events: VecDeque<Event>,
     vhost: String,
     app: String,
+    /// The query of publish's or play's stream name, without the `?`.
+    stream_query: String,
     received: u64,
     last_ack: u64,
     peer_window: u32,
@@ -177,6 +179,7 @@ impl ServerSession {
             events: VecDeque::new(),
             vhost: String::new(),
             app: String::new(),
+            stream_query: String::new(),
             received: 0,
             last_ack: 0,
             peer_window: 0,
@@ -430,6 +433,7 @@ impl ServerSession {
                 }
                 self.pending_txn = txn;
                 self.state = State::PublishPending;
+                query.clone_into(&mut self.stream_query);
                 self.events.push_back(Event::Publish {
                     stream: stream.to_owned(),
                     vhost: query_param(query, "vhost").map(str::to_owned),
@@ -446,6 +450,7 @@ impl ServerSession {
                 }
                 self.pending_txn = txn;
                 self.state = State::PlayPending;
+                query.clone_into(&mut self.stream_query);
                 let duration = args
                     .get(3)
                     .and_then(|v| v.as_f64())
@@ -667,6 +672,12 @@ impl ServerSession {
     /// The vhost named by the connection (`?vhost=` or tcUrl's host).
     pub fn vhost(&self) -> &str {
         &self.vhost
+    }
+
+    /// The query of the stream name of the last publish or play (`token=t&vhost=v` for
+    /// `stream?token=t&vhost=v`), empty when it had none: what an edge passes to its origin.
+    pub fn stream_query(&self) -> &str {
+        &self.stream_query
     }
 }
 

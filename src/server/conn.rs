@@ -12,7 +12,7 @@ use std::time::Instant;
 use compio::net::TcpStream;
 
 use super::error::ConnError;
-use super::{access, forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
+use super::{access, edge, forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
 use crate::access::security::Action;
 use crate::hub::Consumer;
 use crate::hub::StreamKey;
@@ -154,15 +154,19 @@ async fn publish(
 ) -> Result<(), ConnError> {
     let (id, vhost) = (target.id, target.vhost);
     let (key, settings) = shared.stream(vhost, target.app, target.name);
-    let refused = check_vhost(shared, vhost)
+    let upstream = match check_vhost(shared, vhost)
         .and_then(|()| access::check(shared, vhost, Action::Publish, target.peer))
-        .and_then(|()| {
-            shared
-                .hub
-                .publish(&key, &settings, id)
-                .map_err(ConnError::from)
-        });
-    let mut guard = match refused {
+    {
+        Ok(()) => edge::publish_upstream(shared, &key, &settings, session.stream_query())
+            .await
+            .map_err(ConnError::from),
+        Err(e) => Err(e),
+    };
+    let refused = upstream.and_then(|up| {
+        let guard = shared.hub.publish(&key, &settings, id)?;
+        Ok((guard, up))
+    });
+    let (mut guard, upstream) = match refused {
         Ok(g) => g,
         Err(e) => {
             session.reject_publish(&e.to_string());
@@ -219,6 +223,7 @@ async fn publish(
             session.handle_input(&input)?;
         }
     });
+    let work = pin!(edge::beside(upstream, shared, &key, &settings, work));
     client.until_kicked(work).await
 }
 
@@ -255,12 +260,14 @@ async fn play(
     let id = target.id;
     let (key, settings) = shared.stream(target.vhost, target.app, target.name);
     let refused = check_vhost(shared, target.vhost)
-        .and_then(|()| access::check(shared, target.vhost, Action::Play, target.peer));
+        .and_then(|()| access::check(shared, target.vhost, Action::Play, target.peer))
+        .and_then(|()| Ok(edge::refuse_loop(shared, &key, target.peer)?));
     if let Err(e) = refused {
         session.reject_play(&e.to_string());
         flush(conn, &mut session).await?;
         return Err(e);
     }
+    edge::want(shared, &key, &settings, session.stream_query());
     session.accept_play();
     session.handle_input(&[])?;
     flush(conn, &mut session).await?;

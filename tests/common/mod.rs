@@ -318,13 +318,35 @@ impl Server {
 
     /// As [`Server::start`], with extra command-line arguments.
     pub fn start_with(workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
-        Self::launch(workers, global, vhost, args, false, ("127.0.0.1", ""))
+        Self::launch(
+            free_port(),
+            workers,
+            global,
+            vhost,
+            args,
+            false,
+            ("127.0.0.1", ""),
+        )
+    }
+
+    /// As [`Server::start_with`], its RTMP listener on `port`: a server whose config names
+    /// its own port, or one that comes back where another died.
+    pub fn start_on(port: u16, workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
+        Self::launch(port, workers, global, vhost, args, false, ("127.0.0.1", ""))
     }
 
     /// As [`Server::start`], with HTTPS too: the API and HTTP-FLV each also on an HTTPS port
     /// of its own, with a certificate from [`test_certs`] (its CA at [`Server::ca`]).
     pub fn start_https(workers: usize, global: &str, vhost: &str) -> Self {
-        Self::launch(workers, global, vhost, &[], true, ("127.0.0.1", ""))
+        Self::launch(
+            free_port(),
+            workers,
+            global,
+            vhost,
+            &[],
+            true,
+            ("127.0.0.1", ""),
+        )
     }
 
     /// The CA that signed an HTTPS server's certificate.
@@ -341,10 +363,12 @@ impl Server {
         global: &str,
         vhost: &str,
     ) -> Self {
-        Self::launch(workers, global, vhost, &[], false, (api_ip, api_extra))
+        let api = (api_ip, api_extra);
+        Self::launch(free_port(), workers, global, vhost, &[], false, api)
     }
 
     fn launch(
+        port: u16,
         workers: usize,
         global: &str,
         vhost: &str,
@@ -353,7 +377,6 @@ impl Server {
         (api_ip, api_extra): (&str, &str),
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let (api_port, http_port) = (free_port(), free_port());
         let (mut https_api_port, mut https_port) = (0, 0);
         let (mut api_https, mut server_https) = (String::new(), String::new());
@@ -532,6 +555,80 @@ pub fn run_refused(conf: &Path, within: Duration) -> Option<(std::process::ExitS
 
 /// Kills a child process when dropped.
 pub struct Reaper(pub Child);
+
+/// The path of libnginx-mod-rtmp's module; `None` (the test skips) when it is not installed,
+/// outside CI.
+pub fn nginx_rtmp_module() -> Option<&'static str> {
+    if !require("nginx") {
+        return None;
+    }
+    let module = [
+        "/usr/lib/nginx/modules/ngx_rtmp_module.so",
+        "/usr/share/nginx/modules/ngx_rtmp_module.so",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
+    if module.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "libnginx-mod-rtmp is required (CI=true)"
+        );
+        eprintln!("SKIPPED: libnginx-mod-rtmp is not installed");
+    }
+    module
+}
+
+/// nginx-rtmp with `application live { live on; }` on 127.0.0.1:`port`, its prefix (config,
+/// pid, logs) under `dir`; killed when dropped. `None` when it is not installed (see
+/// [`nginx_rtmp_module`]).
+pub fn nginx_rtmp(dir: &Path, port: u16) -> Option<Reaper> {
+    let module = nginx_rtmp_module()?;
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("logs")).expect("nginx prefix");
+    std::fs::write(
+        prefix.join("nginx.conf"),
+        format!(
+            "load_module {module};\ndaemon off;\nmaster_process off;\nworker_processes 1;\n\
+             pid {p}/nginx.pid;\nerror_log {p}/logs/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}\n",
+            p = prefix.display()
+        ),
+    )
+    .expect("nginx.conf");
+    let nginx = Command::new("nginx")
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(prefix.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nginx");
+    let nginx = Reaper(nginx);
+    wait_port(port, Duration::from_secs(10));
+    Some(nginx)
+}
+
+/// TCP connections established to local port `port` now (the accepted side, IPv4 and IPv6),
+/// from /proc/net/tcp: how many clients a server that has no API of its own holds.
+pub fn established_to(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|text| {
+            text.lines()
+                .skip(1)
+                .filter(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    // local_address, rem_address, st: 01 is ESTABLISHED.
+                    cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "01"
+                })
+                .count()
+        })
+        .sum()
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -817,6 +914,26 @@ for family in text_string_to_metric_families(sys.stdin.read()):
     out["type:" + family.name] = family.type
 print(json.dumps(out))
 "#;
+
+/// The `SUMMARY` line of what ringcast-bench printed; panics with all of it, and `context`
+/// (a server's log), when there is none.
+pub fn bench_summary(out: &std::process::Output, context: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find(|l| l.starts_with("SUMMARY"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no SUMMARY: {stdout}\n{context}"))
+}
+
+/// The value of `name=` in a ringcast-bench SUMMARY line; panics when it has none.
+pub fn summary_field(summary: &str, name: &str) -> f64 {
+    summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {summary}"))
+}
 
 /// `curl -s [args] URL`: the status and the body.
 pub fn curl(args: &[&str], url: &str) -> (u16, String) {
