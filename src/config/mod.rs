@@ -46,7 +46,7 @@ pub use env::Environment;
 pub use error::ConfigError;
 pub use include::{MAX_FILE_BYTES, MAX_INCLUDE_DEPTH};
 pub use model::{
-    Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT,
-    DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
+    Config, Exporter, HttpHooks, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc,
+    DEFAULT_FLV_MOUNT, DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
 };
 pub use parser::{parse_tree, Directive, ParseError, ParseErrorKind, MAX_DEPTH};
