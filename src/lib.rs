@@ -11,6 +11,8 @@
 //! - [`http`]: the HTTP/1.1 driver: connection loop, router, replies, SRS's API, the
 //!   profiling and WebRTC signalling routes, HTTP-FLV players, Prometheus metrics.
 //! - [`server`]: the RTMP driver: a connection's control phase, publishers, players, forwards.
+//! - [`hooks`]: SRS's HTTP hooks: the bodies and the verdict (pure), the calls on the
+//!   client's own task through [`httpc`] with the config in force.
 //! - [`profile`]: CPU and heap profiles, the counting allocator, the incremental leak check,
 //!   SRS's process statistics; no HTTP.
 //! - [`state`]: [`state::Shared`], what every worker updates and the API reads.
@@ -46,6 +48,7 @@ pub mod bench;
 pub mod config;
 pub mod egress;
 pub mod flv;
+pub mod hooks;
 pub mod http;
 pub mod httpc;
 pub mod hub;

@@ -40,7 +40,7 @@ const PROTOCOL: &[&str] = &[
 ];
 /// The I/O, process and API layers, which protocol code never imports.
 const DRIVERS: &[&str] = &[
-    "server", "app", "http", "runtime", "state", "egress", "profile", "httpc",
+    "server", "app", "http", "runtime", "state", "egress", "profile", "httpc", "hooks",
 ];
 /// Modules whose file (`x/mod.rs` for a folder, `x.rs` otherwise; `hub/ring` for a file
 /// inside a folder) must say `#![forbid(unsafe_code)]`.
@@ -66,6 +66,7 @@ const FORBID_UNSAFE: &[&str] = &[
     "server",
     "bench",
     "httpc",
+    "hooks",
 ];
 /// Most file:line locations shown per edge of a cycle; the rest are counted.
 const SHOWN_LOCATIONS: usize = 8;

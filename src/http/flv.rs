@@ -21,7 +21,7 @@ use futures_util::future::{select, Either};
 
 use super::error::HttpConnError;
 use super::parser::Request;
-use super::reply::head;
+use super::reply::{error, head};
 use crate::egress::cohort;
 use crate::egress::{write_batch, MAX_BATCH};
 use crate::hub::Consumer;
@@ -40,6 +40,9 @@ pub(super) struct Play {
     key: StreamKey,
     settings: StreamSettings,
     url: String,
+    /// What the HTTP hooks are told, but for the client's id and address (boxed: a router's
+    /// decision holds a Play, and most decisions are replies).
+    hook: Box<crate::hooks::Request>,
 }
 
 /// The published stream `req` names through a vhost's `http_remux` mount, if any. The vhost
@@ -73,11 +76,21 @@ pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
             .get(&key)
             .is_some_and(|s| s.publisher().is_some());
         if live {
+            let host = req.header("host").unwrap_or("");
+            let hook = Box::new(crate::hooks::Request {
+                vhost: key.vhost.clone(),
+                app: key.app.clone(),
+                stream: key.stream.clone(),
+                param: crate::hooks::body::param(&req.query, ""),
+                tc_url: format!("http://{host}/{}", key.app),
+                ..Default::default()
+            });
             return Some(Play {
                 key,
                 settings,
                 // The URL as the client asked for it, the API's tcUrl.
-                url: format!("http://{}{}", req.header("host").unwrap_or(""), req.path),
+                url: format!("http://{host}{}", req.path),
+                hook,
             });
         }
     }
@@ -139,6 +152,19 @@ pub(super) async fn run(
             .0
             .map_err(Into::into);
     }
+    let hook = crate::hooks::Request {
+        client_id: id,
+        ip: peer.ip().to_string(),
+        ..*play.hook
+    };
+    if let Err(e) = crate::hooks::on_play(shared, &hook).await {
+        let reply = error(403, &e.public());
+        let mut out =
+            head(403, reply.content_type, Some(reply.body.len()), false, &[]).into_bytes();
+        out.extend_from_slice(&reply.body);
+        s.write_all(out).await.0?;
+        return Err(e.into());
+    }
     let consumer = Consumer::subscribe(&shared.hub, &play.key, &play.settings);
     let registered = shared.clients.register(
         id,
@@ -161,6 +187,7 @@ pub(super) async fn run(
         }))
         .await;
     tracing::info!(cid = id, "stop flv play {}", play.key);
+    crate::hooks::on_stop(shared, &hook);
     result
 }
 

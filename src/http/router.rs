@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::parser::Request;
 use super::reply::{error, preflight, ApiReply};
-use super::{api, flv, metrics};
+use super::{api, flv, metrics, rtc};
 use crate::config::Config;
 use crate::state::Shared;
 
@@ -58,8 +58,13 @@ pub(super) enum Routed {
     Flv(flv::Play),
 }
 
-/// Routes `req` for a listener with `roles`.
-pub(super) async fn route(req: &Request, roles: Roles, shared: &Arc<Shared>) -> Routed {
+/// Routes `req` for a listener with `roles`, from connection `from` (its id and peer).
+pub(super) async fn route(
+    req: &Request,
+    roles: Roles,
+    shared: &Arc<Shared>,
+    from: (u64, SocketAddr),
+) -> Routed {
     let path = req.path.as_str();
     if roles.api {
         if req.method == "OPTIONS" {
@@ -71,6 +76,9 @@ pub(super) async fn route(req: &Request, roles: Roles, shared: &Arc<Shared>) -> 
             || path == "/api"
             || path.starts_with("/rtc/")
         {
+            if let Some(denied) = rtc::hooked(req, shared, from).await {
+                return Routed::Reply(denied);
+            }
             return Routed::Reply(api::handle(req, shared).await);
         }
     }

@@ -103,6 +103,11 @@ async fn run(
                     vhost,
                 } => {
                     tracing::info!(cid = id, "connect app={a} tcUrl={tc_url} vhost={vhost}");
+                    crate::hooks::on_connect(
+                        shared,
+                        &crate::hooks::rtmp(id, peer, &session, &vhost, "", &tc_url),
+                    )
+                    .await?;
                     app = a;
                     tc = tc_url;
                     phase = "waiting for publish or play";
@@ -153,16 +158,17 @@ async fn publish(
 ) -> Result<(), ConnError> {
     let (id, vhost) = (target.id, target.vhost);
     let (key, settings) = shared.stream(vhost, target.app, target.name);
-    let refused = check_vhost(shared, vhost).and_then(|()| {
-        shared
-            .hub
-            .publish(&key, &settings, id)
-            .map_err(ConnError::from)
-    });
+    let hook = target.hook(&session);
+    let refused: Result<_, ConnError> = async {
+        check_vhost(shared, vhost)?;
+        crate::hooks::on_publish(shared, &hook).await?;
+        Ok(shared.hub.publish(&key, &settings, id)?)
+    }
+    .await;
     let mut guard = match refused {
         Ok(g) => g,
         Err(e) => {
-            session.reject_publish(&e.to_string());
+            session.reject_publish(&e.description());
             flush(conn, &mut session).await?;
             return Err(e);
         }
@@ -216,7 +222,9 @@ async fn publish(
             session.handle_input(&input)?;
         }
     });
-    client.until_kicked(work).await
+    let result = client.until_kicked(work).await;
+    crate::hooks::on_unpublish(shared, &hook);
+    result
 }
 
 /// What a publish or play asks for, and who asks.
@@ -231,6 +239,18 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
+    /// What the HTTP hooks are told of this request.
+    fn hook(&self, session: &ServerSession) -> crate::hooks::Request {
+        crate::hooks::rtmp(
+            self.id,
+            self.peer,
+            session,
+            self.vhost,
+            self.name,
+            self.tc_url,
+        )
+    }
+
     /// Enters this connection in the API's client registry for as long as the guard lives.
     fn register(&self, shared: &Shared, key: &StreamKey, kind: ClientKind) -> ClientGuard {
         shared.clients.register(
@@ -251,8 +271,14 @@ async fn play(
 ) -> Result<(), ConnError> {
     let id = target.id;
     let (key, settings) = shared.stream(target.vhost, target.app, target.name);
-    if let Err(e) = check_vhost(shared, target.vhost) {
-        session.reject_play(&e.to_string());
+    let hook = target.hook(&session);
+    let refused: Result<(), ConnError> = async {
+        check_vhost(shared, target.vhost)?;
+        Ok(crate::hooks::on_play(shared, &hook).await?)
+    }
+    .await;
+    if let Err(e) = refused {
+        session.reject_play(&e.description());
         flush(conn, &mut session).await?;
         return Err(e);
     }
@@ -274,5 +300,6 @@ async fn play(
         )))
         .await;
     tracing::info!(cid = id, "stop playing {key}");
+    crate::hooks::on_stop(shared, &hook);
     result
 }
