@@ -178,7 +178,7 @@ fn allowed_publish_plays_and_every_event_is_told_as_srs_tells_it() {
         "",
         &hooks(&format!(
             "on_connect {allow}; on_publish {allow} {code0}; on_unpublish {allow}; \
-             on_play {code0}; on_stop {allow};"
+             on_play {code0}; on_stop {allow}; on_close {allow};"
         )),
     );
     let mut publisher = Client::publish(server.port, "s?secret=k").expect("publish allowed");
@@ -239,9 +239,24 @@ fn allowed_publish_plays_and_every_event_is_told_as_srs_tells_it() {
 
     drop(player);
     drop(publisher);
-    wait_until(Duration::from_secs(5), "on_stop and on_unpublish", || {
-        hook.count("on_stop") == 1 && hook.count("on_unpublish") == 1
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "on_stop, on_unpublish, on_close",
+        || {
+            hook.count("on_stop") == 1
+                && hook.count("on_unpublish") == 1
+                && hook.count("on_close") == 2
+        },
+    );
+    let close = hook
+        .bodies("on_close")
+        .into_iter()
+        .find(|b| b["client_id"] == p["client_id"])
+        .expect("the publisher's on_close");
+    assert!(
+        close["recv_bytes"].as_u64().is_some_and(|n| n > 0),
+        "{close}"
+    );
     assert_eq!(hook.bodies("on_unpublish")[0]["param"], "?secret=k");
     assert!(server.log().contains("http: on_publish ok"));
 }

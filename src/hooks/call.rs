@@ -4,7 +4,7 @@
 //! client's own task and stops at the first denial; a notice (close, unpublish, stop) runs on
 //! a task of its own and logs its failure, as SRS ignores it.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::body::{self, Action, Request, Server, Traffic};
@@ -133,16 +133,19 @@ pub(super) fn notify(shared: &Shared, action: Action, req: &Request, traffic: Tr
         return;
     };
     let cid = req.client_id;
-    let body = Arc::new(body);
-    compio::runtime::spawn(async move {
+    let task = async move {
         for url in &urls {
             match call(action, url, &body).await {
                 Ok(_) => tracing::info!(cid, "http: {} ok, url={url}", action.name()),
                 Err(e) => tracing::warn!(cid, "http: ignoring a failed hook: {e}, request={body}"),
             }
         }
-    })
-    .detach();
+    };
+    // A connection dropped by a worker's shutdown may end off its runtime: the notice goes
+    // with it.
+    if compio::runtime::Runtime::try_with_current(|rt| rt.spawn(task).detach()).is_err() {
+        tracing::debug!(cid, "http: {} not sent: no runtime", action.name());
+    }
 }
 
 /// POSTs `body` to `url`: the answer's body (quoted) when it allows.

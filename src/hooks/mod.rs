@@ -18,13 +18,17 @@ pub mod body;
 mod call;
 pub mod verdict;
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 pub use body::{Action, Request, Traffic};
 pub use call::{HookError, TIMEOUT};
 
 use crate::rtmp::session::ServerSession;
 use crate::state::Shared;
+use crate::stats::clients::Client;
 
 /// An RTMP client's request for `stream` of `vhost`, from its connect and its publish or
 /// play (the stream's query is SRS's `param`); `stream` is "" at connect.
@@ -82,4 +86,45 @@ pub fn on_stop(shared: &Shared, req: &Request) {
 /// `on_close` with the connection's byte counts, not waited for.
 pub fn on_close(shared: &Shared, req: &Request, traffic: Traffic) {
     call::notify(shared, Action::Close, req, traffic);
+}
+
+/// Sends `on_close` when dropped: an RTMP connection whose connect was allowed has ended.
+/// Its byte counts are those of the publish or play it [`Closing::counts`], as the API
+/// shows them (0 when it did neither).
+#[derive(Debug)]
+pub struct Closing<'a> {
+    shared: &'a Shared,
+    req: Request,
+    client: RefCell<Option<Arc<Client>>>,
+}
+
+impl<'a> Closing<'a> {
+    /// The `on_close` of the client `req` connected as.
+    #[must_use]
+    pub fn new(shared: &'a Shared, req: Request) -> Self {
+        Self {
+            shared,
+            req,
+            client: RefCell::new(None),
+        }
+    }
+
+    /// Reports `client`'s byte counts at the close.
+    pub fn counts(&self, client: &Arc<Client>) {
+        *self.client.borrow_mut() = Some(client.clone());
+    }
+}
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        let traffic = self
+            .client
+            .borrow()
+            .as_ref()
+            .map_or(Traffic::default(), |c| Traffic {
+                sent: c.send_bytes.load(Ordering::Relaxed),
+                received: c.recv_bytes.load(Ordering::Relaxed),
+            });
+        on_close(self.shared, &self.req, traffic);
+    }
 }

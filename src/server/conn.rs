@@ -78,6 +78,7 @@ async fn run(
     let mut phase = "handshaking";
     let mut app = String::new();
     let mut tc = String::new();
+    let mut closing = None;
     loop {
         let input = conn
             .read_some_by(deadline)
@@ -103,11 +104,9 @@ async fn run(
                     vhost,
                 } => {
                     tracing::info!(cid = id, "connect app={a} tcUrl={tc_url} vhost={vhost}");
-                    crate::hooks::on_connect(
-                        shared,
-                        &crate::hooks::rtmp(id, peer, &session, &vhost, "", &tc_url),
-                    )
-                    .await?;
+                    let hook = crate::hooks::rtmp(id, peer, &session, &vhost, "", &tc_url);
+                    crate::hooks::on_connect(shared, &hook).await?;
+                    closing = Some(crate::hooks::Closing::new(shared, hook));
                     app = a;
                     tc = tc_url;
                     phase = "waiting for publish or play";
@@ -130,6 +129,7 @@ async fn run(
                 app: &app,
                 name: &name,
                 duration,
+                closing: closing.as_ref(),
             };
             return if publishing {
                 publish(conn, session, shared, target).await
@@ -236,6 +236,8 @@ struct Target<'a> {
     app: &'a str,
     name: &'a str,
     duration: Option<u32>,
+    /// The connection's `on_close`, told this client's byte counts.
+    closing: Option<&'a crate::hooks::Closing<'a>>,
 }
 
 impl Target<'_> {
@@ -253,13 +255,17 @@ impl Target<'_> {
 
     /// Enters this connection in the API's client registry for as long as the guard lives.
     fn register(&self, shared: &Shared, key: &StreamKey, kind: ClientKind) -> ClientGuard {
-        shared.clients.register(
+        let guard = shared.clients.register(
             self.id,
             self.peer.ip(),
             key.clone(),
             self.tc_url.to_owned(),
             kind,
-        )
+        );
+        if let Some(closing) = self.closing {
+            closing.counts(guard.client());
+        }
+        guard
     }
 }
 
