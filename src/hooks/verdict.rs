@@ -78,11 +78,23 @@ pub fn verdict(status: u16, body: &[u8]) -> Result<(), Deny> {
 }
 
 /// The start of `body` as a JSON string, for a log line: escaped, at most [`QUOTED`] bytes
-/// of it, with the length when cut.
+/// of it and at most twice that once escaped (control bytes escape to six characters), with
+/// the length when cut.
 fn quote(body: &[u8]) -> String {
     let shown = String::from_utf8_lossy(&body[..body.len().min(QUOTED)]);
-    let quoted = serde_json::Value::from(shown.as_ref()).to_string();
-    if body.len() > QUOTED {
+    let mut quoted = String::from("\"");
+    let mut cut = body.len() > QUOTED;
+    for c in shown.chars() {
+        let escaped = serde_json::Value::from(c.to_string()).to_string();
+        let inner = &escaped[1..escaped.len() - 1];
+        if quoted.len() + inner.len() > 2 * QUOTED {
+            cut = true;
+            break;
+        }
+        quoted.push_str(inner);
+    }
+    quoted.push('"');
+    if cut {
         format!("{quoted}... ({} bytes)", body.len())
     } else {
         quoted
@@ -151,5 +163,9 @@ mod tests {
             panic!("500 denies");
         };
         assert_eq!(body, "\"a\\\"\\nb\"");
+        let Err(Deny::NotJson(q)) = verdict(200, &[1u8; 300]) else {
+            panic!("control bytes deny");
+        };
+        assert!(q.len() < 450 && q.ends_with("(300 bytes)"), "{q}");
     }
 }
