@@ -11,6 +11,8 @@
 //! - [`http`]: the HTTP/1.1 driver: connection loop, router, replies, SRS's API, the
 //!   profiling and WebRTC signalling routes, HTTP-FLV players, Prometheus metrics.
 //! - [`server`]: the RTMP driver: a connection's control phase, publishers, players, forwards.
+//! - [`hooks`]: SRS's HTTP hooks: the bodies and the verdict (pure), the calls on the
+//!   client's own task through [`httpc`] with the config in force.
 //! - [`profile`]: CPU and heap profiles, the counting allocator, the incremental leak check,
 //!   SRS's process statistics; no HTTP.
 //! - [`state`]: [`state::Shared`], what every worker updates and the API reads.
@@ -19,6 +21,8 @@
 //!   UDP driver; no server state.
 //! - [`egress`]: the fan-out writers: cohorts of players in step, the per-core send ring,
 //!   a player's own vectored writes.
+//! - [`httpc`]: the HTTP/1.1 client of the server's own calls (hooks, other servers' APIs):
+//!   a sans-IO response parser, a driver on the worker's runtime with a keep-alive pool.
 //! - [`runtime`]: worker threads on io_uring (epoll fallback), listeners, the one
 //!   [`runtime::Connection`] read loop, and the process tuning from the config.
 //! - [`stats`]: the client registry, the 30-second rates, /proc readings.
@@ -47,7 +51,9 @@ pub mod bench;
 pub mod config;
 pub mod egress;
 pub mod flv;
+pub mod hooks;
 pub mod http;
+pub mod httpc;
 pub mod hub;
 pub mod media;
 pub mod profile;

@@ -126,3 +126,36 @@ fn srs_edge_and_origin_cluster_examples_load_their_cluster_block() {
         "{stderr}"
     );
 }
+
+#[test]
+fn hooks_examples_load_and_warn_only_for_what_is_not_called() {
+    let root = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink(corpus(), root.path().join("conf")).expect("conf link");
+    let stderr = |name| {
+        let out = check(root.path(), name);
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{name}: {text}");
+        text
+    };
+    let plain = stderr("http.hooks.callback.conf");
+    assert!(
+        !plain.contains("http_hooks"),
+        "every hook is called:\n{plain}"
+    );
+    let tls = stderr("https.hooks.callback.conf");
+    assert_eq!(
+        tls.matches("https hooks are not supported yet, so every call to it denies")
+            .count(),
+        4,
+        "{tls}"
+    );
+    let full = stderr("full.conf");
+    for hook in ["on_dvr", "on_hls", "on_hls_notify"] {
+        assert!(
+            full.contains(&format!(
+                "http_hooks.{hook}: not yet: ringcast has no DVR or HLS"
+            )),
+            "{full}"
+        );
+    }
+}

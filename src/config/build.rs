@@ -16,8 +16,8 @@ use super::env::{overlay, Environment};
 use super::error::{at, ConfigError};
 use super::include::{expand, read_text};
 use super::model::{
-    any_v4, ApiAuth, Cluster, ClusterMode, Config, Exporter, Https, Listener, LogLevel, LogTank,
-    RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTPS_API_PORT,
+    any_v4, ApiAuth, Cluster, ClusterMode, Config, Exporter, HttpHooks, Https, Listener, LogLevel,
+    LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTPS_API_PORT,
     HTTPS_SERVER_PORT, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
@@ -201,6 +201,7 @@ const VHOST_KEYS: &[&str] = &[
     "mode",
     "origin",
     "token_traverse",
+    "http_hooks",
 ];
 const HTTP_REMUX_KEYS: &[&str] = &["enabled", "mount"];
 const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
@@ -222,6 +223,18 @@ const CLUSTER_KEYS: &[&str] = &[
 ];
 /// The port SRS's URL `http://HOST/api/v1/clusters` implies for a coworker named without one.
 const COWORKER_PORT: u16 = 80;
+const HTTP_HOOKS_KEYS: &[&str] = &[
+    "enabled",
+    "on_connect",
+    "on_close",
+    "on_publish",
+    "on_unpublish",
+    "on_play",
+    "on_stop",
+    "on_dvr",
+    "on_hls",
+    "on_hls_notify",
+];
 
 /// The settings SRS 4+ keeps in `play {}` but older configs put directly in
 /// the vhost, each with the directive that set it.
@@ -393,6 +406,7 @@ impl Builder<'_> {
                 "mode" | "origin" | "token_traverse" => {
                     self.cluster_setting(c, &mut legacy_cluster)?;
                 }
+                "http_hooks" => vhost.http_hooks = self.http_hooks(c)?,
                 _ => self.play_setting(c, &mut legacy)?,
             }
         }
@@ -958,6 +972,70 @@ impl Builder<'_> {
             }
         }
         Ok(rtc)
+    }
+
+    /// A vhost's `http_hooks { ... }`: the URLs per event, checked to be `http://`.
+    fn http_hooks(&mut self, d: &Directive) -> Result<HttpHooks, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut hooks = HttpHooks::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("vhost.http_hooks.", HTTP_HOOKS_KEYS, c)
+                || !self.first(&mut seen, &c.name, c)
+            {
+                continue;
+            }
+            if c.name == "enabled" {
+                hooks.enabled = self.flag(c)?;
+                continue;
+            }
+            if c.block {
+                return Err(self.err_block_unexpected(c));
+            }
+            let list = match c.name.as_str() {
+                "on_connect" => &mut hooks.on_connect,
+                "on_close" => &mut hooks.on_close,
+                "on_publish" => &mut hooks.on_publish,
+                "on_unpublish" => &mut hooks.on_unpublish,
+                "on_play" => &mut hooks.on_play,
+                "on_stop" => &mut hooks.on_stop,
+                _ => {
+                    // DVR and HLS hooks fire on files ringcast does not write.
+                    self.warn(
+                        c,
+                        format!("http_hooks.{}: not yet: ringcast has no DVR or HLS", c.name),
+                    );
+                    continue;
+                }
+            };
+            for url in &c.args {
+                if url
+                    .get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+                {
+                    list.push(url.clone());
+                } else if url
+                    .get(..8)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+                {
+                    // SRS calls https hooks; loading the config and denying every client
+                    // beats refusing the file or calling in clear.
+                    self.warn(
+                        c,
+                        format!(
+                            "http_hooks.{}: {url}: https hooks are not supported yet, \
+                             so every call to it denies",
+                            c.name
+                        ),
+                    );
+                    list.push(url.clone());
+                } else {
+                    return Err(self.invalid(c, url, "an http:// URL"));
+                }
+            }
+        }
+        Ok(hooks)
     }
 
     fn rtmp_listen(&mut self, d: &Directive) -> Result<Vec<SocketAddr>, ConfigError> {

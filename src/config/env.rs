@@ -286,6 +286,41 @@ const SETTINGS: &[Setting] = &[
         path: &["vhost", "rtc", "nack"],
         list: false,
     },
+    Setting {
+        names: &["VHOST_HTTP_HOOKS_ENABLED"],
+        path: &["vhost", "http_hooks", "enabled"],
+        list: false,
+    },
+    Setting {
+        names: &["VHOST_HTTP_HOOKS_ON_CONNECT"],
+        path: &["vhost", "http_hooks", "on_connect"],
+        list: true,
+    },
+    Setting {
+        names: &["VHOST_HTTP_HOOKS_ON_CLOSE"],
+        path: &["vhost", "http_hooks", "on_close"],
+        list: true,
+    },
+    Setting {
+        names: &["VHOST_HTTP_HOOKS_ON_PUBLISH"],
+        path: &["vhost", "http_hooks", "on_publish"],
+        list: true,
+    },
+    Setting {
+        names: &["VHOST_HTTP_HOOKS_ON_UNPUBLISH"],
+        path: &["vhost", "http_hooks", "on_unpublish"],
+        list: true,
+    },
+    Setting {
+        names: &["VHOST_HTTP_HOOKS_ON_PLAY"],
+        path: &["vhost", "http_hooks", "on_play"],
+        list: true,
+    },
+    Setting {
+        names: &["VHOST_HTTP_HOOKS_ON_STOP"],
+        path: &["vhost", "http_hooks", "on_stop"],
+        list: true,
+    },
 ];
 
 /// The `SRS_` and `RINGCAST_` variables of a process, taken once: the config's overlay, the

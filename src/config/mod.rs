@@ -47,7 +47,7 @@ pub use env::Environment;
 pub use error::ConfigError;
 pub use include::{MAX_FILE_BYTES, MAX_INCLUDE_DEPTH};
 pub use model::{
-    ApiAuth, Cluster, ClusterMode, Config, Exporter, Https, Listener, LogLevel, LogTank, RtcServer,
-    Vhost, VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
+    ApiAuth, Cluster, ClusterMode, Config, Exporter, HttpHooks, Https, Listener, LogLevel, LogTank,
+    RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
 };
 pub use parser::{parse_tree, Directive, ParseError, ParseErrorKind, MAX_DEPTH};

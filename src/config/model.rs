@@ -184,6 +184,8 @@ pub struct Vhost {
     /// `cluster { ... }` (or SRS 1/2's vhost-level `mode`, `origin`, `token_traverse`): whether
     /// this vhost is an origin or an edge, and of which origins.
     pub cluster: Cluster,
+    /// `http_hooks { ... }`: SRS's HTTP callbacks that allow or deny this vhost's clients.
+    pub http_hooks: HttpHooks,
 }
 
 /// `cluster { mode local|remote; }`: what a vhost does with a stream it does not have.
@@ -221,6 +223,27 @@ impl Cluster {
     pub fn is_edge(&self) -> bool {
         self.mode == ClusterMode::Remote
     }
+}
+
+/// A vhost's `http_hooks { enabled on; on_publish URL...; ... }`: the URLs SRS POSTs each
+/// event of a client to. Each list is in file order; an event with several URLs needs all
+/// of them to allow. Off by default, as in SRS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpHooks {
+    /// `enabled on|off;`, default off: when off no hook is called.
+    pub enabled: bool,
+    /// `on_connect URL...;`: after an RTMP connect; a deny closes the connection.
+    pub on_connect: Vec<String>,
+    /// `on_close URL...;`: when an RTMP connection ends; its answer is not waited for.
+    pub on_close: Vec<String>,
+    /// `on_publish URL...;`: before a publish is accepted; a deny refuses it.
+    pub on_publish: Vec<String>,
+    /// `on_unpublish URL...;`: after a publish ends; its answer is not waited for.
+    pub on_unpublish: Vec<String>,
+    /// `on_play URL...;`: before a play is accepted; a deny refuses it.
+    pub on_play: Vec<String>,
+    /// `on_stop URL...;`: after a play ends; its answer is not waited for.
+    pub on_stop: Vec<String>,
 }
 
 /// A vhost's `rtc { enabled on; rtmp_to_rtc on; nack on; }`.
@@ -308,6 +331,7 @@ impl Vhost {
             rtc: VhostRtc::default(),
             security: Security::default(),
             cluster: Cluster::default(),
+            http_hooks: HttpHooks::default(),
         }
     }
 }

@@ -484,10 +484,12 @@ fn full_srs_config_loads_with_warnings_only() {
     assert_eq!(transcode.queue_length, Duration::from_secs(30));
     assert_eq!(transcode.mw_latency, Some(350));
 
-    // Every warning is about an unsupported directive, and each dotted
-    // path is reported once even though e.g. `vhost.hls` appears twice.
+    // Every warning but the HLS hooks' (`full_srs_config_http_hooks`) is about an unsupported
+    // directive, and each dotted path is reported once even though e.g. `vhost.hls` appears
+    // twice.
     let unsupported: Vec<_> = warnings
         .iter()
+        .filter(|w| !w.message.starts_with("http_hooks.on_hls"))
         .map(|w| {
             let (path, rest) = w.message.split_once(": ").unwrap();
             assert_eq!(
@@ -513,7 +515,6 @@ fn full_srs_config_loads_with_warnings_only() {
         "http_server.dir",
         "vhost.hls",
         "vhost.dvr",
-        "vhost.http_hooks",
         "vhost.min_latency",
         "vhost.play.mw_msgs",
         "vhost.forward.backend",
@@ -1771,6 +1772,33 @@ fn security_rules_from_srs_full_conf_and_their_errors() {
 }
 
 #[test]
+fn full_srs_config_http_hooks() {
+    let (config, warnings) = parse(SRS_FULL);
+    let hooks = &config.vhost(DEFAULT_VHOST).http_hooks;
+    assert!(hooks.enabled);
+    assert_eq!(
+        hooks.on_connect,
+        [
+            "http://127.0.0.1:8085/api/v1/clients",
+            "http://localhost:8085/api/v1/clients"
+        ]
+    );
+    assert_eq!(hooks.on_publish, ["http://127.0.0.1:8085/api/v1/streams"]);
+    assert_eq!(hooks.on_play, ["http://127.0.0.1:8085/api/v1/sessions"]);
+    assert!(hooks.on_close.is_empty() && hooks.on_stop.is_empty());
+    let hls: Vec<_> = messages(&warnings)
+        .into_iter()
+        .filter(|m| m.contains("http_hooks."))
+        .collect();
+    assert_eq!(hls.len(), 2, "{hls:?}");
+    assert!(
+        hls.iter()
+            .all(|m| m.ends_with("not yet: ringcast has no DVR or HLS")),
+        "{hls:?}"
+    );
+}
+
+#[test]
 fn cluster_edge_and_origin_blocks() {
     let (config, warnings) = parse(
         "vhost edge {\n cluster {\n mode remote;\n origin 10.0.0.1 origin-2.example.com:19350 [::1]:1936;\n \
@@ -1906,4 +1934,75 @@ fn bad_cluster_settings() {
     // An origin list without `mode remote;` is kept but unused, as in SRS.
     let (config, _) = parse("vhost a { cluster { origin 127.0.0.1; } }");
     assert!(!config.vhost("a").cluster.is_edge());
+}
+
+#[test]
+fn http_hooks_block() {
+    let (config, warnings) = parse(
+        "vhost a { http_hooks { enabled on; on_connect http://h/c; on_close http://h/x; \
+         on_publish http://h/p HTTP://h2:81/p?k=v; on_unpublish http://h/u; on_play http://h/pl; \
+         on_stop http://h/s; } }\n\
+         vhost b { http_hooks { on_publish http://h/p; } }",
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let a = &config.vhost("a").http_hooks;
+    assert_eq!(
+        *a,
+        HttpHooks {
+            enabled: true,
+            on_connect: vec!["http://h/c".into()],
+            on_close: vec!["http://h/x".into()],
+            on_publish: vec!["http://h/p".into(), "HTTP://h2:81/p?k=v".into()],
+            on_unpublish: vec!["http://h/u".into()],
+            on_play: vec!["http://h/pl".into()],
+            on_stop: vec!["http://h/s".into()],
+        }
+    );
+    assert!(
+        !config.vhost("b").http_hooks.enabled,
+        "off unless enabled, as in SRS"
+    );
+    assert_eq!(config.vhost(DEFAULT_VHOST).http_hooks, HttpHooks::default());
+
+    let (config, warnings) = parse(
+        "vhost a {\n http_hooks {\n enabled on;\n on_play https://h/p;\n on_dvr http://h/d;\n \
+         on_stop http://h/s;\n on_stop http://h/t;\n timeout 5;\n }\n}",
+    );
+    assert_eq!(
+        messages(&warnings),
+        [
+            "conf/test.conf:4: http_hooks.on_play: https://h/p: https hooks are not supported \
+             yet, so every call to it denies",
+            "conf/test.conf:5: http_hooks.on_dvr: not yet: ringcast has no DVR or HLS",
+            "conf/test.conf:7: on_stop: repeated, first set at line 6, which is used",
+            "conf/test.conf:8: vhost.http_hooks.timeout: not supported by ringcast, ignored \
+             (reported once)",
+        ]
+    );
+    let hooks = &config.vhost("a").http_hooks;
+    assert_eq!(hooks.on_play, ["https://h/p"], "kept, so that it denies");
+    assert_eq!(hooks.on_stop, ["http://h/s"]);
+
+    assert_err(
+        "vhost a { http_hooks { on_publish rtmp://h/p; } }",
+        "conf/test.conf:1: on_publish: `rtmp://h/p` is not an http:// URL",
+    );
+    let err = parse_err("vhost a { http_hooks; }");
+    assert!(err.to_string().contains("http_hooks"), "{err}");
+}
+
+#[test]
+fn http_hooks_from_the_environment() {
+    let (config, warnings) = parse_env(
+        "vhost __defaultVhost__ { http_hooks { on_play http://h/file; } }",
+        &[
+            ("SRS_VHOST_HTTP_HOOKS_ENABLED", "on"),
+            ("SRS_VHOST_HTTP_HOOKS_ON_PUBLISH", "http://h/a http://h/b"),
+        ],
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let hooks = &config.vhost(DEFAULT_VHOST).http_hooks;
+    assert!(hooks.enabled);
+    assert_eq!(hooks.on_publish, ["http://h/a", "http://h/b"]);
+    assert_eq!(hooks.on_play, ["http://h/file"]);
 }

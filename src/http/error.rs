@@ -5,6 +5,7 @@ use std::io;
 
 use super::parser::HttpError;
 use crate::egress::BatchError;
+use crate::hooks::HookError;
 use crate::stats::clients::Kicked;
 
 /// Why an HTTP connection ended early.
@@ -28,6 +29,9 @@ pub(crate) enum HttpConnError {
     /// An HTTP-FLV player's socket took no data for queue_length.
     #[error("player stopped reading for {0:?} (queue_length): cut")]
     Stalled(std::time::Duration),
+    /// An HTTP hook did not allow the play (answered 403).
+    #[error("{0}")]
+    Hook(#[from] HookError),
 }
 
 impl From<BatchError> for HttpConnError {

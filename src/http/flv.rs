@@ -22,7 +22,7 @@ use futures_util::future::{select, Either};
 
 use super::error::HttpConnError;
 use super::parser::Request;
-use super::reply::head;
+use super::reply::{error, head};
 use super::tls::{Stream, TlsStream};
 use crate::egress::cohort;
 use crate::egress::{write_batch, MAX_BATCH};
@@ -42,6 +42,9 @@ pub(super) struct Play {
     key: StreamKey,
     settings: StreamSettings,
     url: String,
+    /// What the HTTP hooks are told, but for the client's id and address (boxed: a router's
+    /// decision holds a Play, and most decisions are replies).
+    hook: Box<crate::hooks::Request>,
     query: String,
 }
 
@@ -84,12 +87,22 @@ pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
             .is_some_and(|s| s.publisher().is_some());
         // An edge serves what its origin has: the pull starts when the player comes.
         if live || vhost.cluster.is_edge() {
+            let host = req.header("host").unwrap_or("");
+            let hook = Box::new(crate::hooks::Request {
+                vhost: key.vhost.clone(),
+                app: key.app.clone(),
+                stream: key.stream.clone(),
+                param: crate::hooks::body::param(&req.query, ""),
+                tc_url: format!("http://{host}/{}", key.app),
+                ..Default::default()
+            });
             return Some(Play {
                 key,
                 settings,
                 // The URL as the client asked for it, the API's tcUrl.
-                url: format!("http://{}{}", req.header("host").unwrap_or(""), req.path),
+                url: format!("http://{host}{}", req.path),
                 query: req.query.clone(),
+                hook,
             });
         }
     }
@@ -149,6 +162,19 @@ pub(super) async fn run(
             .await
             .map_err(Into::into);
     }
+    let hook = crate::hooks::Request {
+        client_id: id,
+        ip: peer.ip().to_string(),
+        ..*play.hook
+    };
+    if let Err(e) = crate::hooks::on_play(shared, &hook).await {
+        let reply = error(403, &e.public());
+        let mut out =
+            head(403, reply.content_type, Some(reply.body.len()), false, &[]).into_bytes();
+        out.extend_from_slice(&reply.body);
+        stream.write_all(out.into()).await?;
+        return Err(e.into());
+    }
     crate::server::edge::want(shared, &play.key, &play.settings, &play.query);
     let consumer = Consumer::subscribe(&shared.hub, &play.key, &play.settings);
     let registered = shared.clients.register(
@@ -182,6 +208,7 @@ pub(super) async fn run(
         }))
         .await;
     tracing::info!(cid = id, "stop flv play {}", play.key);
+    crate::hooks::on_stop(shared, &hook);
     result
 }
 

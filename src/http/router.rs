@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::parser::Request;
 use super::reply::{error, preflight, ApiReply};
-use super::{access, api, flv, metrics};
+use super::{access, api, flv, metrics, rtc};
 use crate::config::Config;
 use crate::state::Shared;
 
@@ -83,6 +83,9 @@ pub(super) async fn route(
             || path == "/api"
             || path.starts_with("/rtc/")
         {
+            if let Some(denied) = rtc::hooked(req, shared, (id, peer)).await {
+                return Routed::Reply(denied);
+            }
             return Routed::Reply(api::handle(req, shared).await);
         }
     }

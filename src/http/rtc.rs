@@ -4,10 +4,13 @@
 //! answers and refusals as WHIP/WHEP replies (SDP bodies, `201` with `Location`, plain-text
 //! errors) or SRS's JSON (`{"code", "sdp", "sessionid"}`, `{"code", "msg"}`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::reply::{reply as json_reply, ApiReply};
+use super::parser::Request;
+use super::reply::{error, reply as json_reply, ApiReply};
+use crate::config::DEFAULT_VHOST;
 use crate::rtc::signal::{self, Role, SignalError, Style};
 use crate::rtc::{handle_signal, RtcCounters, SignalAnswer, SignalContext};
 use crate::state::Shared;
@@ -59,6 +62,48 @@ pub(super) fn handle(
         Ok(answer) => answer_reply(&answer),
         Err(e) => error_reply(signal::style_of(path), &e),
     })
+}
+
+/// Asks the HTTP hooks (`on_publish` for WHIP, `on_play` for WHEP) about an offer before it
+/// is served: the 403 that refuses it (the denial logged here, once), or `None` to go on.
+pub(super) async fn hooked(
+    req: &Request,
+    shared: &Shared,
+    from: (u64, SocketAddr),
+) -> Option<ApiReply> {
+    let Ok(Some(signal::Request::Offer {
+        role,
+        vhost,
+        app,
+        stream,
+        ..
+    })) = signal::parse(&req.method, &req.path, &req.query, &req.body)
+    else {
+        return None;
+    };
+    let hook = crate::hooks::Request {
+        client_id: from.0,
+        ip: from.1.ip().to_string(),
+        vhost: vhost.unwrap_or_else(|| DEFAULT_VHOST.to_owned()),
+        tc_url: format!("webrtc://{}/{app}", req.header("host").unwrap_or("")),
+        app,
+        stream,
+        // SRS's WHIP and WHEP send the raw query.
+        param: req.query.clone(),
+        page_url: String::new(),
+    };
+    let allowed = match role {
+        Role::Publish => crate::hooks::on_publish(shared, &hook).await,
+        Role::Play => crate::hooks::on_play(shared, &hook).await,
+    };
+    let e = allowed.err()?;
+    tracing::warn!(
+        cid = from.0,
+        "rtc signalling {} {}: {e}",
+        req.method,
+        req.path
+    );
+    Some(error(403, &e.public()))
 }
 
 /// The reply to a served request.

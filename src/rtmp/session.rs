@@ -144,7 +144,9 @@ pub struct ServerSession {
     events: VecDeque<Event>,
     vhost: String,
     app: String,
-    /// The query of publish's or play's stream name, without the `?`.
+    /// connect's `pageUrl`, for SRS's hooks.
+    page_url: String,
+    /// The query of publish's or play's stream name, without `?`, for SRS's hooks.
     stream_query: String,
     received: u64,
     last_ack: u64,
@@ -179,6 +181,7 @@ impl ServerSession {
             events: VecDeque::new(),
             vhost: String::new(),
             app: String::new(),
+            page_url: String::new(),
             stream_query: String::new(),
             received: 0,
             last_ack: 0,
@@ -190,6 +193,17 @@ impl ServerSession {
     /// The application of connect, once connected.
     pub fn app(&self) -> &str {
         &self.app
+    }
+
+    /// connect's `pageUrl` ("" when the client sent none).
+    pub fn page_url(&self) -> &str {
+        &self.page_url
+    }
+
+    /// The query of the last publish's or play's stream name, without `?`: SRS's hook
+    /// `param` (`secret=...` of `livestream?secret=...`).
+    pub fn stream_query(&self) -> &str {
+        &self.stream_query
     }
 
     /// The chunk size of everything this server sends.
@@ -402,6 +416,10 @@ impl ServerSession {
                     .map(str::to_owned)
                     .unwrap_or_else(|| tc_url_host(url).to_owned());
                 self.app = app_name.trim_end_matches('/').to_owned();
+                obj.get("pageUrl")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .clone_into(&mut self.page_url);
                 self.vhost = vhost.clone();
                 self.state = State::Connected;
                 self.answer_connect(txn, encoding);
@@ -673,12 +691,6 @@ impl ServerSession {
     pub fn vhost(&self) -> &str {
         &self.vhost
     }
-
-    /// The query of the stream name of the last publish or play (`token=t&vhost=v` for
-    /// `stream?token=t&vhost=v`), empty when it had none: what an edge passes to its origin.
-    pub fn stream_query(&self) -> &str {
-        &self.stream_query
-    }
 }
 
 fn control_u32(msg: &RawMessage) -> Result<u32, SessionError> {
@@ -884,6 +896,32 @@ mod tests {
         server.accept_play();
         server.handle_input(&[]).expect("what came behind the play");
         assert_eq!(events(&mut server), [Event::Pause(true)]);
+    }
+
+    /// What SRS's hooks need beyond the events: connect's pageUrl, the stream's query.
+    #[test]
+    fn page_url_and_stream_query_are_kept() {
+        let mut peer = Peer::default();
+        let mut server = handshaken();
+        let app = object(&[
+            ("app", s("live")),
+            ("tcUrl", s("rtmp://h/live")),
+            ("pageUrl", s("http://site/page")),
+        ]);
+        peer.command(0, &[s("connect"), Amf0Value::Number(1.0), app])
+            .push(&mut server);
+        assert_eq!(server.page_url(), "http://site/page");
+        let play = [
+            s("play"),
+            Amf0Value::Number(5.0),
+            Amf0Value::Null,
+            s("s1?secret=k&vhost=v"),
+        ];
+        peer.command(STREAM_ID, &play).push(&mut server);
+        assert!(
+            matches!(&events(&mut server)[..], [Event::Connect { .. }, Event::Play { stream, .. }] if stream == "s1")
+        );
+        assert_eq!(server.stream_query(), "secret=k&vhost=v");
     }
 
     #[test]

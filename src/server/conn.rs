@@ -79,6 +79,7 @@ async fn run(
     let mut phase = "handshaking";
     let mut app = String::new();
     let mut tc = String::new();
+    let mut closing = None;
     loop {
         let input = conn
             .read_some_by(deadline)
@@ -104,6 +105,9 @@ async fn run(
                     vhost,
                 } => {
                     tracing::info!(cid = id, "connect app={a} tcUrl={tc_url} vhost={vhost}");
+                    let hook = crate::hooks::rtmp(id, peer, &session, &vhost, "", &tc_url);
+                    crate::hooks::on_connect(shared, &hook).await?;
+                    closing = Some(crate::hooks::Closing::new(shared, hook));
                     app = a;
                     tc = tc_url;
                     phase = "waiting for publish or play";
@@ -126,6 +130,7 @@ async fn run(
                 app: &app,
                 name: &name,
                 duration,
+                closing: closing.as_ref(),
             };
             return if publishing {
                 publish(conn, session, shared, target).await
@@ -154,22 +159,19 @@ async fn publish(
 ) -> Result<(), ConnError> {
     let (id, vhost) = (target.id, target.vhost);
     let (key, settings) = shared.stream(vhost, target.app, target.name);
-    let upstream = match check_vhost(shared, vhost)
-        .and_then(|()| access::check(shared, vhost, Action::Publish, target.peer))
-    {
-        Ok(()) => edge::publish_upstream(shared, &key, &settings, session.stream_query())
-            .await
-            .map_err(ConnError::from),
-        Err(e) => Err(e),
-    };
-    let refused = upstream.and_then(|up| {
-        let guard = shared.hub.publish(&key, &settings, id)?;
-        Ok((guard, up))
-    });
+    let hook = target.hook(&session);
+    let refused: Result<_, ConnError> = async {
+        check_vhost(shared, vhost)?;
+        access::check(shared, vhost, Action::Publish, target.peer)?;
+        crate::hooks::on_publish(shared, &hook).await?;
+        let up = edge::publish_upstream(shared, &key, &settings, session.stream_query()).await?;
+        Ok((shared.hub.publish(&key, &settings, id)?, up))
+    }
+    .await;
     let (mut guard, upstream) = match refused {
         Ok(g) => g,
         Err(e) => {
-            session.reject_publish(&e.to_string());
+            session.reject_publish(&e.description());
             flush(conn, &mut session).await?;
             return Err(e);
         }
@@ -224,7 +226,9 @@ async fn publish(
         }
     });
     let work = pin!(edge::beside(upstream, shared, &key, &settings, work));
-    client.until_kicked(work).await
+    let result = client.until_kicked(work).await;
+    crate::hooks::on_unpublish(shared, &hook);
+    result
 }
 
 /// What a publish or play asks for, and who asks.
@@ -236,18 +240,36 @@ struct Target<'a> {
     app: &'a str,
     name: &'a str,
     duration: Option<u32>,
+    /// The connection's `on_close`, told this client's byte counts.
+    closing: Option<&'a crate::hooks::Closing<'a>>,
 }
 
 impl Target<'_> {
+    /// What the HTTP hooks are told of this request.
+    fn hook(&self, session: &ServerSession) -> crate::hooks::Request {
+        crate::hooks::rtmp(
+            self.id,
+            self.peer,
+            session,
+            self.vhost,
+            self.name,
+            self.tc_url,
+        )
+    }
+
     /// Enters this connection in the API's client registry for as long as the guard lives.
     fn register(&self, shared: &Shared, key: &StreamKey, kind: ClientKind) -> ClientGuard {
-        shared.clients.register(
+        let guard = shared.clients.register(
             self.id,
             self.peer.ip(),
             key.clone(),
             self.tc_url.to_owned(),
             kind,
-        )
+        );
+        if let Some(closing) = self.closing {
+            closing.counts(guard.client());
+        }
+        guard
     }
 }
 
@@ -259,11 +281,16 @@ async fn play(
 ) -> Result<(), ConnError> {
     let id = target.id;
     let (key, settings) = shared.stream(target.vhost, target.app, target.name);
-    let refused = check_vhost(shared, target.vhost)
-        .and_then(|()| access::check(shared, target.vhost, Action::Play, target.peer))
-        .and_then(|()| Ok(edge::refuse_loop(shared, &key, target.peer)?));
+    let hook = target.hook(&session);
+    let refused: Result<(), ConnError> = async {
+        check_vhost(shared, target.vhost)?;
+        access::check(shared, target.vhost, Action::Play, target.peer)?;
+        edge::refuse_loop(shared, &key, target.peer)?;
+        Ok(crate::hooks::on_play(shared, &hook).await?)
+    }
+    .await;
     if let Err(e) = refused {
-        session.reject_play(&e.to_string());
+        session.reject_play(&e.description());
         flush(conn, &mut session).await?;
         return Err(e);
     }
@@ -286,5 +313,6 @@ async fn play(
         )))
         .await;
     tracing::info!(cid = id, "stop playing {key}");
+    crate::hooks::on_stop(shared, &hook);
     result
 }

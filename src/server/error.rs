@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::access::security::Denied;
 use crate::egress::BatchError;
+use crate::hooks::HookError;
 use crate::hub::PublishError;
 use crate::rtmp::session::SessionError;
 use crate::stats::clients::Kicked;
@@ -50,6 +51,19 @@ pub(super) enum ConnError {
     /// The API asked to close the connection.
     #[error("kicked by the HTTP API")]
     Kicked,
+    /// An HTTP hook did not allow the connect, publish or play.
+    #[error("{0}")]
+    Hook(#[from] HookError),
+}
+
+impl ConnError {
+    /// What a refused client is told: the error, except a hook's address and answer.
+    pub(super) fn description(&self) -> String {
+        match self {
+            Self::Hook(e) => e.public(),
+            e => e.to_string(),
+        }
+    }
 }
 
 impl From<Kicked> for ConnError {

@@ -1,0 +1,172 @@
+//! Calling the hooks of an event: the URLs of the client's vhost from the config in force at
+//! the call (so a SIGHUP reload applies to the next client), one POST each in order, SRS's
+//! verdict on each answer. An event that decides (connect, publish, play) awaits them on the
+//! client's own task and stops at the first denial; a notice (close, unpublish, stop) runs on
+//! a task of its own and logs its failure, as SRS ignores it.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use super::body::{self, Action, Request, Server, Traffic};
+use super::verdict::{verdict, Deny};
+use crate::httpc::{self, HttpcError, Url, UrlError};
+use crate::hub::StreamKey;
+use crate::state::Shared;
+
+/// How long one hook may take to answer (connect, send, the whole answer).
+pub const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// SRS's `service_id`: this process's, drawn once.
+static SERVICE_ID: LazyLock<String> = LazyLock::new(|| format!("{:08x}", rand::random::<u32>()));
+
+/// Why an event's hooks did not allow it.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The configured URL is not one this client can call (`https://`).
+    #[error("{action} hook {url}: {source}")]
+    Url {
+        /// The event.
+        action: &'static str,
+        /// The hook.
+        url: String,
+        /// What is wrong with it.
+        source: UrlError,
+    },
+    /// The hook gave no usable answer: refused, timed out, malformed, too large.
+    #[error("{action} hook {url} failed: {source}")]
+    Failed {
+        /// The event.
+        action: &'static str,
+        /// The hook.
+        url: String,
+        /// What happened.
+        source: HttpcError,
+    },
+    /// The hook answered, and its answer denies.
+    #[error("{action} hook {url} denied: {source}")]
+    Denied {
+        /// The event.
+        action: &'static str,
+        /// The hook.
+        url: String,
+        /// Its answer.
+        source: Deny,
+    },
+}
+
+impl HookError {
+    /// What the client is told: the event and that a hook denied, not the hook's address.
+    #[must_use]
+    pub fn public(&self) -> String {
+        let (Self::Url { action, .. } | Self::Failed { action, .. } | Self::Denied { action, .. }) =
+            self;
+        format!("denied by the {action} hook")
+    }
+}
+
+/// The hooks of `action` for `req` and their body, or `None` when none is configured.
+fn prepare(
+    shared: &Shared,
+    action: Action,
+    req: &Request,
+    traffic: Traffic,
+) -> Option<(Vec<String>, String)> {
+    let config = shared.config();
+    let vhost = config.vhost(&req.vhost);
+    let hooks = &vhost.http_hooks;
+    if !hooks.enabled {
+        return None;
+    }
+    let urls = match action {
+        Action::Connect => &hooks.on_connect,
+        Action::Close => &hooks.on_close,
+        Action::Publish => &hooks.on_publish,
+        Action::Unpublish => &hooks.on_unpublish,
+        Action::Play => &hooks.on_play,
+        Action::Stop => &hooks.on_stop,
+    };
+    if urls.is_empty() {
+        return None;
+    }
+    let req = Request {
+        vhost: vhost.name.clone(),
+        ..req.clone()
+    };
+    let key = StreamKey {
+        vhost: req.vhost.clone(),
+        app: req.app.clone(),
+        stream: req.stream.clone(),
+    };
+    let stream_id = shared.hub.get(&key).map(|s| s.id());
+    let server = Server {
+        server_id: &shared.server_id,
+        service_id: &SERVICE_ID,
+    };
+    let body = body::body(action, server, &req, stream_id, traffic);
+    Some((urls.clone(), body))
+}
+
+/// Calls each hook of a deciding `action` in turn; `Ok` when every one allows (or none is
+/// configured).
+pub(super) async fn decide(
+    shared: &Shared,
+    action: Action,
+    req: &Request,
+) -> Result<(), HookError> {
+    let Some((urls, body)) = prepare(shared, action, req, Traffic::default()) else {
+        return Ok(());
+    };
+    for url in &urls {
+        let answer = call(action, url, &body).await?;
+        tracing::info!(
+            cid = req.client_id,
+            "http: {} ok, url={url}, request={body}, response={answer}",
+            action.name()
+        );
+    }
+    Ok(())
+}
+
+/// Calls each hook of a notice `action` on a task of its own; failures are logged.
+pub(super) fn notify(shared: &Shared, action: Action, req: &Request, traffic: Traffic) {
+    let Some((urls, body)) = prepare(shared, action, req, traffic) else {
+        return;
+    };
+    let cid = req.client_id;
+    let task = async move {
+        for url in &urls {
+            match call(action, url, &body).await {
+                Ok(_) => tracing::info!(cid, "http: {} ok, url={url}", action.name()),
+                Err(e) => tracing::warn!(cid, "http: ignoring a failed hook: {e}, request={body}"),
+            }
+        }
+    };
+    // A connection dropped by a worker's shutdown may end off its runtime: the notice goes
+    // with it.
+    if compio::runtime::Runtime::try_with_current(|rt| rt.spawn(task).detach()).is_err() {
+        tracing::debug!(cid, "http: {} not sent: no runtime", action.name());
+    }
+}
+
+/// POSTs `body` to `url`: the answer's body (quoted) when it allows.
+async fn call(action: Action, url: &str, body: &str) -> Result<String, HookError> {
+    let name = action.name();
+    let parsed = Url::parse(url).map_err(|source| HookError::Url {
+        action: name,
+        url: url.to_owned(),
+        source,
+    })?;
+    let answer = httpc::post_json(&parsed, body.as_bytes(), TIMEOUT)
+        .await
+        .map_err(|source| HookError::Failed {
+            action: name,
+            url: url.to_owned(),
+            source,
+        })?;
+    verdict(answer.status, &answer.body).map_err(|source| HookError::Denied {
+        action: name,
+        url: url.to_owned(),
+        source,
+    })?;
+    Ok(String::from_utf8_lossy(&answer.body).into_owned())
+}

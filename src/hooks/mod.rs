@@ -1,0 +1,130 @@
+//! SRS's HTTP hooks (`vhost { http_hooks { ... } }`): before a client connects, publishes or
+//! plays, the server POSTs what it asks to each configured URL and lets it in only if every
+//! one allows; when it leaves, it tells them. Every way in calls here with one [`Request`]:
+//! RTMP ([`crate::server`]), HTTP-FLV and WHIP/WHEP ([`crate::http`]); forwards are not
+//! hooked, as in SRS.
+//!
+//! - [`body`]: SRS's JSON bodies and request fields, pure.
+//! - [`verdict`]: SRS's rule for an answer, pure; fuzzed.
+//! - `call`: the driver: the config in force, [`crate::httpc`] on the client's own task
+//!   (a slow hook delays only the client that waits for it), the logs.
+//!
+//! It owns no client's socket and answers no client: the callers turn a denial into their
+//! protocol's refusal (an RTMP onStatus error, an HTTP 403) and log it once.
+
+#![forbid(unsafe_code)]
+
+pub mod body;
+mod call;
+pub mod verdict;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub use body::{Action, Request, Traffic};
+pub use call::{HookError, TIMEOUT};
+
+use crate::rtmp::session::ServerSession;
+use crate::state::Shared;
+use crate::stats::clients::Client;
+
+/// An RTMP client's request for `stream` of `vhost`, from its connect and its publish or
+/// play (the stream's query is SRS's `param`); `stream` is "" at connect.
+#[must_use]
+pub fn rtmp(
+    client_id: u64,
+    peer: SocketAddr,
+    session: &ServerSession,
+    vhost: &str,
+    stream: &str,
+    tc_url: &str,
+) -> Request {
+    let query = if stream.is_empty() {
+        ""
+    } else {
+        session.stream_query()
+    };
+    Request {
+        client_id,
+        ip: peer.ip().to_string(),
+        vhost: vhost.to_owned(),
+        app: session.app().to_owned(),
+        stream: stream.to_owned(),
+        param: body::param(query, tc_url),
+        tc_url: tc_url.to_owned(),
+        page_url: session.page_url().to_owned(),
+    }
+}
+
+/// `on_connect`: whether the client may go on.
+pub async fn on_connect(shared: &Shared, req: &Request) -> Result<(), HookError> {
+    call::decide(shared, Action::Connect, req).await
+}
+
+/// `on_publish`: whether the client may publish; the publish waits for it.
+pub async fn on_publish(shared: &Shared, req: &Request) -> Result<(), HookError> {
+    call::decide(shared, Action::Publish, req).await
+}
+
+/// `on_play`: whether the client may play.
+pub async fn on_play(shared: &Shared, req: &Request) -> Result<(), HookError> {
+    call::decide(shared, Action::Play, req).await
+}
+
+/// `on_unpublish`, not waited for.
+pub fn on_unpublish(shared: &Shared, req: &Request) {
+    call::notify(shared, Action::Unpublish, req, Traffic::default());
+}
+
+/// `on_stop`, not waited for.
+pub fn on_stop(shared: &Shared, req: &Request) {
+    call::notify(shared, Action::Stop, req, Traffic::default());
+}
+
+/// `on_close` with the connection's byte counts, not waited for.
+pub fn on_close(shared: &Shared, req: &Request, traffic: Traffic) {
+    call::notify(shared, Action::Close, req, traffic);
+}
+
+/// Sends `on_close` when dropped: an RTMP connection whose connect was allowed has ended.
+/// Its byte counts are those of the publish or play it [`Closing::counts`], as the API
+/// shows them (0 when it did neither).
+#[derive(Debug)]
+pub struct Closing<'a> {
+    shared: &'a Shared,
+    req: Request,
+    client: RefCell<Option<Arc<Client>>>,
+}
+
+impl<'a> Closing<'a> {
+    /// The `on_close` of the client `req` connected as.
+    #[must_use]
+    pub fn new(shared: &'a Shared, req: Request) -> Self {
+        Self {
+            shared,
+            req,
+            client: RefCell::new(None),
+        }
+    }
+
+    /// Reports `client`'s byte counts at the close.
+    pub fn counts(&self, client: &Arc<Client>) {
+        *self.client.borrow_mut() = Some(client.clone());
+    }
+}
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        let traffic = self
+            .client
+            .borrow()
+            .as_ref()
+            .map_or(Traffic::default(), |c| Traffic {
+                sent: c.send_bytes.load(Ordering::Relaxed),
+                received: c.recv_bytes.load(Ordering::Relaxed),
+            });
+        on_close(self.shared, &self.req, traffic);
+    }
+}
