@@ -30,6 +30,8 @@
 //!   message types, server and client sessions).
 //! - [`flv`]: FLV tags, read and written. [`config`]: the SRS/nginx-style config file, the
 //!   environment's `SRS_*` overrides, parsed into a typed [`config::Config`].
+//! - [`coworkers`]: SRS's origin cluster, sans-IO: the clusters API's question and answer,
+//!   redirect URLs and their hop count.
 //! - [`bench`]: the load tool behind `ringcast-bench` (players, publishers, SEI latency), a
 //!   client of the protocol folders only.
 //!
@@ -42,6 +44,7 @@
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod coworkers;
 pub mod egress;
 pub mod flv;
 pub mod http;
