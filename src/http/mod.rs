@@ -6,14 +6,15 @@
 //! Map, each file importing only those above it: [`parser`] (sans-IO requests with size
 //! limits), `reply` (answers, headers, SRS's envelope), `error` (why a connection ended),
 //! `metrics` (Prometheus text), `profile` (the performance tools' routes), `rtc` (WebRTC
-//! signalling's HTTP replies), `api` (SRS's JSON endpoints), `flv` (HTTP-FLV players, a cursor
-//! over the same shared frames as RTMP players), `router` (which of them answers), `conn` (the
-//! connection loop). It must not touch the RTMP sessions; it reads the hub, the client
-//! registry and the counters.
+//! signalling's HTTP replies), `clusters` (SRS's origin cluster query), `api` (SRS's JSON
+//! endpoints), `flv` (HTTP-FLV players, a cursor over the same shared frames as RTMP
+//! players), `router` (which of them answers), `conn` (the connection loop). It must not
+//! touch the RTMP sessions; it reads the hub, the client registry and the counters.
 
 #![forbid(unsafe_code)]
 
 mod api;
+mod clusters;
 mod conn;
 mod error;
 mod flv;
