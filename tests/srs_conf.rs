@@ -91,3 +91,38 @@ fn http_ts_and_audio_mounts_warn_that_they_are_not_served() {
         assert!(stderr.contains("not served yet"), "{name}: {stderr}");
     }
 }
+
+#[test]
+fn srs_edge_and_origin_cluster_examples_load_their_cluster_block() {
+    let root = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink(corpus(), root.path().join("conf")).expect("conf link");
+    for name in [
+        "edge.conf",
+        "edge2.conf",
+        "edge.token.traverse.conf",
+        "http.flv.live.edge1.conf",
+        "origin.cluster.edge.conf",
+        "origin.cluster.serverA.conf",
+        "origin.cluster.serverB.conf",
+        "origin.cluster.serverC.conf",
+        "compatible.conf",
+    ] {
+        let out = check(root.path(), name);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        for path in ["vhost.cluster", "vhost.mode", "vhost.origin"] {
+            assert!(
+                !stderr.contains(&format!("{path}: not supported")),
+                "{name}: {stderr}"
+            );
+        }
+    }
+    // SRS's vhost transform, which ringcast does not do, is named rather than dropped.
+    let out = check(root.path(), "transform.edge.conf");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("vhost.cluster.vhost: not supported"),
+        "{stderr}"
+    );
+}

@@ -16,8 +16,8 @@ use super::env::{overlay, Environment};
 use super::error::{at, ConfigError};
 use super::include::{expand, read_text};
 use super::model::{
-    any_v4, Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc,
-    DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
+    any_v4, Cluster, ClusterMode, Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost,
+    VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
 
@@ -193,6 +193,10 @@ const VHOST_KEYS: &[&str] = &[
     "play",
     "http_remux",
     "rtc",
+    "cluster",
+    "mode",
+    "origin",
+    "token_traverse",
 ];
 const HTTP_REMUX_KEYS: &[&str] = &["enabled", "mount"];
 const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
@@ -201,6 +205,15 @@ const LISTENER_KEYS: &[&str] = &["enabled", "listen"];
 const RTC_SERVER_KEYS: &[&str] = &["enabled", "listen", "candidate", "sndbuf", "rcvbuf"];
 const EXPORTER_KEYS: &[&str] = &["enabled", "listen", "label", "tag"];
 const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "nack"];
+const CLUSTER_KEYS: &[&str] = &[
+    "mode",
+    "origin",
+    "token_traverse",
+    "origin_cluster",
+    "coworkers",
+];
+/// The port SRS's URL `http://HOST/api/v1/clusters` implies for a coworker named without one.
+const COWORKER_PORT: u16 = 80;
 
 /// The settings SRS 4+ keeps in `play {}` but older configs put directly in
 /// the vhost, each with the directive that set it.
@@ -209,6 +222,15 @@ struct PlaySettings<'t> {
     gop_cache: Option<(bool, &'t Directive)>,
     queue_length: Option<(Duration, &'t Directive)>,
     mw_latency: Option<(u32, &'t Directive)>,
+}
+
+/// The edge settings SRS 3+ keeps in `cluster {}` but SRS 1/2 configs put directly in the
+/// vhost, each with the directive that set it.
+#[derive(Default)]
+struct ClusterSettings<'t> {
+    mode: Option<(ClusterMode, &'t Directive)>,
+    origin: Option<(Vec<String>, &'t Directive)>,
+    token_traverse: Option<(bool, &'t Directive)>,
 }
 
 /// Remembers the first line of each single-valued directive in one block.
@@ -328,6 +350,8 @@ impl Builder<'_> {
         let mut seen = Seen::default();
         let mut legacy = PlaySettings::default();
         let mut play = PlaySettings::default();
+        let mut legacy_cluster = ClusterSettings::default();
+        let mut cluster = ClusterSettings::default();
         for c in &d.children {
             if !self.known("vhost.", VHOST_KEYS, c) {
                 continue;
@@ -345,9 +369,14 @@ impl Builder<'_> {
                 "play" => self.play_block(c, &mut play)?,
                 "http_remux" => vhost.http_remux = self.http_remux(c)?,
                 "rtc" => vhost.rtc = self.vhost_rtc(c)?,
+                "cluster" => self.cluster_block(c, &mut cluster, &mut vhost.cluster)?,
+                "mode" | "origin" | "token_traverse" => {
+                    self.cluster_setting(c, &mut legacy_cluster)?;
+                }
                 _ => self.play_setting(c, &mut legacy)?,
             }
         }
+        self.merge_cluster(&vhost.name, cluster, legacy_cluster, &mut vhost.cluster)?;
         if let Some(v) = self.merge("gop_cache", play.gop_cache, legacy.gop_cache) {
             vhost.gop_cache = v;
         }
@@ -394,13 +423,24 @@ impl Builder<'_> {
         play: Option<(T, &Directive)>,
         legacy: Option<(T, &Directive)>,
     ) -> Option<T> {
-        match (play, legacy) {
+        self.merge_in("play", name, play, legacy)
+    }
+
+    /// Picks the value set in the block `block {}` over the legacy vhost-level one.
+    fn merge_in<T>(
+        &mut self,
+        block: &str,
+        name: &str,
+        inner: Option<(T, &Directive)>,
+        legacy: Option<(T, &Directive)>,
+    ) -> Option<T> {
+        match (inner, legacy) {
             (Some((value, at)), Some((_, legacy))) => {
                 let line = at.line;
                 self.warn(
                     legacy,
                     format!(
-                        "{name}: also set in `play {{}}` at line {line}, which takes precedence"
+                        "{name}: also set in `{block} {{}}` at line {line}, which takes precedence"
                     ),
                 );
                 Some(value)
@@ -408,6 +448,106 @@ impl Builder<'_> {
             (Some((value, _)), None) | (None, Some((value, _))) => Some(value),
             (None, None) => None,
         }
+    }
+
+    /// `cluster { ... }`: the edge settings into `settings` (merged with their legacy forms
+    /// later), the origin-cluster ones straight into `out`.
+    fn cluster_block<'t>(
+        &mut self,
+        d: &'t Directive,
+        settings: &mut ClusterSettings<'t>,
+        out: &mut Cluster,
+    ) -> Result<(), ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("vhost.cluster.", CLUSTER_KEYS, c) || !self.first(&mut seen, &c.name, c)
+            {
+                continue;
+            }
+            match c.name.as_str() {
+                "origin_cluster" => out.origin_cluster = self.flag(c)?,
+                "coworkers" => {
+                    out.coworkers = self.host_ports(c, COWORKER_PORT)?;
+                }
+                _ => self.cluster_setting(c, settings)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn cluster_setting<'t>(
+        &mut self,
+        d: &'t Directive,
+        out: &mut ClusterSettings<'t>,
+    ) -> Result<(), ConfigError> {
+        match d.name.as_str() {
+            "mode" => {
+                let mode = self.keyword(
+                    d,
+                    &[
+                        ("local", ClusterMode::Local),
+                        ("remote", ClusterMode::Remote),
+                    ],
+                    "`local` or `remote`",
+                )?;
+                out.mode = Some((mode, d));
+            }
+            "origin" => out.origin = Some((self.host_ports(d, RTMP_PORT)?, d)),
+            _ => out.token_traverse = Some((self.flag(d)?, d)),
+        }
+        Ok(())
+    }
+
+    /// Merges `cluster {}` over the legacy vhost-level settings into `out`; an edge must name
+    /// an origin.
+    fn merge_cluster(
+        &mut self,
+        vhost: &str,
+        block: ClusterSettings<'_>,
+        legacy: ClusterSettings<'_>,
+        out: &mut Cluster,
+    ) -> Result<(), ConfigError> {
+        let mode_at = block.mode.or(legacy.mode).map(|(_, at)| at);
+        if let Some(mode) = self.merge_in("cluster", "mode", block.mode, legacy.mode) {
+            out.mode = mode;
+        }
+        if let Some(origin) = self.merge_in("cluster", "origin", block.origin, legacy.origin) {
+            out.origin = origin;
+        }
+        if let Some(on) = self.merge_in(
+            "cluster",
+            "token_traverse",
+            block.token_traverse,
+            legacy.token_traverse,
+        ) {
+            out.token_traverse = on;
+        }
+        match mode_at {
+            Some(at) if out.is_edge() && out.origin.is_empty() => {
+                Err(ConfigError::EdgeWithoutOrigin {
+                    file: self.file_of(at),
+                    line: at.line,
+                    vhost: vhost.to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// One or more `HOST[:PORT]` values, `default_port` where a value has none.
+    fn host_ports(&mut self, d: &Directive, default_port: u16) -> Result<Vec<String>, ConfigError> {
+        if d.block {
+            return Err(self.err_block_unexpected(d));
+        }
+        if d.args.is_empty() {
+            return Err(self.missing(d));
+        }
+        d.args
+            .iter()
+            .map(|arg| self.host_port(d, arg, default_port))
+            .collect()
     }
 
     /// Handles `forward A B;` and `forward { enabled on; destination A B; }`.
@@ -689,14 +829,24 @@ impl Builder<'_> {
         }
     }
 
-    /// Normalizes `HOST[:PORT]` to `HOST:PORT`, or `[V6]:PORT` for IPv6.
+    /// An RTMP `HOST[:PORT]`, the port defaulting to 1935; see [`Self::host_port`].
     fn destination(&self, d: &Directive, value: &str) -> Result<String, ConfigError> {
+        self.host_port(d, value, RTMP_PORT)
+    }
+
+    /// Normalizes `HOST[:PORT]` to `HOST:PORT`, or `[V6]:PORT` for IPv6.
+    fn host_port(
+        &self,
+        d: &Directive,
+        value: &str,
+        default_port: u16,
+    ) -> Result<String, ConfigError> {
         const EXPECTED: &str = "HOST[:PORT], e.g. 127.0.0.1:19350 or [::1]:1935";
         let invalid = || self.invalid(d, value, EXPECTED);
         // A bare IPv6 address has several colons; without brackets any port
         // would be ambiguous, so it can only mean the default port.
         if let Ok(ip) = value.parse::<Ipv6Addr>() {
-            return Ok(format!("[{ip}]:{RTMP_PORT}"));
+            return Ok(format!("[{ip}]:{default_port}"));
         }
         let (host, port) = if let Some(rest) = value.strip_prefix('[') {
             let (ip, after) = rest.split_once(']').ok_or_else(invalid)?;
@@ -721,7 +871,7 @@ impl Builder<'_> {
             (host.to_owned(), port)
         };
         let port = match port {
-            None => RTMP_PORT,
+            None => default_port,
             Some(p) if is_digits(p) => self.port(d, p)?,
             Some(_) => return Err(invalid()),
         };

@@ -108,6 +108,16 @@ pub enum ConfigError {
         /// The directive's name.
         directive: String,
     },
+    /// An edge vhost (`mode remote;`) names no origin to pull from or publish to.
+    #[error("{}: vhost `{vhost}`: `mode remote;` needs `origin HOST[:PORT];`", at(.file, .line))]
+    EdgeWithoutOrigin {
+        /// The config file name.
+        file: String,
+        /// 1-based line of the `mode remote;`.
+        line: usize,
+        /// The vhost's name.
+        vhost: String,
+    },
     /// Two vhosts share a name (compared ignoring ASCII case, like hostnames).
     #[error("{}: vhost `{name}` is already defined at line {first_line}", at(.file, .line))]
     DuplicateVhost {
@@ -179,6 +189,7 @@ impl ConfigError {
             | Self::OutOfRange { line, .. }
             | Self::BlockExpected { line, .. }
             | Self::BlockUnexpected { line, .. }
+            | Self::EdgeWithoutOrigin { line, .. }
             | Self::DuplicateVhost { line, .. }
             | Self::IncludeNotFound { line, .. }
             | Self::IncludeTooDeep { line, .. } => Some(*line),

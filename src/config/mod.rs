@@ -28,7 +28,8 @@
 //!   warn, which catches a missing `;` (SRS's own realtime.conf has
 //!   `tcp_nodelay on` with no `;`).
 //! - SRS 4+ moved `gop_cache`, `queue_length` and `mw_latency` into
-//!   `vhost { play {} }`; both places are accepted, and `play {}` wins.
+//!   `vhost { play {} }`; both places are accepted, and `play {}` wins. Likewise SRS 3
+//!   moved `mode`, `origin` and `token_traverse` into `vhost { cluster {} }`, which wins.
 
 #![forbid(unsafe_code)]
 
@@ -46,7 +47,7 @@ pub use env::Environment;
 pub use error::ConfigError;
 pub use include::{MAX_FILE_BYTES, MAX_INCLUDE_DEPTH};
 pub use model::{
-    Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT,
-    DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
+    Cluster, ClusterMode, Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost,
+    VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
 };
 pub use parser::{parse_tree, Directive, ParseError, ParseErrorKind, MAX_DEPTH};

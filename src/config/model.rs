@@ -120,6 +120,46 @@ pub struct Vhost {
     pub http_remux: Option<String>,
     /// `rtc { ... }`: WebRTC for this vhost's streams.
     pub rtc: VhostRtc,
+    /// `cluster { ... }` (or SRS 1/2's vhost-level `mode`, `origin`, `token_traverse`): whether
+    /// this vhost is an origin or an edge, and of which origins.
+    pub cluster: Cluster,
+}
+
+/// `cluster { mode local|remote; }`: what a vhost does with a stream it does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterMode {
+    /// An origin, the default: streams are published here and played from here.
+    #[default]
+    Local,
+    /// An edge: players make it pull the stream from an origin, publishers are relayed to one.
+    Remote,
+}
+
+/// A vhost's `cluster { mode; origin; token_traverse; origin_cluster; coworkers; }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cluster {
+    /// `mode local|remote;`, default local.
+    pub mode: ClusterMode,
+    /// `origin HOST[:PORT] ...;`: an edge's origins as `HOST:PORT` (`[V6]:PORT`), tried in
+    /// order, the port defaulting to 1935. Never empty when [`ClusterMode::Remote`].
+    pub origin: Vec<String>,
+    /// `token_traverse on|off;`, default off: an edge passes each client's query (its token)
+    /// to the origin on the client's own connection, so the origin does the auth.
+    pub token_traverse: bool,
+    /// `origin_cluster on|off;`, default off: an origin asks its coworkers for streams it does
+    /// not have.
+    pub origin_cluster: bool,
+    /// `coworkers HOST[:PORT] ...;`: the HTTP APIs of the other origins of the cluster, as
+    /// `HOST:PORT`, the port defaulting to 80 as in the URL SRS builds from them.
+    pub coworkers: Vec<String>,
+}
+
+impl Cluster {
+    /// Whether this vhost is an edge (`mode remote;`).
+    #[must_use]
+    pub fn is_edge(&self) -> bool {
+        self.mode == ClusterMode::Remote
+    }
 }
 
 /// A vhost's `rtc { enabled on; rtmp_to_rtc on; nack on; }`.
@@ -205,6 +245,7 @@ impl Vhost {
             tcp_nodelay: false,
             http_remux: None,
             rtc: VhostRtc::default(),
+            cluster: Cluster::default(),
         }
     }
 }

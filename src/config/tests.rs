@@ -510,10 +510,14 @@ fn full_srs_config_loads_with_warnings_only() {
         "vhost.play.mw_msgs",
         "vhost.forward.backend",
         "vhost.transcode",
-        "vhost.cluster",
     ] {
         assert!(unsupported.contains(&expected), "no warning for {expected}");
     }
+    assert!(!unsupported.contains(&"vhost.cluster"), "{unsupported:?}");
+    assert_eq!(
+        config.vhost("same.edge.srs.com").cluster.origin,
+        ["127.0.0.1:1935", "localhost:1935"]
+    );
     assert_eq!(
         config.rtc_server,
         RtcServer {
@@ -1636,4 +1640,91 @@ fn include_of_itself_or_a_missing_file_fails() {
             main.display()
         )
     );
+}
+
+#[test]
+fn cluster_edge_and_origin_blocks() {
+    let (config, warnings) = parse(
+        "vhost edge {\n cluster {\n mode remote;\n origin 10.0.0.1 origin-2.example.com:19350 [::1]:1936;\n \
+         token_traverse on;\n debug_srs_upnode on;\n }\n}\n\
+         vhost origin { cluster { mode local; origin_cluster on; coworkers 127.0.0.1:9091 api.example.com; } }",
+    );
+    let edge = &config.vhost("edge").cluster;
+    assert!(edge.is_edge());
+    assert_eq!(
+        edge.origin,
+        ["10.0.0.1:1935", "origin-2.example.com:19350", "[::1]:1936"]
+    );
+    assert!(edge.token_traverse && !edge.origin_cluster);
+    let origin = &config.vhost("origin").cluster;
+    assert_eq!(
+        *origin,
+        Cluster {
+            mode: ClusterMode::Local,
+            origin: Vec::new(),
+            token_traverse: false,
+            origin_cluster: true,
+            coworkers: vec!["127.0.0.1:9091".to_owned(), "api.example.com:80".to_owned()],
+        }
+    );
+    assert_eq!(
+        config.vhost("x").cluster,
+        Cluster::default(),
+        "an origin by default"
+    );
+    assert_eq!(
+        messages(&warnings),
+        ["conf/test.conf:6: vhost.cluster.debug_srs_upnode: not supported by ringcast, ignored (reported once)"]
+    );
+}
+
+/// SRS 1/2 wrote the edge settings in the vhost; SRS 3+ moves them into `cluster {}`.
+#[test]
+fn cluster_legacy_vhost_level_settings() {
+    let (config, warnings) = parse(
+        "vhost a { mode remote; origin 127.0.0.1:19350 127.0.0.1:19351; token_traverse on; }",
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let a = &config.vhost("a").cluster;
+    assert!(a.is_edge() && a.token_traverse);
+    assert_eq!(a.origin, ["127.0.0.1:19350", "127.0.0.1:19351"]);
+    let (config, warnings) = parse(
+        "vhost a {\n origin 127.0.0.1:1;\n cluster {\n mode remote;\n origin 127.0.0.1:2;\n }\n}",
+    );
+    assert_eq!(config.vhost("a").cluster.origin, ["127.0.0.1:2"]);
+    assert_eq!(
+        messages(&warnings),
+        ["conf/test.conf:2: origin: also set in `cluster {}` at line 5, which takes precedence"]
+    );
+}
+
+#[test]
+fn bad_cluster_settings() {
+    assert_err(
+        "vhost a {\n cluster {\n mode remote;\n }\n}",
+        "conf/test.conf:3: vhost `a`: `mode remote;` needs `origin HOST[:PORT];`",
+    );
+    assert_err(
+        "vhost a { cluster { mode edge; } }",
+        "conf/test.conf:1: mode: `edge` is not `local` or `remote`",
+    );
+    assert_err(
+        "vhost a { cluster { mode remote; origin; } }",
+        "conf/test.conf:1: origin: missing value",
+    );
+    assert_err(
+        "vhost a { cluster { mode remote; origin host:port; } }",
+        "conf/test.conf:1: origin: `host:port` is not HOST[:PORT], e.g. 127.0.0.1:19350 or [::1]:1935",
+    );
+    assert_err(
+        "vhost a { cluster { origin_cluster yes; } }",
+        "conf/test.conf:1: origin_cluster: `yes` is not `on` or `off`",
+    );
+    assert_err(
+        "vhost a { cluster; }",
+        "conf/test.conf:1: cluster: expected a `{ ... }` block",
+    );
+    // An origin list without `mode remote;` is kept but unused, as in SRS.
+    let (config, _) = parse("vhost a { cluster { origin 127.0.0.1; } }");
+    assert!(!config.vhost("a").cluster.is_edge());
 }
