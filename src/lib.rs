@@ -19,6 +19,8 @@
 //!   UDP driver; no server state.
 //! - [`egress`]: the fan-out writers: cohorts of players in step, the per-core send ring,
 //!   a player's own vectored writes.
+//! - [`httpc`]: the HTTP/1.1 client of the server's own calls (hooks, other servers' APIs):
+//!   a sans-IO response parser, a driver on the worker's runtime with a keep-alive pool.
 //! - [`runtime`]: worker threads on io_uring (epoll fallback), listeners, the one
 //!   [`runtime::Connection`] read loop, and the process tuning from the config.
 //! - [`stats`]: the client registry, the 30-second rates, /proc readings.
@@ -48,6 +50,7 @@ pub mod coworkers;
 pub mod egress;
 pub mod flv;
 pub mod http;
+pub mod httpc;
 pub mod hub;
 pub mod media;
 pub mod profile;

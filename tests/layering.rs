@@ -41,7 +41,7 @@ const PROTOCOL: &[&str] = &[
 ];
 /// The I/O, process and API layers, which protocol code never imports.
 const DRIVERS: &[&str] = &[
-    "server", "app", "http", "runtime", "state", "egress", "profile",
+    "server", "app", "http", "runtime", "state", "egress", "profile", "httpc",
 ];
 /// Modules whose file (`x/mod.rs` for a folder, `x.rs` otherwise; `hub/ring` for a file
 /// inside a folder) must say `#![forbid(unsafe_code)]`.
@@ -67,6 +67,7 @@ const FORBID_UNSAFE: &[&str] = &[
     "http",
     "server",
     "bench",
+    "httpc",
 ];
 /// Most file:line locations shown per edge of a cycle; the rest are counted.
 const SHOWN_LOCATIONS: usize = 8;
