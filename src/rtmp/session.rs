@@ -144,11 +144,12 @@ pub struct ServerSession {
     events: VecDeque<Event>,
     vhost: String,
     app: String,
+    /// The query of publish's or play's stream name, without the `?`.
+    stream_query: String,
     received: u64,
     last_ack: u64,
     peer_window: u32,
     pending_txn: f64,
-    stream_query: String,
 }
 
 /// Capacity an idle buffer of a session may keep.
@@ -178,11 +179,11 @@ impl ServerSession {
             events: VecDeque::new(),
             vhost: String::new(),
             app: String::new(),
+            stream_query: String::new(),
             received: 0,
             last_ack: 0,
             peer_window: 0,
             pending_txn: 0.0,
-            stream_query: String::new(),
         }
     }
 
@@ -432,6 +433,7 @@ impl ServerSession {
                 }
                 self.pending_txn = txn;
                 self.state = State::PublishPending;
+                query.clone_into(&mut self.stream_query);
                 self.events.push_back(Event::Publish {
                     stream: stream.to_owned(),
                     vhost: query_param(query, "vhost").map(str::to_owned),
@@ -448,7 +450,7 @@ impl ServerSession {
                 }
                 self.pending_txn = txn;
                 self.state = State::PlayPending;
-                self.stream_query = query.to_owned();
+                query.clone_into(&mut self.stream_query);
                 let duration = args
                     .get(3)
                     .and_then(|v| v.as_f64())
@@ -667,16 +669,6 @@ impl ServerSession {
         self.on_status("error", "NetStream.Play.StreamNotFound", description);
     }
 
-    /// The vhost named by the connection (`?vhost=` or tcUrl's host).
-    pub fn vhost(&self) -> &str {
-        &self.vhost
-    }
-
-    /// The query of the last play's stream name (`token=...&vhost=...`), without `?`.
-    pub fn stream_query(&self) -> &str {
-        &self.stream_query
-    }
-
     /// SRS's RTMP 302: sends the player elsewhere with an error-level onStatus
     /// `NetConnection.Connect.Rejected` whose `ex` has `code` 302, `redirect` (the new tcUrl)
     /// and `redirect2` (the whole URL), on message stream 0 as SRS sends it. The driver then
@@ -701,6 +693,17 @@ impl ServerSession {
             &[s("onStatus"), Amf0Value::Number(0.0), Amf0Value::Null, info],
             &mut self.out,
         );
+    }
+
+    /// The vhost named by the connection (`?vhost=` or tcUrl's host).
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
+    /// The query of the stream name of the last publish or play (`token=t&vhost=v` for
+    /// `stream?token=t&vhost=v`), empty when it had none: what an edge passes to its origin.
+    pub fn stream_query(&self) -> &str {
+        &self.stream_query
     }
 }
 
