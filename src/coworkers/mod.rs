@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_VHOST};
 
 /// The path of SRS's clusters API.
 pub const API_PATH: &str = "/api/v1/clusters";
@@ -264,9 +264,10 @@ pub fn hops(query: &str) -> u32 {
 pub struct Asked<'a> {
     /// The host it asked (the tcUrl's or the `Host` header's).
     pub host: &'a str,
-    /// The vhost to name on the URL when its query names none (SRS names the vhost unless it
-    /// is the default one, so that it survives the move to a bare address).
-    pub vhost: Option<&'a str>,
+    /// The stream's vhost: named on the URL when the query names none, as SRS names it, so
+    /// that it survives the move to a bare address (the default vhost is named by the host
+    /// the player asked, when that is a name).
+    pub vhost: &'a str,
     /// Its query as sent (a token, `vhost=`...), passed on as SRS passes it.
     pub query: &'a str,
 }
@@ -282,8 +283,16 @@ impl Asked<'_> {
             .map(str::to_owned)
             .collect();
         if !self.query.contains("vhost=") {
-            if let Some(v) = self.vhost.filter(|v| !v.is_empty()) {
-                parts.push(format!("vhost={v}"));
+            let host = host_of(self.host);
+            let guess = if self.vhost != DEFAULT_VHOST {
+                self.vhost
+            } else if host.parse::<IpAddr>().is_err() {
+                host
+            } else {
+                ""
+            };
+            if !guess.is_empty() {
+                parts.push(format!("vhost={guess}"));
             }
         }
         parts.push(format!("{HOPS_PARAM}={}", hops(self.query) + 1));
@@ -443,7 +452,7 @@ mod tests {
         };
         let asked = Asked {
             host: "edge.example",
-            vhost: Some("edge.example"),
+            vhost: "__defaultVhost__",
             query: "token=t&cluster_hops=1",
         };
         assert_eq!(
@@ -455,7 +464,7 @@ mod tests {
         );
         let plain = Asked {
             host: "127.0.0.1:8080",
-            vhost: None,
+            vhost: "__defaultVhost__",
             query: "",
         };
         assert_eq!(
@@ -464,11 +473,25 @@ mod tests {
         );
         let srs = Origin {
             http_port: None,
-            ..origin
+            ..origin.clone()
         };
         assert_eq!(
             http_redirect(&srs, 8080, "/live/s.flv", &plain),
             "http://10.0.0.2:8080/live/s.flv?cluster_hops=1"
+        );
+        let named = Asked {
+            host: "10.0.0.1",
+            vhost: "v",
+            query: "vhost=v",
+        };
+        assert_eq!(
+            rtmp_redirect(&origin, "live", "s", &named).1,
+            "rtmp://10.0.0.2:19350/live/s?vhost=v&cluster_hops=1"
+        );
+        let unnamed = Asked { query: "", ..named };
+        assert_eq!(
+            rtmp_redirect(&origin, "live", "s", &unnamed).1,
+            "rtmp://10.0.0.2:19350/live/s?vhost=v&cluster_hops=1"
         );
         assert!(plain.is_here("127.0.0.1", 8080, 8080));
         assert!(!plain.is_here("127.0.0.1", 8081, 8080));

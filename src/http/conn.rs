@@ -113,7 +113,7 @@ impl Conn<'_> {
                 tracing::debug!(cid = self.id, "{} {}", request.method, request.path);
                 let keep_alive = request.keep_alive();
                 let head = request.method == "HEAD";
-                match route(&request, self.roles, self.shared).await {
+                match route(&request, self.roles, self.shared, self.id).await {
                     Routed::Reply(reply) => {
                         write_reply(stream, &reply, keep_alive, head).await?;
                         if !keep_alive {

@@ -43,8 +43,9 @@ pub(super) struct Play {
 }
 
 /// The published stream `req` names through a vhost's `http_remux` mount, if any. The vhost
-/// comes from `?vhost=`, else the Host header, else the default vhost.
-pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
+/// comes from `?vhost=`, else the Host header, else the default vhost. Else the first stream
+/// a mount named, not published here, for an origin cluster to look for, if any.
+pub(super) fn find(req: &Request, shared: &Shared) -> Result<Play, Option<StreamKey>> {
     let config = shared.config();
     let query_vhost = req
         .query
@@ -54,6 +55,7 @@ pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
     let host = req
         .header("host")
         .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned());
+    let mut named = None;
     let names = [
         query_vhost,
         host,
@@ -73,15 +75,16 @@ pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
             .get(&key)
             .is_some_and(|s| s.publisher().is_some());
         if live {
-            return Some(Play {
+            return Ok(Play {
                 key,
                 settings,
                 // The URL as the client asked for it, the API's tcUrl.
                 url: format!("http://{}{}", req.header("host").unwrap_or(""), req.path),
             });
         }
+        named.get_or_insert(key);
     }
-    None
+    Err(named)
 }
 
 /// `(app, stream)` when `path` fits `template` (`[vhost]/[app]/[stream].flv`; the vhost is not

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::parser::Request;
 use super::reply::{error, preflight, ApiReply};
-use super::{api, flv, metrics};
+use super::{api, clusters, flv, metrics};
 use crate::config::Config;
 use crate::state::Shared;
 
@@ -58,8 +58,8 @@ pub(super) enum Routed {
     Flv(flv::Play),
 }
 
-/// Routes `req` for a listener with `roles`.
-pub(super) async fn route(req: &Request, roles: Roles, shared: &Arc<Shared>) -> Routed {
+/// Routes `req` for a listener with `roles`, on connection `id`.
+pub(super) async fn route(req: &Request, roles: Roles, shared: &Arc<Shared>, id: u64) -> Routed {
     let path = req.path.as_str();
     if roles.api {
         if req.method == "OPTIONS" {
@@ -86,8 +86,9 @@ pub(super) async fn route(req: &Request, roles: Roles, shared: &Arc<Shared>) -> 
             return Routed::Reply(error(405, "HTTP-FLV takes GET"));
         }
         return match flv::find(req, shared) {
-            Some(play) => Routed::Flv(play),
-            None => Routed::Reply(error(404, "no such stream")),
+            Ok(play) => Routed::Flv(play),
+            Err(Some(key)) => Routed::Reply(clusters::redirect_flv(req, shared, &key, id).await),
+            Err(None) => Routed::Reply(error(404, "no such stream")),
         };
     }
     Routed::Reply(error(404, "not found"))

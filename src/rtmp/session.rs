@@ -719,7 +719,7 @@ fn control_u32(msg: &RawMessage) -> Result<u32, SessionError> {
 }
 
 /// The host of `rtmp://host:port/app`, or "" when it has none.
-fn tc_url_host(url: &str) -> &str {
+pub fn tc_url_host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or("");
     if let Some(v6) = authority.strip_prefix('[') {

@@ -4,6 +4,7 @@
 use std::io;
 use std::time::Duration;
 
+use super::origin_cluster::ClusterError;
 use crate::egress::BatchError;
 use crate::hub::PublishError;
 use crate::rtmp::session::SessionError;
@@ -33,6 +34,9 @@ pub(super) enum ConnError {
     /// The vhost is disabled.
     #[error("vhost {0} is disabled")]
     VhostDisabled(String),
+    /// The origin cluster found the stream nowhere, or found a loop.
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
     /// The API asked to close the connection.
     #[error("kicked by the HTTP API")]
     Kicked,

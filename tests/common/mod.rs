@@ -228,6 +228,28 @@ impl ApiConn {
     }
 }
 
+/// The ports a [`Server`] listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// RTMP.
+    pub rtmp: u16,
+    /// The HTTP API.
+    pub api: u16,
+    /// HTTP-FLV.
+    pub http: u16,
+}
+
+impl Ports {
+    /// Three free ports.
+    pub fn free() -> Self {
+        Self {
+            rtmp: free_port(),
+            api: free_port(),
+            http: free_port(),
+        }
+    }
+}
+
 /// A ringcast server run for one test.
 pub struct Server {
     child: Child,
@@ -249,9 +271,24 @@ impl Server {
 
     /// As [`Server::start`], with extra command-line arguments.
     pub fn start_with(workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
+        Self::start_at(Ports::free(), workers, global, vhost, args)
+    }
+
+    /// As [`Server::start_with`], on `ports` chosen beforehand: servers whose configs name
+    /// each other (an origin cluster's coworkers).
+    pub fn start_at(
+        ports: Ports,
+        workers: usize,
+        global: &str,
+        vhost: &str,
+        args: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let (api_port, http_port) = (free_port(), free_port());
+        let Ports {
+            rtmp: port,
+            api: api_port,
+            http: http_port,
+        } = ports;
         let conf = dir.path().join("test.conf");
         std::fs::write(
             &conf,
