@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let query = ClusterQuery::parse(&text);
     let asked = Asked {
         host: &query.ip,
-        vhost: Some(&query.vhost),
+        vhost: &query.vhost,
         query: &text,
     };
     let _ = hops(&text);
