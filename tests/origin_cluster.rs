@@ -76,12 +76,7 @@ fn a_player_of_b_is_sent_to_a_which_has_the_stream() {
 
     let (status, _) = curl(&["-o", "/dev/null", "-D", "-"], &b.flv_url("x"));
     assert_eq!(status, 302);
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-i"])
-        .arg(b.flv_url("x"))
-        .args(["-t", "3", "-f", "null", "-"])
-        .output()
-        .expect("running ffmpeg");
+    let out = ffmpeg_play(&b.flv_url("x"), 3);
     assert_ffmpeg_decoded(&out, 50);
     let location = format!(
         "redirect __defaultVhost__/live/x to http://127.0.0.1:{}/live/x.flv?cluster_hops=1",

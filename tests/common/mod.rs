@@ -425,6 +425,17 @@ impl Drop for Reaper {
     }
 }
 
+/// `ffmpeg -i URL -t SECONDS -f null -`: plays `url` for `seconds` of stream, decoding it;
+/// what it printed goes to [`assert_ffmpeg_decoded`].
+pub fn ffmpeg_play(url: &str, seconds: u32) -> std::process::Output {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-i", url, "-t"])
+        .arg(seconds.to_string())
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("running ffmpeg")
+}
+
 /// `ffmpeg -re -i source.flv -c copy -f flv URL`, looping the file.
 pub fn ffmpeg_publish(url: &str) -> Reaper {
     ffmpeg_publish_with(&["-c", "copy"], url)
