@@ -12,13 +12,12 @@ use std::time::Instant;
 use compio::net::TcpStream;
 
 use super::error::ConnError;
-use super::origin_cluster::{self, Lookup};
+use super::origin_cluster::{self, Outcome};
 use super::{forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
-use crate::coworkers::{rtmp_redirect, Asked, Listening};
 use crate::hub::Consumer;
 use crate::hub::StreamKey;
 use crate::media::MediaKind;
-use crate::rtmp::session::{tc_url_host, Event, ServerSession, SessionConfig};
+use crate::rtmp::session::{Event, ServerSession, SessionConfig};
 use crate::runtime::Connection;
 use crate::state::Shared;
 use crate::stats::clients::{ClientGuard, ClientKind};
@@ -258,28 +257,11 @@ async fn play(
         flush(conn, &mut session).await?;
         return Err(e);
     }
-    let query = session.stream_query().to_owned();
-    let asked = Asked {
-        host: tc_url_host(target.tc_url),
-        vhost: &key.vhost,
-        query: &query,
-    };
-    let own = Listening::of(&shared.config()).rtmp.port();
-    match origin_cluster::lookup(shared, &key, &asked, |o| asked.is_here(&o.ip, o.port, own)).await
-    {
-        Lookup::Serve => {}
-        Lookup::Redirect { origin, coworker } => {
-            let (tc_url, url) = rtmp_redirect(&origin, target.app, target.name, &asked);
-            tracing::info!(cid = id, "redirect {key} to {url} (coworker {coworker})");
-            return Ok(
-                origin_cluster::send_rtmp_redirect(conn, &mut session, &tc_url, &url).await?,
-            );
-        }
-        Lookup::Refuse(e) => {
-            session.reject_play(&e.to_string());
-            flush(conn, &mut session).await?;
-            return Err(e.into());
-        }
+    let asked = (target.tc_url, target.app, target.name);
+    match origin_cluster::rtmp_player(conn, &mut session, shared, &key, asked, id).await? {
+        Outcome::Here => {}
+        Outcome::Redirected => return Ok(()),
+        Outcome::Refused(e) => return Err(e.into()),
     }
     session.accept_play();
     session.handle_input(&[])?;

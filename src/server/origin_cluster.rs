@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use crate::coworkers::{self, AnswerError, Asked, ClusterQuery, Origin, MAX_HOPS};
+use crate::coworkers::{self, AnswerError, Asked, ClusterQuery, Listening, Origin, MAX_HOPS};
 use crate::httpc::{self, HttpcError, Url, UrlError};
 use crate::hub::StreamKey;
-use crate::rtmp::session::ServerSession;
+use crate::rtmp::session::{tc_url_host, ServerSession};
 use crate::runtime::Connection;
 use crate::state::Shared;
 
@@ -140,21 +140,57 @@ async fn ask(coworker: &str, key: &StreamKey, host: &str) -> Result<Option<Origi
     Ok(coworkers::parse_answer(&answer.body)?)
 }
 
-/// Sends an RTMP player to `url` as SRS does: play's start, then the RTMP 302 (see
-/// [`ServerSession::redirect`]), then a wait of at most [`REDIRECT_LINGER`] for the player
-/// to answer or close, so that the redirect is read before the close.
-pub(super) async fn send_rtmp_redirect(
+/// What became of an RTMP player.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// It is served here.
+    Here,
+    /// It was sent elsewhere; the connection is done.
+    Redirected,
+    /// It was refused, and told so.
+    Refused(ClusterError),
+}
+
+/// Decides for an RTMP player of `key` on connection `id`, whose play is pending in
+/// `session`; `(tc_url, app, stream)` is what it asked. A player sent elsewhere gets SRS's
+/// way of it: play's start, then the RTMP 302 (see [`ServerSession::redirect`]), then a wait
+/// of at most [`REDIRECT_LINGER`] for it to answer or close, so that the redirect is read
+/// before the close. A refused one gets `NetStream.Play.StreamNotFound` with the reason.
+pub(super) async fn rtmp_player(
     conn: &Connection,
     session: &mut ServerSession,
-    tc_url: &str,
-    url: &str,
-) -> io::Result<()> {
-    session.accept_play();
-    session.redirect(tc_url, url);
+    shared: &Shared,
+    key: &StreamKey,
+    (tc_url, app, stream): (&str, &str, &str),
+    id: u64,
+) -> io::Result<Outcome> {
+    let query = session.stream_query().to_owned();
+    let asked = Asked {
+        host: tc_url_host(tc_url),
+        vhost: &key.vhost,
+        query: &query,
+    };
+    let own = Listening::of(&shared.config()).rtmp.port();
+    let outcome = match lookup(shared, key, &asked, |o| asked.is_here(&o.ip, o.port, own)).await {
+        Lookup::Serve => return Ok(Outcome::Here),
+        Lookup::Redirect { origin, coworker } => {
+            let (tc_url, url) = coworkers::rtmp_redirect(&origin, app, stream, &asked);
+            tracing::info!(cid = id, "redirect {key} to {url} (coworker {coworker})");
+            session.accept_play();
+            session.redirect(&tc_url, &url);
+            Outcome::Redirected
+        }
+        Lookup::Refuse(e) => {
+            session.reject_play(&e.to_string());
+            Outcome::Refused(e)
+        }
+    };
     while let Some(b) = session.poll_transmit() {
         conn.write_all(b).await?;
     }
-    // Anything the player says now (its answer, or the close) ends the wait.
-    let _ = conn.read_some_by(Instant::now() + REDIRECT_LINGER).await;
-    Ok(())
+    if matches!(outcome, Outcome::Redirected) {
+        // Anything the player says now (its answer, or the close) ends the wait.
+        let _ = conn.read_some_by(Instant::now() + REDIRECT_LINGER).await;
+    }
+    Ok(outcome)
 }
