@@ -143,49 +143,14 @@ fn two_hundred_players_on_two_workers() {
 /// Forward to a real nginx-rtmp; playing from nginx decodes the stream.
 #[test]
 fn forwards_to_nginx_rtmp() {
-    if !require("ffmpeg") || !require("nginx") {
+    if !require("ffmpeg") {
         return;
     }
-    let module = [
-        "/usr/lib/nginx/modules/ngx_rtmp_module.so",
-        "/usr/share/nginx/modules/ngx_rtmp_module.so",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists());
-    let Some(module) = module else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "libnginx-mod-rtmp is required (CI=true)"
-        );
-        eprintln!("SKIPPED: libnginx-mod-rtmp is not installed");
-        return;
-    };
     let nginx_port = free_port();
     let server = Server::start(2, "", &format!("forward 127.0.0.1:{nginx_port};"));
-    let prefix = server.dir().join("nginx");
-    std::fs::create_dir_all(prefix.join("logs")).expect("nginx prefix");
-    std::fs::write(
-        prefix.join("nginx.conf"),
-        format!(
-            "load_module {module};\ndaemon off;\nmaster_process off;\nworker_processes 1;\n\
-             pid {p}/nginx.pid;\nerror_log {p}/logs/error.log info;\n\
-             events {{ worker_connections 256; }}\n\
-             rtmp {{ server {{ listen 127.0.0.1:{nginx_port}; application live {{ live on; }} }} }}\n",
-            p = prefix.display()
-        ),
-    )
-    .expect("nginx.conf");
-    let nginx = Command::new("nginx")
-        .arg("-p")
-        .arg(&prefix)
-        .arg("-c")
-        .arg(prefix.join("nginx.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting nginx");
-    let _nginx = Reaper(nginx);
-    wait_port(nginx_port, Duration::from_secs(10));
+    let Some(_nginx) = nginx_rtmp(server.dir(), nginx_port) else {
+        return;
+    };
 
     let _publisher = ffmpeg_publish(&server.url("livestream"));
     assert!(

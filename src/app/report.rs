@@ -1,5 +1,5 @@
 //! What the process runs beside its workers, on threads of its own: the periodic log line
-//! (SRS-style: one line per stream with its input bitrate and its consumers, one for the
+//! (SRS-style: one line per stream with its input bitrate, its consumers and an edge's origin, one for the
 //! server, one for WebRTC) and the once-a-second sampler behind the API's 30-second rates.
 //! Both read counters and never block a worker; both stop at [`Shutdown`].
 
@@ -42,8 +42,13 @@ pub fn log_forever(shared: Arc<Shared>, period: Duration, shutdown: Shutdown) {
             let publisher = source
                 .publisher()
                 .map_or_else(|| "none".to_owned(), |c| c.to_string());
+            let origin = shared
+                .edges
+                .get(source.key())
+                .map(|p| format!(" origin={}", p.status().origin))
+                .unwrap_or_default();
             tracing::info!(
-                "stream {} id={} publisher={publisher} in={}kbps consumers={}",
+                "stream {} id={} publisher={publisher}{origin} in={}kbps consumers={}",
                 source.key(),
                 source.id(),
                 kbps(bytes.saturating_sub(before)),

@@ -15,6 +15,7 @@ use super::parser::Request;
 use super::reply::{envelope, error, reply, ApiReply};
 use crate::hub::Source;
 use crate::media::codec;
+use crate::state::edge::Pull;
 use crate::state::Shared;
 use crate::stats::clients::Client;
 use crate::stats::system;
@@ -363,7 +364,26 @@ fn stream_json(s: &Source, shared: &Shared, clients: &[Arc<Client>]) -> Value {
     );
     m.insert("video".into(), video);
     m.insert("audio".into(), audio);
+    if let Some(pull) = shared.edges.get(key) {
+        m.insert("edge".into(), edge_json(&pull));
+    }
     Value::Object(m)
+}
+
+/// A pulled stream's upstream: SRS's streams carry no such field; ringcast adds it for edges.
+fn edge_json(pull: &Pull) -> Value {
+    let status = pull.status();
+    let since = status
+        .since
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "origin": status.origin,
+        "state": if status.playing { "playing" } else { "connecting" },
+        "since": since,
+        "reconnects": pull.reconnects.load(Ordering::Relaxed),
+        "recv_bytes": pull.bytes.load(Ordering::Relaxed),
+    })
 }
 
 fn client_json(c: &Client, shared: &Shared) -> Value {

@@ -40,6 +40,7 @@ pub(super) struct Play {
     key: StreamKey,
     settings: StreamSettings,
     url: String,
+    query: String,
 }
 
 /// The published stream `req` names through a vhost's `http_remux` mount, if any. The vhost
@@ -74,12 +75,14 @@ pub(super) fn find(req: &Request, shared: &Shared) -> Result<Play, Option<Stream
             .hub
             .get(&key)
             .is_some_and(|s| s.publisher().is_some());
-        if live {
+        // An edge serves what its origin has: the pull starts when the player comes.
+        if live || vhost.cluster.is_edge() {
             return Ok(Play {
                 key,
                 settings,
                 // The URL as the client asked for it, the API's tcUrl.
                 url: format!("http://{}{}", req.header("host").unwrap_or(""), req.path),
+                query: req.query.clone(),
             });
         }
         named.get_or_insert(key);
@@ -142,6 +145,7 @@ pub(super) async fn run(
             .0
             .map_err(Into::into);
     }
+    crate::server::edge::want(shared, &play.key, &play.settings, &play.query);
     let consumer = Consumer::subscribe(&shared.hub, &play.key, &play.settings);
     let registered = shared.clients.register(
         id,

@@ -1,6 +1,6 @@
 //! `/metrics` in Prometheus text format (version 0.0.4): connections, streams, players by
 //! protocol, bytes, players that fell behind queue_length and skipped (dropped frames), relay
-//! overflows, and each worker's connections and CPU time (its load). Counters end in
+//! overflows, an edge's pulls, failovers and upstream bytes, and each worker's connections and CPU time (its load). Counters end in
 //! `_total` and only grow; everything is read from atomics and /proc at scrape time.
 //!
 //! With `exporter { enabled on; }` the API's `/metrics` also carries SRS 5's exporter metrics
@@ -66,6 +66,32 @@ pub(super) fn exporter(shared: &Shared) -> ApiReply {
         headers: Vec::new(),
         body: o.0.into_bytes(),
     }
+}
+
+/// An edge's pulls from its origins (`cluster { mode remote; }`).
+fn edge(shared: &Shared, o: &mut Out) {
+    let edge = &shared.edges.stats;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    o.counter(
+        "ringcast_edge_pulls",
+        "Plays an edge started on an origin (first ones and reconnects).",
+        load(&edge.pulls),
+    );
+    o.counter(
+        "ringcast_edge_failovers",
+        "Moves of an edge pull to the next origin after one refused, was down or died.",
+        load(&edge.failovers),
+    );
+    o.counter(
+        "ringcast_edge_upstream_bytes",
+        "Bytes an edge received from its origins.",
+        load(&edge.upstream_bytes),
+    );
+    o.counter(
+        "ringcast_edge_gave_up",
+        "Edge pulls that failed on every origin and closed their players.",
+        load(&edge.gave_up),
+    );
 }
 
 /// ringcast's own metrics.
@@ -135,6 +161,7 @@ fn ringcast(shared: &Shared, o: &mut Out) {
         "Players cut because their writes took no data for queue_length.",
         load(&shared.stats.players_cut),
     );
+    edge(shared, o);
     let rtc = &shared.rtc.stats;
     o.gauge(
         "ringcast_rtc_sessions",

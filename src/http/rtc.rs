@@ -24,7 +24,12 @@ pub(super) fn handle(
     shared: &Arc<Shared>,
 ) -> Option<ApiReply> {
     let config = shared.config();
-    let stream = |vhost: &str, app: &str, name: &str| shared.stream(vhost, app, name);
+    let asked = std::cell::RefCell::new(None);
+    let stream = |vhost: &str, app: &str, name: &str| {
+        let found = shared.stream(vhost, app, name);
+        *asked.borrow_mut() = Some(found.clone());
+        found
+    };
     let ctx = SignalContext {
         config: &config,
         hub: &shared.rtc,
@@ -40,6 +45,16 @@ pub(super) fn handle(
         now,
         &mut rand::thread_rng(),
     )?;
+    if let (
+        Ok(SignalAnswer::Answer {
+            role: Role::Play, ..
+        }),
+        Some((key, settings)),
+    ) = (&result, asked.take())
+    {
+        // A WHEP player of an RTMP stream (`rtmp_to_rtc`) on an edge: the stream is pulled.
+        crate::server::edge::want(shared, &key, &settings, query);
+    }
     Some(match result {
         Ok(answer) => answer_reply(&answer),
         Err(e) => error_reply(signal::style_of(path), &e),

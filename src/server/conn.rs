@@ -13,7 +13,7 @@ use compio::net::TcpStream;
 
 use super::error::ConnError;
 use super::origin_cluster::{self, Outcome};
-use super::{forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
+use super::{edge, forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
 use crate::hub::Consumer;
 use crate::hub::StreamKey;
 use crate::media::MediaKind;
@@ -154,13 +154,17 @@ async fn publish(
 ) -> Result<(), ConnError> {
     let (id, vhost) = (target.id, target.vhost);
     let (key, settings) = shared.stream(vhost, target.app, target.name);
-    let refused = check_vhost(shared, vhost).and_then(|()| {
-        shared
-            .hub
-            .publish(&key, &settings, id)
-            .map_err(ConnError::from)
+    let upstream = match check_vhost(shared, vhost) {
+        Ok(()) => edge::publish_upstream(shared, &key, &settings, session.stream_query())
+            .await
+            .map_err(ConnError::from),
+        Err(e) => Err(e),
+    };
+    let refused = upstream.and_then(|up| {
+        let guard = shared.hub.publish(&key, &settings, id)?;
+        Ok((guard, up))
     });
-    let mut guard = match refused {
+    let (mut guard, upstream) = match refused {
         Ok(g) => g,
         Err(e) => {
             session.reject_publish(&e.to_string());
@@ -217,6 +221,7 @@ async fn publish(
             session.handle_input(&input)?;
         }
     });
+    let work = pin!(edge::beside(upstream, shared, &key, &settings, work));
     client.until_kicked(work).await
 }
 
@@ -252,7 +257,9 @@ async fn play(
 ) -> Result<(), ConnError> {
     let id = target.id;
     let (key, settings) = shared.stream(target.vhost, target.app, target.name);
-    if let Err(e) = check_vhost(shared, target.vhost) {
+    let refused = check_vhost(shared, target.vhost)
+        .and_then(|()| Ok(edge::refuse_loop(shared, &key, target.peer)?));
+    if let Err(e) = refused {
         session.reject_play(&e.to_string());
         flush(conn, &mut session).await?;
         return Err(e);
@@ -263,6 +270,7 @@ async fn play(
         Outcome::Redirected => return Ok(()),
         Outcome::Refused(e) => return Err(e.into()),
     }
+    edge::want(shared, &key, &settings, session.stream_query());
     session.accept_play();
     session.handle_input(&[])?;
     flush(conn, &mut session).await?;

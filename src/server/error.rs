@@ -1,5 +1,6 @@
 //! Why an RTMP connection ended early: one error for the control phase, the publisher's read
-//! loop and the player's tasks, logged once where the connection ends.
+//! loop and the player's tasks, logged once where the connection ends; and the edge's
+//! refusals ([`EdgeError`]), which end a connection too.
 
 use std::io;
 use std::time::Duration;
@@ -34,6 +35,9 @@ pub(super) enum ConnError {
     /// The vhost is disabled.
     #[error("vhost {0} is disabled")]
     VhostDisabled(String),
+    /// An edge refused the client or lost its origin.
+    #[error("{0}")]
+    Edge(#[from] EdgeError),
     /// The origin cluster found the stream nowhere, or found a loop.
     #[error("{0}")]
     Cluster(#[from] ClusterError),
@@ -55,4 +59,18 @@ impl From<BatchError> for ConnError {
             BatchError::Stalled(d) => Self::Stalled(d),
         }
     }
+}
+
+/// Why an edge refused a client or an upstream ended; each names the stream.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EdgeError {
+    /// A connection of this process's own pulls asked it for a stream: its origin is itself.
+    #[error("edge loop: this server is its own origin for {0}")]
+    Loop(String),
+    /// No origin took the publish: the last one tried and what it said.
+    #[error("edge publish refused: {0}")]
+    PublishRefused(String),
+    /// The origin of a publish failed.
+    #[error("edge publish lost its origin: {0}")]
+    PublishLost(String),
 }

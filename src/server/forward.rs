@@ -1,7 +1,8 @@
 //! Forwarding: while a stream is published here, push it to another RTMP server with our own
 //! client session, reconnecting when the destination drops. Each attempt starts a fresh
 //! consumer, so the destination gets metadata, sequence headers and the GOP cache first.
-//! Runs on the publisher's core and stops when that publish ends.
+//! Runs on the publisher's core and stops when that publish ends. An edge's publish to its
+//! origin (`edge.rs`) goes through the same [`connect_publish`] and [`relay`].
 
 use std::cell::RefCell;
 use std::io;
@@ -27,7 +28,7 @@ const BATCH: usize = 64;
 const READ_BUFFER: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-enum ForwardError {
+pub(crate) enum ForwardError {
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
     #[error("{0}")]
@@ -41,7 +42,7 @@ enum ForwardError {
 }
 
 /// How an attempt ended without error.
-enum End {
+pub(super) enum End {
     /// The publish this forwarder serves ended.
     Unpublished,
 }
@@ -82,14 +83,25 @@ async fn attempt(
     dest: &str,
     tc_url: &str,
     key: &StreamKey,
-    mut consumer: Consumer,
+    consumer: Consumer,
     chunk_size: u32,
 ) -> Result<End, ForwardError> {
+    let (conn, session) = connect_publish(dest, tc_url, &key.stream, chunk_size).await?;
+    tracing::info!("forwarding {key} to {dest}");
+    relay(&conn, session, consumer).await
+}
+
+/// Connects to `dest` and publishes `stream` of `tc_url` there, within [`SETUP_TIMEOUT`].
+pub(super) async fn connect_publish(
+    dest: &str,
+    tc_url: &str,
+    stream: &str,
+    chunk_size: u32,
+) -> Result<(Connection, ClientSession), ForwardError> {
     let conn = Connection::connect(dest, SETUP_TIMEOUT, READ_BUFFER)
         .await
         .map_err(|_| ForwardError::Timeout)??;
-    let mut session =
-        ClientSession::publish(tc_url, &key.stream, chunk_size, &mut rand::thread_rng());
+    let mut session = ClientSession::publish(tc_url, stream, chunk_size, &mut rand::thread_rng());
     let setup = async {
         loop {
             while let Some(b) = session.poll_transmit() {
@@ -112,8 +124,16 @@ async fn attempt(
     compio::time::timeout(SETUP_TIMEOUT, setup)
         .await
         .map_err(|_| ForwardError::Timeout)??;
-    tracing::info!("forwarding {key} to {dest}");
+    Ok((conn, session))
+}
 
+/// Sends what `consumer` reads to the publishing `session` on `conn` until the publish ends
+/// here or the destination fails.
+pub(super) async fn relay(
+    conn: &Connection,
+    session: ClientSession,
+    mut consumer: Consumer,
+) -> Result<End, ForwardError> {
     let session = RefCell::new(session);
     let reader = async {
         conn.read_each(|input| Ok::<_, ForwardError>(session.borrow_mut().handle_input(input)?))

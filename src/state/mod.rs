@@ -1,10 +1,12 @@
 //! The state every worker shares and the HTTP API reads: the config in force, the stream
 //! registry, the server's counters, the client registry, the 30-second rates, the workers'
-//! load and WebRTC's registry. It owns no socket and runs nothing: the drivers (RTMP, HTTP,
+//! load, WebRTC's registry and the edge's pulls (`edge.rs`). It owns no socket and runs nothing: the drivers (RTMP, HTTP,
 //! WebRTC) update it, the API and the periodic log read it. What each worker owns alone (its
 //! runtime, its listeners, its send ring) lives in the worker, never here.
 
 #![forbid(unsafe_code)]
+
+pub mod edge;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -37,6 +39,8 @@ pub struct Shared {
     pub server_id: String,
     /// WebRTC sessions and streams.
     pub rtc: Arc<RtcHub>,
+    /// The edge's pulls from its origins.
+    pub edges: edge::Edges,
     next_conn_id: AtomicU64,
 }
 
@@ -85,6 +89,7 @@ impl Shared {
             started: Instant::now(),
             server_id: format!("vid-{:08x}", rand::random::<u32>()),
             rtc: RtcHub::new(),
+            edges: edge::Edges::default(),
             next_conn_id: AtomicU64::new(100),
         })
     }

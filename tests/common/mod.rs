@@ -274,6 +274,16 @@ impl Server {
         Self::start_at(Ports::free(), workers, global, vhost, args)
     }
 
+    /// As [`Server::start_with`], its RTMP listener on `port`: a server whose config names
+    /// its own port, or one that comes back where another died.
+    pub fn start_on(port: u16, workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
+        let ports = Ports {
+            rtmp: port,
+            ..Ports::free()
+        };
+        Self::start_at(ports, workers, global, vhost, args)
+    }
+
     /// As [`Server::start_with`], on `ports` chosen beforehand: servers whose configs name
     /// each other (an origin cluster's coworkers).
     pub fn start_at(
@@ -417,6 +427,80 @@ impl Drop for Server {
 
 /// Kills a child process when dropped.
 pub struct Reaper(pub Child);
+
+/// The path of libnginx-mod-rtmp's module; `None` (the test skips) when it is not installed,
+/// outside CI.
+pub fn nginx_rtmp_module() -> Option<&'static str> {
+    if !require("nginx") {
+        return None;
+    }
+    let module = [
+        "/usr/lib/nginx/modules/ngx_rtmp_module.so",
+        "/usr/share/nginx/modules/ngx_rtmp_module.so",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
+    if module.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "libnginx-mod-rtmp is required (CI=true)"
+        );
+        eprintln!("SKIPPED: libnginx-mod-rtmp is not installed");
+    }
+    module
+}
+
+/// nginx-rtmp with `application live { live on; }` on 127.0.0.1:`port`, its prefix (config,
+/// pid, logs) under `dir`; killed when dropped. `None` when it is not installed (see
+/// [`nginx_rtmp_module`]).
+pub fn nginx_rtmp(dir: &Path, port: u16) -> Option<Reaper> {
+    let module = nginx_rtmp_module()?;
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("logs")).expect("nginx prefix");
+    std::fs::write(
+        prefix.join("nginx.conf"),
+        format!(
+            "load_module {module};\ndaemon off;\nmaster_process off;\nworker_processes 1;\n\
+             pid {p}/nginx.pid;\nerror_log {p}/logs/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}\n",
+            p = prefix.display()
+        ),
+    )
+    .expect("nginx.conf");
+    let nginx = Command::new("nginx")
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(prefix.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nginx");
+    let nginx = Reaper(nginx);
+    wait_port(port, Duration::from_secs(10));
+    Some(nginx)
+}
+
+/// TCP connections established to local port `port` now (the accepted side, IPv4 and IPv6),
+/// from /proc/net/tcp: how many clients a server that has no API of its own holds.
+pub fn established_to(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|text| {
+            text.lines()
+                .skip(1)
+                .filter(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    // local_address, rem_address, st: 01 is ESTABLISHED.
+                    cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "01"
+                })
+                .count()
+        })
+        .sum()
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
