@@ -3,7 +3,8 @@
 //! plays from B through a redirect (ffmpeg follows HTTP-FLV's 302; RTMP's 302 is checked
 //! with rtmpdump, which shows it, and ringcast's test client, since ffmpeg does not follow
 //! it); SRS's clusters API answers for the stream on A and not on B; and coworkers that keep
-//! naming each other (fake ones, answering SRS's JSON) end in an error, fast.
+//! naming each other (fake ones, answering SRS's JSON) end in an error, fast. An edge in front
+//! of the pair that lists both finds a stream on either.
 
 mod common;
 
@@ -132,6 +133,38 @@ fn a_stream_no_coworker_has_is_refused_with_what_each_said() {
     );
     let line = format!("127.0.0.1:{}: not there", b.api_port);
     assert!(a.wait_log(&line, Duration::from_secs(5)), "{}", a.log());
+}
+
+/// A ringcast edge in front of the pair, listing both origins: its pull asks A, which sends
+/// it to B (ringcast's edge does not follow an RTMP 302, so it fails over to the next
+/// origin), and its players get B's stream.
+#[test]
+fn an_edge_of_the_pair_finds_the_stream_on_either_origin() {
+    if !require("ffmpeg") {
+        return;
+    }
+    let (a, b) = pair();
+    let _publisher = ffmpeg_publish(&b.url("e"));
+    assert!(b.wait_log("publish __defaultVhost__/live/e", Duration::from_secs(10)));
+    let edge = Server::start(
+        1,
+        "",
+        &format!(
+            "cluster {{ mode remote; origin 127.0.0.1:{} 127.0.0.1:{}; }}",
+            a.port, b.port
+        ),
+    );
+    let mut player = Client::play(edge.port, "e").expect("play on the edge");
+    let media = player
+        .media_for(Duration::from_secs(15), |m| m.iter().any(is_keyframe))
+        .expect("the edge's player");
+    assert!(
+        media.iter().any(is_keyframe),
+        "no keyframe through the edge"
+    );
+    assert!(a
+        .log()
+        .contains("redirect __defaultVhost__/live/e to rtmp://127.0.0.1:"));
 }
 
 /// A fake coworker: answers every clusters query with SRS's JSON placing the stream at
