@@ -217,6 +217,50 @@ fn edge_fails_over_when_its_origin_stalls_mid_stream() {
     assert!(failovers, "the log names the next origin");
 }
 
+/// WHEP players of an edge (`rtmp_to_rtc`) get the stream it pulls, over the same single
+/// upstream as its RTMP players.
+#[test]
+fn whep_players_of_an_edge_get_the_pulled_stream() {
+    if !require("ffmpeg") {
+        return;
+    }
+    let origin = Server::start(1, "", "");
+    let _publisher = ffmpeg_publish(&origin.url("w"));
+    origin.wait_frames_in("w", 20, Duration::from_secs(15));
+    let udp = free_port();
+    let edge = Server::start(
+        2,
+        &format!("rtc_server {{ enabled on; listen 127.0.0.1:{udp}; candidate 127.0.0.1; }}"),
+        &format!(
+            "{}\nrtc {{ enabled on; rtmp_to_rtc on; }}",
+            edge_of(&[origin.port])
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ringcast-bench"))
+        .args(["whep-play", "-c", "2", "-d", "6", "--interval", "3", "-r"])
+        .arg(edge.api_url("/rtc/v1/whep/?app=live&stream=w"))
+        .output()
+        .expect("running ringcast-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("SUMMARY"))
+        .unwrap_or_else(|| panic!("no SUMMARY: {stdout}"));
+    let field = |name: &str| -> f64 {
+        summary
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {summary}"))
+    };
+    assert_eq!(field("alive"), 2.0, "{summary}");
+    assert!(field("packets") > 100.0, "{summary}");
+    assert!(edge.log().contains(&format!(
+        "edge pull __defaultVhost__/live/w from 127.0.0.1:{}: playing",
+        origin.port
+    )));
+}
+
 /// nginx-rtmp as the origin: 200 players on the edge, and nginx holds two connections, its
 /// publisher and the edge.
 #[test]

@@ -462,6 +462,21 @@ mod tests {
         assert!(matches!(&events[1], Event::Media(m) if m.timestamp == 40 && m.type_id == 9));
     }
 
+    /// The query of the stream name reaches the server whole, as an edge's token does.
+    #[test]
+    fn the_stream_query_reaches_the_server() {
+        let mut server = ServerSession::new(SessionConfig::default(), &mut seeded(1));
+        let name = "stream1?token=t&vhost=v";
+        let mut client = ClientSession::play("rtmp://h/live", name, &mut seeded(2));
+        let events = pump(&mut server, &mut client);
+        assert!(events.contains(&Event::Play {
+            stream: "stream1".into(),
+            vhost: Some("v".into()),
+            duration: None,
+        }));
+        assert_eq!(server.stream_query(), "token=t&vhost=v");
+    }
+
     #[test]
     fn play_with_our_client() {
         let mut server = ServerSession::new(SessionConfig::default(), &mut seeded(1));

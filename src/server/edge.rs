@@ -145,12 +145,15 @@ async fn run(shared: Arc<Shared>, pull: Arc<Pull>, target: Target) {
     let mut backoff = BACKOFF_MIN;
     let mut last_error = None;
     loop {
-        let mut flowed = false;
-        for (i, origin) in target.origins.iter().enumerate() {
-            if shared.hub.get(key).is_some_and(|s| s.publisher().is_some()) {
-                // An edge publish of this stream: its players are served here.
-                break;
+        if shared.hub.get(key).is_some_and(|s| s.publisher().is_some()) {
+            // An edge publish of this stream: its players are served here, nothing to pull.
+            if idle_for(&shared, &pull, CHECK).await {
+                return finish(&pull);
             }
+            continue;
+        }
+        let mut progressed = false;
+        for (i, origin) in target.origins.iter().enumerate() {
             pull.set_status(origin, false);
             let cid = shared.next_conn_id();
             match attempt(&shared, &pull, &target, origin, cid).await {
@@ -159,7 +162,13 @@ async fn run(shared: Arc<Shared>, pull: Arc<Pull>, target: Target) {
                     if f {
                         pull.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
-                    flowed |= f;
+                    // Media came, or a publish here took over: not a failed round.
+                    progressed |= f;
+                    if matches!(error, PullError::PublishedHere) {
+                        tracing::info!(cid, "edge pull {key}: {error}, not pulling");
+                        progressed = true;
+                        break;
+                    }
                     let next = target.origins.get(i + 1);
                     if let Some(next) = next {
                         shared.edges.stats.failovers.fetch_add(1, Ordering::Relaxed);
@@ -174,9 +183,13 @@ async fn run(shared: Arc<Shared>, pull: Arc<Pull>, target: Target) {
                 }
             }
         }
-        if flowed {
+        if progressed {
             failed_rounds = 0;
             backoff = BACKOFF_MIN;
+            // Not at once: an origin that plays a moment and drops must not spin the pull.
+            if idle_for(&shared, &pull, BACKOFF_MIN).await {
+                return finish(&pull);
+            }
             continue;
         }
         failed_rounds += 1;
