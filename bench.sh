@@ -145,6 +145,9 @@ mkdir -p "$out/logs"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d /tmp/ringcast-bench.XXXXXX)
 ticks_per_s=$(getconf CLK_TCK)
+# Seconds the publisher outlives the window, its players 2 s less: the window's end must
+# sample them alive even on a loaded machine, where reading /proc for three servers is slow.
+linger_s=7
 
 # Processes started here, stopped on any exit.
 started=()
@@ -373,7 +376,7 @@ measure_one() {
     fi
     start_server "$name" "$players"
     local port=${rtmp_port[$name]}
-    local total=$((4 + ramp + warmup + measure + 3))
+    local total=$((4 + ramp + warmup + measure + linger_s))
     "$bench" rtmp-publish -c 1 -i "$media" -r "rtmp://127.0.0.1:$port/live/livestream" \
         -d "$total" --interval 5 >"$out/logs/$name-$players-publish.log" 2>&1 &
     local pub=$!
@@ -390,7 +393,7 @@ measure_one() {
         cmd=whep-play
         extra=(--sample "$whep_sample")
     fi
-    "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + 1))" \
+    "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + linger_s - 2))" \
         --interval 5 --workers "$load_workers" "${extra[@]}" >"$out/logs/$name-$players-play.log" 2>&1 &
     local load=$!
     started+=("$load")
@@ -470,7 +473,7 @@ measure_edge() {
         started+=($!)
         wait_port "${rtmp[i]}" || die "${names[i]} did not open port ${rtmp[i]}"
     done
-    local total=$((4 + ramp + warmup + measure + 3)) logs="$out/logs/cluster"
+    local total=$((4 + ramp + warmup + measure + linger_s)) logs="$out/logs/cluster"
     "$bench" rtmp-publish -c 1 -i "$media" -r "rtmp://127.0.0.1:$origin/live/livestream" \
         -d "$total" --interval 5 >"$logs-$players-publish.log" 2>&1 &
     local pub=$!
@@ -486,7 +489,7 @@ measure_edge() {
             url="http://127.0.0.1:${edge_http[i]}/live/livestream.flv"
             cmd=flv-play
         fi
-        "$bench" "$cmd" -c "${counts[i]}" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + 1))" \
+        "$bench" "$cmd" -c "${counts[i]}" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + linger_s - 2))" \
             --interval 5 --workers "$load_workers" >"$logs-$players-play-$((i + 1)).log" 2>&1 &
         loads+=($!)
         started+=($!)
@@ -684,9 +687,9 @@ read -r -a level_list <<<"$levels"
 read -r -a server_list <<<"$servers"
 runs_total=$((${#level_list[@]} * ${#server_list[@]}))
 [[ "$topology" == edge ]] && runs_total=$((runs_total * 2))
-# A run is the publisher's 4 s alone, the ramp, the warm-up and the window, plus about 3 s
-# to start and stop the processes; after the first run, the mean of the runs so far.
-run_guess=$((4 + ramp + warmup + measure + 3))
+# A run is the publisher's 4 s alone, the ramp, the warm-up, the window and the linger
+# after it; after the first run, the mean of the runs so far.
+run_guess=$((4 + ramp + warmup + measure + linger_s))
 runs_done=0
 level_no=0
 bench_t0=$(date +%s)
