@@ -17,6 +17,12 @@
 # counting layer behind /api/v1/valgrind, so its cost is measured), nginx-rtmp (Debian's libnginx-mod-rtmp, one worker, installed
 # if missing), srs (when SRS_BIN names an SRS binary).
 #
+# --topology edge measures a cluster beside one server: an origin and two edges (ringcast
+# processes of their own, the edges pulling the stream from the origin with `cluster { mode
+# remote; }`), the same players spread over the edges; rows ringcast-origin, ringcast-edges
+# (both edges) and ringcast-cluster (all three), and topology.md: total and per-player CPU
+# against the one server, and the origin's CPU as players grow.
+#
 # Everything it starts it stops, by pid, on exit and on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -36,6 +42,9 @@ usage: ./bench.sh [options]
                                        less load-tool CPU per player; their loss is the raw
                                        loss on the wire, no NACK repair). Latency comes from
                                        the full players alone. 1: all full (default 10)
+  --topology single|edge               single (default): each server alone; edge: ringcast
+                                       alone, then an origin and 2 edges on this machine
+                                       with the players spread over the edges (rtmp, flv)
   --ramp SECONDS                       players start evenly over this time (default 5)
   --warmup SECONDS                     wait after the ramp for each player's GOP-cache burst
                                        to pass before measuring (default 6)
@@ -46,7 +55,8 @@ usage: ./bench.sh [options]
                                        else the server's default): sweeps the merged write
   --out DIR                            results folder (default bench-results/DATE)
   --port-base N                        ports used: N..N+2 for RTMP, N+10, N+12 and N+13 for
-                                       HTTP, UDP N+20 and N+22 for WebRTC (default 19350, as
+                                       HTTP, UDP N+20 and N+22 for WebRTC, N+5, N+6 (RTMP)
+                                       and N+15, N+16 (HTTP) for the edges (default 19350, as
                                        in conf/bench.conf)
   --no-build                           use the binaries in target/release as they are
   --soak MINUTES                       instead: ringcast under player churn, RSS and leak check
@@ -66,6 +76,7 @@ media=../shared/media/source.flv
 load_workers=1
 mw_latency=""
 whep_sample=10
+topology=single
 out="bench-results/$(date +%Y%m%d-%H%M%S)"
 build=1
 bin_dir=${RINGCAST_BIN_DIR:-target/release}
@@ -84,6 +95,7 @@ while (($#)); do
     --load-workers) load_workers="$2"; shift 2 ;;
     --mw-latency) mw_latency="$2"; shift 2 ;;
     --whep-sample) whep_sample="$2"; shift 2 ;;
+    --topology) topology="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
     --soak) soak_minutes="$2"; shift 2 ;;
@@ -100,6 +112,12 @@ die() {
 [[ -f "$media" ]] || die "$media: no such file (--media FILE)"
 case "$proto" in rtmp | flv | whep) ;; *) die "--proto must be rtmp, flv or whep" ;; esac
 [[ "$whep_sample" =~ ^[1-9][0-9]*$ ]] || die "--whep-sample takes a whole number above 0"
+case "$topology" in single | edge) ;; *) die "--topology must be single or edge" ;; esac
+if [[ "$topology" == edge ]]; then
+    [[ "$proto" == whep ]] && die "--topology edge plays rtmp or flv"
+    [[ -z "$servers" || "$servers" == ringcast ]] || die "--topology edge measures ringcast alone"
+    servers=ringcast
+fi
 [[ -z "$mw_latency" || "$mw_latency" =~ ^[0-9]+$ ]] || die "--mw-latency takes milliseconds"
 if [[ -z "$servers" ]]; then
     servers="ringcast ringcast-epoll"
@@ -119,11 +137,17 @@ declare -A api_port=([ringcast]=$((port_base + 10)) [ringcast-epoll]=$((port_bas
     [ringcast-nocount]=$((port_base + 10)) [srs]=$((port_base + 13)))
 declare -A udp_port=([ringcast]=$((port_base + 20)) [ringcast-epoll]=$((port_base + 20))
     [ringcast-nocount]=$((port_base + 20)) [srs]=$((port_base + 22)))
+# --topology edge: the origin is ringcast's ports; the two edges' RTMP and HTTP.
+edge_rtmp=($((port_base + 5)) $((port_base + 6)))
+edge_http=($((port_base + 15)) $((port_base + 16)))
 
 mkdir -p "$out/logs"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d /tmp/ringcast-bench.XXXXXX)
 ticks_per_s=$(getconf CLK_TCK)
+# Seconds the publisher outlives the window, its players 2 s less: the window's end must
+# sample them alive even on a loaded machine, where reading /proc for three servers is slow.
+linger_s=7
 
 # Processes started here, stopped on any exit.
 started=()
@@ -168,10 +192,10 @@ tree() {
     cat "/proc/$1/task/"*/children 2>/dev/null | tr ' ' '\n' | grep -v '^$' || true
 }
 
-# "user system" clock ticks of a process tree, threads included.
+# "user system" clock ticks of process trees, threads included.
 cpu_ticks() {
-    local u=0 s=0 p f
-    for p in $(tree "$1"); do
+    local u=0 s=0 p q f
+    for p in $(for q in "$@"; do tree "$q"; done); do
         [[ -r "/proc/$p/stat" ]] || continue
         # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
         read -r -a f <<<"$(sed 's/^.*) //' "/proc/$p/stat")"
@@ -181,10 +205,10 @@ cpu_ticks() {
     echo "$u $s"
 }
 
-# RSS of a process tree, in kB.
+# RSS of process trees, in kB.
 rss_kb() {
-    local total=0 p kb
-    for p in $(tree "$1"); do
+    local total=0 p q kb
+    for p in $(for q in "$@"; do tree "$q"; done); do
         kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
         total=$((total + ${kb:-0}))
     done
@@ -231,6 +255,28 @@ ensure_nginx() {
     fi
 }
 
+# conf/bench.conf on RTMP port $1 and HTTP port $2 (WebRTC's UDP port $3 with --proto whep),
+# its pid file its own, with $4 added to the default vhost.
+ringcast_conf() {
+    local rtmp=$1 http=$2 udp=$3 vhost_extra=$4
+    sed -e "s/^listen .*/listen              $rtmp;/" \
+        -e "s|^pid .*|pid                 $work/ringcast-$rtmp.pid;|" \
+        -e "s/^\(  *listen *\)[0-9]*;\$/\1$http;/" conf/bench.conf >"$work/conf.tmp"
+    if [[ -n "$mw_latency" ]]; then
+        sed -i -e "s/^vhost __defaultVhost__ {\$/&\n    mw_latency $mw_latency;/" "$work/conf.tmp"
+    fi
+    if [[ -n "$vhost_extra" ]]; then
+        sed -i -e "s/^vhost __defaultVhost__ {\$/&\n    $vhost_extra/" "$work/conf.tmp"
+    fi
+    if [[ "$proto" == whep ]]; then
+        # WebRTC on, only for the WHEP table: rtmp_to_rtc, as in conf/rtc.conf.
+        sed -i -e "s/^vhost __defaultVhost__ {\$/&\n    rtc { enabled on; rtmp_to_rtc on; nack on; }/" \
+            "$work/conf.tmp"
+        echo "rtc_server { enabled on; listen 127.0.0.1:$udp; candidate 127.0.0.1; }" >>"$work/conf.tmp"
+    fi
+    cat "$work/conf.tmp"
+}
+
 # Starts server $1; sets server_pid.
 start_server() {
     local name=$1 log="$out/logs/$1-$2.log"
@@ -246,19 +292,8 @@ start_server() {
         [[ "$name" == ringcast-nocount ]] && exe="$bin_dir/ringcast-nocount"
         local workers=()
         [[ -n "${RINGCAST_WORKERS:-}" ]] && workers=(--workers "$RINGCAST_WORKERS")
-        # conf/bench.conf as it is, on this run's ports.
-        sed -e "s/^listen .*/listen              ${rtmp_port[$name]};/" \
-            -e "s/^\(  *listen *\)[0-9]*;\$/\1${http_port[$name]};/" conf/bench.conf >"$work/ringcast.conf"
-        if [[ -n "$mw_latency" ]]; then
-            sed -i -e "s/^vhost __defaultVhost__ {\$/&\n    mw_latency $mw_latency;/" "$work/ringcast.conf"
-        fi
-        if [[ "$proto" == whep ]]; then
-            # WebRTC on, only for the WHEP table: rtmp_to_rtc, as in conf/rtc.conf.
-            sed -i -e "s/^vhost __defaultVhost__ {\$/&\n    rtc { enabled on; rtmp_to_rtc on; nack on; }/" \
-                "$work/ringcast.conf"
-            echo "rtc_server { enabled on; listen 127.0.0.1:${udp_port[$name]}; candidate 127.0.0.1; }" \
-                >>"$work/ringcast.conf"
-        fi
+        ringcast_conf "${rtmp_port[$name]}" "${http_port[$name]}" "${udp_port[$name]}" "" \
+            >"$work/ringcast.conf"
         "$exe" -c "$work/ringcast.conf" --io "$io" "${workers[@]}" >"$log" 2>&1 &
         ;;
     nginx-rtmp)
@@ -341,7 +376,7 @@ measure_one() {
     fi
     start_server "$name" "$players"
     local port=${rtmp_port[$name]}
-    local total=$((4 + ramp + warmup + measure + 3))
+    local total=$((4 + ramp + warmup + measure + linger_s))
     "$bench" rtmp-publish -c 1 -i "$media" -r "rtmp://127.0.0.1:$port/live/livestream" \
         -d "$total" --interval 5 >"$out/logs/$name-$players-publish.log" 2>&1 &
     local pub=$!
@@ -358,7 +393,7 @@ measure_one() {
         cmd=whep-play
         extra=(--sample "$whep_sample")
     fi
-    "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + 1))" \
+    "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + linger_s - 2))" \
         --interval 5 --workers "$load_workers" "${extra[@]}" >"$out/logs/$name-$players-play.log" 2>&1 &
     local load=$!
     started+=("$load")
@@ -392,20 +427,148 @@ measure_one() {
     [[ "$proto" == whep ]] && conn=$alive
     stream_mbps=$(summary_field "$pub_log" mbps)
     [[ -n "$mbps" && -n "$stream_mbps" ]] || die "$name at $players: no SUMMARY (see $play_log, $pub_log)"
-    read -r su ss <<<"$s0"
-    read -r eu es <<<"$s1"
-    read -r lu ls <<<"$l0"
-    read -r mu ms <<<"$l1"
-    awk -v name="$name" -v proto="$proto" -v n="$players" -v t0="$t0" -v t1="$t1" -v hz="$ticks_per_s" \
+    emit_row "$name" "$players" "$t0" "$t1" "$s0" "$s1" "$l0" "$l1" "$rss" "$idle_kb" "$conn" \
+        "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" "$loss"
+}
+
+# One CSV row, printed and appended: server, players, the window's start and end times, the
+# server's and the load tool's "user system" ticks at both, RSS and idle RSS (kB),
+# connections, the stream's Mbps, the players' Mbps, latency p50 and p99, alive, failed, loss.
+emit_row() {
+    local su ss eu es lu ls mu ms
+    read -r su ss <<<"$5"
+    read -r eu es <<<"$6"
+    read -r lu ls <<<"$7"
+    read -r mu ms <<<"$8"
+    awk -v name="$1" -v proto="$proto" -v n="$2" -v t0="$3" -v t1="$4" -v hz="$ticks_per_s" \
         -v su="$su" -v ss="$ss" -v eu="$eu" -v es="$es" -v lu="$lu" -v ls="$ls" -v mu="$mu" -v ms="$ms" \
-        -v rss="$rss" -v idle="$idle_kb" -v conn="$conn" -v sm="$stream_mbps" -v am="$mbps" \
-        -v p50="$p50" -v p99="$p99" -v alive="$alive" -v failed="$failed" -v loss="$loss" 'BEGIN {
+        -v rss="$9" -v idle="${10}" -v conn="${11}" -v sm="${12}" -v am="${13}" \
+        -v p50="${14}" -v p99="${15}" -v alive="${16}" -v failed="${17}" -v loss="${18}" 'BEGIN {
             dt = t1 - t0; u = (eu - su) / hz / dt * 100; s = (es - ss) / hz / dt * 100
             sb = ((mu - lu) + (ms - ls)) / hz / dt * 100
             printf "%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%d,%d,%d,%d,%s\n",
                 name, proto, n, u + s, u, s, rss / 1024, idle / 1024, conn, n * sm, am, sb,
                 p50, p99, alive, failed, loss
         }' | tee -a "$csv"
+}
+
+# --topology edge at $1 players: an origin (ringcast's ports) and two edges pulling from it,
+# each a ringcast process; the publisher on the origin, half the players on each edge, one
+# load tool per edge. Three rows: the origin, both edges together, all three.
+measure_edge() {
+    local players=$1 origin=${rtmp_port[ringcast]} i
+    local rtmp=("$origin" "${edge_rtmp[@]}") http=("${http_port[ringcast]}" "${edge_http[@]}")
+    local names=(origin edge-1 edge-2) pids=() loads=() extra
+    local workers=()
+    [[ -n "${RINGCAST_WORKERS:-}" ]] && workers=(--workers "$RINGCAST_WORKERS")
+    for i in 0 1 2; do
+        (exec 3<>"/dev/tcp/127.0.0.1/${rtmp[i]}") 2>/dev/null &&
+            die "port ${rtmp[i]} is in use: stop what listens there before benchmarking the cluster"
+        extra=""
+        ((i > 0)) && extra="cluster { mode remote; origin 127.0.0.1:$origin; }"
+        ringcast_conf "${rtmp[i]}" "${http[i]}" "" "$extra" >"$work/${names[i]}.conf"
+        "$bin_dir/ringcast" -c "$work/${names[i]}.conf" "${workers[@]}" \
+            >"$out/logs/cluster-${names[i]}-$players.log" 2>&1 &
+        pids+=($!)
+        started+=($!)
+        wait_port "${rtmp[i]}" || die "${names[i]} did not open port ${rtmp[i]}"
+    done
+    local total=$((4 + ramp + warmup + measure + linger_s)) logs="$out/logs/cluster"
+    "$bench" rtmp-publish -c 1 -i "$media" -r "rtmp://127.0.0.1:$origin/live/livestream" \
+        -d "$total" --interval 5 >"$logs-$players-publish.log" 2>&1 &
+    local pub=$!
+    started+=("$pub")
+    sleep 4
+    local idle_origin idle_edges
+    idle_origin=$(rss_kb "${pids[0]}")
+    idle_edges=$(rss_kb "${pids[1]}" "${pids[2]}")
+    local counts=($((players / 2)) $((players - players / 2))) url cmd=rtmp-play
+    for i in 0 1; do
+        url="rtmp://127.0.0.1:${edge_rtmp[i]}/live/livestream"
+        if [[ "$proto" == flv ]]; then
+            url="http://127.0.0.1:${edge_http[i]}/live/livestream.flv"
+            cmd=flv-play
+        fi
+        "$bench" "$cmd" -c "${counts[i]}" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + linger_s - 2))" \
+            --interval 5 --workers "$load_workers" >"$logs-$players-play-$((i + 1)).log" 2>&1 &
+        loads+=($!)
+        started+=($!)
+    done
+    sleep "$((ramp + warmup))"
+    local t0 t1 o0 o1 e0 e1 l0 l1
+    t0=$(date +%s.%N)
+    o0=$(cpu_ticks "${pids[0]}")
+    e0=$(cpu_ticks "${pids[1]}" "${pids[2]}")
+    l0=$(cpu_ticks "${loads[@]}")
+    sleep "$measure"
+    t1=$(date +%s.%N)
+    o1=$(cpu_ticks "${pids[0]}")
+    e1=$(cpu_ticks "${pids[1]}" "${pids[2]}")
+    l1=$(cpu_ticks "${loads[@]}")
+    local rss_origin rss_edges conn_origin conn_edges=0 port
+    rss_origin=$(rss_kb "${pids[0]}")
+    rss_edges=$(rss_kb "${pids[1]}" "${pids[2]}")
+    conn_origin=$(connections "$origin")
+    for port in "${edge_rtmp[@]}"; do
+        conn_edges=$((conn_edges + $(connections "$port")))
+    done
+    if [[ "$proto" == flv ]]; then
+        for port in "${edge_http[@]}"; do
+            conn_edges=$((conn_edges + $(connections "$port")))
+        done
+    fi
+    for i in 0 1; do
+        wait "${loads[i]}" || true
+        stop_pid "${loads[i]}"
+    done
+    wait "$pub" || true
+    stop_pid "$pub"
+    for i in 2 1 0; do
+        stop_pid "${pids[i]}"
+    done
+    # Both load tools' players as one: Mbps, alive and failed add up, latency is the worse.
+    local mbps=0 p50=0 p99=0 alive=0 failed=0 v f stream_mbps
+    for f in "$logs-$players-play-1.log" "$logs-$players-play-2.log"; do
+        v=$(summary_field "$f" mbps)
+        [[ -n "$v" ]] || die "cluster at $players: no SUMMARY (see $f)"
+        mbps=$(awk -v a="$mbps" -v b="$v" 'BEGIN { print a + b }')
+        v=$(summary_field "$f" lat_p50_ms)
+        ((${v:-0} > p50)) && p50=$v
+        v=$(summary_field "$f" lat_p99_ms)
+        ((${v:-0} > p99)) && p99=$v
+        v=$(summary_field "$f" alive)
+        alive=$((alive + ${v:-0}))
+        v=$(summary_field "$f" failed)
+        failed=$((failed + ${v:-0}))
+    done
+    stream_mbps=$(summary_field "$logs-$players-publish.log" mbps)
+    [[ -n "$stream_mbps" ]] || die "cluster at $players: no SUMMARY (see $logs-$players-publish.log)"
+    emit_row ringcast-origin "$players" "$t0" "$t1" "$o0" "$o1" "$l0" "$l1" "$rss_origin" \
+        "$idle_origin" "$conn_origin" "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" ""
+    emit_row ringcast-edges "$players" "$t0" "$t1" "$e0" "$e1" "$l0" "$l1" "$rss_edges" \
+        "$idle_edges" "$conn_edges" "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" ""
+    # The cluster's ticks are the origin's and the edges', as sampled.
+    local a0 a1
+    a0=$(awk -v o="$o0" -v e="$e0" 'BEGIN { split(o, x, " "); split(e, y, " "); print x[1] + y[1], x[2] + y[2] }')
+    a1=$(awk -v o="$o1" -v e="$e1" 'BEGIN { split(o, x, " "); split(e, y, " "); print x[1] + y[1], x[2] + y[2] }')
+    emit_row ringcast-cluster "$players" "$t0" "$t1" "$a0" "$a1" "$l0" "$l1" \
+        "$((rss_origin + rss_edges))" "$((idle_origin + idle_edges))" "$((conn_origin + conn_edges))" \
+        "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" ""
+}
+
+# topology.md from the CSV: per level, one server's CPU beside the cluster's total, both per
+# 1000 players, and the origin's own CPU, which should stay flat as players grow.
+topology_table() {
+    echo "| Players | one server | origin + 2 edges, total | per 1000 players: one / cluster | origin |"
+    echo "|---:|---:|---:|---:|---:|"
+    awk -F, 'NR > 1 { cpu[$3 "," $1] = $4; if (!($3 in seen)) { seen[$3] = 1; order[n++] = $3 } }
+        END {
+            for (i = 0; i < n; i++) {
+                p = order[i]; one = cpu[p ",ringcast"]; all = cpu[p ",ringcast-cluster"]
+                printf "| %d | %.1f%% | %.1f%% | %.2f%% / %.2f%% | %.1f%% |\n", p, one, all,
+                    one / p * 1000, all / p * 1000, cpu[p ",ringcast-origin"]
+            }
+        }' "$csv"
 }
 
 # --soak MINUTES: ringcast alone under player churn, for leaks. Publishes the media, then for
@@ -523,9 +686,10 @@ duration() {
 read -r -a level_list <<<"$levels"
 read -r -a server_list <<<"$servers"
 runs_total=$((${#level_list[@]} * ${#server_list[@]}))
-# A run is the publisher's 4 s alone, the ramp, the warm-up and the window, plus about 3 s
-# to start and stop the processes; after the first run, the mean of the runs so far.
-run_guess=$((4 + ramp + warmup + measure + 3))
+[[ "$topology" == edge ]] && runs_total=$((runs_total * 2))
+# A run is the publisher's 4 s alone, the ramp, the warm-up, the window and the linger
+# after it; after the first run, the mean of the runs so far.
+run_guess=$((4 + ramp + warmup + measure + linger_s))
 runs_done=0
 level_no=0
 bench_t0=$(date +%s)
@@ -540,10 +704,21 @@ for players in "${level_list[@]}"; do
         measure_one "$name" "$players"
         runs_done=$((runs_done + 1))
     done
+    if [[ "$topology" == edge ]]; then
+        echo "-- [run $((runs_done + 1))/$runs_total, level $level_no/${#level_list[@]}]" \
+            "origin + 2 edges, $players $proto players on the edges"
+        measure_edge "$players"
+        runs_done=$((runs_done + 1))
+    fi
 done
 echo "== $runs_total runs in $(duration $(($(date +%s) - bench_t0)))"
 
 echo
 "$bench" report --csv "$csv" --svg "$out/chart.svg" | tee "$out/table.md"
 echo
+if [[ "$topology" == edge ]]; then
+    topology_table | tee "$out/topology.md"
+    echo
+    echo "== $out/topology.md"
+fi
 echo "== $out/results.csv, $out/table.md, $out/chart.svg"

@@ -36,6 +36,8 @@
 //!   environment's `SRS_*` overrides, parsed into a typed [`config::Config`].
 //! - [`access`]: who may publish, play and administer, pure: a vhost's `security {}` rules
 //!   and the API's Basic authentication; the bottom of the graph, below [`config`].
+//! - [`coworkers`]: SRS's origin cluster, sans-IO: the clusters API's question and answer,
+//!   redirect URLs and their hop count.
 //! - [`bench`]: the load tool behind `ringcast-bench` (players, publishers, SEI latency), a
 //!   client of the protocol folders only.
 //!
@@ -49,6 +51,7 @@ pub mod access;
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod coworkers;
 pub mod egress;
 pub mod flv;
 pub mod hooks;

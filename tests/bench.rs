@@ -98,6 +98,61 @@ fn bench_sh_measures_webrtc_players() {
     assert!(TcpStream::connect(("127.0.0.1", base + 10)).is_err());
 }
 
+/// `--topology edge`: one server, then an origin and two edges with the players spread over
+/// the edges; the origin holds its publisher and one pull per edge, whatever the players.
+#[test]
+fn bench_sh_measures_an_origin_and_two_edges() {
+    let base = free_base(2);
+    let (stdout, out) = bench_sh(
+        base,
+        &["--topology", "edge", "--levels", "6", "--warmup", "1"],
+    );
+    for name in [
+        "ringcast",
+        "ringcast-origin",
+        "ringcast-edges",
+        "ringcast-cluster",
+    ] {
+        assert!(
+            stdout.contains(&format!("| {name}, 6 players |")),
+            "{stdout}"
+        );
+    }
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).expect("results.csv");
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    let origin = rows
+        .iter()
+        .find(|r| r[0] == "ringcast-origin")
+        .expect("origin row");
+    assert_eq!(origin[8], "3", "the publisher and one pull per edge: {csv}");
+    for row in &rows {
+        assert_eq!(row[14], "6", "alive: {row:?}");
+        assert!(
+            row[10].parse::<f64>().expect("anbps") > 0.0,
+            "no media: {row:?}"
+        );
+    }
+    let table = std::fs::read_to_string(out.path().join("topology.md")).expect("topology.md");
+    assert!(
+        table
+            .lines()
+            .nth(2)
+            .is_some_and(|l| l.starts_with("| 6 | ")),
+        "{table}"
+    );
+    for port in [base, base + 5, base + 6, base + 10, base + 15, base + 16] {
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "{port} still open"
+        );
+    }
+}
+
 /// Runs bench.sh with `args` on the ports from `base`, a 1 s ramp and a 2 s window, on this
 /// build's binaries; returns its output and the results folder.
 fn bench_sh(base: u16, args: &[&str]) -> (String, tempfile::TempDir) {
@@ -122,15 +177,15 @@ fn bench_sh(base: u16, args: &[&str]) -> (String, tempfile::TempDir) {
     (stdout, out)
 }
 
-/// A port base whose ports bench.sh uses (TCP base..base+2, base+10, base+12, base+13; UDP
-/// base+20, base+22) are all free, so the test never meets another server, a developer's
+/// A port base whose ports bench.sh uses (TCP base..base+2, base+10, base+12, base+13, and
+/// the edges' base+5, base+6, base+15, base+16; UDP base+20, base+22) are all free, so the test never meets another server, a developer's
 /// benchmark included. `slot` keeps this binary's tests, which run at once, on ranges apart.
 fn free_base(slot: u16) -> u16 {
     let start = 20000 + (std::process::id() % 200) as u16 * 50 + slot * 7000;
     (0..200)
         .map(|i| start.wrapping_add(i * 30) % 30000 + 2000)
         .find(|&base| {
-            [0, 1, 2, 10, 12, 13]
+            [0, 1, 2, 5, 6, 10, 12, 13, 15, 16]
                 .iter()
                 .all(|d| TcpListener::bind(("127.0.0.1", base + d)).is_ok())
                 && [20, 22]

@@ -84,12 +84,7 @@ fn ffmpeg_plays_http_flv_published_over_rtmp() {
         "http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }",
     );
     let _publisher = publish(&server);
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-i"])
-        .arg(server.flv_url("livestream"))
-        .args(["-t", "10", "-f", "null", "-"])
-        .output()
-        .expect("running ffmpeg");
+    let out = ffmpeg_play(&server.flv_url("livestream"), 10);
     assert_ffmpeg_decoded(&out, 200);
 }
 

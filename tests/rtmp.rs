@@ -160,12 +160,7 @@ fn forwards_to_nginx_rtmp() {
         ),
         "forward did not start"
     );
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-i"])
-        .arg(format!("rtmp://127.0.0.1:{nginx_port}/live/livestream"))
-        .args(["-t", "5", "-f", "null", "-"])
-        .output()
-        .expect("running ffmpeg");
+    let out = ffmpeg_play(&format!("rtmp://127.0.0.1:{nginx_port}/live/livestream"), 5);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "playing from nginx failed:\n{stderr}");
     assert!(

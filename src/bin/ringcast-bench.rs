@@ -250,7 +250,9 @@ fn main() {
             (now - start).as_secs_f64(),
             line(&r, running.driver)
         );
-        if steady.is_none() && now >= steady_at {
+        // A run that ends before its steady state measures from its start: a window that
+        // opened at the last sample would be empty.
+        if steady.is_none() && now >= steady_at && now < stop {
             steady = Some((now, snap.clone()));
         }
         last = (now, snap);

@@ -56,6 +56,9 @@ pub(super) async fn handle(req: &Request, shared: &Arc<Shared>) -> ApiReply {
         None => (path, None),
     };
     let get = matches!(req.method.as_str(), "GET" | "HEAD");
+    if collection == "clusters" && item.is_none() && (get || req.method == "POST") {
+        return super::clusters::handle(req, shared);
+    }
     if collection == "clients" && req.method == "DELETE" {
         return match item.and_then(|i| i.parse().ok()) {
             Some(id) => kick(shared, id),
@@ -181,6 +184,7 @@ fn index() -> Value {
         "vhosts": "manage all vhosts or specified vhost",
         "streams": "manage all streams or specified stream",
         "clients": "manage all clients or specified client, default query top 10 clients",
+        "clusters": "origin cluster server API",
         "rusages": "the rusage of ringcast",
         "self_proc_stats": "the self process stats",
         "system_proc_stats": "the system process stats",

@@ -56,8 +56,9 @@ impl Play {
 }
 
 /// The published stream `req` names through a vhost's `http_remux` mount, if any. The vhost
-/// comes from `?vhost=`, else the Host header, else the default vhost.
-pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
+/// comes from `?vhost=`, else the Host header, else the default vhost. Else the first stream
+/// a mount named, not published here, for an origin cluster to look for, if any.
+pub(super) fn find(req: &Request, shared: &Shared) -> Result<Play, Option<StreamKey>> {
     let config = shared.config();
     let query_vhost = req
         .query
@@ -67,6 +68,7 @@ pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
     let host = req
         .header("host")
         .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned());
+    let mut named = None;
     let names = [
         query_vhost,
         host,
@@ -96,7 +98,7 @@ pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
                 tc_url: format!("http://{host}/{}", key.app),
                 ..Default::default()
             });
-            return Some(Play {
+            return Ok(Play {
                 key,
                 settings,
                 // The URL as the client asked for it, the API's tcUrl.
@@ -105,8 +107,9 @@ pub(super) fn find(req: &Request, shared: &Shared) -> Option<Play> {
                 hook,
             });
         }
+        named.get_or_insert(key);
     }
-    None
+    Err(named)
 }
 
 /// `(app, stream)` when `path` fits `template` (`[vhost]/[app]/[stream].flv`; the vhost is not

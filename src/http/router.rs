@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::parser::Request;
 use super::reply::{error, preflight, ApiReply};
-use super::{access, api, flv, metrics, rtc};
+use super::{access, api, clusters, flv, metrics, rtc};
 use crate::config::Config;
 use crate::state::Shared;
 
@@ -101,11 +101,12 @@ pub(super) async fn route(
             return Routed::Reply(error(405, "HTTP-FLV takes GET"));
         }
         return match flv::find(req, shared) {
-            Some(play) => match access::flv_play(&play, &shared.config(), id, peer) {
+            Ok(play) => match access::flv_play(&play, &shared.config(), id, peer) {
                 Some(refused) => Routed::Reply(refused),
                 None => Routed::Flv(play),
             },
-            None => Routed::Reply(error(404, "no such stream")),
+            Err(Some(key)) => Routed::Reply(clusters::redirect_flv(req, shared, &key, id).await),
+            Err(None) => Routed::Reply(error(404, "no such stream")),
         };
     }
     Routed::Reply(error(404, "not found"))

@@ -687,6 +687,32 @@ impl ServerSession {
         self.on_status("error", "NetStream.Play.StreamNotFound", description);
     }
 
+    /// SRS's RTMP 302: sends the player elsewhere with an error-level onStatus
+    /// `NetConnection.Connect.Rejected` whose `ex` has `code` 302, `redirect` (the new tcUrl)
+    /// and `redirect2` (the whole URL), on message stream 0 as SRS sends it. The driver then
+    /// gives the player a moment to read it and closes.
+    pub fn redirect(&mut self, tc_url: &str, url: &str) {
+        self.state = State::Connected;
+        let ex = object(&[
+            ("code", Amf0Value::Number(302.0)),
+            ("redirect", s(tc_url)),
+            ("redirect2", s(url)),
+        ]);
+        let info = object(&[
+            ("level", s("error")),
+            ("code", s("NetConnection.Connect.Rejected")),
+            ("description", s("RTMP 302 Redirect")),
+            ("ex", ex),
+        ]);
+        write_amf(
+            &mut self.writer,
+            MSG_COMMAND_AMF0,
+            0,
+            &[s("onStatus"), Amf0Value::Number(0.0), Amf0Value::Null, info],
+            &mut self.out,
+        );
+    }
+
     /// The vhost named by the connection (`?vhost=` or tcUrl's host).
     pub fn vhost(&self) -> &str {
         &self.vhost
@@ -705,7 +731,7 @@ fn control_u32(msg: &RawMessage) -> Result<u32, SessionError> {
 }
 
 /// The host of `rtmp://host:port/app`, or "" when it has none.
-fn tc_url_host(url: &str) -> &str {
+pub fn tc_url_host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or("");
     if let Some(v6) = authority.strip_prefix('[') {
@@ -870,6 +896,63 @@ mod tests {
         server.handle_input(&[]).expect("input after a refusal");
         assert_eq!(events(&mut server), []);
         assert!(!server.is_publishing());
+    }
+
+    /// A player sent elsewhere: SRS's RTMP 302 on message stream 0, built from the query its
+    /// play carried.
+    #[test]
+    fn a_redirect_is_srs_s_rejected_connect_with_the_new_urls() {
+        let mut peer = Peer::default();
+        let mut server = handshaken();
+        let app = object(&[("app", s("live")), ("tcUrl", s("rtmp://h/live"))]);
+        let play = [
+            s("play"),
+            Amf0Value::Number(5.0),
+            Amf0Value::Null,
+            s("s1?token=t&cluster_hops=1"),
+        ];
+        peer.command(0, &[s("connect"), Amf0Value::Number(1.0), app])
+            .command(STREAM_ID, &play)
+            .push(&mut server);
+        assert!(matches!(
+            &events(&mut server)[..],
+            [Event::Connect { .. }, Event::Play { .. }]
+        ));
+        assert_eq!(server.stream_query(), "token=t&cluster_hops=1");
+        server.redirect("rtmp://b:1935/live", "rtmp://b:1935/live/s1?cluster_hops=2");
+        let mut out = BytesMut::new();
+        while let Some(b) = server.poll_transmit() {
+            out.extend_from_slice(&b);
+        }
+        let mut reader = ChunkReader::new(1 << 20);
+        let mut last = None;
+        while let Some(m) = reader.read_message(&mut out).expect("chunk stream") {
+            if m.type_id == MSG_SET_CHUNK_SIZE {
+                reader
+                    .set_chunk_size(control_u32(&m).expect("size"))
+                    .expect("chunk size");
+            }
+            last = Some(m);
+        }
+        let msg = last.expect("the redirect, last");
+        assert_eq!((msg.type_id, msg.stream_id), (MSG_COMMAND_AMF0, 0));
+        let values = amf0::decode_all(&msg.payload).expect("AMF0");
+        assert_eq!(values[0].as_str(), Some("onStatus"));
+        let info = &values[3];
+        assert_eq!(
+            info.get("code").and_then(Amf0Value::as_str),
+            Some("NetConnection.Connect.Rejected")
+        );
+        let ex = info.get("ex").expect("ex");
+        assert_eq!(ex.get("code").and_then(Amf0Value::as_f64), Some(302.0));
+        assert_eq!(
+            ex.get("redirect").and_then(Amf0Value::as_str),
+            Some("rtmp://b:1935/live")
+        );
+        assert_eq!(
+            ex.get("redirect2").and_then(Amf0Value::as_str),
+            Some("rtmp://b:1935/live/s1?cluster_hops=2")
+        );
     }
 
     /// `play` and the commands a player sends behind it in the same read.

@@ -12,6 +12,7 @@ use std::time::Instant;
 use compio::net::TcpStream;
 
 use super::error::ConnError;
+use super::origin_cluster::{self, Outcome};
 use super::{access, edge, forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
 use crate::access::security::Action;
 use crate::hub::Consumer;
@@ -293,6 +294,12 @@ async fn play(
         session.reject_play(&e.description());
         flush(conn, &mut session).await?;
         return Err(e);
+    }
+    let asked = (target.tc_url, target.app, target.name);
+    match origin_cluster::rtmp_player(conn, &mut session, shared, &key, asked, id).await? {
+        Outcome::Here => {}
+        Outcome::Redirected => return Ok(()),
+        Outcome::Refused(e) => return Err(e.into()),
     }
     edge::want(shared, &key, &settings, session.stream_query());
     session.accept_play();

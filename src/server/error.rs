@@ -6,6 +6,7 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::origin_cluster::ClusterError;
 use crate::access::security::Denied;
 use crate::egress::BatchError;
 use crate::hooks::HookError;
@@ -48,6 +49,9 @@ pub(super) enum ConnError {
     /// An edge refused the client or lost its origin.
     #[error("{0}")]
     Edge(#[from] EdgeError),
+    /// The origin cluster found the stream nowhere, or found a loop.
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
     /// The API asked to close the connection.
     #[error("kicked by the HTTP API")]
     Kicked,

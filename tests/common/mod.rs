@@ -254,6 +254,28 @@ impl ApiConn {
     }
 }
 
+/// The ports a [`Server`] listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// RTMP.
+    pub rtmp: u16,
+    /// The HTTP API.
+    pub api: u16,
+    /// HTTP-FLV.
+    pub http: u16,
+}
+
+impl Ports {
+    /// Three free ports.
+    pub fn free() -> Self {
+        Self {
+            rtmp: free_port(),
+            api: free_port(),
+            http: free_port(),
+        }
+    }
+}
+
 /// A ringcast server run for one test.
 pub struct Server {
     child: Child,
@@ -318,8 +340,30 @@ impl Server {
 
     /// As [`Server::start`], with extra command-line arguments.
     pub fn start_with(workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
+        Self::start_at(Ports::free(), workers, global, vhost, args)
+    }
+
+    /// As [`Server::start_with`], its RTMP listener on `port`: a server whose config names
+    /// its own port, or one that comes back where another died.
+    pub fn start_on(port: u16, workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
+        let ports = Ports {
+            rtmp: port,
+            ..Ports::free()
+        };
+        Self::start_at(ports, workers, global, vhost, args)
+    }
+
+    /// As [`Server::start_with`], on `ports` chosen beforehand: servers whose configs name
+    /// each other (an origin cluster's coworkers).
+    pub fn start_at(
+        ports: Ports,
+        workers: usize,
+        global: &str,
+        vhost: &str,
+        args: &[&str],
+    ) -> Self {
         Self::launch(
-            free_port(),
+            ports,
             workers,
             global,
             vhost,
@@ -329,17 +373,11 @@ impl Server {
         )
     }
 
-    /// As [`Server::start_with`], its RTMP listener on `port`: a server whose config names
-    /// its own port, or one that comes back where another died.
-    pub fn start_on(port: u16, workers: usize, global: &str, vhost: &str, args: &[&str]) -> Self {
-        Self::launch(port, workers, global, vhost, args, false, ("127.0.0.1", ""))
-    }
-
     /// As [`Server::start`], with HTTPS too: the API and HTTP-FLV each also on an HTTPS port
     /// of its own, with a certificate from [`test_certs`] (its CA at [`Server::ca`]).
     pub fn start_https(workers: usize, global: &str, vhost: &str) -> Self {
         Self::launch(
-            free_port(),
+            Ports::free(),
             workers,
             global,
             vhost,
@@ -364,11 +402,11 @@ impl Server {
         vhost: &str,
     ) -> Self {
         let api = (api_ip, api_extra);
-        Self::launch(free_port(), workers, global, vhost, &[], false, api)
+        Self::launch(Ports::free(), workers, global, vhost, &[], false, api)
     }
 
     fn launch(
-        port: u16,
+        ports: Ports,
         workers: usize,
         global: &str,
         vhost: &str,
@@ -377,7 +415,11 @@ impl Server {
         (api_ip, api_extra): (&str, &str),
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (api_port, http_port) = (free_port(), free_port());
+        let Ports {
+            rtmp: port,
+            api: api_port,
+            http: http_port,
+        } = ports;
         let (mut https_api_port, mut https_port) = (0, 0);
         let (mut api_https, mut server_https) = (String::new(), String::new());
         if https {
@@ -635,6 +677,17 @@ impl Drop for Reaper {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `ffmpeg -i URL -t SECONDS -f null -`: plays `url` for `seconds` of stream, decoding it;
+/// what it printed goes to [`assert_ffmpeg_decoded`].
+pub fn ffmpeg_play(url: &str, seconds: u32) -> std::process::Output {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-i", url, "-t"])
+        .arg(seconds.to_string())
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("running ffmpeg")
 }
 
 /// `ffmpeg -re -i source.flv -c copy -f flv URL`, looping the file.
