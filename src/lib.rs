@@ -44,6 +44,7 @@ pub mod bench;
 pub mod config;
 pub mod egress;
 pub mod flv;
+pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod media;

@@ -16,7 +16,7 @@ use super::env::{overlay, Environment};
 use super::error::{at, ConfigError};
 use super::include::{expand, read_text};
 use super::model::{
-    any_v4, Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc,
+    any_v4, Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostHls, VhostRtc,
     DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
@@ -193,6 +193,7 @@ const VHOST_KEYS: &[&str] = &[
     "play",
     "http_remux",
     "rtc",
+    "hls",
 ];
 const HTTP_REMUX_KEYS: &[&str] = &["enabled", "mount"];
 const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
@@ -201,6 +202,28 @@ const LISTENER_KEYS: &[&str] = &["enabled", "listen"];
 const RTC_SERVER_KEYS: &[&str] = &["enabled", "listen", "candidate", "sndbuf", "rcvbuf"];
 const EXPORTER_KEYS: &[&str] = &["enabled", "listen", "label", "tag"];
 const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "nack"];
+/// The `hls {}` directives ringcast implements; SRS's others (`hls_keys`, `hls_ctx`, ...)
+/// warn as unsupported.
+const HLS_KEYS: &[&str] = &[
+    "enabled",
+    "hls_fragment",
+    "hls_td_ratio",
+    "hls_aof_ratio",
+    "hls_window",
+    "hls_path",
+    "hls_m3u8_file",
+    "hls_ts_file",
+    "hls_entry_prefix",
+    "hls_dispose",
+    "hls_cleanup",
+    "hls_wait_keyframe",
+    "hls_acodec",
+    "hls_vcodec",
+];
+/// Beyond SRS, planned: low-latency HLS and fMP4 segments.
+const HLS_LATER: &[&str] = &["hls_ll", "hls_fmp4"];
+/// `hls_dispose` bound: a day; more is a typo for a value in milliseconds.
+const HLS_DISPOSE_SECS: RangeInclusive<u64> = 0..=86_400;
 
 /// The settings SRS 4+ keeps in `play {}` but older configs put directly in
 /// the vhost, each with the directive that set it.
@@ -345,6 +368,7 @@ impl Builder<'_> {
                 "play" => self.play_block(c, &mut play)?,
                 "http_remux" => vhost.http_remux = self.http_remux(c)?,
                 "rtc" => vhost.rtc = self.vhost_rtc(c)?,
+                "hls" => vhost.hls = self.hls(c)?,
                 _ => self.play_setting(c, &mut legacy)?,
             }
         }
@@ -631,6 +655,104 @@ impl Builder<'_> {
             .parse::<IpAddr>()
             .map(Some)
             .map_err(|_| self.invalid(d, value, "an IP address, `*` or `$ENV_VAR`"))
+    }
+
+    /// A vhost's `hls { ... }`.
+    fn hls(&mut self, d: &Directive) -> Result<VhostHls, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut hls = VhostHls::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if HLS_LATER.contains(&c.name.as_str()) {
+                self.warn(
+                    c,
+                    format!("vhost.hls.{}: not supported yet, ignored", c.name),
+                );
+                continue;
+            }
+            if !self.known("vhost.hls.", HLS_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            // SRS reads an empty value as the default (`hls_entry_prefix;`).
+            if c.args.is_empty() && !c.block {
+                continue;
+            }
+            match c.name.as_str() {
+                "enabled" => hls.enabled = self.flag(c)?,
+                "hls_fragment" => hls.fragment = self.seconds(c)?,
+                "hls_td_ratio" => hls.td_ratio = self.ratio(c)?,
+                "hls_aof_ratio" => hls.aof_ratio = self.ratio(c)?,
+                "hls_window" => hls.window = self.seconds(c)?,
+                "hls_path" => hls.path = self.path(c)?,
+                "hls_m3u8_file" => hls.m3u8_file = self.hls_template(c, ".m3u8")?,
+                "hls_ts_file" => hls.ts_file = self.hls_template(c, "")?,
+                "hls_entry_prefix" => hls.entry_prefix = self.leaf_value(c)?.to_owned(),
+                "hls_dispose" => {
+                    let secs: u64 = self.number(c, HLS_DISPOSE_SECS)?;
+                    hls.dispose = Duration::from_secs(secs);
+                }
+                "hls_cleanup" => hls.cleanup = self.flag(c)?,
+                "hls_wait_keyframe" => hls.wait_keyframe = self.flag(c)?,
+                "hls_acodec" => {
+                    let codec = self.keyword(
+                        c,
+                        &[("aac", "aac"), ("mp3", "mp3"), ("an", "an")],
+                        "`aac`, `mp3` or `an`",
+                    )?;
+                    if codec == "mp3" {
+                        self.warn(c, "hls_acodec mp3: MP3 audio is not segmented".to_owned());
+                    }
+                    hls.audio = codec != "an";
+                }
+                _ => {
+                    let codec = self.keyword(
+                        c,
+                        &[
+                            ("h264", true),
+                            ("h265", true),
+                            ("hevc", true),
+                            ("vn", false),
+                        ],
+                        "`h264`, `h265` or `vn`",
+                    )?;
+                    hls.video = codec;
+                }
+            }
+        }
+        Ok(hls)
+    }
+
+    /// A ratio such as `1.5`: a plain decimal from 1 to 100.
+    fn ratio(&mut self, d: &Directive) -> Result<f64, ConfigError> {
+        const EXPECTED: &str = "a ratio from 1 to 100, e.g. 1.5";
+        let value = self.leaf_value(d)?;
+        if !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(self.invalid(d, value, EXPECTED));
+        }
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|r| (1.0..=100.0).contains(r))
+            .ok_or_else(|| self.invalid(d, value, EXPECTED))
+    }
+
+    /// An HLS file template: relative, no `..`, printable, with `[stream]` (and `ending`).
+    fn hls_template(&mut self, d: &Directive, ending: &str) -> Result<String, ConfigError> {
+        let value = self.leaf_value(d)?;
+        let ok = value.contains("[stream]")
+            && value.ends_with(ending)
+            && !value.starts_with('/')
+            && !value.split('/').any(|s| s == ".." || s.is_empty())
+            && value.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(self.invalid(
+                d,
+                value,
+                "a relative path with [stream] and no `..`, e.g. [app]/[stream].m3u8",
+            ));
+        }
+        Ok(value.to_owned())
     }
 
     /// A vhost's `rtc { ... }`.

@@ -6,7 +6,8 @@
 //! Map, each file importing only those above it: [`parser`] (sans-IO requests with size
 //! limits), `reply` (answers, headers, SRS's envelope), `error` (why a connection ended),
 //! `metrics` (Prometheus text), `profile` (the performance tools' routes), `rtc` (WebRTC
-//! signalling's HTTP replies), `api` (SRS's JSON endpoints), `flv` (HTTP-FLV players, a cursor
+//! signalling's HTTP replies), `hls` (playlists and segments from memory), `api` (SRS's JSON
+//! endpoints), `flv` (HTTP-FLV players, a cursor
 //! over the same shared frames as RTMP players), `router` (which of them answers), `conn` (the
 //! connection loop). It must not touch the RTMP sessions; it reads the hub, the client
 //! registry and the counters.
@@ -17,6 +18,7 @@ mod api;
 mod conn;
 mod error;
 mod flv;
+mod hls;
 mod metrics;
 pub mod parser;
 mod profile;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::parser::Request;
 use super::reply::{error, preflight, ApiReply};
-use super::{api, flv, metrics};
+use super::{api, flv, hls, metrics};
 use crate::config::Config;
 use crate::state::Shared;
 
@@ -80,6 +80,9 @@ pub(super) async fn route(req: &Request, roles: Roles, shared: &Arc<Shared>) -> 
             return Routed::Reply(error(405, "/metrics takes GET"));
         }
         return Routed::Reply(metrics::exporter(shared));
+    }
+    if roles.streams && hls::is_hls(path) {
+        return Routed::Reply(hls::handle(req, shared));
     }
     if roles.streams && path.ends_with(".flv") {
         if req.method != "GET" && req.method != "HEAD" {

@@ -12,7 +12,7 @@ use std::time::Instant;
 use compio::net::TcpStream;
 
 use super::error::ConnError;
-use super::{forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
+use super::{forward, hls, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
 use crate::hub::Consumer;
 use crate::hub::StreamKey;
 use crate::media::MediaKind;
@@ -183,6 +183,7 @@ async fn publish(
         ))
         .detach();
     }
+    hls::spawn(shared, &key, &settings);
     let registered = target.register(shared, &key, ClientKind::RtmpPublish);
     let client = registered.client();
     let work = pin!(async {

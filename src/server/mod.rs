@@ -11,6 +11,7 @@
 mod conn;
 mod error;
 mod forward;
+mod hls;
 mod player;
 
 pub use conn::serve;

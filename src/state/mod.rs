@@ -6,6 +6,10 @@
 
 #![forbid(unsafe_code)]
 
+mod hls;
+
+pub use hls::{HlsStats, HlsStore, StreamHls};
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -37,6 +41,8 @@ pub struct Shared {
     pub server_id: String,
     /// WebRTC sessions and streams.
     pub rtc: Arc<RtcHub>,
+    /// HLS playlists and segments, served from memory.
+    pub hls: HlsStore,
     next_conn_id: AtomicU64,
 }
 
@@ -85,6 +91,7 @@ impl Shared {
             started: Instant::now(),
             server_id: format!("vid-{:08x}", rand::random::<u32>()),
             rtc: RtcHub::new(),
+            hls: HlsStore::default(),
             next_conn_id: AtomicU64::new(100),
         })
     }
