@@ -25,6 +25,7 @@ use std::sync::OnceLock;
 /// and everything below them must not import any of [`DRIVERS`].
 const PROTOCOL: &[&str] = &[
     "rtmp",
+    "hls",
     "flv",
     "media",
     "config",
@@ -46,6 +47,7 @@ const DRIVERS: &[&str] = &[
 /// inside a folder) must say `#![forbid(unsafe_code)]`.
 const FORBID_UNSAFE: &[&str] = &[
     "rtmp",
+    "hls",
     "flv",
     "media",
     "config",

@@ -548,3 +548,145 @@ pub fn fill_stream(template: &str, vhost: &str, app: &str, stream: &str) -> Stri
         .replace("[app]", app)
         .replace("[stream]", stream)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hls::ts::check_continuity;
+
+    fn opts() -> Options {
+        Options {
+            fragment_ms: 2000,
+            td_ratio: 1.0,
+            aof_ratio: 2.1,
+            window_ms: 6000,
+            wait_keyframe: true,
+            video: true,
+            audio: true,
+            m3u8: "live/s.m3u8".into(),
+            ts_file: "live/s-[seq].ts".into(),
+            entry_prefix: String::new(),
+        }
+    }
+
+    const AVC_CONFIG: &[u8] = &[
+        0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 2, 0x67, 0xaa, 1, 0, 1, 0x68,
+    ];
+    const AAC_CONFIG: &[u8] = &[0xaf, 0, 0x12, 0x10];
+
+    fn video(key: bool) -> Vec<u8> {
+        let mut v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 3];
+        v.extend_from_slice(if key { &[0x65, 1, 2] } else { &[0x41, 1, 2] });
+        v
+    }
+
+    /// `secs` of 25 fps video, a keyframe each second, and AAC frames between.
+    fn feed(s: &mut Segmenter, from_ms: u32, secs: u32) {
+        s.handle_frame(MediaKind::Video, from_ms, AVC_CONFIG, 0);
+        s.handle_frame(MediaKind::Audio, from_ms, AAC_CONFIG, 0);
+        for i in 0..secs * 25 {
+            let t = from_ms + i * 40;
+            s.handle_frame(MediaKind::Video, t, &video(i % 25 == 0), 0);
+            s.handle_frame(MediaKind::Audio, t + 20, &[0xaf, 1, 0x21, 0x10], 0);
+        }
+    }
+
+    fn drain(s: &mut Segmenter) -> (Vec<Segment>, Option<String>, Vec<String>) {
+        let (mut segs, mut playlist, mut expired) = (Vec::new(), None, Vec::new());
+        while let Some(o) = s.poll_output() {
+            match o {
+                Output::Segment(seg) => segs.push(seg),
+                Output::Playlist(p) => playlist = Some(String::from_utf8(p.to_vec()).unwrap()),
+                Output::Expired(n) => expired.push(n),
+                Output::Forget(_) => {}
+            }
+        }
+        (segs, playlist, expired)
+    }
+
+    #[test]
+    fn cuts_at_keyframes_past_the_fragment_and_keeps_the_window() {
+        let mut s = Segmenter::new(opts());
+        feed(&mut s, 0, 11);
+        let (segs, playlist, expired) = drain(&mut s);
+        assert_eq!(segs.len(), 5, "cut at 2, 4, 6, 8, 10 s");
+        for seg in &segs {
+            assert_eq!(seg.duration_ms, 2000);
+            check_continuity(&seg.data).expect("continuity");
+            assert_eq!(seg.data[0], 0x47);
+        }
+        assert_eq!(segs[1].name, "live/s-1.ts");
+        assert_eq!(segs[1].uri, "s-1.ts");
+        // 6 s of window: the newest three cover it, and the one that crosses it stays.
+        assert_eq!(expired, ["live/s-0.ts"]);
+        let playlist = playlist.expect("playlist");
+        assert!(
+            playlist.starts_with(
+                "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-TARGETDURATION:2\n"
+            ),
+            "{playlist}"
+        );
+        assert!(
+            playlist.contains("#EXTINF:2.000, no desc\ns-4.ts\n"),
+            "{playlist}"
+        );
+        assert!(!playlist.contains("ENDLIST") && !playlist.contains("DISCONTINUITY"));
+        assert_eq!(s.status(), (Some(4), 4));
+    }
+
+    #[test]
+    fn a_republish_is_a_discontinuity_and_numbers_go_on() {
+        let mut s = Segmenter::new(opts());
+        feed(&mut s, 0, 5);
+        s.handle_unpublish();
+        let (first, _, _) = drain(&mut s);
+        assert_eq!(first.last().map(|s| (s.seq, s.duration_ms)), Some((2, 980)));
+        feed(&mut s, 5000, 5);
+        let (segs, playlist, _) = drain(&mut s);
+        assert_eq!(segs[0].seq, 3);
+        assert!(segs[0].discontinuity && !segs[1].discontinuity);
+        let playlist = playlist.expect("playlist");
+        assert!(
+            playlist.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000, no desc\ns-3.ts\n"),
+            "{playlist}"
+        );
+    }
+
+    #[test]
+    fn pure_audio_is_cut_on_time_and_frames_before_a_keyframe_wait() {
+        let mut s = Segmenter::new(opts());
+        s.handle_frame(MediaKind::Audio, 0, AAC_CONFIG, 0);
+        for i in 0..500u32 {
+            s.handle_frame(MediaKind::Audio, i * 23, &[0xaf, 1, 0x21], 0);
+        }
+        let (segs, _, _) = drain(&mut s);
+        assert!(!segs.is_empty());
+        assert!(segs
+            .iter()
+            .all(|s| s.duration_ms >= 4200 && s.duration_ms < 4300));
+
+        let mut v = Segmenter::new(opts());
+        v.handle_frame(MediaKind::Video, 0, AVC_CONFIG, 0);
+        v.handle_frame(MediaKind::Video, 0, &video(false), 0);
+        assert!(
+            v.open.is_none(),
+            "no segment starts on a frame no decoder can use"
+        );
+    }
+
+    #[test]
+    fn entry_prefix_and_time_variables_as_srs() {
+        let mut o = opts();
+        o.entry_prefix = "http://cdn".into();
+        let s = Segmenter::new(o.clone());
+        assert_eq!(s.uri("live/s-1.ts"), "http://cdn/live/s-1.ts");
+        o.entry_prefix = "http://cdn/".into();
+        let s = Segmenter::new(o);
+        assert_eq!(s.uri("live/s-1.ts"), "http://cdn/s-1.ts");
+        assert_eq!(fill_time("a-[timestamp].ts", 42), "a-42.ts");
+        assert_eq!(
+            fill_stream("[vhost]/[app]/[stream]", "v", "a", "s"),
+            "v/a/s"
+        );
+    }
+}

@@ -267,3 +267,83 @@ impl Muxer for TsMuxer {
         self.out.split().freeze()
     }
 }
+
+/// Checks TS packets as a demuxer would: whole 188-byte packets with the sync byte, and on
+/// each PID a continuity counter that steps by one from packet to packet carrying payload.
+/// The first error, with the packet's index; for tests and the fuzz target.
+pub fn check_continuity(ts: &[u8]) -> Result<(), String> {
+    if !ts.len().is_multiple_of(PACKET) {
+        return Err(format!("{} bytes is not whole packets", ts.len()));
+    }
+    let mut last: std::collections::HashMap<u16, u8> = std::collections::HashMap::new();
+    for (i, p) in ts.chunks(PACKET).enumerate() {
+        if p[0] != 0x47 {
+            return Err(format!("packet {i}: no sync byte"));
+        }
+        let pid = u16::from_be_bytes([p[1], p[2]]) & 0x1fff;
+        let cc = p[3] & 0x0f;
+        if p[3] & 0x10 == 0 {
+            continue;
+        }
+        if let Some(prev) = last.insert(pid, cc) {
+            if cc != (prev + 1) & 0x0f {
+                return Err(format!("packet {i}: pid {pid:#x} cc {prev} then {cc}"));
+            }
+        }
+        if p[3] & 0x20 != 0 && usize::from(p[4]) > PACKET - 5 {
+            return Err(format!("packet {i}: adaptation field too long"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_of_the_standard_check_string() {
+        assert_eq!(crc32_mpeg(b"123456789"), 0x0376_e6e7);
+    }
+
+    #[test]
+    fn timestamps_and_pes_header() {
+        let h = pes_header(STREAM_ID_VIDEO, 2 * 90_000 + 3600, 2 * 90_000, 10);
+        assert_eq!(&h[..4], &[0, 0, 1, 0xe0]);
+        assert_eq!(&h[4..6], &[0, 0], "video PES length is unbounded");
+        assert_eq!((h[7], h[8]), (0xc0, 10));
+        let a = pes_header(STREAM_ID_AUDIO, 90_000, 90_000, 100);
+        assert_eq!(u16::from_be_bytes([a[4], a[5]]), 3 + 5 + 100);
+        assert_eq!(a[7], 0x80);
+        // 90000 = 0x15f90: PTS bytes as the spec lays them out.
+        assert_eq!(&a[9..14], &[0x21, 0x00, 0x05, 0xbf, 0x21]);
+    }
+
+    #[test]
+    fn every_pes_length_packs_into_whole_packets() {
+        let mut m = TsMuxer::new();
+        let tracks = Tracks {
+            video: None,
+            audio: Some(AacConfig {
+                object_type: 2,
+                frequency_index: 4,
+                channels: 2,
+            }),
+        };
+        m.tracks(&tracks);
+        let config = tracks.audio.expect("audio");
+        for len in 0..600 {
+            let data = vec![0x5a; len];
+            m.audio(
+                &AudioSample {
+                    dts: len as u64 * 1920,
+                    data: &data,
+                },
+                &config,
+            );
+        }
+        let ts = m.finish();
+        check_continuity(&ts).expect("continuity");
+        assert_eq!(&ts[..4], &[0x47, 0x40, 0x00, 0x10], "PAT first");
+    }
+}
