@@ -40,7 +40,10 @@ pub(super) fn spawn(shared: &Arc<Shared>, key: &StreamKey, settings: &StreamSett
     if !hls.enabled || !shared.hls.claim(key) {
         return;
     }
-    compio::runtime::spawn(run(shared.clone(), key.clone(), settings.clone(), hls)).detach();
+    // Subscribed here, before the publisher's first frame: the task starts later, and a
+    // publisher that sends a burst first would otherwise leave it only the last GOP.
+    let consumer = Consumer::subscribe(&shared.hub, key, settings);
+    compio::runtime::spawn(run(shared.clone(), key.clone(), consumer, hls)).detach();
 }
 
 fn options(hls: &VhostHls, key: &StreamKey) -> Options {
@@ -65,13 +68,12 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn run(shared: Arc<Shared>, key: StreamKey, settings: StreamSettings, hls: VhostHls) {
+async fn run(shared: Arc<Shared>, key: StreamKey, mut consumer: Consumer, hls: VhostHls) {
     let mut segmenter = Segmenter::new(options(&hls, &key));
     let files = Files {
         dir: hls.path.clone(),
         cleanup: hls.cleanup,
     };
-    let mut consumer = Consumer::subscribe(&shared.hub, &key, &settings);
     tracing::info!("hls {key}: segmenting to {}", segmenter.options().m3u8);
     let linger = linger(&hls);
     loop {
