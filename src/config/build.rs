@@ -220,6 +220,16 @@ const HLS_KEYS: &[&str] = &[
     "hls_acodec",
     "hls_vcodec",
 ];
+/// SRS `hls {}` switches ringcast does not implement, with the value that means what
+/// ringcast does anyway: that value loads silently, the other one warns.
+const HLS_AS_RINGCAST: &[(&str, &str)] = &[
+    ("hls_ctx", "off"),
+    ("hls_ts_ctx", "off"),
+    ("hls_keys", "off"),
+    ("hls_ts_floor", "off"),
+    ("hls_dts_directly", "on"),
+    ("hls_on_error", "continue"),
+];
 /// Beyond SRS, planned: low-latency HLS and fMP4 segments.
 const HLS_LATER: &[&str] = &["hls_ll", "hls_fmp4"];
 /// `hls_dispose` bound: a day; more is a typo for a value in milliseconds.
@@ -669,6 +679,18 @@ impl Builder<'_> {
                     c,
                     format!("vhost.hls.{}: not supported yet, ignored", c.name),
                 );
+                continue;
+            }
+            if let Some((_, ours)) = HLS_AS_RINGCAST.iter().find(|(n, _)| *n == c.name) {
+                if c.args.first().is_some_and(|v| v != ours) {
+                    self.warn(
+                        c,
+                        format!(
+                            "vhost.hls.{} {}: not supported by ringcast, ignored (it does `{ours}`)",
+                            c.name, c.args[0]
+                        ),
+                    );
+                }
                 continue;
             }
             if !self.known("vhost.hls.", HLS_KEYS, c) || !self.first(&mut seen, &c.name, c) {

@@ -10,7 +10,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::es::{self, AacConfig, VideoCodec, VideoConfig};
-use super::segmenter::{AudioSample, Muxer, Tracks, VideoSample};
+use super::mux::{AudioSample, Muxer, Tracks, VideoSample};
 
 /// TS packet size.
 pub const PACKET: usize = 188;
