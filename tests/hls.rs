@@ -347,23 +347,10 @@ fn hevc_segments_decode(server: &Server) {
         let playlist = wait_segments(server, name, 3, SECS_60);
         for uri in segments(&playlist) {
             let seg = fetch_segment(server, &uri, dir.path());
-            let out = Command::new("ffprobe")
-                .args([
-                    "-v",
-                    "error",
-                    "-show_entries",
-                    "stream=codec_name",
-                    "-of",
-                    "csv=p=0",
-                ])
-                .arg(&seg)
-                .output()
-                .expect("ffprobe");
             // ffprobe lists the program's streams, then the streams: HEVC alone, twice.
-            let codecs = String::from_utf8_lossy(&out.stdout).into_owned();
-            let codecs: Vec<_> = codecs.lines().filter(|l| !l.is_empty()).collect();
+            let codecs = common::probe_codecs(&seg);
             assert!(
-                !codecs.is_empty() && codecs.iter().all(|c| *c == "hevc"),
+                !codecs.is_empty() && codecs.iter().all(|c| c == "hevc"),
                 "{name} {uri}: {codecs:?}"
             );
             let errors = ffmpeg_null(seg.to_str().expect("utf-8"), &[]);

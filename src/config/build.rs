@@ -747,16 +747,30 @@ impl Builder<'_> {
 
     /// A ratio such as `1.5`: a plain decimal from 1 to 100.
     fn ratio(&mut self, d: &Directive) -> Result<f64, ConfigError> {
-        const EXPECTED: &str = "a ratio from 1 to 100, e.g. 1.5";
+        self.decimal(
+            d,
+            |r| (1.0..=100.0).contains(&r),
+            "a ratio from 1 to 100, e.g. 1.5",
+        )
+    }
+
+    /// A plain decimal (`10`, `0.5`) that `ok` accepts; exponents, signs, `inf` and `nan`,
+    /// which `f64::from_str` would accept, are refused.
+    fn decimal(
+        &mut self,
+        d: &Directive,
+        ok: impl Fn(f64) -> bool,
+        expected: &'static str,
+    ) -> Result<f64, ConfigError> {
         let value = self.leaf_value(d)?;
         if !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return Err(self.invalid(d, value, EXPECTED));
+            return Err(self.invalid(d, value, expected));
         }
         value
             .parse::<f64>()
             .ok()
-            .filter(|r| (1.0..=100.0).contains(r))
-            .ok_or_else(|| self.invalid(d, value, EXPECTED))
+            .filter(|v| ok(*v))
+            .ok_or_else(|| self.invalid(d, value, expected))
     }
 
     /// An HLS file template: relative, no `..`, printable, with `[stream]` (and `ending`).
@@ -966,22 +980,15 @@ impl Builder<'_> {
             .ok_or_else(|| self.out_of_range(d, value, range))
     }
 
-    /// Seconds as a plain decimal (`10`, `0.5`); exponents, signs, `inf`
-    /// and `nan`, which `f64::from_str` would accept, are refused.
+    /// Seconds as a plain decimal (`10`, `0.5`), above 0 and at most an hour.
     fn seconds(&mut self, d: &Directive) -> Result<Duration, ConfigError> {
         const EXPECTED: &str = "a number of seconds above 0 and at most 3600, e.g. 10 or 0.5";
-        let value = self.leaf_value(d)?;
-        if !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return Err(self.invalid(d, value, EXPECTED));
-        }
-        value
-            .parse::<f64>()
+        let secs = self.decimal(d, |s| s > 0.0 && s <= MAX_QUEUE_SECS, EXPECTED)?;
+        Duration::try_from_secs_f64(secs)
             .ok()
-            .filter(|s| *s > 0.0 && *s <= MAX_QUEUE_SECS)
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
             // A tiny positive value can still round to zero nanoseconds.
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| self.invalid(d, value, EXPECTED))
+            .ok_or_else(|| self.invalid(d, &d.args[0], EXPECTED))
     }
 
     fn path(&mut self, d: &Directive) -> Result<PathBuf, ConfigError> {
