@@ -1,6 +1,7 @@
 //! The HLS segmenter fed random frame sequences: any kind, timestamps that jump back and
 //! forth, configs of AVC, HEVC and AAC or none, junk payloads, unpublishes. It must not
-//! panic, and the TS it writes, all segments end to end, must be whole packets with a
+//! panic, and the TS it writes, the segments between two discontinuities end to end (a
+//! segment too short to keep is only dropped before one), must be whole packets with a
 //! continuity counter that steps by one on each PID.
 #![no_main]
 
@@ -52,7 +53,11 @@ fuzz_target!(|data: &[u8]| {
         let len = usize::from(*len).min(tail.len());
         let (body, next) = tail.split_at(len);
         rest = next;
-        let kind = if op & 1 == 0 { MediaKind::Video } else { MediaKind::Audio };
+        let kind = if op & 1 == 0 {
+            MediaKind::Video
+        } else {
+            MediaKind::Audio
+        };
         let payload: Vec<u8> = match op >> 1 & 0x0f {
             0 => AVC_CONFIG.to_vec(),
             1 => HEVC_CONFIG.to_vec(),
@@ -68,7 +73,10 @@ fuzz_target!(|data: &[u8]| {
         };
         let kind = if payload.first() == Some(&0xaf) {
             MediaKind::Audio
-        } else if payload.first().is_some_and(|b| b & 0x0f == 7 || b & 0x80 != 0) {
+        } else if payload
+            .first()
+            .is_some_and(|b| b & 0x0f == 7 || b & 0x80 != 0)
+        {
             MediaKind::Video
         } else {
             kind
@@ -76,6 +84,10 @@ fuzz_target!(|data: &[u8]| {
         s.handle_frame(kind, ts, &payload, 0);
         while let Some(out) = s.poll_output() {
             if let Output::Segment(seg) = out {
+                if seg.discontinuity {
+                    check(&all);
+                    all.clear();
+                }
                 all.extend_from_slice(&seg.data);
                 assert!(seg.duration_ms > 0);
             }
@@ -87,8 +99,12 @@ fuzz_target!(|data: &[u8]| {
             all.extend_from_slice(&seg.data);
         }
     }
-    if let Err(e) = check_continuity(&all) {
-        panic!("bad TS: {e}");
-    }
+    check(&all);
     let _ = s.playlist();
 });
+
+fn check(ts: &[u8]) {
+    if let Err(e) = check_continuity(ts) {
+        panic!("bad TS: {e}");
+    }
+}
