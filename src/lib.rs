@@ -28,6 +28,8 @@
 //! - [`stats`]: the client registry, the 30-second rates, /proc readings.
 //! - [`hub`]: the stream registry, one Source per stream, per-core rings (pure), the flush
 //!   schedule on `mw_latency` (pure, any clock), consumers, and the relay task per core.
+//! - [`hls`]: HLS, sans-IO: the per-stream segmenter (frames in, segments and playlists
+//!   out), the MPEG-TS muxer, FLV to elementary streams.
 //! - [`media`]: frames as the fan-out shares them and every wire form of a frame
 //!   ([`media::wire`]: RTMP chunks, FLV tags), codec sniffing, timestamp correction.
 //! - [`rtmp`]: the RTMP protocol, sans-IO (handshake with the caller's rng, chunks, AMF0,
@@ -54,6 +56,7 @@ pub mod config;
 pub mod coworkers;
 pub mod egress;
 pub mod flv;
+pub mod hls;
 pub mod hooks;
 pub mod http;
 pub mod httpc;

@@ -26,6 +26,7 @@ use std::sync::OnceLock;
 const PROTOCOL: &[&str] = &[
     "access",
     "rtmp",
+    "hls",
     "flv",
     "media",
     "config",
@@ -49,6 +50,7 @@ const DRIVERS: &[&str] = &[
 const FORBID_UNSAFE: &[&str] = &[
     "access",
     "rtmp",
+    "hls",
     "flv",
     "media",
     "config",

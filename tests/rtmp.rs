@@ -74,24 +74,7 @@ fn rtmpdump_records_a_playable_file() {
         "rtmpdump wrote nothing:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&out_flv)
-        .output()
-        .expect("running ffprobe");
-    let streams = String::from_utf8_lossy(&probe.stdout);
-    assert!(
-        probe.status.success(),
-        "{}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
+    let streams = common::probe_codecs(&out_flv).join(",");
     assert!(
         streams.contains("h264") && streams.contains("aac"),
         "streams: {streams}"

@@ -63,17 +63,46 @@ fn every_srs_example_config_loads() {
 
 #[test]
 fn srs_include_example_pulls_in_its_vhost() {
+    // SRS's include.conf with its included file copied and given one unknown directive: the
+    // included file is read, and its warnings point into it.
     let root = tempfile::tempdir().expect("temp dir");
-    std::os::unix::fs::symlink(corpus(), root.path().join("conf")).expect("conf link");
+    let conf = root.path().join("conf");
+    std::fs::create_dir(&conf).expect("conf dir");
+    std::fs::copy(corpus().join("include.conf"), conf.join("include.conf")).expect("copy");
+    let vhost = std::fs::read_to_string(corpus().join("include.vhost.conf")).expect("read");
+    std::fs::write(
+        conf.join("include.vhost.conf"),
+        format!("{vhost}\nunknown_marker on;\n"),
+    )
+    .expect("write");
     let out = check(root.path(), "include.conf");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    // include.vhost.conf's vhost has an `hls {}` block, which only that file holds.
     assert!(
-        stderr.contains("conf/include.vhost.conf:2: vhost.hls: not supported"),
+        stderr.contains("conf/include.vhost.conf:")
+            && stderr.contains("unknown_marker: not supported"),
         "the included file is read, and its warnings point into it:\n{stderr}"
     );
     assert!(!stderr.contains("include: not supported"), "{stderr}");
+    // Its `hls {}` block is read, not warned about.
+    assert!(!stderr.contains("vhost.hls"), "{stderr}");
+}
+
+#[test]
+fn srs_hls_examples_load_with_hls_read() {
+    let root = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink(corpus(), root.path().join("conf")).expect("conf link");
+    for name in [
+        "hls.conf",
+        "hls.realtime.conf",
+        "http.hls.conf",
+        "hls.origin.conf",
+    ] {
+        let out = check(root.path(), name);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(!stderr.contains("vhost.hls:"), "{name}: {stderr}");
+    }
 }
 
 #[test]

@@ -17,8 +17,8 @@ use super::error::{at, ConfigError};
 use super::include::{expand, read_text};
 use super::model::{
     any_v4, ApiAuth, Cluster, ClusterMode, Config, Exporter, HttpHooks, Https, Listener, LogLevel,
-    LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTPS_API_PORT,
-    HTTPS_SERVER_PORT, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
+    LogTank, RtcServer, Vhost, VhostHls, VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_VHOST,
+    HTTPS_API_PORT, HTTPS_SERVER_PORT, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
 use crate::access::basic::Credentials;
@@ -202,6 +202,7 @@ const VHOST_KEYS: &[&str] = &[
     "origin",
     "token_traverse",
     "http_hooks",
+    "hls",
 ];
 const HTTP_REMUX_KEYS: &[&str] = &["enabled", "mount"];
 const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
@@ -235,6 +236,38 @@ const HTTP_HOOKS_KEYS: &[&str] = &[
     "on_hls",
     "on_hls_notify",
 ];
+/// The `hls {}` directives ringcast implements; SRS's others (`hls_keys`, `hls_ctx`, ...)
+/// warn as unsupported.
+const HLS_KEYS: &[&str] = &[
+    "enabled",
+    "hls_fragment",
+    "hls_td_ratio",
+    "hls_aof_ratio",
+    "hls_window",
+    "hls_path",
+    "hls_m3u8_file",
+    "hls_ts_file",
+    "hls_entry_prefix",
+    "hls_dispose",
+    "hls_cleanup",
+    "hls_wait_keyframe",
+    "hls_acodec",
+    "hls_vcodec",
+];
+/// SRS `hls {}` switches ringcast does not implement, with the value that means what
+/// ringcast does anyway: that value loads silently, the other one warns.
+const HLS_AS_RINGCAST: &[(&str, &str)] = &[
+    ("hls_ctx", "off"),
+    ("hls_ts_ctx", "off"),
+    ("hls_keys", "off"),
+    ("hls_ts_floor", "off"),
+    ("hls_dts_directly", "on"),
+    ("hls_on_error", "continue"),
+];
+/// Beyond SRS, planned: low-latency HLS and fMP4 segments.
+const HLS_LATER: &[&str] = &["hls_ll", "hls_fmp4"];
+/// `hls_dispose` bound: a day; more is a typo for a value in milliseconds.
+const HLS_DISPOSE_SECS: RangeInclusive<u64> = 0..=86_400;
 
 /// The settings SRS 4+ keeps in `play {}` but older configs put directly in
 /// the vhost, each with the directive that set it.
@@ -407,6 +440,7 @@ impl Builder<'_> {
                     self.cluster_setting(c, &mut legacy_cluster)?;
                 }
                 "http_hooks" => vhost.http_hooks = self.http_hooks(c)?,
+                "hls" => vhost.hls = self.hls(c)?,
                 _ => self.play_setting(c, &mut legacy)?,
             }
         }
@@ -954,6 +988,130 @@ impl Builder<'_> {
             .map_err(|_| self.invalid(d, value, "an IP address, `*` or `$ENV_VAR`"))
     }
 
+    /// A vhost's `hls { ... }`.
+    fn hls(&mut self, d: &Directive) -> Result<VhostHls, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut hls = VhostHls::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if HLS_LATER.contains(&c.name.as_str()) {
+                self.warn(
+                    c,
+                    format!("vhost.hls.{}: not supported yet, ignored", c.name),
+                );
+                continue;
+            }
+            if let Some((_, ours)) = HLS_AS_RINGCAST.iter().find(|(n, _)| *n == c.name) {
+                if c.args.first().is_some_and(|v| v != ours) {
+                    self.warn(
+                        c,
+                        format!(
+                            "vhost.hls.{} {}: not supported by ringcast, ignored (it does `{ours}`)",
+                            c.name, c.args[0]
+                        ),
+                    );
+                }
+                continue;
+            }
+            if !self.known("vhost.hls.", HLS_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            // SRS reads an empty value as the default (`hls_entry_prefix;`).
+            if c.args.is_empty() && !c.block {
+                continue;
+            }
+            match c.name.as_str() {
+                "enabled" => hls.enabled = self.flag(c)?,
+                "hls_fragment" => hls.fragment = self.seconds(c)?,
+                "hls_td_ratio" => hls.td_ratio = self.ratio(c)?,
+                "hls_aof_ratio" => hls.aof_ratio = self.ratio(c)?,
+                "hls_window" => hls.window = self.seconds(c)?,
+                "hls_path" => hls.path = self.path(c)?,
+                "hls_m3u8_file" => hls.m3u8_file = self.hls_template(c, ".m3u8")?,
+                "hls_ts_file" => hls.ts_file = self.hls_template(c, "")?,
+                "hls_entry_prefix" => hls.entry_prefix = self.leaf_value(c)?.to_owned(),
+                "hls_dispose" => {
+                    let secs: u64 = self.number(c, HLS_DISPOSE_SECS)?;
+                    hls.dispose = Duration::from_secs(secs);
+                }
+                "hls_cleanup" => hls.cleanup = self.flag(c)?,
+                "hls_wait_keyframe" => hls.wait_keyframe = self.flag(c)?,
+                "hls_acodec" => {
+                    let codec = self.keyword(
+                        c,
+                        &[("aac", "aac"), ("mp3", "mp3"), ("an", "an")],
+                        "`aac`, `mp3` or `an`",
+                    )?;
+                    if codec == "mp3" {
+                        self.warn(c, "hls_acodec mp3: MP3 audio is not segmented".to_owned());
+                    }
+                    hls.audio = codec != "an";
+                }
+                _ => {
+                    let codec = self.keyword(
+                        c,
+                        &[
+                            ("h264", true),
+                            ("h265", true),
+                            ("hevc", true),
+                            ("vn", false),
+                        ],
+                        "`h264`, `h265` or `vn`",
+                    )?;
+                    hls.video = codec;
+                }
+            }
+        }
+        Ok(hls)
+    }
+
+    /// A ratio such as `1.5`: a plain decimal from 1 to 100.
+    fn ratio(&mut self, d: &Directive) -> Result<f64, ConfigError> {
+        self.decimal(
+            d,
+            |r| (1.0..=100.0).contains(&r),
+            "a ratio from 1 to 100, e.g. 1.5",
+        )
+    }
+
+    /// A plain decimal (`10`, `0.5`) that `ok` accepts; exponents, signs, `inf` and `nan`,
+    /// which `f64::from_str` would accept, are refused.
+    fn decimal(
+        &mut self,
+        d: &Directive,
+        ok: impl Fn(f64) -> bool,
+        expected: &'static str,
+    ) -> Result<f64, ConfigError> {
+        let value = self.leaf_value(d)?;
+        if !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(self.invalid(d, value, expected));
+        }
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|v| ok(*v))
+            .ok_or_else(|| self.invalid(d, value, expected))
+    }
+
+    /// An HLS file template: relative, no `..`, printable, with `[stream]` (and `ending`).
+    fn hls_template(&mut self, d: &Directive, ending: &str) -> Result<String, ConfigError> {
+        let value = self.leaf_value(d)?;
+        let ok = value.contains("[stream]")
+            && value.ends_with(ending)
+            && !value.starts_with('/')
+            && !value.split('/').any(|s| s == ".." || s.is_empty())
+            && value.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(self.invalid(
+                d,
+                value,
+                "a relative path with [stream] and no `..`, e.g. [app]/[stream].m3u8",
+            ));
+        }
+        Ok(value.to_owned())
+    }
+
     /// A vhost's `rtc { ... }`.
     fn vhost_rtc(&mut self, d: &Directive) -> Result<VhostRtc, ConfigError> {
         self.require_block(d)?;
@@ -1217,22 +1375,15 @@ impl Builder<'_> {
             .ok_or_else(|| self.out_of_range(d, value, range))
     }
 
-    /// Seconds as a plain decimal (`10`, `0.5`); exponents, signs, `inf`
-    /// and `nan`, which `f64::from_str` would accept, are refused.
+    /// Seconds as a plain decimal (`10`, `0.5`), above 0 and at most an hour.
     fn seconds(&mut self, d: &Directive) -> Result<Duration, ConfigError> {
         const EXPECTED: &str = "a number of seconds above 0 and at most 3600, e.g. 10 or 0.5";
-        let value = self.leaf_value(d)?;
-        if !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return Err(self.invalid(d, value, EXPECTED));
-        }
-        value
-            .parse::<f64>()
+        let secs = self.decimal(d, |s| s > 0.0 && s <= MAX_QUEUE_SECS, EXPECTED)?;
+        Duration::try_from_secs_f64(secs)
             .ok()
-            .filter(|s| *s > 0.0 && *s <= MAX_QUEUE_SECS)
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
             // A tiny positive value can still round to zero nanoseconds.
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| self.invalid(d, value, EXPECTED))
+            .ok_or_else(|| self.invalid(d, &d.args[0], EXPECTED))
     }
 
     fn path(&mut self, d: &Directive) -> Result<PathBuf, ConfigError> {

@@ -17,8 +17,8 @@
 //! - `build.rs`: the directive tree to [`Config`], validation and [`Warning`]s.
 //!
 //! Compatibility rules, chosen so real SRS configs load unchanged:
-//! - Directives ringcast does not support (`srt_server`, `hls`, `dvr`, ...)
-//!   are skipped with one [`Warning`] per dotted path (`vhost.hls`), however
+//! - Directives ringcast does not support (`srt_server`, `dvr`, `hls_keys`, ...)
+//!   are skipped with one [`Warning`] per dotted path (`vhost.dvr`), however
 //!   often they repeat, so a large SRS config stays readable in the log.
 //! - Known directives with bad values are errors, even inside disabled blocks,
 //!   so a typo never silently falls back to a default.
@@ -48,6 +48,6 @@ pub use error::ConfigError;
 pub use include::{MAX_FILE_BYTES, MAX_INCLUDE_DEPTH};
 pub use model::{
     ApiAuth, Cluster, ClusterMode, Config, Exporter, HttpHooks, Https, Listener, LogLevel, LogTank,
-    RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
+    RtcServer, Vhost, VhostHls, VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
 };
 pub use parser::{parse_tree, Directive, ParseError, ParseErrorKind, MAX_DEPTH};

@@ -186,6 +186,8 @@ pub struct Vhost {
     pub cluster: Cluster,
     /// `http_hooks { ... }`: SRS's HTTP callbacks that allow or deny this vhost's clients.
     pub http_hooks: HttpHooks,
+    /// `hls { ... }`: HLS segments and playlists of this vhost's streams.
+    pub hls: VhostHls,
 }
 
 /// `cluster { mode local|remote; }`: what a vhost does with a stream it does not have.
@@ -244,6 +246,67 @@ pub struct HttpHooks {
     pub on_play: Vec<String>,
     /// `on_stop URL...;`: after a play ends; its answer is not waited for.
     pub on_stop: Vec<String>,
+}
+
+/// A vhost's `hls { ... }`, SRS 6's directives with SRS 6's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VhostHls {
+    /// `enabled on|off;`, default off.
+    pub enabled: bool,
+    /// `hls_fragment SECONDS;`, default 10 s: the shortest segment cut at a keyframe
+    /// (times `hls_td_ratio`).
+    pub fragment: Duration,
+    /// `hls_td_ratio R;`, default 1.0: segments are cut at keyframes past
+    /// `hls_fragment * R`, and `#EXT-X-TARGETDURATION` is at least that.
+    pub td_ratio: f64,
+    /// `hls_aof_ratio R;`, default 2.1: any audio frame past `hls_fragment * R` cuts a
+    /// segment (how pure-audio streams are cut, and a bound when keyframes stop).
+    pub aof_ratio: f64,
+    /// `hls_window SECONDS;`, default 60 s: the playlist covers this much.
+    pub window: Duration,
+    /// `hls_path DIR;`, default `./objs/nginx/html`: where files are written.
+    pub path: PathBuf,
+    /// `hls_m3u8_file TEMPLATE;`, default `[app]/[stream].m3u8`.
+    pub m3u8_file: String,
+    /// `hls_ts_file TEMPLATE;`, default `[app]/[stream]-[seq].ts`.
+    pub ts_file: String,
+    /// `hls_entry_prefix URL;`, default empty: the base of segment URLs in the playlist.
+    pub entry_prefix: String,
+    /// `hls_dispose SECONDS;`, default 120 s: files of a stream not republished within this
+    /// are removed; 0 keeps them.
+    pub dispose: Duration,
+    /// `hls_cleanup on|off;`, default on: segment files that leave the playlist are removed.
+    pub cleanup: bool,
+    /// `hls_wait_keyframe on|off;`, default on: cut only at keyframes.
+    pub wait_keyframe: bool,
+    /// `hls_acodec an;` turns audio off (`aac`, the default, or `mp3`: the stream's own).
+    pub audio: bool,
+    /// `hls_vcodec vn;` turns video off (`h264`, the default, or `h265`: the stream's own).
+    pub video: bool,
+}
+
+// The ratios are never NaN: build.rs accepts only plain positive decimals.
+impl Eq for VhostHls {}
+
+impl Default for VhostHls {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            fragment: Duration::from_secs(10),
+            td_ratio: 1.0,
+            aof_ratio: 2.1,
+            window: Duration::from_secs(60),
+            path: PathBuf::from("./objs/nginx/html"),
+            m3u8_file: "[app]/[stream].m3u8".to_owned(),
+            ts_file: "[app]/[stream]-[seq].ts".to_owned(),
+            entry_prefix: String::new(),
+            dispose: Duration::from_secs(120),
+            cleanup: true,
+            wait_keyframe: true,
+            audio: true,
+            video: true,
+        }
+    }
 }
 
 /// A vhost's `rtc { enabled on; rtmp_to_rtc on; nack on; }`.
@@ -332,6 +395,7 @@ impl Vhost {
             security: Security::default(),
             cluster: Cluster::default(),
             http_hooks: HttpHooks::default(),
+            hls: VhostHls::default(),
         }
     }
 }

@@ -513,7 +513,6 @@ fn full_srs_config_loads_with_warnings_only() {
         "http_api.crossdomain",
         "http_api.raw_api",
         "http_server.dir",
-        "vhost.hls",
         "vhost.dvr",
         "vhost.min_latency",
         "vhost.play.mw_msgs",
@@ -534,12 +533,91 @@ fn full_srs_config_loads_with_warnings_only() {
             ..RtcServer::default()
         }
     );
-    let hls = warnings
+    let dvr = warnings
         .iter()
-        .find(|w| w.message.starts_with("vhost.hls:"))
+        .find(|w| w.message.starts_with("vhost.dvr:"))
         .unwrap();
-    assert_eq!(hls.file, FILE);
-    assert_eq!(SRS_FULL.lines().nth(hls.line - 1).unwrap().trim(), "hls {");
+    assert_eq!(dvr.file, FILE);
+    assert_eq!(SRS_FULL.lines().nth(dvr.line - 1).unwrap().trim(), "dvr {");
+    let hls = &config.vhost(DEFAULT_VHOST).hls;
+    assert!(hls.enabled);
+    assert_eq!((hls.td_ratio, hls.dispose), (1.5, Duration::ZERO));
+    assert!(!config.vhost("same.edge.srs.com").hls.enabled);
+}
+
+/// SRS 6's `hls {}`: its defaults, every implemented directive read, the unimplemented ones
+/// and the later ones (LL-HLS, fMP4) warned, bad values refused.
+#[test]
+fn hls_block() {
+    let (config, warnings) = parse("vhost v { hls { } }");
+    assert!(warnings.is_empty());
+    let d = &config.vhost("v").hls;
+    assert_eq!(*d, VhostHls::default());
+    assert!(!d.enabled && d.cleanup && d.wait_keyframe && d.audio && d.video);
+    assert_eq!(
+        (d.fragment, d.window),
+        (Duration::from_secs(10), Duration::from_secs(60))
+    );
+    assert_eq!(
+        (d.td_ratio, d.aof_ratio, d.dispose),
+        (1.0, 2.1, Duration::from_secs(120))
+    );
+    assert_eq!(d.path, PathBuf::from("./objs/nginx/html"));
+    assert_eq!(
+        (d.m3u8_file.as_str(), d.ts_file.as_str()),
+        ("[app]/[stream].m3u8", "[app]/[stream]-[seq].ts")
+    );
+    let (config, warnings) = parse(
+        "vhost v { hls { enabled on; hls_fragment 2.5; hls_td_ratio 1.5; hls_aof_ratio 3; \
+         hls_window 30; hls_path /srv/hls; hls_m3u8_file [vhost]/[app]/[stream].m3u8; \
+         hls_ts_file [app]/[stream]-[timestamp]-[seq].ts; hls_entry_prefix http://cdn; \
+         hls_dispose 0; hls_cleanup off; hls_wait_keyframe off; hls_acodec an; hls_vcodec vn; \
+         hls_keys on; hls_ctx off; hls_ts_ctx on; hls_ll on; hls_fmp4 on; hls_nb_notify; } }",
+    );
+    let h = &config.vhost("v").hls;
+    assert!(h.enabled && !h.cleanup && !h.wait_keyframe && !h.audio && !h.video);
+    assert_eq!(
+        (h.fragment, h.window, h.dispose),
+        (
+            Duration::from_millis(2500),
+            Duration::from_secs(30),
+            Duration::ZERO
+        )
+    );
+    assert_eq!((h.td_ratio, h.aof_ratio), (1.5, 3.0));
+    assert_eq!(h.path, PathBuf::from("/srv/hls"));
+    assert_eq!(h.m3u8_file, "[vhost]/[app]/[stream].m3u8");
+    assert_eq!(h.ts_file, "[app]/[stream]-[timestamp]-[seq].ts");
+    assert_eq!(h.entry_prefix, "http://cdn");
+    let m = messages(&warnings);
+    assert_eq!(m.len(), 5, "{m:?}");
+    for (i, what) in [
+        "vhost.hls.hls_keys on: not supported by ringcast",
+        "vhost.hls.hls_ts_ctx on: not supported by ringcast",
+        "vhost.hls.hls_ll: not supported yet",
+        "vhost.hls.hls_fmp4: not supported yet",
+        "vhost.hls.hls_nb_notify: not supported by ringcast",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(m[i].contains(what), "{m:?}");
+    }
+    for bad in [
+        "hls_fragment 0;",
+        "hls_td_ratio 0.5;",
+        "hls_aof_ratio nan;",
+        "hls_window -1;",
+        "hls_m3u8_file ../[stream].m3u8;",
+        "hls_m3u8_file /abs/[stream].m3u8;",
+        "hls_ts_file [app]/x.ts;",
+        "hls_dispose 100000;",
+        "hls_acodec opus;",
+        "hls_vcodec vp8;",
+        "enabled yes;",
+    ] {
+        parse_err(&format!("vhost v {{ hls {{ {bad} }} }}"));
+    }
 }
 
 /// `https {}` in `http_api` and `http_server`: SRS's defaults (off, 1990 and 8088,
@@ -1041,7 +1119,7 @@ fn rtc_blocks() {
 #[test]
 fn unknown_directive_warns_once() {
     let vhosts: String = (0..10)
-        .map(|i| format!("vhost v{i} {{\n hls {{ enabled on; }}\n}}\n"))
+        .map(|i| format!("vhost v{i} {{\n transcode {{ enabled on; }}\n}}\n"))
         .collect();
     let (config, warnings) = parse(&format!(
         "srt_server {{ enabled on; }}\nsrt_server {{ }}\n{vhosts}"
@@ -1051,7 +1129,7 @@ fn unknown_directive_warns_once() {
         messages(&warnings),
         [
             "conf/test.conf:1: srt_server: not supported by ringcast, ignored (reported once)",
-            "conf/test.conf:4: vhost.hls: not supported by ringcast, ignored (reported once)",
+            "conf/test.conf:4: vhost.transcode: not supported by ringcast, ignored (reported once)",
         ]
     );
 }

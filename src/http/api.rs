@@ -80,7 +80,7 @@ pub(super) async fn handle(req: &Request, shared: &Arc<Shared>) -> ApiReply {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             headers: Vec::new(),
-            body: metrics::render(shared).into_bytes(),
+            body: metrics::render(shared).into(),
         },
         ("versions", None) => ok(shared, "data", versions()),
         ("summaries", None) => ok(shared, "data", summaries(shared)),
@@ -367,6 +367,11 @@ fn stream_json(s: &Source, shared: &Shared, clients: &[Arc<Client>]) -> Value {
     if let Some(pull) = shared.edges.get(key) {
         m.insert("edge".into(), edge_json(&pull));
     }
+    let hls = shared.hls.status(key).map_or(
+        Value::Null,
+        |h| json!({"sequence": h.sequence, "segments": h.segments}),
+    );
+    m.insert("hls".into(), hls);
     Value::Object(m)
 }
 

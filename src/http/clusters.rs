@@ -11,6 +11,7 @@ use crate::coworkers::{answer, http_redirect, Asked, ClusterQuery, Listening, Or
 use crate::hub::StreamKey;
 use crate::server::origin_cluster::{self, ClusterError, Lookup};
 use crate::state::Shared;
+use bytes::Bytes;
 
 /// Answers one clusters query: always HTTP 200 and code 0, with a null `origin` when the
 /// stream is not published here, as SRS answers.
@@ -37,7 +38,7 @@ pub(super) fn handle(req: &Request, shared: &Shared) -> ApiReply {
         status: 200,
         content_type: "application/json",
         headers: Vec::new(),
-        body: answer(&query, origin.as_ref()).into_bytes(),
+        body: answer(&query, origin.as_ref()).into_bytes().into(),
     }
 }
 
@@ -69,7 +70,7 @@ pub(super) async fn redirect_flv(
                 status: 302,
                 content_type: "text/plain",
                 headers: vec![("Location", location)],
-                body: Vec::new(),
+                body: Bytes::new(),
             }
         }
         Lookup::Refuse(e) => {

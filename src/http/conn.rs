@@ -160,16 +160,17 @@ async fn write_reply(
     keep_alive: bool,
     head_only: bool,
 ) -> io::Result<()> {
-    let mut out = head(
+    let head = head(
         reply.status,
         reply.content_type,
         Some(reply.body.len()),
         keep_alive,
         &reply.headers,
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(&reply.body);
+    );
+    let mut iov = vec![Bytes::from(head)];
+    // The body goes as the shared bytes it is, not copied behind the head.
+    if !head_only && !reply.body.is_empty() {
+        iov.push(reply.body.clone());
     }
-    stream.write_all(Bytes::from(out)).await
+    stream.write_all_vectored(iov).await
 }

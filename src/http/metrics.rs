@@ -46,6 +46,43 @@ impl Out {
     }
 }
 
+/// HLS's requests, bytes, segments and file errors.
+fn hls(shared: &Shared, o: &mut Out) {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let h = &shared.hls.stats;
+    o.family("ringcast_hls_requests", "counter", "HLS requests, by kind.");
+    for (kind, n) in [
+        ("playlist", &h.playlist_requests),
+        ("segment", &h.segment_requests),
+    ] {
+        o.sample(
+            "ringcast_hls_requests_total",
+            &format!("kind=\"{kind}\""),
+            load(n),
+        );
+    }
+    o.counter(
+        "ringcast_hls_not_found",
+        "HLS requests for playlists or segments that are not, or no longer, there.",
+        load(&h.not_found),
+    );
+    o.counter(
+        "ringcast_hls_sent_bytes",
+        "Bytes of HLS playlists and segments sent.",
+        load(&h.bytes_sent),
+    );
+    o.counter(
+        "ringcast_hls_segments",
+        "HLS segments made.",
+        load(&h.segments),
+    );
+    o.counter(
+        "ringcast_hls_file_errors",
+        "HLS files under hls_path that could not be written or removed.",
+        load(&h.file_errors),
+    );
+}
+
 /// Renders every metric: ringcast's, then SRS's when the exporter is enabled.
 pub(super) fn render(shared: &Shared) -> String {
     let mut o = Out(String::with_capacity(4096));
@@ -64,7 +101,7 @@ pub(super) fn exporter(shared: &Shared) -> ApiReply {
         status: 200,
         content_type: CONTENT_TYPE,
         headers: Vec::new(),
-        body: o.0.into_bytes(),
+        body: o.0.into(),
     }
 }
 
@@ -165,6 +202,7 @@ fn ringcast(shared: &Shared, o: &mut Out) {
         load(&shared.stats.players_cut),
     );
     edge(shared, o);
+    hls(shared, o);
     let rtc = &shared.rtc.stats;
     o.gauge(
         "ringcast_rtc_sessions",
@@ -576,7 +614,7 @@ mod tests {
         assert!(on.contains("ringcast_build_info"), "{on}");
         assert!(on.contains("label=\"cn-beijing\""), "{on}");
         assert!(on.contains("\nsrs_clients_errs_total 0\n"), "{on}");
-        let alone = String::from_utf8(exporter(&shared).body).expect("utf-8");
+        let alone = String::from_utf8(exporter(&shared).body.to_vec()).expect("utf-8");
         assert!(alone.contains("srs_build_info{") && !alone.contains("ringcast_"));
         assert_eq!(exporter(&shared).content_type, CONTENT_TYPE);
     }

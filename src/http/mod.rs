@@ -7,12 +7,12 @@
 //! limits), `reply` (answers, headers, SRS's envelope), `error` (why a connection ended),
 //! `tls` (HTTPS's stream: rustls's sans-IO connection under a thin adapter, or the plain
 //! socket), `metrics` (Prometheus text), `profile` (the performance tools' routes), `rtc`
-//! (WebRTC signalling's HTTP replies), `clusters` (SRS's origin cluster query), `api` (SRS's
-//! JSON endpoints), `flv` (HTTP-FLV players, a cursor over the same shared frames as RTMP
-//! players), `access` (the API's auth and the `security` rules of players and WebRTC offers),
-//! `router` (which of them answers), `https` (the HTTPS listeners and their certificates),
-//! `conn` (the connection loop). It must not
-//! touch the RTMP sessions; it reads the hub, the client registry and the counters.
+//! (WebRTC signalling's HTTP replies), `clusters` (SRS's origin cluster query), `hls`
+//! (playlists and segments from memory), `api` (SRS's JSON endpoints), `flv` (HTTP-FLV
+//! players, a cursor over the same shared frames as RTMP players), `access` (the API's auth
+//! and the `security` rules of players and WebRTC offers), `router` (which of them answers),
+//! `https` (the HTTPS listeners and their certificates), `conn` (the connection loop). It must
+//! not touch the RTMP sessions; it reads the hub, the client registry and the counters.
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +22,7 @@ mod clusters;
 mod conn;
 mod error;
 mod flv;
+mod hls;
 mod https;
 mod metrics;
 pub mod parser;

@@ -26,7 +26,7 @@ fn file(content_type: &'static str, name: &str, body: Vec<u8>) -> ApiReply {
             "Content-Disposition",
             format!("attachment; filename=\"{name}\""),
         )],
-        body,
+        body: body.into(),
     }
 }
 

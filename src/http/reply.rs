@@ -2,6 +2,7 @@
 //! and headers (CORS included), SRS's JSON envelope, errors and the CORS preflight. Pure: no
 //! socket, no routing.
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 
 /// An answer to a request, as the connection writes it.
@@ -13,8 +14,8 @@ pub(crate) struct ApiReply {
     pub(crate) content_type: &'static str,
     /// Extra response headers, such as WHIP's `Location`.
     pub(crate) headers: Vec<(&'static str, String)>,
-    /// The body.
-    pub(crate) body: Vec<u8>,
+    /// The body, shared (an HLS segment's bytes go to every request as they are).
+    pub(crate) body: Bytes,
 }
 
 /// A JSON reply.
@@ -23,7 +24,7 @@ pub(crate) fn reply(status: u16, body: &Value) -> ApiReply {
         status,
         content_type: "application/json",
         headers: Vec::new(),
-        body: body.to_string().into_bytes(),
+        body: body.to_string().into(),
     }
 }
 
@@ -49,7 +50,7 @@ pub(crate) fn preflight() -> ApiReply {
             ("Access-Control-Expose-Headers", "Location, Server".into()),
             ("Access-Control-Max-Age", "86400".into()),
         ],
-        body: Vec::new(),
+        body: Bytes::new(),
     }
 }
 

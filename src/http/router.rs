@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::parser::Request;
 use super::reply::{error, preflight, ApiReply};
-use super::{access, api, clusters, flv, metrics, rtc};
+use super::{access, api, clusters, flv, hls, metrics, rtc};
 use crate::config::Config;
 use crate::state::Shared;
 
@@ -95,6 +95,9 @@ pub(super) async fn route(
             return Routed::Reply(error(405, "/metrics takes GET"));
         }
         return Routed::Reply(metrics::exporter(shared));
+    }
+    if roles.streams && hls::is_hls(path) {
+        return Routed::Reply(hls::handle(req, shared));
     }
     if roles.streams && path.ends_with(".flv") {
         if req.method != "GET" && req.method != "HEAD" {

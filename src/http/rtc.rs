@@ -128,7 +128,7 @@ fn answer_reply(answer: &SignalAnswer) -> ApiReply {
                     "Location",
                     format!("/rtc/v1/{kind}/?app={app}&stream={stream}&session={session}"),
                 )],
-                body: sdp.as_bytes().to_vec(),
+                body: sdp.as_bytes().to_vec().into(),
             }
         }
         SignalAnswer::Answer {
@@ -155,7 +155,7 @@ fn answer_reply(answer: &SignalAnswer) -> ApiReply {
             status: 200,
             content_type: "text/plain",
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Default::default(),
         },
     }
 }
@@ -186,7 +186,7 @@ fn error_reply(style: Style, error: &SignalError) -> ApiReply {
             status: error.status(),
             content_type: "text/plain",
             headers: Vec::new(),
-            body: format!("{error}\n").into_bytes(),
+            body: format!("{error}\n").into(),
         },
         Style::Json => json_reply(
             error.status(),
@@ -235,7 +235,7 @@ mod tests {
                 "/rtc/v1/whip/?app=live&stream=cam&session=s1".to_owned()
             )]
         );
-        assert_eq!(reply.body, b"v=0");
+        assert_eq!(reply.body, &b"v=0"[..]);
         let deleted = answer_reply(&SignalAnswer::Deleted);
         assert_eq!((deleted.status, deleted.body.len()), (200, 0));
     }
@@ -245,7 +245,7 @@ mod tests {
         let e = SignalError::NotFound("no session x".into());
         let whip = error_reply(Style::Whip, &e);
         assert_eq!((whip.status, whip.content_type), (404, "text/plain"));
-        assert_eq!(whip.body, b"no session x\n");
+        assert_eq!(whip.body, &b"no session x\n"[..]);
         let json = error_reply(Style::Json, &SignalError::Unavailable("busy".into()));
         assert_eq!(json.status, 503);
         let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();

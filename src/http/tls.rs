@@ -64,6 +64,18 @@ impl Stream<'_> {
             Self::Tls(t) => t.write(&[data]).await.map(drop),
         }
     }
+
+    /// Writes all of `iov`, in order: one vectored write on a plain socket, one run of
+    /// records on TLS.
+    pub(super) async fn write_all_vectored(&self, iov: Vec<Bytes>) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => {
+                let mut s = *s;
+                s.write_vectored_all(iov).await.0
+            }
+            Self::Tls(t) => t.write(&iov).await.map(drop),
+        }
+    }
 }
 
 /// A TLS server connection over a socket.

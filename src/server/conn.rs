@@ -13,7 +13,7 @@ use compio::net::TcpStream;
 
 use super::error::ConnError;
 use super::origin_cluster::{self, Outcome};
-use super::{access, edge, forward, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
+use super::{access, edge, forward, hls, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
 use crate::access::security::Action;
 use crate::hub::Consumer;
 use crate::hub::StreamKey;
@@ -193,6 +193,7 @@ async fn publish(
         ))
         .detach();
     }
+    hls::spawn(shared, &key, &settings);
     let registered = target.register(shared, &key, ClientKind::RtmpPublish);
     let client = registered.client();
     let work = pin!(async {

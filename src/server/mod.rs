@@ -14,6 +14,7 @@ mod conn;
 pub(crate) mod edge;
 mod error;
 mod forward;
+mod hls;
 pub(crate) mod origin_cluster;
 mod player;
 

@@ -7,6 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod edge;
+mod hls;
+
+pub use hls::{HlsStats, HlsStore, StreamHls};
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -41,6 +44,8 @@ pub struct Shared {
     pub rtc: Arc<RtcHub>,
     /// The edge's pulls from its origins.
     pub edges: edge::Edges,
+    /// HLS playlists and segments, served from memory.
+    pub hls: HlsStore,
     next_conn_id: AtomicU64,
 }
 
@@ -90,6 +95,7 @@ impl Shared {
             server_id: format!("vid-{:08x}", rand::random::<u32>()),
             rtc: RtcHub::new(),
             edges: edge::Edges::default(),
+            hls: HlsStore::default(),
             next_conn_id: AtomicU64::new(100),
         })
     }

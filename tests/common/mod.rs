@@ -988,6 +988,34 @@ pub fn summary_field(summary: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {summary}"))
 }
 
+/// The codec names `ffprobe -show_entries stream=codec_name` lists for `path` (a program's
+/// streams too, for MPEG-TS); fails when ffprobe does.
+pub fn probe_codecs(path: &Path) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("running ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `curl -s [args] URL`: the status and the body.
 pub fn curl(args: &[&str], url: &str) -> (u16, String) {
     let out = Command::new("curl")
