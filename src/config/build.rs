@@ -16,8 +16,8 @@ use super::env::{overlay, Environment};
 use super::error::{at, ConfigError};
 use super::include::{expand, read_text};
 use super::model::{
-    any_v4, Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc,
-    DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
+    any_v4, Config, Dvr, DvrPlan, Exporter, Listener, LogLevel, LogTank, RtcServer, TimeJitter,
+    Vhost, VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
 
@@ -193,6 +193,7 @@ const VHOST_KEYS: &[&str] = &[
     "play",
     "http_remux",
     "rtc",
+    "dvr",
 ];
 const HTTP_REMUX_KEYS: &[&str] = &["enabled", "mount"];
 const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
@@ -201,6 +202,17 @@ const LISTENER_KEYS: &[&str] = &["enabled", "listen"];
 const RTC_SERVER_KEYS: &[&str] = &["enabled", "listen", "candidate", "sndbuf", "rcvbuf"];
 const EXPORTER_KEYS: &[&str] = &["enabled", "listen", "label", "tag"];
 const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "nack"];
+const DVR_KEYS: &[&str] = &[
+    "enabled",
+    "dvr_apply",
+    "dvr_plan",
+    "dvr_path",
+    "dvr_duration",
+    "dvr_wait_keyframe",
+    "time_jitter",
+];
+/// A day per file is past any real recording plan; the bound catches milliseconds.
+const DVR_DURATION_SECS: RangeInclusive<u64> = 0..=86_400;
 
 /// The settings SRS 4+ keeps in `play {}` but older configs put directly in
 /// the vhost, each with the directive that set it.
@@ -345,6 +357,7 @@ impl Builder<'_> {
                 "play" => self.play_block(c, &mut play)?,
                 "http_remux" => vhost.http_remux = self.http_remux(c)?,
                 "rtc" => vhost.rtc = self.vhost_rtc(c)?,
+                "dvr" => vhost.dvr = self.dvr(c)?,
                 _ => self.play_setting(c, &mut legacy)?,
             }
         }
@@ -651,6 +664,65 @@ impl Builder<'_> {
             }
         }
         Ok(rtc)
+    }
+
+    /// A vhost's `dvr { ... }`, read as SRS 6 reads it.
+    fn dvr(&mut self, d: &Directive) -> Result<Dvr, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut dvr = Dvr::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("vhost.dvr.", DVR_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            match c.name.as_str() {
+                "enabled" => dvr.enabled = self.flag(c)?,
+                "dvr_apply" => {
+                    if c.block {
+                        return Err(self.err_block_unexpected(c));
+                    }
+                    // SRS: `all` alone means every stream; otherwise each word is an
+                    // `app/stream` (an `all` among others is a stream's name).
+                    dvr.apply = match c.args.as_slice() {
+                        [] => return Err(self.missing(c)),
+                        [all] if all == "all" => None,
+                        names => Some(names.to_vec()),
+                    };
+                }
+                "dvr_plan" => {
+                    dvr.plan = self.keyword(
+                        c,
+                        &[("session", DvrPlan::Session), ("segment", DvrPlan::Segment)],
+                        "`session` or `segment`",
+                    )?;
+                }
+                "dvr_path" => {
+                    let value = self.leaf_value(c)?;
+                    if value.is_empty() {
+                        return Err(self.invalid(c, value, "a file path, e.g. [app]/[stream].flv"));
+                    }
+                    dvr.path = value.to_owned();
+                }
+                "dvr_duration" => {
+                    let secs: u64 = self.number(c, DVR_DURATION_SECS)?;
+                    dvr.duration = Duration::from_secs(secs);
+                }
+                "dvr_wait_keyframe" => dvr.wait_keyframe = self.flag(c)?,
+                _ => {
+                    dvr.time_jitter = self.keyword(
+                        c,
+                        &[
+                            ("full", TimeJitter::Full),
+                            ("zero", TimeJitter::Zero),
+                            ("off", TimeJitter::Off),
+                        ],
+                        "one of `full`, `zero`, `off`",
+                    )?;
+                }
+            }
+        }
+        Ok(dvr)
     }
 
     fn rtmp_listen(&mut self, d: &Directive) -> Result<Vec<SocketAddr>, ConfigError> {

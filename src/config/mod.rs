@@ -17,7 +17,7 @@
 //! - `build.rs`: the directive tree to [`Config`], validation and [`Warning`]s.
 //!
 //! Compatibility rules, chosen so real SRS configs load unchanged:
-//! - Directives ringcast does not support (`srt_server`, `hls`, `dvr`, ...)
+//! - Directives ringcast does not support (`srt_server`, `hls`, ...)
 //!   are skipped with one [`Warning`] per dotted path (`vhost.hls`), however
 //!   often they repeat, so a large SRS config stays readable in the log.
 //! - Known directives with bad values are errors, even inside disabled blocks,
@@ -46,7 +46,7 @@ pub use env::Environment;
 pub use error::ConfigError;
 pub use include::{MAX_FILE_BYTES, MAX_INCLUDE_DEPTH};
 pub use model::{
-    Config, Exporter, Listener, LogLevel, LogTank, RtcServer, Vhost, VhostRtc, DEFAULT_FLV_MOUNT,
-    DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
+    Config, Dvr, DvrPlan, Exporter, Listener, LogLevel, LogTank, RtcServer, TimeJitter, Vhost,
+    VhostRtc, DEFAULT_DVR_PATH, DEFAULT_FLV_MOUNT, DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
 };
 pub use parser::{parse_tree, Directive, ParseError, ParseErrorKind, MAX_DEPTH};
