@@ -221,6 +221,13 @@ impl Ring {
             };
             at.cursor += 1;
             if at.need_key && f.kind == MediaKind::Video {
+                // A sequence header arriving while the consumer waits for a keyframe is
+                // the one that keyframe needs: the prefix went out before it came.
+                if f.role == FrameRole::VideoSequenceHeader {
+                    visit(f);
+                    n += 1;
+                    continue;
+                }
                 if !f.is_keyframe() {
                     continue;
                 }
