@@ -11,6 +11,7 @@
 //! - [`http`]: the HTTP/1.1 driver: connection loop, router, replies, SRS's API, the
 //!   profiling and WebRTC signalling routes, HTTP-FLV players, Prometheus metrics.
 //! - [`server`]: the RTMP driver: a connection's control phase, publishers, players, forwards.
+//! - [`dvr`]: recording a stream to FLV or MP4 files, a consumer task per stream.
 //! - [`profile`]: CPU and heap profiles, the counting allocator, the incremental leak check,
 //!   SRS's process statistics; no HTTP.
 //! - [`state`]: [`state::Shared`], what every worker updates and the API reads.
@@ -28,6 +29,7 @@
 //!   ([`media::wire`]: RTMP chunks, FLV tags), codec sniffing, timestamp correction.
 //! - [`rtmp`]: the RTMP protocol, sans-IO (handshake with the caller's rng, chunks, AMF0,
 //!   message types, server and client sessions).
+//! - [`mp4`]: fragmented MP4, sans-IO: FLV tag bodies to an init segment and fragments.
 //! - [`flv`]: FLV tags, read and written. [`config`]: the SRS/nginx-style config file, the
 //!   environment's `SRS_*` overrides, parsed into a typed [`config::Config`].
 //! - [`bench`]: the load tool behind `ringcast-bench` (players, publishers, SEI latency), a
@@ -42,11 +44,13 @@
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod dvr;
 pub mod egress;
 pub mod flv;
 pub mod http;
 pub mod hub;
 pub mod media;
+pub mod mp4;
 pub mod profile;
 pub mod rtc;
 pub mod rtmp;

@@ -27,6 +27,10 @@ const PROTOCOL: &[&str] = &[
     "rtmp",
     "flv",
     "media",
+    "mp4",
+    "dvr/path",
+    "dvr/plan",
+    "dvr/format",
     "config",
     "hub/ring",
     "hub/flush",
@@ -40,7 +44,7 @@ const PROTOCOL: &[&str] = &[
 ];
 /// The I/O, process and API layers, which protocol code never imports.
 const DRIVERS: &[&str] = &[
-    "server", "app", "http", "runtime", "state", "egress", "profile",
+    "server", "app", "http", "runtime", "state", "egress", "profile", "dvr",
 ];
 /// Modules whose file (`x/mod.rs` for a folder, `x.rs` otherwise; `hub/ring` for a file
 /// inside a folder) must say `#![forbid(unsafe_code)]`.
@@ -48,6 +52,8 @@ const FORBID_UNSAFE: &[&str] = &[
     "rtmp",
     "flv",
     "media",
+    "mp4",
+    "dvr",
     "config",
     "hub/ring",
     "hub/flush",

@@ -359,6 +359,11 @@ fn stream_json(s: &Source, shared: &Shared, clients: &[Arc<Client>]) -> Value {
     );
     m.insert("video".into(), video);
     m.insert("audio".into(), audio);
+    m.insert(
+        "dvr".into(),
+        json!({"files": s.stats.dvr_files.load(Ordering::Relaxed),
+               "errors": s.stats.dvr_errors.load(Ordering::Relaxed)}),
+    );
     Value::Object(m)
 }
 

@@ -183,6 +183,7 @@ async fn publish(
         ))
         .detach();
     }
+    crate::dvr::spawn(shared, &key, &settings, id);
     let registered = target.register(shared, &key, ClientKind::RtmpPublish);
     let client = registered.client();
     let work = pin!(async {
