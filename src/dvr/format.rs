@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use crate::flv;
 use crate::media::{FrameRole, MediaKind};
 use crate::mp4::{self, MuxError, Muxer, Tag, TagError};
+use crate::rtmp::amf0::{self, Amf0Value};
 
 /// Longest fragment of an audio-only MP4: what a crash may lose.
 const AUDIO_FRAGMENT_MS: u64 = 1000;
@@ -75,10 +76,13 @@ pub enum Wrote {
 /// One file's encoder.
 #[derive(Debug)]
 pub enum Encoder {
-    /// FLV; `keyed` once the first video keyframe is in.
+    /// FLV.
     Flv {
         /// A video keyframe is in the file: video before it is not decodable.
         keyed: bool,
+        /// Where the onMetaData's `duration` and `filesize` numbers sit in the file, to be
+        /// filled in when it closes.
+        patch: Option<(u64, u64)>,
     },
     /// Fragmented MP4.
     Mp4 {
@@ -100,17 +104,29 @@ impl Encoder {
         match format {
             Format::Flv => {
                 flv::write_header(true, true, out);
-                let tags = [
-                    (MediaKind::Data, &headers.metadata),
+                let mut patch = None;
+                if let Some(meta) = &headers.metadata {
+                    let at = (out.len() + flv::TAG_HEADER_LEN) as u64;
+                    match file_metadata(meta) {
+                        Some((body, duration, filesize)) => {
+                            flv::write_tag(MediaKind::Data.type_id(), ts, &body, out);
+                            patch = Some((at + duration as u64, at + filesize as u64));
+                        }
+                        None => flv::write_tag(MediaKind::Data.type_id(), ts, meta, out),
+                    }
+                }
+                for (kind, body) in [
                     (MediaKind::Video, &headers.video),
                     (MediaKind::Audio, &headers.audio),
-                ];
-                for (kind, body) in tags {
+                ] {
                     if let Some(body) = body {
                         flv::write_tag(kind.type_id(), ts, body, out);
                     }
                 }
-                Ok(Self::Flv { keyed: false })
+                Ok(Self::Flv {
+                    keyed: false,
+                    patch,
+                })
             }
             Format::Mp4 => {
                 let mut enc = Self::Mp4 {
@@ -140,7 +156,7 @@ impl Encoder {
         out: &mut BytesMut,
     ) -> Result<Wrote, FormatError> {
         match self {
-            Self::Flv { keyed } => {
+            Self::Flv { keyed, .. } => {
                 if kind == MediaKind::Data {
                     return Ok(Wrote::Done);
                 }
@@ -203,5 +219,96 @@ impl Encoder {
             }
         }
         Ok(())
+    }
+}
+
+impl Encoder {
+    /// What to overwrite in place once the file is complete, `duration_ms` long and `size`
+    /// bytes: the FLV onMetaData's `duration` (seconds) and `filesize`, as SRS does, since
+    /// players take a file's length from there.
+    pub fn patches(&self, duration_ms: u32, size: u64) -> Vec<(u64, [u8; 8])> {
+        match self {
+            Self::Flv {
+                patch: Some((duration, filesize)),
+                ..
+            } => vec![
+                (*duration, (f64::from(duration_ms) / 1000.0).to_be_bytes()),
+                (*filesize, (size as f64).to_be_bytes()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The stream's onMetaData for a file: its `duration` and `filesize` (the publisher's, or
+/// none for live) replaced by two numbers at the end, filled in at close, with the offsets of
+/// their values in the returned body. `None` when the body is not an onMetaData.
+fn file_metadata(body: &[u8]) -> Option<(Bytes, usize, usize)> {
+    let values = amf0::decode_all(body).ok()?;
+    let [name, props] = values.as_slice() else {
+        return None;
+    };
+    let props = match props {
+        Amf0Value::EcmaArray(p) | Amf0Value::Object(p) => p,
+        _ => return None,
+    };
+    let mut props: Vec<(String, Amf0Value)> = props
+        .iter()
+        .filter(|(k, _)| k != "duration" && k != "filesize")
+        .cloned()
+        .collect();
+    props.push(("duration".into(), Amf0Value::Number(0.0)));
+    props.push(("filesize".into(), Amf0Value::Number(0.0)));
+    let mut out = BytesMut::new();
+    amf0::encode_all(&[name.clone(), Amf0Value::EcmaArray(props)], &mut out);
+    // The array ends `... 00 08 "filesize" 00 <f64> 00 00 09`: the last number's value is
+    // 11 bytes from the end, `duration`'s 8 + 1 + 10 bytes before it.
+    let filesize = out.len().checked_sub(3 + 8)?;
+    let duration = filesize.checked_sub(8 + 1 + 10)?;
+    Some((out.freeze(), duration, filesize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flv_metadata_gets_patchable_duration_and_filesize() {
+        let mut meta = BytesMut::new();
+        amf0::encode_all(
+            &[
+                Amf0Value::String("onMetaData".into()),
+                Amf0Value::EcmaArray(vec![
+                    ("duration".into(), Amf0Value::Number(10.0)),
+                    ("width".into(), Amf0Value::Number(640.0)),
+                    ("filesize".into(), Amf0Value::Number(1.0)),
+                ]),
+            ],
+            &mut meta,
+        );
+        let headers = Headers {
+            metadata: Some(meta.freeze()),
+            ..Headers::default()
+        };
+        let mut out = BytesMut::new();
+        let enc = Encoder::open(Format::Flv, &headers, 0, &mut out).expect("opens");
+        let patches = enc.patches(8500, 4096);
+        assert_eq!(patches.len(), 2);
+        let mut file = out.to_vec();
+        for (at, value) in &patches {
+            file[*at as usize..*at as usize + 8].copy_from_slice(value);
+        }
+        let mut r = flv::FlvReader::new();
+        r.push(&file);
+        let tag = r.next_tag().expect("valid").expect("a tag");
+        let values = amf0::decode_all(&tag.data).expect("amf0");
+        let props = &values[1];
+        assert_eq!(props.get("duration").and_then(Amf0Value::as_f64), Some(8.5));
+        assert_eq!(
+            props.get("filesize").and_then(Amf0Value::as_f64),
+            Some(4096.0)
+        );
+        assert_eq!(props.get("width").and_then(Amf0Value::as_f64), Some(640.0));
+        assert!(file_metadata(b"junk").is_none());
     }
 }

@@ -249,9 +249,19 @@ impl Recorder {
             return;
         }
         self.write_out().await;
-        let Some(f) = self.file.take() else {
+        let Some(mut f) = self.file.take() else {
             return;
         };
+        for (at, value) in f.enc.patches(f.duration_ms, f.pos) {
+            let compio::BufResult(written, _) = f.file.write_all_at(value.to_vec(), at).await;
+            if let Err(source) = written {
+                self.fail(DvrError::Io {
+                    path: f.tmp,
+                    source,
+                });
+                return;
+            }
+        }
         let done = path::reaped(&f.path, u64::from(f.duration_ms));
         let closed = f.file.close().await;
         let renamed = match closed {
