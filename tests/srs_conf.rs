@@ -91,3 +91,20 @@ fn http_ts_and_audio_mounts_warn_that_they_are_not_served() {
         assert!(stderr.contains("not served yet"), "{name}: {stderr}");
     }
 }
+
+#[test]
+fn srs_dvr_examples_load_without_a_dvr_warning() {
+    let root = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink(corpus(), root.path().join("conf")).expect("conf link");
+    for name in [
+        "dvr.session.conf",
+        "dvr.segment.conf",
+        "dvr.path.conf",
+        "dvr.mp4.conf",
+    ] {
+        let out = check(root.path(), name);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(!stderr.contains("dvr"), "{name}: {stderr}");
+    }
+}
