@@ -645,4 +645,50 @@ mod tests {
         );
         assert!(mux.flush().unwrap().is_none());
     }
+
+    #[test]
+    fn hevc_gets_an_hvc1_entry_with_its_record() {
+        // libheif's hvcC (from mp4-atom's tests), behind a legacy FLV HEVC header.
+        const HVCC: &[u8] = &[
+            0x01, 0x01, 0x60, 0x00, 0x00, 0x00, 0x90, 0x00, 0x00, 0x00, 0x00, 0x00, 0x78, 0xf0,
+            0x00, 0xfc, 0xfd, 0xf8, 0xf8, 0x00, 0x00, 0x0f, 0x03, 0x20, 0x00, 0x01, 0x00, 0x19,
+            0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00,
+            0x00, 0x03, 0x00, 0x00, 0x03, 0x00, 0x78, 0x99, 0x8a, 0x02, 0x40, 0x21, 0x00, 0x01,
+            0x00, 0x30, 0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00,
+            0x03, 0x00, 0x00, 0x03, 0x00, 0x78, 0xa0, 0x02, 0x80, 0x80, 0x35, 0x9f, 0x59, 0x66,
+            0x62, 0xa4, 0x91, 0x26, 0xbf, 0xfc, 0x1a, 0xb0, 0x1a, 0xac, 0x04, 0x00, 0x00, 0x03,
+            0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0x64, 0x20, 0x22, 0x00, 0x01, 0x00, 0x07, 0x44,
+            0x01, 0xc1, 0x72, 0xb6, 0x62, 0x40,
+        ];
+        let header = Bytes::from([&[0x1c, 0, 0, 0, 0][..], HVCC].concat());
+        let Tag::VideoConfig(config) = read_tag(MediaKind::Video, 0, &header).expect("valid")
+        else {
+            panic!("not a video config")
+        };
+        let mut mux = Muxer::new();
+        assert!(mux.set_video(config));
+        let frame = Bytes::from_static(&[0x1c, 1, 0, 0, 40, 0, 0, 0, 1, 0x26]);
+        let Tag::Video(sample) = read_tag(MediaKind::Video, 0, &frame).expect("valid") else {
+            panic!("not a frame")
+        };
+        mux.push_video(sample);
+        let init = mux.init().expect("encodes").expect("an init segment");
+        let mut buf = init.as_ref();
+        let _ = Any::decode(&mut buf).expect("ftyp");
+        let moov = Moov::decode(&mut buf).expect("moov");
+        let Codec::Hvc1(hvc1) = &moov.trak[0].mdia.minf.stbl.stsd.codecs[0] else {
+            panic!("not hvc1")
+        };
+        let mut record = Vec::new();
+        mp4_atom::Atom::encode_body(&hvc1.hvcc, &mut record).expect("encodes");
+        assert_eq!(record, HVCC, "the publisher's record, as it came");
+        let f = mux.flush().expect("encodes").expect("the frame");
+        let moof = Moof::decode(&mut f.bytes.as_ref()).expect("moof");
+        let first = moof.traf[0].trun[0].samples.get(0).expect("a sample");
+        assert_eq!(
+            (first.cts, first.flags),
+            (Some(3600), Some(SYNC_FLAGS)),
+            "40 ms at 90 kHz"
+        );
+    }
 }
