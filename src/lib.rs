@@ -13,6 +13,7 @@
 //! - [`server`]: the RTMP driver: a connection's control phase, publishers, players, forwards.
 //! - [`hooks`]: SRS's HTTP hooks: the bodies and the verdict (pure), the calls on the
 //!   client's own task through [`httpc`] with the config in force.
+//! - [`dvr`]: recording a stream to FLV or MP4 files, a consumer task per stream.
 //! - [`profile`]: CPU and heap profiles, the counting allocator, the incremental leak check,
 //!   SRS's process statistics; no HTTP.
 //! - [`state`]: [`state::Shared`], what every worker updates and the API reads.
@@ -34,6 +35,7 @@
 //!   ([`media::wire`]: RTMP chunks, FLV tags), codec sniffing, timestamp correction.
 //! - [`rtmp`]: the RTMP protocol, sans-IO (handshake with the caller's rng, chunks, AMF0,
 //!   message types, server and client sessions).
+//! - [`mp4`]: fragmented MP4, sans-IO: FLV tag bodies to an init segment and fragments.
 //! - [`flv`]: FLV tags, read and written. [`config`]: the SRS/nginx-style config file, the
 //!   environment's `SRS_*` overrides, parsed into a typed [`config::Config`].
 //! - [`access`]: who may publish, play and administer, pure: a vhost's `security {}` rules
@@ -54,6 +56,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod coworkers;
+pub mod dvr;
 pub mod egress;
 pub mod flv;
 pub mod hls;
@@ -62,6 +65,7 @@ pub mod http;
 pub mod httpc;
 pub mod hub;
 pub mod media;
+pub mod mp4;
 pub mod profile;
 pub mod rtc;
 pub mod rtmp;

@@ -29,6 +29,10 @@ const PROTOCOL: &[&str] = &[
     "hls",
     "flv",
     "media",
+    "mp4",
+    "dvr/path",
+    "dvr/plan",
+    "dvr/format",
     "config",
     "coworkers",
     "hub/ring",
@@ -43,7 +47,7 @@ const PROTOCOL: &[&str] = &[
 ];
 /// The I/O, process and API layers, which protocol code never imports.
 const DRIVERS: &[&str] = &[
-    "server", "app", "http", "runtime", "state", "egress", "profile", "httpc", "hooks",
+    "server", "app", "http", "runtime", "state", "egress", "profile", "httpc", "hooks", "dvr",
 ];
 /// Modules whose file (`x/mod.rs` for a folder, `x.rs` otherwise; `hub/ring` for a file
 /// inside a folder) must say `#![forbid(unsafe_code)]`.
@@ -53,6 +57,8 @@ const FORBID_UNSAFE: &[&str] = &[
     "hls",
     "flv",
     "media",
+    "mp4",
+    "dvr",
     "config",
     "coworkers",
     "hub/ring",

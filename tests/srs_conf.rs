@@ -182,9 +182,26 @@ fn hooks_examples_load_and_warn_only_for_what_is_not_called() {
     for hook in ["on_dvr", "on_hls", "on_hls_notify"] {
         assert!(
             full.contains(&format!(
-                "http_hooks.{hook}: not yet: ringcast has no DVR or HLS"
+                "http_hooks.{hook}: not yet: ringcast does not call DVR or HLS hooks"
             )),
             "{full}"
         );
+    }
+}
+
+#[test]
+fn srs_dvr_examples_load_without_a_dvr_warning() {
+    let root = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink(corpus(), root.path().join("conf")).expect("conf link");
+    for name in [
+        "dvr.session.conf",
+        "dvr.segment.conf",
+        "dvr.path.conf",
+        "dvr.mp4.conf",
+    ] {
+        let out = check(root.path(), name);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(!stderr.contains("dvr"), "{name}: {stderr}");
     }
 }

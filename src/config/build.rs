@@ -16,9 +16,10 @@ use super::env::{overlay, Environment};
 use super::error::{at, ConfigError};
 use super::include::{expand, read_text};
 use super::model::{
-    any_v4, ApiAuth, Cluster, ClusterMode, Config, Exporter, HttpHooks, Https, Listener, LogLevel,
-    LogTank, RtcServer, Vhost, VhostHls, VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_VHOST,
-    HTTPS_API_PORT, HTTPS_SERVER_PORT, HTTP_API_PORT, HTTP_SERVER_PORT, RTMP_PORT,
+    any_v4, ApiAuth, Cluster, ClusterMode, Config, Dvr, DvrPlan, Exporter, HttpHooks, Https,
+    Listener, LogLevel, LogTank, RtcServer, TimeJitter, Vhost, VhostHls, VhostRtc,
+    DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTPS_API_PORT, HTTPS_SERVER_PORT, HTTP_API_PORT,
+    HTTP_SERVER_PORT, RTMP_PORT,
 };
 use super::parser::{parse_tree, Directive};
 use crate::access::basic::Credentials;
@@ -203,6 +204,7 @@ const VHOST_KEYS: &[&str] = &[
     "token_traverse",
     "http_hooks",
     "hls",
+    "dvr",
 ];
 const HTTP_REMUX_KEYS: &[&str] = &["enabled", "mount"];
 const PLAY_KEYS: &[&str] = &["gop_cache", "queue_length", "mw_latency"];
@@ -268,6 +270,17 @@ const HLS_AS_RINGCAST: &[(&str, &str)] = &[
 const HLS_LATER: &[&str] = &["hls_ll", "hls_fmp4"];
 /// `hls_dispose` bound: a day; more is a typo for a value in milliseconds.
 const HLS_DISPOSE_SECS: RangeInclusive<u64> = 0..=86_400;
+const DVR_KEYS: &[&str] = &[
+    "enabled",
+    "dvr_apply",
+    "dvr_plan",
+    "dvr_path",
+    "dvr_duration",
+    "dvr_wait_keyframe",
+    "time_jitter",
+];
+/// A day per file is past any real recording plan; the bound catches milliseconds.
+const DVR_DURATION_SECS: RangeInclusive<u64> = 0..=86_400;
 
 /// The settings SRS 4+ keeps in `play {}` but older configs put directly in
 /// the vhost, each with the directive that set it.
@@ -441,6 +454,7 @@ impl Builder<'_> {
                 }
                 "http_hooks" => vhost.http_hooks = self.http_hooks(c)?,
                 "hls" => vhost.hls = self.hls(c)?,
+                "dvr" => vhost.dvr = self.dvr(c)?,
                 _ => self.play_setting(c, &mut legacy)?,
             }
         }
@@ -1159,10 +1173,13 @@ impl Builder<'_> {
                 "on_play" => &mut hooks.on_play,
                 "on_stop" => &mut hooks.on_stop,
                 _ => {
-                    // DVR and HLS hooks fire on files ringcast does not write.
+                    // DVR's and HLS's file hooks are not called yet; the files are written.
                     self.warn(
                         c,
-                        format!("http_hooks.{}: not yet: ringcast has no DVR or HLS", c.name),
+                        format!(
+                            "http_hooks.{}: not yet: ringcast does not call DVR or HLS hooks",
+                            c.name
+                        ),
                     );
                     continue;
                 }
@@ -1194,6 +1211,65 @@ impl Builder<'_> {
             }
         }
         Ok(hooks)
+    }
+
+    /// A vhost's `dvr { ... }`, read as SRS 6 reads it.
+    fn dvr(&mut self, d: &Directive) -> Result<Dvr, ConfigError> {
+        self.require_block(d)?;
+        self.warn_args_ignored(d, &d.args);
+        let mut dvr = Dvr::default();
+        let mut seen = Seen::default();
+        for c in &d.children {
+            if !self.known("vhost.dvr.", DVR_KEYS, c) || !self.first(&mut seen, &c.name, c) {
+                continue;
+            }
+            match c.name.as_str() {
+                "enabled" => dvr.enabled = self.flag(c)?,
+                "dvr_apply" => {
+                    if c.block {
+                        return Err(self.err_block_unexpected(c));
+                    }
+                    // SRS: `all` alone means every stream; otherwise each word is an
+                    // `app/stream` (an `all` among others is a stream's name).
+                    dvr.apply = match c.args.as_slice() {
+                        [] => return Err(self.missing(c)),
+                        [all] if all == "all" => None,
+                        names => Some(names.to_vec()),
+                    };
+                }
+                "dvr_plan" => {
+                    dvr.plan = self.keyword(
+                        c,
+                        &[("session", DvrPlan::Session), ("segment", DvrPlan::Segment)],
+                        "`session` or `segment`",
+                    )?;
+                }
+                "dvr_path" => {
+                    let value = self.leaf_value(c)?;
+                    if value.is_empty() {
+                        return Err(self.invalid(c, value, "a file path, e.g. [app]/[stream].flv"));
+                    }
+                    dvr.path = value.to_owned();
+                }
+                "dvr_duration" => {
+                    let secs: u64 = self.number(c, DVR_DURATION_SECS)?;
+                    dvr.duration = Duration::from_secs(secs);
+                }
+                "dvr_wait_keyframe" => dvr.wait_keyframe = self.flag(c)?,
+                _ => {
+                    dvr.time_jitter = self.keyword(
+                        c,
+                        &[
+                            ("full", TimeJitter::Full),
+                            ("zero", TimeJitter::Zero),
+                            ("off", TimeJitter::Off),
+                        ],
+                        "one of `full`, `zero`, `off`",
+                    )?;
+                }
+            }
+        }
+        Ok(dvr)
     }
 
     fn rtmp_listen(&mut self, d: &Directive) -> Result<Vec<SocketAddr>, ConfigError> {

@@ -321,6 +321,41 @@ const SETTINGS: &[Setting] = &[
         path: &["vhost", "http_hooks", "on_stop"],
         list: true,
     },
+    Setting {
+        names: &["VHOST_DVR_ENABLED"],
+        path: &["vhost", "dvr", "enabled"],
+        list: false,
+    },
+    Setting {
+        names: &["VHOST_DVR_DVR_APPLY"],
+        path: &["vhost", "dvr", "dvr_apply"],
+        list: true,
+    },
+    Setting {
+        names: &["VHOST_DVR_DVR_PLAN"],
+        path: &["vhost", "dvr", "dvr_plan"],
+        list: false,
+    },
+    Setting {
+        names: &["VHOST_DVR_DVR_PATH"],
+        path: &["vhost", "dvr", "dvr_path"],
+        list: false,
+    },
+    Setting {
+        names: &["VHOST_DVR_DVR_DURATION"],
+        path: &["vhost", "dvr", "dvr_duration"],
+        list: false,
+    },
+    Setting {
+        names: &["VHOST_DVR_DVR_WAIT_KEYFRAME"],
+        path: &["vhost", "dvr", "dvr_wait_keyframe"],
+        list: false,
+    },
+    Setting {
+        names: &["VHOST_DVR_TIME_JITTER"],
+        path: &["vhost", "dvr", "time_jitter"],
+        list: false,
+    },
 ];
 
 /// The `SRS_` and `RINGCAST_` variables of a process, taken once: the config's overlay, the

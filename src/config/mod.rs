@@ -17,8 +17,8 @@
 //! - `build.rs`: the directive tree to [`Config`], validation and [`Warning`]s.
 //!
 //! Compatibility rules, chosen so real SRS configs load unchanged:
-//! - Directives ringcast does not support (`srt_server`, `dvr`, `hls_keys`, ...)
-//!   are skipped with one [`Warning`] per dotted path (`vhost.dvr`), however
+//! - Directives ringcast does not support (`srt_server`, `hls_keys`, ...)
+//!   are skipped with one [`Warning`] per dotted path (`vhost.hls.hls_keys`), however
 //!   often they repeat, so a large SRS config stays readable in the log.
 //! - Known directives with bad values are errors, even inside disabled blocks,
 //!   so a typo never silently falls back to a default.
@@ -47,7 +47,8 @@ pub use env::Environment;
 pub use error::ConfigError;
 pub use include::{MAX_FILE_BYTES, MAX_INCLUDE_DEPTH};
 pub use model::{
-    ApiAuth, Cluster, ClusterMode, Config, Exporter, HttpHooks, Https, Listener, LogLevel, LogTank,
-    RtcServer, Vhost, VhostHls, VhostRtc, DEFAULT_FLV_MOUNT, DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
+    ApiAuth, Cluster, ClusterMode, Config, Dvr, DvrPlan, Exporter, HttpHooks, Https, Listener,
+    LogLevel, LogTank, RtcServer, TimeJitter, Vhost, VhostHls, VhostRtc, DEFAULT_DVR_PATH,
+    DEFAULT_FLV_MOUNT, DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
 };
 pub use parser::{parse_tree, Directive, ParseError, ParseErrorKind, MAX_DEPTH};

@@ -188,6 +188,8 @@ pub struct Vhost {
     pub http_hooks: HttpHooks,
     /// `hls { ... }`: HLS segments and playlists of this vhost's streams.
     pub hls: VhostHls,
+    /// `dvr { ... }`: recording this vhost's streams to files.
+    pub dvr: Dvr,
 }
 
 /// `cluster { mode local|remote; }`: what a vhost does with a stream it does not have.
@@ -309,6 +311,78 @@ impl Default for VhostHls {
     }
 }
 
+/// SRS's default `dvr_path`.
+pub const DEFAULT_DVR_PATH: &str = "./objs/nginx/html/[app]/[stream].[timestamp].flv";
+
+/// A vhost's `dvr { enabled on; dvr_apply all; dvr_plan session; dvr_path P; dvr_duration 30;
+/// dvr_wait_keyframe on; time_jitter full; }`, with SRS 6's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dvr {
+    /// `enabled on|off;`, default off.
+    pub enabled: bool,
+    /// `dvr_apply all;` (`None`, the default) or `dvr_apply live/a live/b;`: the `app/stream`
+    /// names recorded.
+    pub apply: Option<Vec<String>>,
+    /// `dvr_plan session|segment;`, default session.
+    pub plan: DvrPlan,
+    /// `dvr_path TEMPLATE;`: the file's path with SRS's variables; its extension (`.flv` or
+    /// `.mp4`) picks the format, and one with neither is a folder that gets
+    /// `/[stream].[timestamp].flv` appended, as in SRS 1.
+    pub path: String,
+    /// `dvr_duration SECONDS;`, default 30: the segment plan's file length; 0 never cuts.
+    pub duration: Duration,
+    /// `dvr_wait_keyframe on|off;`, default on: segments are cut on a video keyframe.
+    pub wait_keyframe: bool,
+    /// `time_jitter full|zero|off;`, default full: how each file's timestamps are made.
+    pub time_jitter: TimeJitter,
+}
+
+impl Default for Dvr {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            apply: None,
+            plan: DvrPlan::Session,
+            path: DEFAULT_DVR_PATH.to_owned(),
+            duration: Duration::from_secs(30),
+            wait_keyframe: true,
+            time_jitter: TimeJitter::Full,
+        }
+    }
+}
+
+impl Dvr {
+    /// Whether stream `app/stream` is recorded: enabled, and named by `dvr_apply`.
+    #[must_use]
+    pub fn applies_to(&self, app: &str, stream: &str) -> bool {
+        self.enabled
+            && self.apply.as_ref().is_none_or(|names| {
+                let id = format!("{app}/{stream}");
+                names.contains(&id)
+            })
+    }
+}
+
+/// `dvr_plan`: when a file ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DvrPlan {
+    /// One file per publish, closed when the publisher leaves.
+    Session,
+    /// A new file every `dvr_duration`.
+    Segment,
+}
+
+/// `time_jitter`: SRS's timestamp correction of each recorded file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeJitter {
+    /// The file starts at 0 and never steps back or leaps (steps over 250 ms become 10 ms).
+    Full,
+    /// The file starts at 0; steps are kept as they are.
+    Zero,
+    /// The stream's own timestamps.
+    Off,
+}
+
 /// A vhost's `rtc { enabled on; rtmp_to_rtc on; nack on; }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VhostRtc {
@@ -396,6 +470,7 @@ impl Vhost {
             cluster: Cluster::default(),
             http_hooks: HttpHooks::default(),
             hls: VhostHls::default(),
+            dvr: Dvr::default(),
         }
     }
 }

@@ -37,6 +37,66 @@ fn http_remux_mount() {
     );
 }
 
+/// SRS 6's `dvr {}`: its defaults, every directive read, `dvr_apply` as SRS filters.
+#[test]
+fn dvr_block() {
+    let (config, warnings) = parse(
+        "vhost a { dvr { enabled on; } }\n\
+         vhost b { dvr { enabled on; dvr_apply live/one live/two; dvr_plan segment;\n\
+         dvr_path /data/[vhost]/[app]/[stream]/[2006]/[01]/[02]/[15].[04].[05].[999].mp4;\n\
+         dvr_duration 5; dvr_wait_keyframe off; time_jitter zero; dvr_unknown 1; } }\n\
+         vhost c { dvr { enabled on; dvr_apply all; time_jitter off; } }",
+    );
+    assert_eq!(
+        messages(&warnings),
+        ["conf/test.conf:4: vhost.dvr.dvr_unknown: not supported by ringcast, ignored (reported once)"]
+    );
+    let a = &config.vhost("a").dvr;
+    assert_eq!(
+        *a,
+        Dvr {
+            enabled: true,
+            ..Dvr::default()
+        }
+    );
+    assert_eq!(a.path, DEFAULT_DVR_PATH);
+    assert_eq!(
+        (a.plan, a.duration, a.wait_keyframe, a.time_jitter),
+        (
+            DvrPlan::Session,
+            Duration::from_secs(30),
+            true,
+            TimeJitter::Full
+        )
+    );
+    assert!(a.applies_to("live", "anything"));
+    let b = &config.vhost("b").dvr;
+    assert_eq!(b.plan, DvrPlan::Segment);
+    assert_eq!(b.duration, Duration::from_secs(5));
+    assert!(!b.wait_keyframe);
+    assert_eq!(b.time_jitter, TimeJitter::Zero);
+    assert!(b.path.ends_with("[15].[04].[05].[999].mp4"));
+    assert!(b.applies_to("live", "two") && !b.applies_to("live", "three"));
+    assert!(!b.applies_to("other", "one"));
+    let c = &config.vhost("c").dvr;
+    assert_eq!((c.apply.as_ref(), c.time_jitter), (None, TimeJitter::Off));
+    assert!(
+        !config.vhost(DEFAULT_VHOST).dvr.applies_to("live", "s"),
+        "off by default"
+    );
+
+    assert_err(
+        "vhost a { dvr { dvr_plan append; } }",
+        "conf/test.conf:1: dvr_plan: `append` is not `session` or `segment`",
+    );
+    assert_err(
+        "vhost a { dvr { time_jitter fast; } }",
+        "conf/test.conf:1: time_jitter: `fast` is not one of `full`, `zero`, `off`",
+    );
+    assert!(Config::parse("vhost a { dvr { dvr_duration 1.5; } }", FILE).is_err());
+    assert!(Config::parse("vhost a { dvr on; }", FILE).is_err());
+}
+
 #[test]
 fn http_remux_ts_and_audio_mounts_load_with_a_warning() {
     for ext in ["ts", "aac", "mp3"] {
@@ -479,6 +539,12 @@ fn full_srs_config_loads_with_warnings_only() {
         }
     );
 
+    assert_eq!(
+        default.dvr,
+        Dvr::default(),
+        "full.conf's dvr block is SRS's defaults, off"
+    );
+
     let transcode = config.vhost("transcode.srs.com");
     assert!(!transcode.enabled && !transcode.gop_cache);
     assert_eq!(transcode.queue_length, Duration::from_secs(30));
@@ -513,7 +579,6 @@ fn full_srs_config_loads_with_warnings_only() {
         "http_api.crossdomain",
         "http_api.raw_api",
         "http_server.dir",
-        "vhost.dvr",
         "vhost.min_latency",
         "vhost.play.mw_msgs",
         "vhost.forward.backend",
@@ -526,6 +591,7 @@ fn full_srs_config_loads_with_warnings_only() {
         config.vhost("same.edge.srs.com").cluster.origin,
         ["127.0.0.1:1935", "localhost:1935"]
     );
+    assert!(!unsupported.iter().any(|p| p.starts_with("vhost.dvr")));
     assert_eq!(
         config.rtc_server,
         RtcServer {
@@ -1667,6 +1733,34 @@ fn forward_variables_set_either_form() {
 }
 
 #[test]
+fn dvr_variables_as_srs_names_them() {
+    let (config, warnings) = parse_env(
+        "",
+        &[
+            ("SRS_VHOST_DVR_ENABLED", "on"),
+            ("SRS_VHOST_DVR_DVR_PLAN", "segment"),
+            ("SRS_VHOST_DVR_DVR_PATH", "/rec/[stream].mp4"),
+            ("SRS_VHOST_DVR_DVR_DURATION", "10"),
+            ("SRS_VHOST_DVR_DVR_WAIT_KEYFRAME", "off"),
+            ("SRS_VHOST_DVR_TIME_JITTER", "zero"),
+            ("SRS_VHOST_DVR_DVR_APPLY", "live/a live/b"),
+        ],
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let dvr = &config.vhost(DEFAULT_VHOST).dvr;
+    assert!(dvr.enabled && !dvr.wait_keyframe);
+    assert_eq!(
+        (dvr.plan, dvr.time_jitter),
+        (DvrPlan::Segment, TimeJitter::Zero)
+    );
+    assert_eq!(
+        (dvr.path.as_str(), dvr.duration),
+        ("/rec/[stream].mp4", Duration::from_secs(10))
+    );
+    assert!(dvr.applies_to("live", "b") && !dvr.applies_to("live", "c"));
+}
+
+#[test]
 fn http_server_variables_reach_srs_2_http_stream() {
     let (config, warnings) = parse_env(
         "http_stream { enabled on; listen 8081; }",
@@ -1871,7 +1965,7 @@ fn full_srs_config_http_hooks() {
     assert_eq!(hls.len(), 2, "{hls:?}");
     assert!(
         hls.iter()
-            .all(|m| m.ends_with("not yet: ringcast has no DVR or HLS")),
+            .all(|m| m.ends_with("not yet: ringcast does not call DVR or HLS hooks")),
         "{hls:?}"
     );
 }
@@ -2051,7 +2145,7 @@ fn http_hooks_block() {
         [
             "conf/test.conf:4: http_hooks.on_play: https://h/p: https hooks are not supported \
              yet, so every call to it denies",
-            "conf/test.conf:5: http_hooks.on_dvr: not yet: ringcast has no DVR or HLS",
+            "conf/test.conf:5: http_hooks.on_dvr: not yet: ringcast does not call DVR or HLS hooks",
             "conf/test.conf:7: on_stop: repeated, first set at line 6, which is used",
             "conf/test.conf:8: vhost.http_hooks.timeout: not supported by ringcast, ignored \
              (reported once)",

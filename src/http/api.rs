@@ -372,6 +372,11 @@ fn stream_json(s: &Source, shared: &Shared, clients: &[Arc<Client>]) -> Value {
         |h| json!({"sequence": h.sequence, "segments": h.segments}),
     );
     m.insert("hls".into(), hls);
+    m.insert(
+        "dvr".into(),
+        json!({"files": s.stats.dvr_files.load(Ordering::Relaxed),
+               "errors": s.stats.dvr_errors.load(Ordering::Relaxed)}),
+    );
     Value::Object(m)
 }
 

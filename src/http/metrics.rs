@@ -197,6 +197,16 @@ fn ringcast(shared: &Shared, o: &mut Out) {
         load(&shared.hub.stats.relay_overflows),
     );
     o.counter(
+        "ringcast_dvr_files",
+        "DVR files closed and renamed to their final name.",
+        load(&shared.stats.dvr_files),
+    );
+    o.counter(
+        "ringcast_dvr_errors",
+        "DVR files that could not be created, written or renamed (full disk, bad path).",
+        load(&shared.stats.dvr_errors),
+    );
+    o.counter(
         "ringcast_players_cut",
         "Players cut because their writes took no data for queue_length.",
         load(&shared.stats.players_cut),

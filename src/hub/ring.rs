@@ -221,6 +221,13 @@ impl Ring {
             };
             at.cursor += 1;
             if at.need_key && f.kind == MediaKind::Video {
+                // A sequence header arriving while the consumer waits for a keyframe is
+                // the one that keyframe needs: the prefix went out before it came.
+                if f.role == FrameRole::VideoSequenceHeader {
+                    visit(f);
+                    n += 1;
+                    continue;
+                }
                 if !f.is_keyframe() {
                     continue;
                 }
@@ -306,6 +313,43 @@ mod tests {
         seen.clear();
         ring.read(&mut live, usize::MAX, |f| seen.push(f.seq));
         assert_eq!(seen, [11], "non-key video before the first keyframe");
+    }
+
+    #[test]
+    fn a_sequence_header_after_the_prefix_reaches_a_consumer_waiting_for_a_keyframe() {
+        let mut ring = empty(10_000);
+        // Without the GOP cache (`gop_cache off`), a joiner waits for a keyframe.
+        let mut early = ring.start(false);
+        let meta = Arc::new(Frame::new(
+            0,
+            None,
+            MediaKind::Data,
+            0,
+            0,
+            Bytes::from_static(&[2, 0, 0]),
+            CHUNK,
+        ));
+        ring.push(meta);
+        // The first read comes between the metadata and the sequence header.
+        let mut seen = Vec::new();
+        ring.read(&mut early, usize::MAX, |f| seen.push(f.role));
+        let header = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]);
+        ring.push(Arc::new(Frame::new(
+            1,
+            None,
+            MediaKind::Video,
+            0,
+            0,
+            header,
+            CHUNK,
+        )));
+        ring.push(video(2, 0, false));
+        ring.push(video(3, 40, true));
+        ring.read(&mut early, usize::MAX, |f| seen.push(f.role));
+        assert!(
+            seen.ends_with(&[FrameRole::VideoSequenceHeader, FrameRole::Keyframe]),
+            "the header, no inter frame, the keyframe: {seen:?}"
+        );
     }
 
     #[test]

@@ -115,6 +115,10 @@ pub struct SourceStats {
     pub frames_in: AtomicU64,
     /// Players and forwarders attached, on all cores.
     pub consumers: AtomicUsize,
+    /// DVR files of this stream closed and renamed to their final name.
+    pub dvr_files: AtomicU64,
+    /// DVR files of this stream that could not be created, written or renamed.
+    pub dvr_errors: AtomicU64,
 }
 
 /// One live stream.

@@ -194,6 +194,7 @@ async fn publish(
         .detach();
     }
     hls::spawn(shared, &key, &settings);
+    crate::dvr::spawn(shared, &key, &settings, id);
     let registered = target.register(shared, &key, ClientKind::RtmpPublish);
     let client = registered.client();
     let work = pin!(async {

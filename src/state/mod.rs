@@ -79,6 +79,10 @@ pub struct ServerStats {
     /// leaving (a timeout, a protocol error, a refusal, a cut, a kick): SRS's
     /// `srs_clients_errs_total`.
     pub client_errors: AtomicU64,
+    /// DVR files closed and renamed to their final name.
+    pub dvr_files: AtomicU64,
+    /// DVR files that could not be created, written or renamed (a full disk, a bad path).
+    pub dvr_errors: AtomicU64,
 }
 
 impl Shared {
