@@ -27,9 +27,12 @@ usage: ./bench.sh [options]
   --levels "500 1000 1500 2000 2500"   player counts to measure
   --servers "ringcast ringcast-epoll nginx-rtmp [ringcast-nocount] [srs]"
                                        servers to measure (srs needs SRS_BIN=/path/to/srs)
-  --proto rtmp|flv|whep                players over RTMP (default), HTTP-FLV or WebRTC (WHEP:
+  --proto rtmp|flv|whep|hls            players over RTMP (default), HTTP-FLV, WebRTC (WHEP:
                                        the RTMP publish played through rtmp_to_rtc; ringcast
-                                       and SRS only, loss in the ANbps column)
+                                       and SRS only, loss in the ANbps column) or HLS (2 s
+                                       segments, a 10 s window: ringcast and SRS serving their
+                                       own, nginx serving nginx-rtmp's files; players keeping
+                                       up in the ANbps column; default levels "1000 5000")
   --whep-sample N                      with --proto whep: one player in N is full (str0m
                                        decrypts its media: latency, NACKs), the others light
                                        (RTP counted from its clear header, not decrypted: far
@@ -56,7 +59,7 @@ core), RINGCAST_BIN_DIR (where ringcast and ringcast-bench are; default target/r
 EOF
 }
 
-levels="500 1000 1500 2000 2500"
+levels=""
 servers=""
 proto=rtmp
 ramp=5
@@ -98,7 +101,12 @@ die() {
 }
 
 [[ -f "$media" ]] || die "$media: no such file (--media FILE)"
-case "$proto" in rtmp | flv | whep) ;; *) die "--proto must be rtmp, flv or whep" ;; esac
+case "$proto" in rtmp | flv | whep | hls) ;; *) die "--proto must be rtmp, flv, whep or hls" ;; esac
+if [[ -z "$levels" ]]; then
+    levels="500 1000 1500 2000 2500"
+    # The issue's HLS target: 5000 players of the 528 kbps stream.
+    [[ "$proto" == hls ]] && levels="1000 5000"
+fi
 [[ "$whep_sample" =~ ^[1-9][0-9]*$ ]] || die "--whep-sample takes a whole number above 0"
 [[ -z "$mw_latency" || "$mw_latency" =~ ^[0-9]+$ ]] || die "--mw-latency takes milliseconds"
 if [[ -z "$servers" ]]; then
@@ -110,13 +118,16 @@ fi
 
 # Ports of the servers under test: RTMP on base+0 (ringcast), +1 (nginx-rtmp), +2 (SRS),
 # HTTP-FLV on base+10 (ringcast, with its API) and +12 (SRS), SRS's API on +13, WebRTC's UDP
-# on +20 (ringcast) and +22 (SRS). conf/bench.conf holds the default base's.
+# on +20 (ringcast) and +22 (SRS), HLS on the HTTP ports and, for nginx-rtmp's files, nginx's
+# HTTP on +11. conf/bench.conf holds the default base's.
 declare -A rtmp_port=([ringcast]=$port_base [ringcast-epoll]=$port_base
     [ringcast-nocount]=$port_base [nginx-rtmp]=$((port_base + 1)) [srs]=$((port_base + 2)))
 declare -A http_port=([ringcast]=$((port_base + 10)) [ringcast-epoll]=$((port_base + 10))
     [ringcast-nocount]=$((port_base + 10)) [srs]=$((port_base + 12)))
 declare -A api_port=([ringcast]=$((port_base + 10)) [ringcast-epoll]=$((port_base + 10))
     [ringcast-nocount]=$((port_base + 10)) [srs]=$((port_base + 13)))
+declare -A hls_port=([ringcast]=$((port_base + 10)) [ringcast-epoll]=$((port_base + 10))
+    [ringcast-nocount]=$((port_base + 10)) [nginx-rtmp]=$((port_base + 11)) [srs]=$((port_base + 12)))
 declare -A udp_port=([ringcast]=$((port_base + 20)) [ringcast-epoll]=$((port_base + 20))
     [ringcast-nocount]=$((port_base + 20)) [srs]=$((port_base + 22)))
 
@@ -259,11 +270,38 @@ start_server() {
             echo "rtc_server { enabled on; listen 127.0.0.1:${udp_port[$name]}; candidate 127.0.0.1; }" \
                 >>"$work/ringcast.conf"
         fi
+        if [[ "$proto" == hls ]]; then
+            # Served from memory on the HTTP port; the files go to the run's folder, as SRS's.
+            mkdir -p "$work/ringcast-hls"
+            sed -i -e "s|^vhost __defaultVhost__ {\$|&\n    hls { enabled on; hls_fragment 2; hls_window 10; hls_path $work/ringcast-hls; }|" \
+                "$work/ringcast.conf"
+        fi
         "$exe" -c "$work/ringcast.conf" --io "$io" "${workers[@]}" >"$log" 2>&1 &
         ;;
     nginx-rtmp)
-        local prefix="$work/nginx"
+        local prefix="$work/nginx" hls="" http=""
         mkdir -p "$prefix/logs"
+        if [[ "$proto" == hls ]]; then
+            # nginx-rtmp writes the segments and the playlist, nginx's static location serves
+            # them: one process does both, as an nginx-rtmp HLS deployment does.
+            rm -rf "$prefix/html"
+            mkdir -p "$prefix/html/live"
+            # nginx's worker runs as nobody when started as root: it must reach the files.
+            chmod 711 "$work"
+            hls="hls on; hls_path $prefix/html/live; hls_fragment 2s; hls_playlist_length 10s;"
+            http="http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    server {
+        listen 127.0.0.1:${hls_port[nginx-rtmp]};
+        root $prefix/html;
+        types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
+        location ~ \.m3u8\$ { add_header Cache-Control no-cache; }
+    }
+}"
+        fi
         cat >"$prefix/nginx.conf" <<EOF
 load_module $(nginx_module);
 daemon off;
@@ -276,14 +314,20 @@ rtmp {
     server {
         listen 127.0.0.1:${rtmp_port[nginx-rtmp]};
         chunk_size 60000;
-        application live { live on; }
+        application live { live on; $hls }
     }
 }
+$http
 EOF
         nginx -p "$prefix" -c "$prefix/nginx.conf" >"$log" 2>&1 &
         ;;
     srs)
         [[ -x "${SRS_BIN:-}" ]] || die "srs: set SRS_BIN to an SRS binary"
+        local srs_hls=""
+        if [[ "$proto" == hls ]]; then
+            mkdir -p "$work/srs-html"
+            srs_hls="hls { enabled on; hls_fragment 2; hls_window 10; hls_path $work/srs-html; }"
+        fi
         cat >"$work/srs.conf" <<EOF
 listen ${rtmp_port[srs]};
 max_connections 20000;
@@ -291,7 +335,7 @@ daemon off;
 pid $work/srs.pid;
 srs_log_tank console;
 srs_log_level warn;
-http_server { enabled on; listen ${http_port[srs]}; }
+http_server { enabled on; listen ${http_port[srs]}; dir $work/srs-html; }
 http_api { enabled on; listen ${api_port[srs]}; }
 rtc_server { enabled on; listen ${udp_port[srs]}; candidate 127.0.0.1; }
 vhost __defaultVhost__ {
@@ -299,6 +343,7 @@ vhost __defaultVhost__ {
     queue_length 10;
     http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }
     rtc { enabled on; rtmp_to_rtc on; nack on; }
+    $srs_hls
 }
 EOF
         "$SRS_BIN" -c "$work/srs.conf" >"$log" 2>&1 &
@@ -315,7 +360,7 @@ summary_field() {
 }
 
 csv="$out/results.csv"
-echo "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed,loss_pct" >"$csv"
+echo "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed,loss_pct,keeping_up" >"$csv"
 
 if ((build)) && [[ -z "${RINGCAST_BIN_DIR:-}" ]]; then
     echo "== building release"
@@ -335,7 +380,9 @@ echo "== results in $out"
 
 measure_one() {
     local name=$1 players=$2
-    if [[ "$proto" != rtmp && -z "${http_port[$name]:-}" ]]; then
+    local hport=${http_port[$name]:-}
+    [[ "$proto" == hls ]] && hport=${hls_port[$name]:-}
+    if [[ "$proto" != rtmp && -z "$hport" ]]; then
         echo "-- $name has no $proto: skipped"
         return 0
     fi
@@ -357,6 +404,9 @@ measure_one() {
         url="http://127.0.0.1:${api_port[$name]}/rtc/v1/whep/?app=live&stream=livestream"
         cmd=whep-play
         extra=(--sample "$whep_sample")
+    elif [[ "$proto" == hls ]]; then
+        url="http://127.0.0.1:$hport/live/livestream.m3u8"
+        cmd="hls-play"
     fi
     "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + 1))" \
         --interval 5 --workers "$load_workers" "${extra[@]}" >"$out/logs/$name-$players-play.log" 2>&1 &
@@ -374,20 +424,21 @@ measure_one() {
     local rss conn
     rss=$(rss_kb "$server_pid")
     conn=$(connections "$port")
-    [[ "$proto" == flv ]] && conn=$(($(connections "${http_port[$name]}") + conn))
+    [[ "$proto" == flv || "$proto" == hls ]] && conn=$(($(connections "$hport") + conn))
     wait "$load" || true
     stop_pid "$load"
     wait "$pub" || true
     stop_pid "$pub"
     stop_pid "$server_pid"
     local play_log="$out/logs/$name-$players-play.log" pub_log="$out/logs/$name-$players-publish.log"
-    local mbps p50 p99 alive failed stream_mbps loss
+    local mbps p50 p99 alive failed stream_mbps loss keeping_up
     mbps=$(summary_field "$play_log" mbps)
     p50=$(summary_field "$play_log" lat_p50_ms)
     p99=$(summary_field "$play_log" lat_p99_ms)
     alive=$(summary_field "$play_log" alive)
     failed=$(summary_field "$play_log" failed)
     loss=$(summary_field "$play_log" loss_pct)
+    keeping_up=$(summary_field "$play_log" keeping_up)
     # WebRTC sessions are UDP: Conn counts the players the load tool has connected.
     [[ "$proto" == whep ]] && conn=$alive
     stream_mbps=$(summary_field "$pub_log" mbps)
@@ -399,13 +450,23 @@ measure_one() {
     awk -v name="$name" -v proto="$proto" -v n="$players" -v t0="$t0" -v t1="$t1" -v hz="$ticks_per_s" \
         -v su="$su" -v ss="$ss" -v eu="$eu" -v es="$es" -v lu="$lu" -v ls="$ls" -v mu="$mu" -v ms="$ms" \
         -v rss="$rss" -v idle="$idle_kb" -v conn="$conn" -v sm="$stream_mbps" -v am="$mbps" \
-        -v p50="$p50" -v p99="$p99" -v alive="$alive" -v failed="$failed" -v loss="$loss" 'BEGIN {
+        -v p50="$p50" -v p99="$p99" -v alive="$alive" -v failed="$failed" -v loss="$loss" \
+        -v keep="$keeping_up" 'BEGIN {
             dt = t1 - t0; u = (eu - su) / hz / dt * 100; s = (es - ss) / hz / dt * 100
             sb = ((mu - lu) + (ms - ls)) / hz / dt * 100
-            printf "%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%d,%d,%d,%d,%s\n",
+            printf "%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%d,%d,%d,%d,%s,%s\n",
                 name, proto, n, u + s, u, s, rss / 1024, idle / 1024, conn, n * sm, am, sb,
-                p50, p99, alive, failed, loss
+                p50, p99, alive, failed, loss, keep
         }' | tee -a "$csv"
+    # What the players can receive is capped by their own CPU: a saturated load tool
+    # measures itself, not the server. Said beside the row and under the table.
+    local sb
+    sb=$(tail -1 "$csv" | cut -d, -f12)
+    if awk -v sb="$sb" -v w="$load_workers" 'BEGIN { exit !(sb >= 90 * w) }'; then
+        echo "- $name, $players $proto players: the load tool used $sb% of a core with" \
+            "$load_workers worker(s): saturated, so this row shows the players' limit, not the server's" |
+            tee -a "$out/notes.md"
+    fi
 }
 
 # --soak MINUTES: ringcast alone under player churn, for leaks. Publishes the media, then for
@@ -545,5 +606,9 @@ echo "== $runs_total runs in $(duration $(($(date +%s) - bench_t0)))"
 
 echo
 "$bench" report --csv "$csv" --svg "$out/chart.svg" | tee "$out/table.md"
+if [[ -f "$out/notes.md" ]]; then
+    echo | tee -a "$out/table.md"
+    tee -a "$out/table.md" <"$out/notes.md"
+fi
 echo
 echo "== $out/results.csv, $out/table.md, $out/chart.svg"
