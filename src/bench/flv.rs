@@ -214,14 +214,14 @@ impl ResponseReader {
 
 /// Plays `target` until `stop`, recording bytes and latency as client `id`.
 pub async fn play(id: usize, target: FlvTarget, stats: Arc<Stats>, stop: Instant) {
-    match compio::time::timeout_at(stop, play_inner(id, &target, &stats)).await {
-        Err(_) => {}
-        Ok(Ok(())) => stats.set_state(id, ClientState::Failed),
-        Ok(Err(e)) => {
-            stats.set_state(id, ClientState::Failed);
-            tracing::warn!("flv player {id}: {e}");
-        }
-    }
+    super::until_stop(
+        id,
+        "flv player",
+        &stats,
+        stop,
+        play_inner(id, &target, &stats),
+    )
+    .await;
 }
 
 async fn play_inner(id: usize, target: &FlvTarget, stats: &Stats) -> Result<(), LoadError> {

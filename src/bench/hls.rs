@@ -296,14 +296,14 @@ pub async fn play(
     hls: Arc<HlsCounters>,
     stop: Instant,
 ) {
-    match compio::time::timeout_at(stop, play_inner(id, &target, &stats, &hls)).await {
-        Err(_) => {}
-        Ok(Ok(())) => stats.set_state(id, ClientState::Failed),
-        Ok(Err(e)) => {
-            stats.set_state(id, ClientState::Failed);
-            tracing::warn!("hls player {id}: {e}");
-        }
-    }
+    super::until_stop(
+        id,
+        "hls player",
+        &stats,
+        stop,
+        play_inner(id, &target, &stats, &hls),
+    )
+    .await;
 }
 
 /// One keep-alive HTTP connection, opened again when the server closes it.

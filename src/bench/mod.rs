@@ -217,6 +217,25 @@ impl Default for LatencyProbe {
     }
 }
 
+/// Runs client `id`'s task until `stop`: a task that ends before the run does, by an error
+/// (logged once, as `what ID: error`) or by the server closing, leaves the client failed.
+pub async fn until_stop<E: std::fmt::Display>(
+    id: usize,
+    what: &str,
+    stats: &Stats,
+    stop: Instant,
+    task: impl std::future::Future<Output = Result<(), E>>,
+) {
+    match compio::time::timeout_at(stop, task).await {
+        Err(_) => {} // the run is over
+        Ok(Ok(())) => stats.set_state(id, ClientState::Failed),
+        Ok(Err(e)) => {
+            stats.set_state(id, ClientState::Failed);
+            tracing::warn!("{what} {id}: {e}");
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch: the clock the stamps carry.
 pub fn wall_ms() -> u64 {
     SystemTime::now()
