@@ -388,7 +388,7 @@ measure_one() {
     fi
     start_server "$name" "$players"
     local port=${rtmp_port[$name]}
-    local total=$((4 + ramp + warmup + measure + 3))
+    local total=$((4 + ramp + warmup + measure + 5))
     "$bench" rtmp-publish -c 1 -i "$media" -r "rtmp://127.0.0.1:$port/live/livestream" \
         -d "$total" --interval 5 >"$out/logs/$name-$players-publish.log" 2>&1 &
     local pub=$!
@@ -408,7 +408,9 @@ measure_one() {
         url="http://127.0.0.1:$hport/live/livestream.m3u8"
         cmd="hls-play"
     fi
-    "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + 1))" \
+    # The players outlive the window by 3 s: on a loaded machine the samples after it take
+    # a second or more, and connections must still be counted then.
+    "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + 3))" \
         --interval 5 --workers "$load_workers" "${extra[@]}" >"$out/logs/$name-$players-play.log" 2>&1 &
     local load=$!
     started+=("$load")
@@ -586,7 +588,7 @@ read -r -a server_list <<<"$servers"
 runs_total=$((${#level_list[@]} * ${#server_list[@]}))
 # A run is the publisher's 4 s alone, the ramp, the warm-up and the window, plus about 3 s
 # to start and stop the processes; after the first run, the mean of the runs so far.
-run_guess=$((4 + ramp + warmup + measure + 3))
+run_guess=$((4 + ramp + warmup + measure + 5))
 runs_done=0
 level_no=0
 bench_t0=$(date +%s)
