@@ -586,7 +586,7 @@ duration() {
 read -r -a level_list <<<"$levels"
 read -r -a server_list <<<"$servers"
 runs_total=$((${#level_list[@]} * ${#server_list[@]}))
-# A run is the publisher's 4 s alone, the ramp, the warm-up and the window, plus about 3 s
+# A run is the publisher's 4 s alone, the ramp, the warm-up and the window, plus about 5 s
 # to start and stop the processes; after the first run, the mean of the runs so far.
 run_guess=$((4 + ramp + warmup + measure + 5))
 runs_done=0
