@@ -388,7 +388,7 @@ measure_one() {
     fi
     start_server "$name" "$players"
     local port=${rtmp_port[$name]}
-    local total=$((4 + ramp + warmup + measure + 5))
+    local total=$((4 + ramp + warmup + measure + 3))
     "$bench" rtmp-publish -c 1 -i "$media" -r "rtmp://127.0.0.1:$port/live/livestream" \
         -d "$total" --interval 5 >"$out/logs/$name-$players-publish.log" 2>&1 &
     local pub=$!
@@ -408,9 +408,7 @@ measure_one() {
         url="http://127.0.0.1:$hport/live/livestream.m3u8"
         cmd="hls-play"
     fi
-    # The players outlive the window by 3 s: on a loaded machine the samples after it take
-    # a second or more, and connections must still be counted then.
-    "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + 3))" \
+    "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + 1))" \
         --interval 5 --workers "$load_workers" "${extra[@]}" >"$out/logs/$name-$players-play.log" 2>&1 &
     local load=$!
     started+=("$load")
@@ -420,13 +418,15 @@ measure_one() {
     s0=$(cpu_ticks "$server_pid")
     l0=$(cpu_ticks "$load")
     sleep "$measure"
+    # Connections first: the players leave a second after the window, and on a loaded
+    # machine the samples below can take that long.
+    local rss conn
+    conn=$(connections "$port")
+    [[ "$proto" == flv || "$proto" == hls ]] && conn=$(($(connections "$hport") + conn))
     t1=$(date +%s.%N)
     s1=$(cpu_ticks "$server_pid")
     l1=$(cpu_ticks "$load")
-    local rss conn
     rss=$(rss_kb "$server_pid")
-    conn=$(connections "$port")
-    [[ "$proto" == flv || "$proto" == hls ]] && conn=$(($(connections "$hport") + conn))
     wait "$load" || true
     stop_pid "$load"
     wait "$pub" || true
@@ -586,9 +586,9 @@ duration() {
 read -r -a level_list <<<"$levels"
 read -r -a server_list <<<"$servers"
 runs_total=$((${#level_list[@]} * ${#server_list[@]}))
-# A run is the publisher's 4 s alone, the ramp, the warm-up and the window, plus about 5 s
+# A run is the publisher's 4 s alone, the ramp, the warm-up and the window, plus about 3 s
 # to start and stop the processes; after the first run, the mean of the runs so far.
-run_guess=$((4 + ramp + warmup + measure + 5))
+run_guess=$((4 + ramp + warmup + measure + 3))
 runs_done=0
 level_no=0
 bench_t0=$(date +%s)
