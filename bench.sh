@@ -33,9 +33,12 @@ usage: ./bench.sh [options]
   --levels "500 1000 1500 2000 2500"   player counts to measure
   --servers "ringcast ringcast-epoll nginx-rtmp [ringcast-nocount] [srs]"
                                        servers to measure (srs needs SRS_BIN=/path/to/srs)
-  --proto rtmp|flv|whep                players over RTMP (default), HTTP-FLV or WebRTC (WHEP:
+  --proto rtmp|flv|whep|hls            players over RTMP (default), HTTP-FLV, WebRTC (WHEP:
                                        the RTMP publish played through rtmp_to_rtc; ringcast
-                                       and SRS only, loss in the ANbps column)
+                                       and SRS only, loss in the ANbps column) or HLS (2 s
+                                       segments, a 10 s window: ringcast and SRS serving their
+                                       own, nginx serving nginx-rtmp's files; players keeping
+                                       up in the ANbps column; default levels "1000 5000")
   --whep-sample N                      with --proto whep: one player in N is full (str0m
                                        decrypts its media: latency, NACKs), the others light
                                        (RTP counted from its clear header, not decrypted: far
@@ -66,7 +69,7 @@ core), RINGCAST_BIN_DIR (where ringcast and ringcast-bench are; default target/r
 EOF
 }
 
-levels="500 1000 1500 2000 2500"
+levels=""
 servers=""
 proto=rtmp
 ramp=5
@@ -110,7 +113,12 @@ die() {
 }
 
 [[ -f "$media" ]] || die "$media: no such file (--media FILE)"
-case "$proto" in rtmp | flv | whep) ;; *) die "--proto must be rtmp, flv or whep" ;; esac
+case "$proto" in rtmp | flv | whep | hls) ;; *) die "--proto must be rtmp, flv, whep or hls" ;; esac
+if [[ -z "$levels" ]]; then
+    levels="500 1000 1500 2000 2500"
+    # The issue's HLS target: 5000 players of the 528 kbps stream.
+    [[ "$proto" == hls ]] && levels="1000 5000"
+fi
 [[ "$whep_sample" =~ ^[1-9][0-9]*$ ]] || die "--whep-sample takes a whole number above 0"
 case "$topology" in single | edge) ;; *) die "--topology must be single or edge" ;; esac
 if [[ "$topology" == edge ]]; then
@@ -128,13 +136,16 @@ fi
 
 # Ports of the servers under test: RTMP on base+0 (ringcast), +1 (nginx-rtmp), +2 (SRS),
 # HTTP-FLV on base+10 (ringcast, with its API) and +12 (SRS), SRS's API on +13, WebRTC's UDP
-# on +20 (ringcast) and +22 (SRS). conf/bench.conf holds the default base's.
+# on +20 (ringcast) and +22 (SRS), HLS on the HTTP ports and, for nginx-rtmp's files, nginx's
+# HTTP on +11. conf/bench.conf holds the default base's.
 declare -A rtmp_port=([ringcast]=$port_base [ringcast-epoll]=$port_base
     [ringcast-nocount]=$port_base [nginx-rtmp]=$((port_base + 1)) [srs]=$((port_base + 2)))
 declare -A http_port=([ringcast]=$((port_base + 10)) [ringcast-epoll]=$((port_base + 10))
     [ringcast-nocount]=$((port_base + 10)) [srs]=$((port_base + 12)))
 declare -A api_port=([ringcast]=$((port_base + 10)) [ringcast-epoll]=$((port_base + 10))
     [ringcast-nocount]=$((port_base + 10)) [srs]=$((port_base + 13)))
+declare -A hls_port=([ringcast]=$((port_base + 10)) [ringcast-epoll]=$((port_base + 10))
+    [ringcast-nocount]=$((port_base + 10)) [nginx-rtmp]=$((port_base + 11)) [srs]=$((port_base + 12)))
 declare -A udp_port=([ringcast]=$((port_base + 20)) [ringcast-epoll]=$((port_base + 20))
     [ringcast-nocount]=$((port_base + 20)) [srs]=$((port_base + 22)))
 # --topology edge: the origin is ringcast's ports; the two edges' RTMP and HTTP.
@@ -274,6 +285,12 @@ ringcast_conf() {
             "$work/conf.tmp"
         echo "rtc_server { enabled on; listen 127.0.0.1:$udp; candidate 127.0.0.1; }" >>"$work/conf.tmp"
     fi
+    if [[ "$proto" == hls ]]; then
+        # Served from memory on the HTTP port; the files go to the run's folder, as SRS's.
+        mkdir -p "$work/ringcast-hls-$rtmp"
+        sed -i -e "s|^vhost __defaultVhost__ {\$|&\n    hls { enabled on; hls_fragment 2; hls_window 10; hls_path $work/ringcast-hls-$rtmp; }|" \
+            "$work/conf.tmp"
+    fi
     cat "$work/conf.tmp"
 }
 
@@ -297,8 +314,29 @@ start_server() {
         "$exe" -c "$work/ringcast.conf" --io "$io" "${workers[@]}" >"$log" 2>&1 &
         ;;
     nginx-rtmp)
-        local prefix="$work/nginx"
+        local prefix="$work/nginx" hls="" http=""
         mkdir -p "$prefix/logs"
+        if [[ "$proto" == hls ]]; then
+            # nginx-rtmp writes the segments and the playlist, nginx's static location serves
+            # them: one process does both, as an nginx-rtmp HLS deployment does.
+            rm -rf "$prefix/html"
+            mkdir -p "$prefix/html/live"
+            # nginx's worker runs as nobody when started as root: it must reach the files.
+            chmod 711 "$work"
+            hls="hls on; hls_path $prefix/html/live; hls_fragment 2s; hls_playlist_length 10s;"
+            http="http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    server {
+        listen 127.0.0.1:${hls_port[nginx-rtmp]};
+        root $prefix/html;
+        types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
+        location ~ \.m3u8\$ { add_header Cache-Control no-cache; }
+    }
+}"
+        fi
         cat >"$prefix/nginx.conf" <<EOF
 load_module $(nginx_module);
 daemon off;
@@ -311,14 +349,20 @@ rtmp {
     server {
         listen 127.0.0.1:${rtmp_port[nginx-rtmp]};
         chunk_size 60000;
-        application live { live on; }
+        application live { live on; $hls }
     }
 }
+$http
 EOF
         nginx -p "$prefix" -c "$prefix/nginx.conf" >"$log" 2>&1 &
         ;;
     srs)
         [[ -x "${SRS_BIN:-}" ]] || die "srs: set SRS_BIN to an SRS binary"
+        local srs_hls=""
+        if [[ "$proto" == hls ]]; then
+            mkdir -p "$work/srs-html"
+            srs_hls="hls { enabled on; hls_fragment 2; hls_window 10; hls_path $work/srs-html; }"
+        fi
         cat >"$work/srs.conf" <<EOF
 listen ${rtmp_port[srs]};
 max_connections 20000;
@@ -326,7 +370,7 @@ daemon off;
 pid $work/srs.pid;
 srs_log_tank console;
 srs_log_level warn;
-http_server { enabled on; listen ${http_port[srs]}; }
+http_server { enabled on; listen ${http_port[srs]}; dir $work/srs-html; }
 http_api { enabled on; listen ${api_port[srs]}; }
 rtc_server { enabled on; listen ${udp_port[srs]}; candidate 127.0.0.1; }
 vhost __defaultVhost__ {
@@ -334,6 +378,7 @@ vhost __defaultVhost__ {
     queue_length 10;
     http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }
     rtc { enabled on; rtmp_to_rtc on; nack on; }
+    $srs_hls
 }
 EOF
         "$SRS_BIN" -c "$work/srs.conf" >"$log" 2>&1 &
@@ -350,7 +395,7 @@ summary_field() {
 }
 
 csv="$out/results.csv"
-echo "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed,loss_pct" >"$csv"
+echo "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed,loss_pct,keeping_up" >"$csv"
 
 if ((build)) && [[ -z "${RINGCAST_BIN_DIR:-}" ]]; then
     echo "== building release"
@@ -370,7 +415,9 @@ echo "== results in $out"
 
 measure_one() {
     local name=$1 players=$2
-    if [[ "$proto" != rtmp && -z "${http_port[$name]:-}" ]]; then
+    local hport=${http_port[$name]:-}
+    [[ "$proto" == hls ]] && hport=${hls_port[$name]:-}
+    if [[ "$proto" != rtmp && -z "$hport" ]]; then
         echo "-- $name has no $proto: skipped"
         return 0
     fi
@@ -392,6 +439,9 @@ measure_one() {
         url="http://127.0.0.1:${api_port[$name]}/rtc/v1/whep/?app=live&stream=livestream"
         cmd=whep-play
         extra=(--sample "$whep_sample")
+    elif [[ "$proto" == hls ]]; then
+        url="http://127.0.0.1:$hport/live/livestream.m3u8"
+        cmd="hls-play"
     fi
     "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + linger_s - 2))" \
         --interval 5 --workers "$load_workers" "${extra[@]}" >"$out/logs/$name-$players-play.log" 2>&1 &
@@ -403,37 +453,41 @@ measure_one() {
     s0=$(cpu_ticks "$server_pid")
     l0=$(cpu_ticks "$load")
     sleep "$measure"
+    # Connections first: the players leave a second after the window, and on a loaded
+    # machine the samples below can take that long.
+    local rss conn
+    conn=$(connections "$port")
+    [[ "$proto" == flv || "$proto" == hls ]] && conn=$(($(connections "$hport") + conn))
     t1=$(date +%s.%N)
     s1=$(cpu_ticks "$server_pid")
     l1=$(cpu_ticks "$load")
-    local rss conn
     rss=$(rss_kb "$server_pid")
-    conn=$(connections "$port")
-    [[ "$proto" == flv ]] && conn=$(($(connections "${http_port[$name]}") + conn))
     wait "$load" || true
     stop_pid "$load"
     wait "$pub" || true
     stop_pid "$pub"
     stop_pid "$server_pid"
     local play_log="$out/logs/$name-$players-play.log" pub_log="$out/logs/$name-$players-publish.log"
-    local mbps p50 p99 alive failed stream_mbps loss
+    local mbps p50 p99 alive failed stream_mbps loss keeping_up
     mbps=$(summary_field "$play_log" mbps)
     p50=$(summary_field "$play_log" lat_p50_ms)
     p99=$(summary_field "$play_log" lat_p99_ms)
     alive=$(summary_field "$play_log" alive)
     failed=$(summary_field "$play_log" failed)
     loss=$(summary_field "$play_log" loss_pct)
+    keeping_up=$(summary_field "$play_log" keeping_up)
     # WebRTC sessions are UDP: Conn counts the players the load tool has connected.
     [[ "$proto" == whep ]] && conn=$alive
     stream_mbps=$(summary_field "$pub_log" mbps)
     [[ -n "$mbps" && -n "$stream_mbps" ]] || die "$name at $players: no SUMMARY (see $play_log, $pub_log)"
     emit_row "$name" "$players" "$t0" "$t1" "$s0" "$s1" "$l0" "$l1" "$rss" "$idle_kb" "$conn" \
-        "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" "$loss"
+        "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" "$loss" "$keeping_up"
 }
 
 # One CSV row, printed and appended: server, players, the window's start and end times, the
 # server's and the load tool's "user system" ticks at both, RSS and idle RSS (kB),
-# connections, the stream's Mbps, the players' Mbps, latency p50 and p99, alive, failed, loss.
+# connections, the stream's Mbps, the players' Mbps, latency p50 and p99, alive, failed, loss,
+# and the HLS players keeping up.
 emit_row() {
     local su ss eu es lu ls mu ms
     read -r su ss <<<"$5"
@@ -443,13 +497,23 @@ emit_row() {
     awk -v name="$1" -v proto="$proto" -v n="$2" -v t0="$3" -v t1="$4" -v hz="$ticks_per_s" \
         -v su="$su" -v ss="$ss" -v eu="$eu" -v es="$es" -v lu="$lu" -v ls="$ls" -v mu="$mu" -v ms="$ms" \
         -v rss="$9" -v idle="${10}" -v conn="${11}" -v sm="${12}" -v am="${13}" \
-        -v p50="${14}" -v p99="${15}" -v alive="${16}" -v failed="${17}" -v loss="${18}" 'BEGIN {
+        -v p50="${14}" -v p99="${15}" -v alive="${16}" -v failed="${17}" -v loss="${18}" \
+        -v keep="${19}" 'BEGIN {
             dt = t1 - t0; u = (eu - su) / hz / dt * 100; s = (es - ss) / hz / dt * 100
             sb = ((mu - lu) + (ms - ls)) / hz / dt * 100
-            printf "%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%d,%d,%d,%d,%s\n",
+            printf "%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%d,%d,%d,%d,%s,%s\n",
                 name, proto, n, u + s, u, s, rss / 1024, idle / 1024, conn, n * sm, am, sb,
-                p50, p99, alive, failed, loss
+                p50, p99, alive, failed, loss, keep
         }' | tee -a "$csv"
+    # What the players can receive is capped by their own CPU: a saturated load tool
+    # measures itself, not the server. Said beside the row and under the table.
+    local sb
+    sb=$(tail -1 "$csv" | cut -d, -f12)
+    if awk -v sb="$sb" -v w="$load_workers" 'BEGIN { exit !(sb >= 90 * w) }'; then
+        echo "- $name, $players $proto players: the load tool used $sb% of a core with" \
+            "$load_workers worker(s): saturated, so this row shows the players' limit, not the server's" |
+            tee -a "$out/notes.md"
+    fi
 }
 
 # --topology edge at $1 players: an origin (ringcast's ports) and two edges pulling from it,
@@ -544,16 +608,16 @@ measure_edge() {
     stream_mbps=$(summary_field "$logs-$players-publish.log" mbps)
     [[ -n "$stream_mbps" ]] || die "cluster at $players: no SUMMARY (see $logs-$players-publish.log)"
     emit_row ringcast-origin "$players" "$t0" "$t1" "$o0" "$o1" "$l0" "$l1" "$rss_origin" \
-        "$idle_origin" "$conn_origin" "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" ""
+        "$idle_origin" "$conn_origin" "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" "" ""
     emit_row ringcast-edges "$players" "$t0" "$t1" "$e0" "$e1" "$l0" "$l1" "$rss_edges" \
-        "$idle_edges" "$conn_edges" "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" ""
+        "$idle_edges" "$conn_edges" "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" "" ""
     # The cluster's ticks are the origin's and the edges', as sampled.
     local a0 a1
     a0=$(awk -v o="$o0" -v e="$e0" 'BEGIN { split(o, x, " "); split(e, y, " "); print x[1] + y[1], x[2] + y[2] }')
     a1=$(awk -v o="$o1" -v e="$e1" 'BEGIN { split(o, x, " "); split(e, y, " "); print x[1] + y[1], x[2] + y[2] }')
     emit_row ringcast-cluster "$players" "$t0" "$t1" "$a0" "$a1" "$l0" "$l1" \
         "$((rss_origin + rss_edges))" "$((idle_origin + idle_edges))" "$((conn_origin + conn_edges))" \
-        "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" ""
+        "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" "" ""
 }
 
 # topology.md from the CSV: per level, one server's CPU beside the cluster's total, both per
@@ -715,6 +779,10 @@ echo "== $runs_total runs in $(duration $(($(date +%s) - bench_t0)))"
 
 echo
 "$bench" report --csv "$csv" --svg "$out/chart.svg" | tee "$out/table.md"
+if [[ -f "$out/notes.md" ]]; then
+    echo | tee -a "$out/table.md"
+    tee -a "$out/table.md" <"$out/notes.md"
+fi
 echo
 if [[ "$topology" == edge ]]; then
     topology_table | tee "$out/topology.md"

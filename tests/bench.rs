@@ -1,7 +1,8 @@
 //! bench.sh end to end, at a tiny scale, so that the benchmark cannot rot: it must start
 //! ringcast and nginx-rtmp, publish, play, sample them, print the seed's table with a ratio
 //! row, write the CSV and the chart, and leave nothing running; and the same for its WebRTC
-//! table (WHEP players of the RTMP publish). No timing is asserted: the
+//! table (WHEP players of the RTMP publish) and its HLS table (HLS players of nginx-rtmp's
+//! files, served by nginx). No timing is asserted: the
 //! numbers belong to the benchmark, not to tests.
 
 mod common;
@@ -153,6 +154,46 @@ fn bench_sh_measures_an_origin_and_two_edges() {
     }
 }
 
+#[test]
+fn bench_sh_measures_hls_players_of_nginx_rtmp_files() {
+    if !require("nginx") {
+        return;
+    }
+    let base = free_base(2);
+    let (stdout, out) = bench_sh(
+        base,
+        &[
+            "--proto",
+            "hls",
+            "--levels",
+            "5",
+            "--servers",
+            "nginx-rtmp",
+            "--warmup",
+            "2",
+        ],
+    );
+    assert!(
+        stdout.contains("| nginx-rtmp (hls), 5 players |") && stdout.contains("keeping up"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).expect("results.csv");
+    let row = csv.lines().nth(1).expect("a row");
+    let cells: Vec<&str> = row.split(',').collect();
+    assert_eq!(cells[1], "hls", "{row}");
+    // Every player fetched segments of nginx-rtmp's files through nginx.
+    assert_eq!(cells[14], "5", "alive: {row}");
+    let keeping_up: u64 = cells[17].parse().expect("keeping_up");
+    assert!(keeping_up <= 5, "{row}");
+    assert!(
+        cells[10].parse::<f64>().expect("anbps") > 0.0,
+        "no media: {row}"
+    );
+    for port in [base + 1, base + 11] {
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+}
+
 /// Runs bench.sh with `args` on the ports from `base`, a 1 s ramp and a 2 s window, on this
 /// build's binaries; returns its output and the results folder.
 fn bench_sh(base: u16, args: &[&str]) -> (String, tempfile::TempDir) {
@@ -177,15 +218,15 @@ fn bench_sh(base: u16, args: &[&str]) -> (String, tempfile::TempDir) {
     (stdout, out)
 }
 
-/// A port base whose ports bench.sh uses (TCP base..base+2, base+10, base+12, base+13, and
-/// the edges' base+5, base+6, base+15, base+16; UDP base+20, base+22) are all free, so the test never meets another server, a developer's
+/// A port base whose ports bench.sh uses (TCP base..base+2, base+10..=base+13, and the
+/// edges' base+5, base+6, base+15, base+16; UDP base+20, base+22) are all free, so the test never meets another server, a developer's
 /// benchmark included. `slot` keeps this binary's tests, which run at once, on ranges apart.
 fn free_base(slot: u16) -> u16 {
     let start = 20000 + (std::process::id() % 200) as u16 * 50 + slot * 7000;
     (0..200)
         .map(|i| start.wrapping_add(i * 30) % 30000 + 2000)
         .find(|&base| {
-            [0, 1, 2, 5, 6, 10, 12, 13, 15, 16]
+            [0, 1, 2, 5, 6, 10, 11, 12, 13, 15, 16]
                 .iter()
                 .all(|d| TcpListener::bind(("127.0.0.1", base + d)).is_ok())
                 && [20, 22]

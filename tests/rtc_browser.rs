@@ -3,108 +3,42 @@
 //! the player's `getStats()` must show decoded frames rising. The pages report their stats
 //! to the test's own little HTTP server, so no browser automation protocol is needed. The
 //! WHEP player's media crosses a lossy UDP relay in the test that drops 5% of what the server
-//! sends, so its frames keep rising only if NACK retransmissions repair the loss. An RTMP
-//! publish plays in Chromium over WHEP with its signalling on plain HTTP and on HTTPS.
+//! sends, so its frames keep rising only if NACK retransmissions repair the loss.
 
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::process::{Command, Stdio};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, poll_until, require, Reaper, Server};
+use common::browser::{self, chromium, Reports};
+use common::{free_port, require, Server};
 
 const PAGE: &str = include_str!("rtc/page.html");
-
-/// What the pages reported, newest last, per role.
-type Reports = Arc<Mutex<HashMap<String, Vec<HashMap<String, String>>>>>;
 
 /// Serves `/publish.html` and `/play.html` (the page with its role and signalling URL under
 /// `api`, `http://127.0.0.1:PORT` or an `https://` one; the player's with the port of
 /// `relay`, if any, to send its media to) and records `/report?...`. Returns the port.
 fn page_server(api: &str, stream: &str, relay: Option<u16>, reports: Reports) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding the page server");
-    let port = listener.local_addr().expect("page server address").port();
     let (api, stream) = (api.to_owned(), stream.to_owned());
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut line = String::new();
-            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            // Skip the headers; the pages send no bodies.
-            let mut header = String::new();
-            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                header.clear();
-            }
-            let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-            let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-            let (status, body) = match path {
-                "/publish.html" | "/play.html" => {
-                    let (role, kind, relay) = if path == "/publish.html" {
-                        ("publish", "whip", None)
-                    } else {
-                        ("play", "whep", relay)
-                    };
-                    let url = format!("{api}/rtc/v1/{kind}/?app=live&stream={stream}");
-                    (
-                        "200 OK",
-                        PAGE.replace("__ROLE__", role)
-                            .replace("__URL__", &url)
-                            .replace("__RELAY__", &relay.map_or(String::new(), |p| p.to_string())),
-                    )
-                }
-                "/report" => {
-                    let kv: HashMap<String, String> = query
-                        .split('&')
-                        .filter_map(|p| p.split_once('='))
-                        .map(|(k, v)| (k.to_owned(), decode(v)))
-                        .collect();
-                    let role = kv.get("role").cloned().unwrap_or_default();
-                    reports
-                        .lock()
-                        .expect("reports lock")
-                        .entry(role)
-                        .or_default()
-                        .push(kv);
-                    ("200 OK", String::new())
-                }
-                _ => ("404 Not Found", String::new()),
+    browser::page_server(
+        move |path| {
+            let (role, kind, relay) = match path {
+                "/publish.html" => ("publish", "whip", None),
+                "/play.html" => ("play", "whep", relay),
+                _ => return None,
             };
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
-}
-
-fn decode(v: &str) -> String {
-    let mut out = Vec::new();
-    let b = v.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
-            if let Ok(x) = u8::from_str_radix(hex, 16) {
-                out.push(x);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+            let url = format!("{api}/rtc/v1/{kind}/?app=live&stream={stream}");
+            let page = PAGE
+                .replace("__ROLE__", role)
+                .replace("__URL__", &url)
+                .replace("__RELAY__", &relay.map_or(String::new(), |p| p.to_string()));
+            Some(("text/html", page.into_bytes()))
+        },
+        reports,
+    )
 }
 
 /// A UDP relay in front of the server's RTC port that loses one in `drop_every` datagrams
@@ -159,51 +93,8 @@ fn lossy_relay(server: SocketAddr, drop_every: u64) -> Relay {
     relay
 }
 
-/// Headless Chromium on `url` with a fake camera and microphone and a fresh profile.
-fn chromium(url: &str, profile: &std::path::Path) -> Reaper {
-    let child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            "--allow-loopback-in-peer-connection",
-            "--autoplay-policy=no-user-gesture-required",
-            // A headless page is not "visible": keep its timers and media running.
-            "--disable-background-timer-throttling",
-            "--disable-renderer-backgrounding",
-            "--remote-debugging-port=0",
-            // The HTTPS case's certificate is the test's own.
-            "--ignore-certificate-errors",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting chromium");
-    Reaper(child)
-}
-
-fn last(reports: &Reports, role: &str) -> Option<HashMap<String, String>> {
-    let r = reports.lock().expect("reports lock");
-    r.get(role)
-        .and_then(|v| v.iter().rev().find(|kv| kv.contains_key("frames")).cloned())
-}
-
-fn error(reports: &Reports) -> Option<String> {
-    let r = reports.lock().expect("reports lock");
-    r.values().flatten().find_map(|kv| kv.get("error").cloned())
-}
-
 fn number(kv: &HashMap<String, String>, key: &str) -> u64 {
-    kv.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+    browser::number(kv, key) as u64
 }
 
 /// Waits until `done` holds for `role`'s latest stats report.
@@ -214,25 +105,7 @@ fn wait_for(
     within: Duration,
     done: impl Fn(&HashMap<String, String>) -> bool,
 ) -> HashMap<String, String> {
-    let mut reached = None;
-    let progressed = poll_until(within, || {
-        if let Some(e) = error(reports) {
-            panic!("a page failed: {e}\n{}", server.log());
-        }
-        reached = last(reports, role).filter(|kv| done(kv));
-        reached.is_some()
-    });
-    assert!(
-        progressed,
-        "{role}: no progress, last report {:?}\nreports: {:?}",
-        last(reports, role),
-        reports
-            .lock()
-            .expect("reports lock")
-            .get(role)
-            .map(|v| v.len())
-    );
-    reached.expect("the report that was waited for")
+    browser::wait_for(reports, &|| server.log(), (role, "frames"), within, done)
 }
 
 #[test]
@@ -249,8 +122,12 @@ fn chromium_publishes_with_whip_and_plays_with_whep() {
     // Only the player crosses the relay; the publisher sends straight to the server.
     let relay = lossy_relay(([127, 0, 0, 1], udp).into(), 20);
     let reports: Reports = Arc::default();
-    let api = server.api_url("");
-    let pages = page_server(&api, "cam", Some(relay.port), reports.clone());
+    let pages = page_server(
+        &server.api_url(""),
+        "cam",
+        Some(relay.port),
+        reports.clone(),
+    );
     let profiles = tempfile::tempdir().expect("temp dir");
 
     let _publisher = chromium(

@@ -56,6 +56,8 @@ pub enum ResponseError {
 enum Body {
     /// Until the server closes.
     Plain,
+    /// Bytes left of a `Content-Length` body.
+    Length(usize),
     /// Chunk size line being read.
     ChunkSize(Vec<u8>),
     /// Bytes left in the current chunk.
@@ -71,6 +73,8 @@ enum Body {
 pub struct ResponseReader {
     head: Option<Vec<u8>>,
     body: Body,
+    /// The server keeps the connection open after this response.
+    keep_alive: bool,
 }
 
 impl Default for ResponseReader {
@@ -78,6 +82,7 @@ impl Default for ResponseReader {
         Self {
             head: Some(Vec::new()),
             body: Body::Plain,
+            keep_alive: false,
         }
     }
 }
@@ -91,6 +96,18 @@ impl ResponseReader {
     /// True once the head was read and accepted.
     pub fn started(&self) -> bool {
         self.head.is_none()
+    }
+
+    /// True once the whole body was read (a `Content-Length` or chunked body; a body that
+    /// lasts until the server closes never is).
+    pub fn done(&self) -> bool {
+        matches!(self.body, Body::Done)
+    }
+
+    /// True when the connection can carry the next request: HTTP/1.1 without
+    /// `Connection: close`, and a body whose end is known.
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
     }
 
     /// Consumes received bytes, appending body bytes to `out`.
@@ -117,9 +134,22 @@ impl ResponseReader {
                 l.split_once(':')
                     .is_some_and(|(n, v)| n.trim() == "transfer-encoding" && v.contains("chunked"))
             });
+            let header = |name: &str| {
+                text.lines().skip(1).find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(n, _)| n.trim() == name)
+                        .map(|(_, v)| v.trim().to_owned())
+                })
+            };
+            let length = header("content-length").and_then(|v| v.parse::<usize>().ok());
             if chunked {
                 self.body = Body::ChunkSize(Vec::new());
+            } else if let Some(n) = length {
+                self.body = if n == 0 { Body::Done } else { Body::Length(n) };
             }
+            self.keep_alive = text.starts_with("http/1.1")
+                && !matches!(self.body, Body::Plain)
+                && header("connection").is_none_or(|v| !v.contains("close"));
             data = &data[end + 4 - before..];
             self.head = None;
         }
@@ -130,6 +160,15 @@ impl ResponseReader {
                     return Ok(());
                 }
                 Body::Done => return Ok(()),
+                Body::Length(left) => {
+                    let n = (*left).min(data.len());
+                    out.extend_from_slice(&data[..n]);
+                    data = &data[n..];
+                    *left -= n;
+                    if *left == 0 {
+                        self.body = Body::Done;
+                    }
+                }
                 Body::ChunkSize(line) => {
                     let nl = data.iter().position(|&b| b == b'\n');
                     let take = nl.map_or(data.len(), |i| i + 1);
@@ -175,14 +214,14 @@ impl ResponseReader {
 
 /// Plays `target` until `stop`, recording bytes and latency as client `id`.
 pub async fn play(id: usize, target: FlvTarget, stats: Arc<Stats>, stop: Instant) {
-    match compio::time::timeout_at(stop, play_inner(id, &target, &stats)).await {
-        Err(_) => {}
-        Ok(Ok(())) => stats.set_state(id, ClientState::Failed),
-        Ok(Err(e)) => {
-            stats.set_state(id, ClientState::Failed);
-            tracing::warn!("flv player {id}: {e}");
-        }
-    }
+    super::until_stop(
+        id,
+        "flv player",
+        &stats,
+        stop,
+        play_inner(id, &target, &stats),
+    )
+    .await;
 }
 
 async fn play_inner(id: usize, target: &FlvTarget, stats: &Stats) -> Result<(), LoadError> {
@@ -258,6 +297,26 @@ mod tests {
                 assert_eq!(out, b"FLV\x01body");
             }
         }
+    }
+
+    #[test]
+    fn bodies_with_a_length_end_and_say_whether_the_connection_stays() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbodyEXTRA";
+        let mut r = ResponseReader::new();
+        let mut out = Vec::new();
+        r.push(&ok[..30], &mut out).expect("valid response");
+        assert!(!r.done());
+        r.push(&ok[30..], &mut out).expect("valid response");
+        assert!(r.done() && r.keep_alive());
+        assert_eq!(out, b"body");
+        let close = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        let mut r = ResponseReader::new();
+        r.push(close, &mut out).expect("valid response");
+        assert!(r.done() && !r.keep_alive());
+        let mut r = ResponseReader::new();
+        r.push(b"HTTP/1.1 200 OK\r\n\r\nflv", &mut out)
+            .expect("valid response");
+        assert!(!r.done() && !r.keep_alive());
     }
 
     #[test]

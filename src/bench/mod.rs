@@ -1,20 +1,23 @@
-//! The load tool behind `ringcast-bench`: many RTMP or HTTP-FLV players, or RTMP publishers,
+//! The load tool behind `ringcast-bench`: many RTMP, HTTP-FLV or HLS players, or RTMP publishers,
 //! from one process, on the same runtime as the server (worker threads on io_uring or epoll),
 //! with per-client bitrate and SEI-stamped latency that work through any server (ringcast,
 //! SRS, nginx-rtmp).
 //!
 //! Workers own their clients; the reporting thread only reads atomics. Map: [`sei`] (latency
 //! stamps), [`Stats`] (counters), [`rtmp`] (the player and publisher tasks), [`flv`] (the
-//! HTTP-FLV player task), [`whep`] (WebRTC players and publishers), [`rtp_count`] (light
-//! WebRTC players' packet and loss accounting), [`report`] (bench.sh's table and chart).
+//! HTTP-FLV player task), [`hls`] (the HLS player task) and [`ts`] (its MPEG-TS demuxer),
+//! [`whep`] (WebRTC players and publishers), [`rtp_count`] (light WebRTC players' packet and
+//! loss accounting), [`report`] (bench.sh's table and chart).
 
 #![forbid(unsafe_code)]
 
 pub mod flv;
+pub mod hls;
 pub mod report;
 pub mod rtmp;
 pub mod rtp_count;
 pub mod sei;
+pub mod ts;
 pub mod whep;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -211,6 +214,25 @@ impl LatencyProbe {
 impl Default for LatencyProbe {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Runs client `id`'s task until `stop`: a task that ends before the run does, by an error
+/// (logged once, as `what ID: error`) or by the server closing, leaves the client failed.
+pub async fn until_stop<E: std::fmt::Display>(
+    id: usize,
+    what: &str,
+    stats: &Stats,
+    stop: Instant,
+    task: impl std::future::Future<Output = Result<(), E>>,
+) {
+    match compio::time::timeout_at(stop, task).await {
+        Err(_) => {} // the run is over
+        Ok(Ok(())) => stats.set_state(id, ClientState::Failed),
+        Ok(Err(e)) => {
+            stats.set_state(id, ClientState::Failed);
+            tracing::warn!("{what} {id}: {e}");
+        }
     }
 }
 

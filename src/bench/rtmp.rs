@@ -66,15 +66,7 @@ async fn flush(conn: &Connection, session: &mut ClientSession) -> io::Result<()>
 
 /// Plays `target` until `stop`, recording bytes and latency as client `id`.
 pub async fn play(id: usize, target: Target, stats: Arc<Stats>, stop: Instant) {
-    let result = compio::time::timeout_at(stop, play_inner(id, &target, &stats)).await;
-    match result {
-        Err(_) => {} // the run is over
-        Ok(Ok(())) => stats.set_state(id, ClientState::Failed),
-        Ok(Err(e)) => {
-            stats.set_state(id, ClientState::Failed);
-            tracing::warn!("player {id}: {e}");
-        }
-    }
+    super::until_stop(id, "player", &stats, stop, play_inner(id, &target, &stats)).await;
 }
 
 async fn play_inner(id: usize, target: &Target, stats: &Stats) -> Result<(), LoadError> {
@@ -108,14 +100,14 @@ pub async fn publish(
     stats: Arc<Stats>,
     stop: Instant,
 ) {
-    match compio::time::timeout_at(stop, publish_inner(id, &target, &tags, &stats)).await {
-        Err(_) => {}
-        Ok(Ok(())) => stats.set_state(id, ClientState::Failed),
-        Ok(Err(e)) => {
-            stats.set_state(id, ClientState::Failed);
-            tracing::warn!("publisher {id}: {e}");
-        }
-    }
+    super::until_stop(
+        id,
+        "publisher",
+        &stats,
+        stop,
+        publish_inner(id, &target, &tags, &stats),
+    )
+    .await;
 }
 
 async fn publish_inner(

@@ -1,5 +1,5 @@
-//! `ringcast-bench`: the load tool. Thousands of RTMP, HTTP-FLV or WHEP players, or RTMP or
-//! WHIP publishers, from one process, with per-client bitrate and SEI latency (RTMP) or
+//! `ringcast-bench`: the load tool. Thousands of RTMP, HTTP-FLV, HLS or WHEP players, or RTMP
+//! or WHIP publishers, from one process, with per-client bitrate and SEI latency (RTMP) or
 //! packets, NACKs and loss (WebRTC), reported every interval and summed up at the end in one
 //! `SUMMARY` line that bench.sh reads.
 
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 
 use ringcast::bench::flv::{self as flv_load, FlvTarget};
+use ringcast::bench::hls::{self, HlsCounters};
 use ringcast::bench::rtmp::{self as load, Target};
 use ringcast::bench::whep::{self, PlayMode, WhepCounters};
 use ringcast::bench::{parse_rtmp_url, Report, Stats, PLAYER_WARMUP};
@@ -34,6 +35,12 @@ enum Command {
     /// N HTTP-FLV players of one stream (`-r http://HOST:PORT/APP/STREAM.flv`), like SRS's
     /// sb_http_load.
     FlvPlay(Common),
+    /// N HLS players of one live stream (`-r http://HOST:PORT/APP/STREAM.m3u8`), each like a
+    /// real player: playlist reloads every target duration, starting three target durations
+    /// behind the live edge, segments fetched in order over a keep-alive connection, latency
+    /// from the stamps in the segments' video on a playout clock. SUMMARY adds how many
+    /// players kept up (no 404, no skipped segment, no stall).
+    HlsPlay(Common),
     /// N publishers of an FLV file, looped at its own pace, video frames stamped with SEI.
     RtmpPublish {
         #[command(flatten)]
@@ -77,6 +84,7 @@ enum Command {
 enum Job {
     RtmpPlay(Arc<Vec<Target>>),
     FlvPlay(Arc<Vec<FlvTarget>>),
+    HlsPlay(Arc<Vec<FlvTarget>>),
     RtmpPublish(Arc<Vec<Target>>, Arc<Vec<ringcast::flv::Tag>>),
     /// The URLs, and the `--sample` period of full players.
     WhepPlay(Arc<Vec<Arc<(String, String)>>>, usize),
@@ -91,7 +99,7 @@ struct Common {
     /// Clients.
     #[arg(short = 'c', long = "clients", default_value_t = 1)]
     clients: usize,
-    /// rtmp://HOST[:PORT]/APP/STREAM (flv-play: http://HOST[:PORT]/PATH; whep-play and
+    /// rtmp://HOST[:PORT]/APP/STREAM (flv-play and hls-play: http://HOST[:PORT]/PATH; whep-play and
     /// whip-publish: the WHEP or WHIP URL); `{i}` becomes the client's index.
     #[arg(short = 'r', long = "url")]
     url: String,
@@ -123,10 +131,15 @@ fn main() {
     let cli = Cli::parse();
     // whep-play's --sample; the other commands have no light clients, as 1 means.
     let mut sample = 1;
+    let mut is_hls = false;
     let (common, tags, is_whep, is_flv) = match cli.command {
         Command::Report { csv, svg } => report(&csv, svg.as_deref()),
         Command::RtmpPlay(c) => (c, None, false, false),
         Command::FlvPlay(c) => (c, None, false, true),
+        Command::HlsPlay(c) => {
+            is_hls = true;
+            (c, None, false, true)
+        }
         Command::RtmpPublish { common, input } => match read_flv(&input) {
             Ok(tags) => (common, Some(Arc::new(tags)), false, false),
             Err(e) => fail(&format!("{}: {e}", input.display())),
@@ -157,7 +170,11 @@ fn main() {
                 None => fail(&format!("{url}: not http://HOST[:PORT]/PATH")),
             })
             .collect();
-        Job::FlvPlay(Arc::new(targets))
+        if is_hls {
+            Job::HlsPlay(Arc::new(targets))
+        } else {
+            Job::FlvPlay(Arc::new(targets))
+        }
     } else if is_whep {
         let urls = urls
             .map(|url| match whep::parse_http_url(&url) {
@@ -188,20 +205,27 @@ fn main() {
     let job = Arc::new(job);
     let counters = Arc::new(WhepCounters::default());
     let stats = Arc::new(Stats::new(common.clients));
+    let hls_counters = Arc::new(HlsCounters::new(if is_hls { common.clients } else { 0 }));
     let start = Instant::now();
     let stop = start + Duration::from_secs_f64(duration);
     let ramp = Duration::from_secs_f64(common.ramp.max(0.0));
     let workers = common.workers.max(1);
     let mode = common.io.or_else(IoMode::from_env).unwrap_or(IoMode::Auto);
-    let (st, ct) = (stats.clone(), counters.clone());
+    let (st, ct, ht) = (stats.clone(), counters.clone(), hls_counters.clone());
     let n = common.clients;
     let running = runtime::spawn_workers(workers, mode, move |w| {
-        let (job, stats, counters) = (job.clone(), st.clone(), ct.clone());
+        let (job, stats, counters, hls_counters) =
+            (job.clone(), st.clone(), ct.clone(), ht.clone());
         async move {
             let mut tasks = Vec::new();
             for i in (w..n).step_by(workers) {
                 let at = start + ramp.mul_f64(i as f64 / n as f64);
-                let (job, stats, counters) = (job.clone(), stats.clone(), counters.clone());
+                let (job, stats, counters, hls_counters) = (
+                    job.clone(),
+                    stats.clone(),
+                    counters.clone(),
+                    hls_counters.clone(),
+                );
                 tasks.push(compio::runtime::spawn(async move {
                     compio::time::sleep_until(at).await;
                     match &*job {
@@ -213,6 +237,9 @@ fn main() {
                         }
                         Job::FlvPlay(targets) => {
                             flv_load::play(i, targets[i].clone(), stats, stop).await
+                        }
+                        Job::HlsPlay(targets) => {
+                            hls::play(i, targets[i].clone(), stats, hls_counters, stop).await
                         }
                         Job::WhepPlay(urls, sample) => {
                             let mode = if i % sample == 0 {
@@ -253,15 +280,19 @@ fn main() {
         // A run that ends before its steady state measures from its start: a window that
         // opened at the last sample would be empty.
         if steady.is_none() && now >= steady_at && now < stop {
-            steady = Some((now, snap.clone()));
+            steady = Some((now, snap.clone(), hls_counters.snapshot()));
         }
         last = (now, snap);
     }
     let end = (Instant::now(), stats.snapshot());
-    let (t0, s0) = steady.unwrap_or((start, Stats::new(common.clients).snapshot()));
+    let (t0, s0, h0) = steady.unwrap_or((
+        start,
+        Stats::new(common.clients).snapshot(),
+        HlsCounters::new(hls_counters.late.len()).snapshot(),
+    ));
     let r = end.1.since(&s0, (end.0 - t0).as_secs_f64());
     let (p50, p99) = r.latency.map_or((-1, -1), |[a, b]| (a as i64, b as i64));
-    let whep = if is_whep {
+    let extra = if is_whep {
         let packets = counters.packets.load(Ordering::Relaxed);
         let lost = counters.lost.load(Ordering::Relaxed);
         format!(
@@ -269,12 +300,22 @@ fn main() {
             counters.nacks.load(Ordering::Relaxed),
             lost as f64 * 100.0 / (packets + lost).max(1) as f64
         )
+    } else if is_hls {
+        let h1 = hls_counters.snapshot();
+        format!(
+            " keeping_up={} segments={} not_found={} skipped={} stalls={}",
+            h1.keeping_up(&h0, &stats),
+            h1.segments - h0.segments,
+            h1.not_found - h0.not_found,
+            h1.skipped - h0.skipped,
+            h1.stalls - h0.stalls
+        )
     } else {
         String::new()
     };
     println!(
         "SUMMARY clients={} alive={} failed={} mbps={:.2} kbps_min={} kbps_median={} \
-         kbps_max={} lat_p50_ms={p50} lat_p99_ms={p99} samples={}{whep}",
+         kbps_max={} lat_p50_ms={p50} lat_p99_ms={p99} samples={}{extra}",
         common.clients, r.alive, r.failed, r.mbps, r.kbps[0], r.kbps[1], r.kbps[2], r.samples
     );
     // Workers end at `stop`; exiting drops any connection still open.

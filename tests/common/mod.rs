@@ -15,6 +15,8 @@ use ringcast::flv::{FlvReader, Tag};
 use ringcast::rtmp::chunk::RawMessage;
 use ringcast::rtmp::client::{ClientEvent, ClientSession};
 
+pub mod browser;
+
 /// True when `tool` can run. Under CI a missing tool fails the test; elsewhere it skips.
 pub fn require(tool: &str) -> bool {
     let found = Command::new("sh")

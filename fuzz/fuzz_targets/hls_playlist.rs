@@ -1,0 +1,24 @@
+//! The HLS player's playlist schedule on arbitrary bytes: each NUL-separated piece is one
+//! reload of the playlist (parsed by m3u8-rs), after which the queued segments are drained.
+//! It must take or refuse every reload, never panic, and queue no more segments than the
+//! reload listed.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ringcast::bench::hls::Schedule;
+
+fuzz_target!(|data: &[u8]| {
+    let mut s = Schedule::new("127.0.0.1:8080", "/live/livestream.m3u8?t=1");
+    for reload in data.split(|&b| b == 0) {
+        if s.playlist(reload).is_err() {
+            continue;
+        }
+        let listed = reload.windows(7).filter(|w| w == b"#EXTINF").count();
+        let mut queued = 0;
+        while let Some(seg) = s.next_segment() {
+            assert!(seg.path.starts_with('/'));
+            queued += 1;
+        }
+        assert!(queued <= listed, "{queued} queued of {listed}");
+    }
+});

@@ -1,0 +1,626 @@
+//! HLS load: a player task that plays a live media playlist the way a real player does,
+//! against any HLS server (ringcast, nginx-rtmp's files behind nginx, SRS). It loads the
+//! playlist, starts three target durations behind the live edge (hls.js's
+//! `liveSyncDurationCount`), reloads the playlist every target duration or half of one
+//! after an unchanged reload (RFC 8216 section 6.3.4), fetches new segments in order over
+//! one keep-alive connection, and plays their video on a playout clock: the latency is the
+//! time a frame would be shown minus the publisher's stamp in it (see [`Playout`]).
+//!
+//! A player keeps up while it sees no 404, skips no segment that left the playlist before
+//! it was fetched, and never stalls (a frame arriving after its time to be shown); each such
+//! event is counted in [`HlsCounters`]. The playlist's schedule ([`Schedule`]) and the
+//! playout clock are pure; the task only moves bytes. Playlists are parsed by the `m3u8-rs`
+//! crate, segments by [`super::ts`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::flv::{FlvTarget, ResponseError, ResponseReader};
+use super::rtmp::{connect, LoadError};
+use super::ts::TsDemuxer;
+use super::{sei, wall_ms, ClientState, Stats, PLAYER_WARMUP};
+
+/// Target durations behind the live edge where playback starts, as hls.js.
+pub const LIVE_SYNC_COUNT: f32 = 3.0;
+/// A frame later than this after its time to be shown is a stall; less is jitter that a
+/// player's buffer absorbs.
+pub const STALL_TOLERANCE_MS: i64 = 100;
+/// A PTS jump larger than this (either way) is a discontinuity: the clock starts over.
+const PTS_JUMP_MS: i64 = 10_000;
+/// Bytes of each video frame read for its stamp.
+const FRAME_HEAD: usize = 1024;
+/// The longest reload interval honoured, whatever a playlist says.
+const MAX_TARGET: Duration = Duration::from_secs(60);
+/// Retry interval while the playlist does not exist yet (publisher still starting).
+const NOT_YET: Duration = Duration::from_secs(1);
+
+/// Why a playlist could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaylistError {
+    /// Not an M3U8 media playlist.
+    #[error("not an HLS media playlist: {0}")]
+    Parse(String),
+    /// A segment URI on another server, which one keep-alive connection cannot fetch.
+    #[error("segment URI {0:?} is on another host")]
+    OtherHost(String),
+}
+
+/// A segment to fetch: its media sequence number and path on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Media sequence number.
+    pub msn: u64,
+    /// The path (and query) to GET.
+    pub path: String,
+}
+
+/// What a playlist reload decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reload {
+    /// When to reload next, from the moment this reload began.
+    pub after: Duration,
+    /// Segments that left the playlist before the player fetched them.
+    pub skipped: u64,
+    /// The playlist has `#EXT-X-ENDLIST`: the stream is over.
+    pub ended: bool,
+}
+
+/// Which segments to fetch, from successive reloads of one media playlist.
+#[derive(Debug)]
+pub struct Schedule {
+    /// The playlist's path, against which relative URIs resolve.
+    playlist: String,
+    /// The host segments must be on.
+    host: String,
+    /// The next media sequence number to queue.
+    next: Option<u64>,
+    /// The playlist's end (last MSN + 1) at the previous reload.
+    seen_end: Option<u64>,
+    queue: VecDeque<Segment>,
+}
+
+impl Schedule {
+    /// A schedule for the playlist at `playlist` (a path) on `host`.
+    pub fn new(host: &str, playlist: &str) -> Self {
+        Self {
+            playlist: playlist.to_owned(),
+            host: host.to_owned(),
+            next: None,
+            seen_end: None,
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Takes a reload's body: queues the segments that are new.
+    pub fn playlist(&mut self, text: &[u8]) -> Result<Reload, PlaylistError> {
+        let pl = m3u8_rs::parse_media_playlist_res(text).map_err(|_| {
+            let head = String::from_utf8_lossy(&text[..text.len().min(40)]);
+            PlaylistError::Parse(format!("{head:?}"))
+        })?;
+        let target = Duration::from_secs(pl.target_duration.max(1)).min(MAX_TARGET);
+        let first = pl.media_sequence;
+        let end = first.saturating_add(pl.segments.len() as u64);
+        let changed = self.seen_end != Some(end);
+        self.seen_end = Some(end);
+        let mut skipped = 0;
+        while self.queue.front().is_some_and(|s| s.msn < first) {
+            self.queue.pop_front();
+            skipped += 1;
+        }
+        let next = match self.next {
+            // Numbering went back: the server restarted the stream. Start over.
+            Some(n) if n > end => None,
+            n => n,
+        };
+        let next = match next {
+            Some(n) if n < first => {
+                skipped += first - n;
+                first
+            }
+            Some(n) => n,
+            None => {
+                // Three target durations of media behind the live edge.
+                let behind = LIVE_SYNC_COUNT * target.as_secs_f32();
+                let mut sum = 0.0;
+                let mut at = pl.segments.len();
+                while at > 0 && sum < behind {
+                    at -= 1;
+                    sum += pl.segments[at].duration.max(0.0);
+                }
+                first.saturating_add(at as u64)
+            }
+        };
+        let from = usize::try_from(next - first).unwrap_or(usize::MAX);
+        for (i, s) in pl.segments.iter().enumerate().skip(from) {
+            let path = self.resolve(&s.uri)?;
+            self.queue.push_back(Segment {
+                msn: first + i as u64,
+                path,
+            });
+        }
+        self.next = Some(next.max(end));
+        Ok(Reload {
+            after: if changed { target } else { target / 2 },
+            skipped,
+            ended: pl.end_list,
+        })
+    }
+
+    /// The next segment to fetch, in order.
+    pub fn next_segment(&mut self) -> Option<Segment> {
+        self.queue.pop_front()
+    }
+
+    /// A segment URI as a path on the playlist's server.
+    fn resolve(&self, uri: &str) -> Result<String, PlaylistError> {
+        if let Some(rest) = uri.strip_prefix("http://") {
+            return match rest.split_once('/') {
+                Some((host, path)) if host == self.host => Ok(format!("/{path}")),
+                _ => Err(PlaylistError::OtherHost(uri.to_owned())),
+            };
+        }
+        if uri.contains("://") {
+            return Err(PlaylistError::OtherHost(uri.to_owned()));
+        }
+        if uri.starts_with('/') {
+            return Ok(uri.to_owned());
+        }
+        let path = self.playlist.split(['?', '#']).next().unwrap_or("");
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        Ok(format!("{dir}/{uri}"))
+    }
+}
+
+/// A player's playout clock, in wall-clock milliseconds: the first frame is shown when it
+/// arrives and each later one its PTS distance after; a frame that arrives after its time
+/// is shown on arrival and moves the clock (the player rebuffered). A frame's latency is
+/// the time it is shown minus the time the publisher stamped it.
+#[derive(Debug, Default)]
+pub struct Playout {
+    /// Wall time at which PTS 0 is shown.
+    base: Option<i64>,
+    last_pts: i64,
+}
+
+/// One frame through the playout clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shown {
+    /// When it is shown minus its stamp, ms (when it has a stamp).
+    pub latency_ms: Option<u64>,
+    /// It arrived more than [`STALL_TOLERANCE_MS`] after its time to be shown.
+    pub stalled: bool,
+}
+
+impl Playout {
+    /// A frame of PTS `pts_ms` that arrived at `now_ms`, stamped `stamp_ms` if it is.
+    pub fn frame(&mut self, pts_ms: i64, now_ms: i64, stamp_ms: Option<u64>) -> Shown {
+        let base = match self.base {
+            Some(b) if (pts_ms - self.last_pts).abs() <= PTS_JUMP_MS => b,
+            _ => now_ms - pts_ms,
+        };
+        self.last_pts = pts_ms;
+        let late = now_ms - (base + pts_ms);
+        let base = base + late.max(0);
+        self.base = Some(base);
+        let shown = base + pts_ms;
+        Shown {
+            latency_ms: stamp_ms.map(|s| u64::try_from(shown).unwrap_or(0).saturating_sub(s)),
+            stalled: late > STALL_TOLERANCE_MS,
+        }
+    }
+}
+
+/// The HLS players' own counters, beside [`Stats`].
+#[derive(Debug)]
+pub struct HlsCounters {
+    /// Per player: 404s, skipped segments and stalls, the events of not keeping up.
+    pub late: Vec<AtomicU64>,
+    /// Segments fetched whole.
+    pub segments: AtomicU64,
+    /// Playlist and segment requests answered 404 after the player started.
+    pub not_found: AtomicU64,
+    /// Segments that left the playlist before they were fetched.
+    pub skipped: AtomicU64,
+    /// Frames that arrived after their time to be shown.
+    pub stalls: AtomicU64,
+}
+
+/// [`HlsCounters`] at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HlsSnapshot {
+    late: Vec<u64>,
+    /// Segments fetched.
+    pub segments: u64,
+    /// 404s.
+    pub not_found: u64,
+    /// Skipped segments.
+    pub skipped: u64,
+    /// Stalls.
+    pub stalls: u64,
+}
+
+impl HlsCounters {
+    /// Counters for `players` players.
+    pub fn new(players: usize) -> Self {
+        Self {
+            late: (0..players).map(|_| AtomicU64::new(0)).collect(),
+            segments: AtomicU64::new(0),
+            not_found: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+        }
+    }
+
+    /// A copy of the counters now.
+    pub fn snapshot(&self) -> HlsSnapshot {
+        HlsSnapshot {
+            late: self
+                .late
+                .iter()
+                .map(|l| l.load(Ordering::Relaxed))
+                .collect(),
+            segments: self.segments.load(Ordering::Relaxed),
+            not_found: self.not_found.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            stalls: self.stalls.load(Ordering::Relaxed),
+        }
+    }
+
+    fn late(&self, id: usize, counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+        self.late[id].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl HlsSnapshot {
+    /// Players alive in `stats` now that had no event of not keeping up since `earlier`.
+    pub fn keeping_up(&self, earlier: &HlsSnapshot, stats: &Stats) -> usize {
+        self.late
+            .iter()
+            .zip(&earlier.late)
+            .zip(&stats.state)
+            .filter(|((now, then), state)| {
+                now == then && state.load(Ordering::Relaxed) == ClientState::Alive as u8
+            })
+            .count()
+    }
+}
+
+/// Plays `target` until `stop`, recording bytes, latency and lateness as player `id`.
+pub async fn play(
+    id: usize,
+    target: FlvTarget,
+    stats: Arc<Stats>,
+    hls: Arc<HlsCounters>,
+    stop: Instant,
+) {
+    super::until_stop(
+        id,
+        "hls player",
+        &stats,
+        stop,
+        play_inner(id, &target, &stats, &hls),
+    )
+    .await;
+}
+
+/// One keep-alive HTTP connection, opened again when the server closes it.
+struct Client<'a> {
+    target: &'a FlvTarget,
+    conn: Option<crate::runtime::Connection>,
+}
+
+/// How a GET ended.
+enum Got {
+    Ok,
+    NotFound,
+}
+
+impl Client<'_> {
+    /// GETs `path`, handing the body's bytes to `body` as they arrive.
+    async fn get(
+        &mut self,
+        id: usize,
+        path: &str,
+        stats: &Stats,
+        body: &mut dyn FnMut(&[u8]) -> Result<(), LoadError>,
+    ) -> Result<Got, LoadError> {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringcast-bench\r\nAccept: */*\r\n\r\n",
+            self.target.host
+        );
+        // A kept connection the server closed meanwhile fails before any byte: retry on a
+        // fresh one, once.
+        let reused = self.conn.is_some();
+        match self.exchange(id, &request, stats, body).await {
+            Err(LoadError::Closed | LoadError::Io(_)) if reused => {
+                self.exchange(id, &request, stats, body).await
+            }
+            r => r,
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        id: usize,
+        request: &str,
+        stats: &Stats,
+        body: &mut dyn FnMut(&[u8]) -> Result<(), LoadError>,
+    ) -> Result<Got, LoadError> {
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => connect(&self.target.addr, 16 * 1024).await?,
+        };
+        conn.write_all(request.as_bytes().to_vec()).await?;
+        let mut response = ResponseReader::new();
+        let mut out = Vec::new();
+        loop {
+            let input = conn.read_some().await?;
+            if input.is_empty() {
+                // A body that lasts until the server closes ends here.
+                return if response.started() {
+                    Ok(Got::Ok)
+                } else {
+                    Err(LoadError::Closed)
+                };
+            }
+            stats.bytes[id].fetch_add(input.len() as u64, Ordering::Relaxed);
+            out.clear();
+            match response.push(&input, &mut out) {
+                Ok(()) => {}
+                Err(ResponseError::Status(404)) => return Ok(Got::NotFound),
+                Err(e) => return Err(LoadError::Refused(e.to_string())),
+            }
+            drop(input);
+            if !out.is_empty() {
+                body(&out)?;
+            }
+            if response.done() {
+                if response.keep_alive() {
+                    self.conn = Some(conn);
+                }
+                return Ok(Got::Ok);
+            }
+        }
+    }
+}
+
+async fn play_inner(
+    id: usize,
+    target: &FlvTarget,
+    stats: &Stats,
+    hls: &HlsCounters,
+) -> Result<(), LoadError> {
+    let started = Instant::now();
+    let mut client = Client { target, conn: None };
+    let mut schedule = Schedule::new(&target.host, &target.path);
+    let mut playout = Playout::default();
+    let mut text = Vec::new();
+    let mut alive = false;
+    loop {
+        let began = Instant::now();
+        text.clear();
+        let got = client
+            .get(id, &target.path, stats, &mut |b| {
+                text.extend_from_slice(b);
+                Ok(())
+            })
+            .await?;
+        let reload = match got {
+            Got::NotFound => {
+                if alive {
+                    hls.late(id, &hls.not_found, 1);
+                }
+                compio::time::sleep_until(began + NOT_YET).await;
+                continue;
+            }
+            Got::Ok => schedule
+                .playlist(&text)
+                .map_err(|e| LoadError::Refused(e.to_string()))?,
+        };
+        if reload.skipped > 0 {
+            hls.late(id, &hls.skipped, reload.skipped);
+        }
+        while let Some(segment) = schedule.next_segment() {
+            let mut demux = TsDemuxer::new(FRAME_HEAD);
+            let warm = started.elapsed() >= PLAYER_WARMUP;
+            let mut stalls = 0;
+            let mut on_frame = |f: super::ts::VideoPes<'_>| {
+                let Some(pts) = f.pts else { return };
+                let shown = playout.frame(
+                    (pts / 90) as i64,
+                    wall_ms() as i64,
+                    sei::find_stamp_annexb(f.head),
+                );
+                if warm {
+                    if let Some(ms) = shown.latency_ms {
+                        stats.latency_ms(ms);
+                    }
+                    stalls += u64::from(shown.stalled);
+                }
+            };
+            let got = client
+                .get(id, &segment.path, stats, &mut |b| {
+                    demux
+                        .push(b, &mut on_frame)
+                        .map_err(|e| LoadError::Refused(format!("{}: {e}", segment.path)))
+                })
+                .await?;
+            match got {
+                Got::Ok => {
+                    demux.finish(&mut on_frame);
+                    hls.segments.fetch_add(1, Ordering::Relaxed);
+                    if !alive {
+                        alive = true;
+                        stats.set_state(id, ClientState::Alive);
+                    }
+                }
+                Got::NotFound => hls.late(id, &hls.not_found, 1),
+            }
+            if stalls > 0 {
+                hls.late(id, &hls.stalls, stalls);
+            }
+        }
+        if reload.ended {
+            return Err(LoadError::Refused(
+                "the playlist ended (EXT-X-ENDLIST)".into(),
+            ));
+        }
+        compio::time::sleep_until(began + reload.after).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn playlist(first: u64, n: u64, target: u64, end: bool) -> Vec<u8> {
+        let mut s = format!(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+        );
+        for msn in first..first + n {
+            s.push_str(&format!("#EXTINF:2.000,\nlivestream-{msn}.ts\n"));
+        }
+        if end {
+            s.push_str("#EXT-X-ENDLIST\n");
+        }
+        s.into_bytes()
+    }
+
+    fn drain(s: &mut Schedule) -> Vec<u64> {
+        std::iter::from_fn(|| s.next_segment())
+            .map(|s| s.msn)
+            .collect()
+    }
+
+    #[test]
+    fn starts_three_target_durations_back_and_fetches_new_segments_in_order() {
+        let mut s = Schedule::new("h:8080", "/live/livestream.m3u8?token=1");
+        let r = s.playlist(&playlist(10, 6, 2, false)).expect("playlist");
+        assert_eq!(
+            (r.after, r.skipped, r.ended),
+            (Duration::from_secs(2), 0, false)
+        );
+        // 3 x 2 s back from the end of 10..=15: segments 13, 14, 15.
+        let first = s.next_segment().expect("a segment");
+        assert_eq!(first.path, "/live/livestream-13.ts");
+        assert_eq!(drain(&mut s), [14, 15]);
+        // Unchanged: half a target duration; then one new segment.
+        let r = s.playlist(&playlist(10, 6, 2, false)).expect("playlist");
+        assert_eq!(r.after, Duration::from_secs(1));
+        assert!(drain(&mut s).is_empty());
+        let r = s.playlist(&playlist(11, 6, 2, false)).expect("playlist");
+        assert_eq!((r.after, r.skipped), (Duration::from_secs(2), 0));
+        assert_eq!(drain(&mut s), [16]);
+    }
+
+    #[test]
+    fn segments_gone_before_they_were_fetched_are_skipped_and_counted() {
+        let mut s = Schedule::new("h", "/a/b.m3u8");
+        s.playlist(&playlist(0, 3, 2, false)).expect("playlist");
+        assert_eq!(drain(&mut s), [0, 1, 2]);
+        // The player fell behind: 3..=9 came and 3..=6 left before this reload.
+        let r = s.playlist(&playlist(7, 3, 2, false)).expect("playlist");
+        assert_eq!(r.skipped, 4);
+        assert_eq!(drain(&mut s), [7, 8, 9]);
+        // Queued but not fetched, then gone.
+        s.playlist(&playlist(8, 4, 2, false)).expect("playlist");
+        let r = s.playlist(&playlist(11, 3, 2, true)).expect("playlist");
+        assert_eq!((r.skipped, r.ended), (1, true));
+        assert_eq!(drain(&mut s), [11, 12, 13]);
+        // The server restarted its numbering: start again near the live edge.
+        s.playlist(&playlist(0, 5, 2, false)).expect("playlist");
+        assert_eq!(drain(&mut s), [2, 3, 4]);
+    }
+
+    #[test]
+    fn uris_resolve_on_the_playlists_server() {
+        let s = Schedule::new("h:1", "/live/s.m3u8");
+        assert_eq!(s.resolve("x.ts").as_deref(), Ok("/live/x.ts"));
+        assert_eq!(s.resolve("/o/x.ts?a=1").as_deref(), Ok("/o/x.ts?a=1"));
+        assert_eq!(s.resolve("http://h:1/y/x.ts").as_deref(), Ok("/y/x.ts"));
+        assert!(s.resolve("http://other/x.ts").is_err());
+        assert!(s.resolve("https://h:1/x.ts").is_err());
+        let mut s = Schedule::new("h", "/s.m3u8");
+        assert!(matches!(
+            s.playlist(b"not a playlist"),
+            Err(PlaylistError::Parse(_))
+        ));
+        assert!(s
+            .playlist(b"#EXTM3U\n#EXTINF:2,\nhttps://cdn/x.ts\n")
+            .is_err());
+    }
+
+    #[test]
+    fn playout_shows_frames_at_their_pace_and_counts_late_ones() {
+        let mut p = Playout::default();
+        // A segment of 3 frames arriving at once at t=10_000, stamped 6 s earlier.
+        let a = p.frame(0, 10_000, Some(4_000));
+        let b = p.frame(40, 10_001, Some(4_040));
+        assert_eq!(
+            a,
+            Shown {
+                latency_ms: Some(6_000),
+                stalled: false
+            }
+        );
+        assert_eq!(b.latency_ms, Some(6_000));
+        // The next frame's segment is 300 ms late: a stall, and the latency grows.
+        let c = p.frame(2_000, 12_300, Some(6_000));
+        assert_eq!(
+            c,
+            Shown {
+                latency_ms: Some(6_300),
+                stalled: true
+            }
+        );
+        // Within the tolerance: jitter, not a stall.
+        assert!(!p.frame(2_040, 12_400, None).stalled);
+        // A discontinuity restarts the clock.
+        let d = p.frame(500_000, 13_000, Some(12_000));
+        assert_eq!(
+            d,
+            Shown {
+                latency_ms: Some(1_000),
+                stalled: false
+            }
+        );
+    }
+
+    #[test]
+    fn players_keeping_up() {
+        let stats = Stats::new(3);
+        let hls = HlsCounters::new(3);
+        for i in 0..3 {
+            stats.set_state(i, ClientState::Alive);
+        }
+        let before = hls.snapshot();
+        hls.late(1, &hls.not_found, 1);
+        stats.set_state(2, ClientState::Failed);
+        let now = hls.snapshot();
+        assert_eq!(now.keeping_up(&before, &stats), 1);
+        assert_eq!(now.not_found, 1);
+    }
+
+    #[test]
+    fn stamps_survive_the_ts_path() {
+        // An AVC frame stamped as the publisher does, in Annex B as a TS muxer writes it.
+        let tag = [0x17, 1, 0, 0, 0, 0, 0, 0, 3, 0x65, 0x88, 0x84];
+        let stamped = sei::stamp(&tag, 4, 1_234_567);
+        let len = u32::from_be_bytes(stamped[5..9].try_into().expect("4 bytes")) as usize;
+        let mut es = vec![0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1];
+        es.extend_from_slice(&stamped[9..9 + len]);
+        es.extend_from_slice(&[0, 0, 0, 1, 0x65, 0x88, 0x84]);
+        let seg = super::super::ts::tests::segment(&[(180_000, &es)]);
+        let mut d = TsDemuxer::new(FRAME_HEAD);
+        let mut found = Vec::new();
+        let mut on = |f: super::super::ts::VideoPes<'_>| {
+            found.push((f.pts, sei::find_stamp_annexb(f.head)));
+        };
+        d.push(&seg, &mut on).expect("valid TS");
+        d.finish(&mut on);
+        assert_eq!(found, [(Some(180_000), Some(1_234_567))]);
+    }
+}
