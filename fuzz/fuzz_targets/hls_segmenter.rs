@@ -64,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
             2 => AAC_CONFIG.to_vec(),
             3 => {
                 s.handle_unpublish();
+                collect(&mut s, &mut all);
                 continue;
             }
             n => {
@@ -82,26 +83,29 @@ fuzz_target!(|data: &[u8]| {
             kind
         };
         s.handle_frame(kind, ts, &payload, 0);
-        while let Some(out) = s.poll_output() {
-            if let Output::Segment(seg) = out {
-                if seg.discontinuity {
-                    check(&all);
-                    all.clear();
-                }
-                all.extend_from_slice(&seg.data);
-                assert!(seg.duration_ms > 0);
-            }
-        }
+        collect(&mut s, &mut all);
     }
     s.handle_unpublish();
-    while let Some(out) = s.poll_output() {
-        if let Output::Segment(seg) = out {
-            all.extend_from_slice(&seg.data);
-        }
-    }
+    collect(&mut s, &mut all);
     check(&all);
     let _ = s.playlist();
 });
+
+/// The new segments' bytes onto `all`; at a discontinuity (where a player resets its
+/// demuxer, and a dropped segment may have taken packets with it) `all` so far is checked
+/// and a new run starts. Every drain goes through here, the last unpublish's too.
+fn collect(s: &mut Segmenter, all: &mut Vec<u8>) {
+    while let Some(out) = s.poll_output() {
+        if let Output::Segment(seg) = out {
+            if seg.discontinuity {
+                check(all);
+                all.clear();
+            }
+            all.extend_from_slice(&seg.data);
+            assert!(seg.duration_ms > 0);
+        }
+    }
+}
 
 fn check(ts: &[u8]) {
     if let Err(e) = check_continuity(ts) {
