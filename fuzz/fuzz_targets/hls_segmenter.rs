@@ -1,114 +1,12 @@
-//! The HLS segmenter fed random frame sequences: any kind, timestamps that jump back and
-//! forth, configs of AVC, HEVC and AAC or none, junk payloads, unpublishes. It must not
-//! panic, and the TS it writes, the segments between two discontinuities end to end (a
-//! segment too short to keep is only dropped before one), must be whole packets with a
-//! continuity counter that steps by one on each PID.
+//! The HLS segmenter fed random frame sequences (see `ringcast::hls::exercise`, which the
+//! unit tests replay the seeds and past crashes through): it must not panic, and the TS
+//! between two discontinuities must keep continuity on every PID.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringcast::hls::ts::check_continuity;
-use ringcast::hls::{Options, Output, Segmenter};
-use ringcast::media::MediaKind;
-
-const AVC_CONFIG: &[u8] = &[
-    0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 2, 0x67, 0xaa, 1, 0, 1, 0x68,
-];
-const HEVC_CONFIG: &[u8] = &[
-    0x90, b'h', b'v', b'c', b'1', 1, 1, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 60, 0xf0, 0, 0xfc,
-    0xfd, 0xf8, 0xf8, 0, 0, 0x0f, 1, 0xa0, 0, 1, 0, 2, 0x40, 0x01,
-];
-const AAC_CONFIG: &[u8] = &[0xaf, 0, 0x12, 0x10];
-/// Frame headers the fuzzer picks from, followed by its own bytes.
-const HEADERS: &[&[u8]] = &[
-    &[0x17, 1, 0, 0, 0],
-    &[0x27, 1, 0, 0, 0],
-    &[0x93, b'h', b'v', b'c', b'1'],
-    &[0xa1, b'h', b'v', b'c', b'1', 0, 0, 0],
-    &[0x1c, 1, 0, 0, 0],
-    &[0xaf, 1],
-    &[],
-];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, mut rest)) = data.split_first() else {
-        return;
-    };
-    let mut s = Segmenter::new(Options {
-        fragment_ms: 100 + u64::from(flags & 0x0f) * 100,
-        td_ratio: 1.0,
-        aof_ratio: 2.1,
-        window_ms: 1000,
-        wait_keyframe: flags & 0x10 == 0,
-        video: flags & 0x20 == 0,
-        audio: flags & 0x40 == 0,
-        m3u8: "live/s.m3u8".into(),
-        ts_file: "live/s-[seq]-[duration].ts".into(),
-        entry_prefix: String::new(),
-    });
-    let mut ts: u32 = 0;
-    let mut all = Vec::new();
-    while let [op, dt_hi, dt_lo, len, tail @ ..] = rest {
-        let dt = i16::from_be_bytes([*dt_hi, *dt_lo]);
-        ts = ts.wrapping_add_signed(i32::from(dt));
-        let len = usize::from(*len).min(tail.len());
-        let (body, next) = tail.split_at(len);
-        rest = next;
-        let kind = if op & 1 == 0 {
-            MediaKind::Video
-        } else {
-            MediaKind::Audio
-        };
-        let payload: Vec<u8> = match op >> 1 & 0x0f {
-            0 => AVC_CONFIG.to_vec(),
-            1 => HEVC_CONFIG.to_vec(),
-            2 => AAC_CONFIG.to_vec(),
-            3 => {
-                s.handle_unpublish();
-                collect(&mut s, &mut all);
-                continue;
-            }
-            n => {
-                let header = HEADERS[usize::from(n) % HEADERS.len()];
-                [header, body].concat()
-            }
-        };
-        let kind = if payload.first() == Some(&0xaf) {
-            MediaKind::Audio
-        } else if payload
-            .first()
-            .is_some_and(|b| b & 0x0f == 7 || b & 0x80 != 0)
-        {
-            MediaKind::Video
-        } else {
-            kind
-        };
-        s.handle_frame(kind, ts, &payload, 0);
-        collect(&mut s, &mut all);
-    }
-    s.handle_unpublish();
-    collect(&mut s, &mut all);
-    check(&all);
-    let _ = s.playlist();
-});
-
-/// The new segments' bytes onto `all`; at a discontinuity (where a player resets its
-/// demuxer, and a dropped segment may have taken packets with it) `all` so far is checked
-/// and a new run starts. Every drain goes through here, the last unpublish's too.
-fn collect(s: &mut Segmenter, all: &mut Vec<u8>) {
-    while let Some(out) = s.poll_output() {
-        if let Output::Segment(seg) = out {
-            if seg.discontinuity {
-                check(all);
-                all.clear();
-            }
-            all.extend_from_slice(&seg.data);
-            assert!(seg.duration_ms > 0);
-        }
-    }
-}
-
-fn check(ts: &[u8]) {
-    if let Err(e) = check_continuity(ts) {
+    if let Err(e) = ringcast::hls::exercise::replay(data) {
         panic!("bad TS: {e}");
     }
-}
+});

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod es;
+pub mod exercise;
 pub mod mux;
 pub mod segmenter;
 pub mod ts;

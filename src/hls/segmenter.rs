@@ -632,104 +632,6 @@ mod tests {
         );
     }
 
-    /// `fuzz/fuzz_targets/hls_segmenter.rs` on one input (keep the two alike): frames, configs and
-    /// unpublishes from the bytes; the TS between two discontinuities must keep continuity.
-    fn fuzz_hls_segmenter(data: &[u8]) {
-        const HEVC_CONFIG: &[u8] = &[
-            0x90, b'h', b'v', b'c', b'1', 1, 1, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 60, 0xf0, 0,
-            0xfc, 0xfd, 0xf8, 0xf8, 0, 0, 0x0f, 1, 0xa0, 0, 1, 0, 2, 0x40, 0x01,
-        ];
-        const HEADERS: &[&[u8]] = &[
-            &[0x17, 1, 0, 0, 0],
-            &[0x27, 1, 0, 0, 0],
-            &[0x93, b'h', b'v', b'c', b'1'],
-            &[0xa1, b'h', b'v', b'c', b'1', 0, 0, 0],
-            &[0x1c, 1, 0, 0, 0],
-            &[0xaf, 1],
-            &[],
-        ];
-        let Some((&flags, mut rest)) = data.split_first() else {
-            return;
-        };
-        let mut s = Segmenter::new(Options {
-            fragment_ms: 100 + u64::from(flags & 0x0f) * 100,
-            td_ratio: 1.0,
-            aof_ratio: 2.1,
-            window_ms: 1000,
-            wait_keyframe: flags & 0x10 == 0,
-            video: flags & 0x20 == 0,
-            audio: flags & 0x40 == 0,
-            m3u8: "live/s.m3u8".into(),
-            ts_file: "live/s-[seq]-[duration].ts".into(),
-            entry_prefix: String::new(),
-        });
-        let mut ts: u32 = 0;
-        let mut all = Vec::new();
-        while let [op, dt_hi, dt_lo, len, tail @ ..] = rest {
-            let dt = i16::from_be_bytes([*dt_hi, *dt_lo]);
-            ts = ts.wrapping_add_signed(i32::from(dt));
-            let len = usize::from(*len).min(tail.len());
-            let (body, next) = tail.split_at(len);
-            rest = next;
-            let kind = if op & 1 == 0 {
-                MediaKind::Video
-            } else {
-                MediaKind::Audio
-            };
-            let payload: Vec<u8> = match op >> 1 & 0x0f {
-                0 => AVC_CONFIG.to_vec(),
-                1 => HEVC_CONFIG.to_vec(),
-                2 => AAC_CONFIG.to_vec(),
-                3 => {
-                    s.handle_unpublish();
-                    fuzz_collect(&mut s, &mut all);
-                    continue;
-                }
-                n => {
-                    let header = HEADERS[usize::from(n) % HEADERS.len()];
-                    [header, body].concat()
-                }
-            };
-            let kind = if payload.first() == Some(&0xaf) {
-                MediaKind::Audio
-            } else if payload
-                .first()
-                .is_some_and(|b| b & 0x0f == 7 || b & 0x80 != 0)
-            {
-                MediaKind::Video
-            } else {
-                kind
-            };
-            s.handle_frame(kind, ts, &payload, 0);
-            fuzz_collect(&mut s, &mut all);
-        }
-        s.handle_unpublish();
-        fuzz_collect(&mut s, &mut all);
-        fuzz_check(&all);
-        let _ = s.playlist();
-    }
-
-    /// The new segments' bytes onto `all`; at a discontinuity, `all` so far is checked and
-    /// a new run starts.
-    fn fuzz_collect(s: &mut Segmenter, all: &mut Vec<u8>) {
-        while let Some(out) = s.poll_output() {
-            if let Output::Segment(seg) = out {
-                if seg.discontinuity {
-                    fuzz_check(all);
-                    all.clear();
-                }
-                all.extend_from_slice(&seg.data);
-                assert!(seg.duration_ms > 0);
-            }
-        }
-    }
-
-    fn fuzz_check(ts: &[u8]) {
-        if let Err(e) = check_continuity(ts) {
-            panic!("bad TS: {e}");
-        }
-    }
-
     #[test]
     fn fuzz_seeds_keep_continuity() {
         for seed in [
@@ -737,7 +639,7 @@ mod tests {
             include_bytes!("../../fuzz/seeds/hls_segmenter/avc_aac"),
             include_bytes!("../../fuzz/seeds/hls_segmenter/hevc_republish"),
         ] {
-            fuzz_hls_segmenter(seed);
+            crate::hls::exercise::replay(seed).expect("continuity");
         }
     }
 
@@ -746,9 +648,10 @@ mod tests {
     /// unpublish finishes, is a discontinuity, so the counters may jump there.
     #[test]
     fn continuity_may_break_only_at_a_discontinuity() {
-        fuzz_hls_segmenter(include_bytes!(
+        crate::hls::exercise::replay(include_bytes!(
             "../../fuzz/seeds/hls_segmenter/pat_cc_across_dropped_segment"
-        ));
+        ))
+        .expect("continuity");
         let mut s = Segmenter::new(opts());
         feed(&mut s, 0, 2);
         s.handle_frame(MediaKind::Video, 2000, &video(true), 0);
