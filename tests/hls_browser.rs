@@ -47,6 +47,11 @@ fn hls_js_in_chromium_plays_the_live_playlist() {
     );
     let _ffmpeg = ffmpeg_publish(&server.url("hlscam"));
     let url = format!("http://127.0.0.1:{}/live/hlscam.m3u8", server.http_port);
+    // hls.js takes a 404 on its first playlist load as fatal, as Safari does: the page opens
+    // once the first segment is cut, as a player's would after a "stream is live" signal.
+    common::wait_until(Duration::from_secs(20), "the first playlist", || {
+        common::curl(&[], &url).0 == 200
+    });
     let reports: Reports = Arc::default();
     let pages = page_server(&url, false, reports.clone());
     let profile = tempfile::tempdir().expect("temp dir");
