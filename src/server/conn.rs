@@ -288,7 +288,8 @@ async fn play(
     let refused: Result<(), ConnError> = async {
         check_vhost(shared, target.vhost)?;
         access::check(shared, target.vhost, Action::Play, target.peer)?;
-        edge::refuse_loop(shared, &key, target.peer)?;
+        let local = conn.socket().local_addr().ok();
+        edge::refuse_loop(shared, &key, (target.peer, local))?;
         Ok(crate::hooks::on_play(shared, &hook).await?)
     }
     .await;

@@ -83,9 +83,9 @@ enum Attempt {
 pub(crate) fn refuse_loop(
     shared: &Shared,
     key: &StreamKey,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, Option<SocketAddr>),
 ) -> Result<(), EdgeError> {
-    if shared.edges.is_upstream(peer) {
+    if local.is_some_and(|local| shared.edges.is_upstream(peer, local)) {
         tracing::error!("edge pull {key}: the origin is this server itself, check `origin`");
         return Err(EdgeError::Loop(key.to_string()));
     }
@@ -280,11 +280,15 @@ async fn attempt(
         Ok(Err(e)) => return failed(e.into()),
         Err(_) => return failed(PullError::Timeout),
     };
-    let local = match conn.socket().local_addr() {
-        Ok(local) => local,
+    let ends = conn.socket().local_addr().and_then(|local| {
+        let remote = conn.socket().peer_addr()?;
+        Ok((local, remote))
+    });
+    let (local, remote) = match ends {
+        Ok(ends) => ends,
         Err(e) => return failed(e.into()),
     };
-    let _known = shared.edges.upstream(local);
+    let _known = shared.edges.upstream(local, remote);
     let tc_url = format!("rtmp://{origin}/{}", target.key.app);
     let mut session = ClientSession::play(&tc_url, &target.stream, &mut rand::thread_rng());
     let setup = forward::until_started(&conn, &mut session, &ClientEvent::Playing);

@@ -18,7 +18,10 @@ use crate::hub::StreamKey;
 #[derive(Debug, Default)]
 pub struct Edges {
     pulls: Mutex<HashMap<StreamKey, Arc<Pull>>>,
-    upstreams: Mutex<HashSet<SocketAddr>>,
+    /// Each upstream connection's (local, remote) addresses. Both, not the local port alone:
+    /// Linux reuses an ephemeral port for connections to other destinations, so a player can
+    /// come from the port a pull uses toward its origin.
+    upstreams: Mutex<HashSet<(SocketAddr, SocketAddr)>>,
     /// Counters, for `/metrics`.
     pub stats: EdgeStats,
 }
@@ -86,12 +89,12 @@ impl Pull {
     }
 }
 
-/// Keeps an upstream connection's local address known to [`Edges::is_upstream`] while it
+/// Keeps an upstream connection's addresses known to [`Edges::is_upstream`] while it
 /// lives.
 #[derive(Debug)]
 pub struct UpstreamAddr<'a> {
     edges: &'a Edges,
-    addr: SocketAddr,
+    addr: (SocketAddr, SocketAddr),
 }
 
 impl Drop for UpstreamAddr<'_> {
@@ -171,8 +174,10 @@ impl Edges {
             .cloned()
     }
 
-    /// Remembers `addr`, an upstream connection's local address, until the guard drops.
-    pub fn upstream(&self, addr: SocketAddr) -> UpstreamAddr<'_> {
+    /// Remembers an upstream connection's `local` and `remote` addresses until the guard
+    /// drops.
+    pub fn upstream(&self, local: SocketAddr, remote: SocketAddr) -> UpstreamAddr<'_> {
+        let addr = (local, remote);
         self.upstreams
             .lock()
             .expect("edge lock poisoned")
@@ -180,13 +185,13 @@ impl Edges {
         UpstreamAddr { edges: self, addr }
     }
 
-    /// Whether a connection from `peer` is one of this process's own upstreams: an edge whose
-    /// origin is itself.
-    pub fn is_upstream(&self, peer: SocketAddr) -> bool {
+    /// Whether a connection from `peer` to this server's `local` address is one of this
+    /// process's own upstreams: an edge whose origin is itself.
+    pub fn is_upstream(&self, peer: SocketAddr, local: SocketAddr) -> bool {
         self.upstreams
             .lock()
             .expect("edge lock poisoned")
-            .contains(&peer)
+            .contains(&(peer, local))
     }
 }
 
@@ -276,10 +281,16 @@ mod tests {
     fn upstream_addresses_live_as_long_as_their_guard() {
         let edges = Edges::default();
         let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let guard = edges.upstream(addr);
-        assert!(edges.is_upstream(addr));
+        let origin: SocketAddr = "127.0.0.1:1935".parse().unwrap();
+        let other: SocketAddr = "127.0.0.1:19350".parse().unwrap();
+        let guard = edges.upstream(addr, origin);
+        assert!(edges.is_upstream(addr, origin));
+        assert!(
+            !edges.is_upstream(addr, other),
+            "the same port toward another server is another connection"
+        );
         drop(guard);
-        assert!(!edges.is_upstream(addr));
+        assert!(!edges.is_upstream(addr, origin));
     }
 
     #[test]
