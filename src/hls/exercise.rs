@@ -106,3 +106,30 @@ fn collect(s: &mut Segmenter, run: &mut Vec<u8>) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::replay;
+
+    #[test]
+    fn the_fuzz_seeds_keep_continuity() {
+        for seed in [
+            &include_bytes!("../../fuzz/seeds/hls_segmenter/audio_only")[..],
+            include_bytes!("../../fuzz/seeds/hls_segmenter/avc_aac"),
+            include_bytes!("../../fuzz/seeds/hls_segmenter/hevc_republish"),
+        ] {
+            replay(seed).expect("continuity");
+        }
+    }
+
+    /// The fuzzer's crash "pid 0x0 cc 1 then 3": a segment under 100 ms dropped at an
+    /// unpublish took a PAT with it, and the next segment, a discontinuity, may jump; see
+    /// segmenter's `continuity_may_break_only_at_a_discontinuity`.
+    #[test]
+    fn the_dropped_segment_crash_is_a_discontinuity() {
+        replay(include_bytes!(
+            "../../fuzz/seeds/hls_segmenter/pat_cc_across_dropped_segment"
+        ))
+        .expect("continuity");
+    }
+}

@@ -18,9 +18,10 @@ use serde_json::json;
 use super::flv::Play;
 use super::parser::Request;
 use super::reply::{error, reply, ApiReply};
+use super::rtc::Offer;
 use crate::access::security::{self, Action, Denied};
 use crate::config::{Config, DEFAULT_VHOST};
-use crate::rtc::signal::{self, Role};
+use crate::rtc::signal::Role;
 
 /// The realm browsers show in their login prompt.
 const REALM: &str = "ringcast";
@@ -72,23 +73,19 @@ pub(super) fn flv_play(
 }
 
 /// The 403 for a WHIP/WHEP (or SRS JSON) offer that its vhost's `security` refuses; `None`
-/// for any other request, which the signalling answers itself.
+/// when the rules let it in.
 pub(super) fn rtc_offer(
-    req: &Request,
+    offer: &Offer,
     config: &Config,
     id: u64,
     peer: SocketAddr,
 ) -> Option<ApiReply> {
-    let Ok(Some(signal::Request::Offer {
+    let Offer {
         role,
         vhost,
         app,
         stream,
-        ..
-    })) = signal::parse(&req.method, &req.path, &req.query, &req.body)
-    else {
-        return None;
-    };
+    } = offer;
     let (action, what) = match role {
         Role::Publish => (Action::Publish, "WebRTC publish"),
         Role::Play => (Action::Play, "WebRTC play"),

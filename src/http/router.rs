@@ -72,8 +72,11 @@ pub(super) async fn route(
             return Routed::Reply(preflight());
         }
         let config = shared.config();
-        let refused = access::api_auth(req, roles.exporter, &config, id)
-            .or_else(|| access::rtc_offer(req, &config, id, peer));
+        let offer = rtc::offer(req);
+        let refused = access::api_auth(req, roles.exporter, &config, id).or_else(|| {
+            let offer = offer.as_ref()?;
+            access::rtc_offer(offer, &config, id, peer)
+        });
         if let Some(refused) = refused {
             return Routed::Reply(refused);
         }
@@ -83,8 +86,10 @@ pub(super) async fn route(
             || path == "/api"
             || path.starts_with("/rtc/")
         {
-            if let Some(denied) = rtc::hooked(req, shared, (id, peer)).await {
-                return Routed::Reply(denied);
+            if let Some(offer) = &offer {
+                if let Some(denied) = rtc::hooked(req, offer, shared, (id, peer)).await {
+                    return Routed::Reply(denied);
+                }
             }
             return Routed::Reply(api::handle(req, shared).await);
         }

@@ -64,13 +64,18 @@ pub(super) fn handle(
     })
 }
 
-/// Asks the HTTP hooks (`on_publish` for WHIP, `on_play` for WHEP) about an offer before it
-/// is served: the 403 that refuses it (the denial logged here, once), or `None` to go on.
-pub(super) async fn hooked(
-    req: &Request,
-    shared: &Shared,
-    from: (u64, SocketAddr),
-) -> Option<ApiReply> {
+/// Who an offer is from and what it asks for: read once, for the `security` rules and the
+/// hooks that run before the signalling serves it.
+#[derive(Debug, Clone)]
+pub(super) struct Offer {
+    pub role: Role,
+    pub vhost: Option<String>,
+    pub app: String,
+    pub stream: String,
+}
+
+/// The offer `req` makes, if it is a WHIP/WHEP (or SRS JSON) publish or play.
+pub(super) fn offer(req: &Request) -> Option<Offer> {
     let Ok(Some(signal::Request::Offer {
         role,
         vhost,
@@ -81,6 +86,28 @@ pub(super) async fn hooked(
     else {
         return None;
     };
+    Some(Offer {
+        role,
+        vhost,
+        app,
+        stream,
+    })
+}
+
+/// Asks the HTTP hooks (`on_publish` for WHIP, `on_play` for WHEP) about an offer before it
+/// is served: the 403 that refuses it (the denial logged here, once), or `None` to go on.
+pub(super) async fn hooked(
+    req: &Request,
+    offer: &Offer,
+    shared: &Shared,
+    from: (u64, SocketAddr),
+) -> Option<ApiReply> {
+    let Offer {
+        role,
+        vhost,
+        app,
+        stream,
+    } = offer.clone();
     let hook = crate::hooks::Request {
         client_id: from.0,
         ip: from.1.ip().to_string(),
