@@ -1,7 +1,7 @@
 //! SRS's HTTP hooks (`vhost { http_hooks { ... } }`): before a client connects, publishes or
 //! plays, the server POSTs what it asks to each configured URL and lets it in only if every
 //! one allows; when it leaves, it tells them. Every way in calls here with one [`Request`]:
-//! RTMP ([`crate::server`]), HTTP-FLV and WHIP/WHEP ([`crate::http`]); forwards are not
+//! RTMP (`server/`), HTTP-FLV and WHIP/WHEP (`http/`), which sit above it; forwards are not
 //! hooked, as in SRS.
 //!
 //! - [`body`]: SRS's JSON bodies and request fields, pure.
