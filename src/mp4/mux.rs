@@ -3,7 +3,7 @@
 //! mp4-atom's typed boxes.
 //!
 //! Order of calls: [`Muxer::set_video`] / [`Muxer::set_audio`] for the sequence headers,
-//! [`Muxer::push`] for each frame, then [`Muxer::init`] once to take the init segment (it is
+//! [`Muxer::push_video`] / [`Muxer::push_audio`] for each frame, then [`Muxer::init`] once to take the init segment (it is
 //! ready once a frame arrived after the headers), and [`Muxer::fragment`] to cut the samples
 //! before a time into a fragment, or [`Muxer::flush`] for all of them at the end. It owns no
 //! file and no clock: what to cut when is the caller's plan (a file recorder cuts on each
