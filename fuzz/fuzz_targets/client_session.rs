@@ -23,9 +23,12 @@ fuzz_target!(|data: &[u8]| {
         ClientSession::publish(url, "s", 4096, rng)
     };
     if mode & 1 == 0 {
-        let mut server = ServerSession::new(SessionConfig::default(), &mut StdRng::seed_from_u64(2));
+        let mut server =
+            ServerSession::new(SessionConfig::default(), &mut StdRng::seed_from_u64(2));
         while let Some(b) = client.poll_transmit() {
-            server.handle_input(&b).expect("the client's C0+C1 is valid");
+            server
+                .handle_input(&b)
+                .expect("the client's C0+C1 is valid");
         }
         while let Some(b) = server.poll_transmit() {
             client

@@ -34,7 +34,11 @@ fn boxes(data: &[u8]) -> Vec<([u8; 4], &[u8])> {
         assert!(rest.len() >= 8, "a box header cut short");
         let size = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
         let kind: [u8; 4] = rest[4..8].try_into().unwrap();
-        assert!(size >= 8 && size <= rest.len(), "box {kind:?} of {size} in {}", rest.len());
+        assert!(
+            size >= 8 && size <= rest.len(),
+            "box {kind:?} of {size} in {}",
+            rest.len()
+        );
         let body = &rest[8..size];
         if CONTAINERS.contains(&&kind) {
             boxes(body);
@@ -69,7 +73,11 @@ fn check_mp4(file: &[u8]) {
             for trun in &traf.trun {
                 let offset = trun.data_offset.expect("a data offset") as usize;
                 assert_eq!(offset, end, "runs tile the mdat");
-                end += trun.samples.iter().map(|s| s.size.unwrap_or(0) as usize).sum::<usize>();
+                end += trun
+                    .samples
+                    .iter()
+                    .map(|s| s.size.unwrap_or(0) as usize)
+                    .sum::<usize>();
             }
         }
         assert_eq!(end, mdat_end, "the mdat holds exactly the runs");
@@ -82,13 +90,22 @@ fuzz_target!(|data: &[u8]| {
     let Some((&cfg, ops)) = data.split_first() else {
         return;
     };
-    let format = if cfg & 1 == 0 { Format::Mp4 } else { Format::Flv };
+    let format = if cfg & 1 == 0 {
+        Format::Mp4
+    } else {
+        Format::Flv
+    };
     let dvr = Dvr {
         enabled: true,
-        plan: if cfg & 2 == 0 { DvrPlan::Segment } else { DvrPlan::Session },
+        plan: if cfg & 2 == 0 {
+            DvrPlan::Segment
+        } else {
+            DvrPlan::Session
+        },
         duration: std::time::Duration::from_secs(u64::from(cfg >> 6)),
         wait_keyframe: cfg & 4 == 0,
-        time_jitter: [TimeJitter::Full, TimeJitter::Zero, TimeJitter::Off][usize::from(cfg >> 3 & 3) % 3],
+        time_jitter: [TimeJitter::Full, TimeJitter::Zero, TimeJitter::Off]
+            [usize::from(cfg >> 3 & 3) % 3],
         ..Dvr::default()
     };
     let mut plan = Planner::new(&dvr);
@@ -115,8 +132,14 @@ fuzz_target!(|data: &[u8]| {
         let (kind, body): (MediaKind, Bytes) = match op % 8 {
             0 => (MediaKind::Video, Bytes::from_static(AVC)),
             1 => (MediaKind::Audio, Bytes::from_static(AAC)),
-            2 => (MediaKind::Video, [&[0x17, 1, 0, 0, op >> 3][..], payload].concat().into()),
-            3 => (MediaKind::Video, [&[0x27, 1, 0xff, 0xff, op][..], payload].concat().into()),
+            2 => (
+                MediaKind::Video,
+                [&[0x17, 1, 0, 0, op >> 3][..], payload].concat().into(),
+            ),
+            3 => (
+                MediaKind::Video,
+                [&[0x27, 1, 0xff, 0xff, op][..], payload].concat().into(),
+            ),
             4 => (MediaKind::Audio, [&[0xaf, 1][..], payload].concat().into()),
             5 => (MediaKind::Video, Bytes::copy_from_slice(payload)),
             6 => (MediaKind::Audio, Bytes::copy_from_slice(payload)),

@@ -12,7 +12,12 @@ use ringcast::rtc::engine::session::{Session, SessionParams};
 use ringcast::rtc::signal::{self, Request};
 use ringcast::rtc::RtcHub;
 
-const PATHS: [&str; 4] = ["/rtc/v1/whip/", "/rtc/v1/whep/", "/rtc/v1/publish/", "/rtc/v1/play/"];
+const PATHS: [&str; 4] = [
+    "/rtc/v1/whip/",
+    "/rtc/v1/whep/",
+    "/rtc/v1/publish/",
+    "/rtc/v1/play/",
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {

@@ -42,6 +42,9 @@ pub enum PlaylistError {
     /// Not an M3U8 media playlist.
     #[error("not an HLS media playlist: {0}")]
     Parse(String),
+    /// Bytes that are not UTF-8, which RFC 8216 requires of a playlist.
+    #[error("HLS playlist is not UTF-8")]
+    NotUtf8,
     /// A segment URI on another server, which one keep-alive connection cannot fetch.
     #[error("segment URI {0:?} is on another host")]
     OtherHost(String),
@@ -95,6 +98,11 @@ impl Schedule {
 
     /// Takes a reload's body: queues the segments that are new.
     pub fn playlist(&mut self, text: &[u8]) -> Result<Reload, PlaylistError> {
+        // RFC 8216 4.1: a playlist is UTF-8. m3u8-rs reads a comment line that is not UTF-8
+        // as a segment URI (found by fuzz/hls_playlist), so such text is refused first.
+        if std::str::from_utf8(text).is_err() {
+            return Err(PlaylistError::NotUtf8);
+        }
         let pl = m3u8_rs::parse_media_playlist_res(text).map_err(|_| {
             let head = String::from_utf8_lossy(&text[..text.len().min(40)]);
             PlaylistError::Parse(format!("{head:?}"))
@@ -133,13 +141,21 @@ impl Schedule {
             }
         };
         let from = usize::try_from(next - first).unwrap_or(usize::MAX);
-        for (i, s) in pl.segments.iter().enumerate().skip(from) {
-            let path = self.resolve(&s.uri)?;
-            self.queue.push_back(Segment {
-                msn: first + i as u64,
-                path,
-            });
-        }
+        // Resolved before any is queued: a reload refused for one URI on another host queues
+        // none of its segments (fuzz/hls_playlist found the half-queued reload).
+        let fresh = pl
+            .segments
+            .iter()
+            .enumerate()
+            .skip(from)
+            .map(|(i, s)| {
+                Ok(Segment {
+                    msn: first + i as u64,
+                    path: self.resolve(&s.uri)?,
+                })
+            })
+            .collect::<Result<Vec<_>, PlaylistError>>()?;
+        self.queue.extend(fresh);
         self.next = Some(next.max(end));
         Ok(Reload {
             after: if changed { target } else { target / 2 },
@@ -493,6 +509,25 @@ mod tests {
         std::iter::from_fn(|| s.next_segment())
             .map(|s| s.msn)
             .collect()
+    }
+
+    #[test]
+    fn a_playlist_that_is_not_utf8_is_refused_not_read_as_segments() {
+        let mut s = Schedule::new("h:8080", "/live/livestream.m3u8");
+        assert!(matches!(
+            s.playlist(b"#EXTM3U\n#\xd9XT-X-V"),
+            Err(PlaylistError::NotUtf8)
+        ));
+        assert_eq!(s.next_segment(), None);
+    }
+
+    #[test]
+    fn a_reload_refused_for_one_uri_queues_none_of_its_segments() {
+        let mut s = Schedule::new("127.0.0.1:8080", "/live/livestream.m3u8");
+        let text = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\nlivestream-7.ts\n\
+            #EXTINF:2.000,\nhttp://other:8080/live/livestream-8.ts\n";
+        assert!(matches!(s.playlist(text), Err(PlaylistError::OtherHost(_))));
+        assert_eq!(s.next_segment(), None);
     }
 
     #[test]
