@@ -69,7 +69,7 @@ pub fn spawn(shared: &Arc<Shared>, key: &StreamKey, settings: &StreamSettings, p
     if !dvr.applies_to(&key.app, &key.stream) {
         return;
     }
-    let consumer = Consumer::subscribe(&shared.hub, key, settings);
+    let consumer = Consumer::subscribe_own(&shared.hub, key, settings);
     if consumer.source().publisher() != Some(publisher) {
         return;
     }

@@ -37,6 +37,8 @@ pub struct Consumer {
     skips: u64,
     /// Counted in the Source's consumers (the API's clients); a fork is not.
     counted: bool,
+    /// Counted in the Source's own consumers too.
+    own: bool,
 }
 
 impl Consumer {
@@ -62,7 +64,23 @@ impl Consumer {
             unpublishes,
             skips: 0,
             counted: true,
+            own: false,
         }
+    }
+
+    /// As [`Consumer::subscribe`], for a consumer that the stream runs for itself (its HLS
+    /// segmenter, its DVR recorder), counted in the Source's `own_consumers` as well: an
+    /// edge ends its pull when no consumer but these is left.
+    pub fn subscribe_own(hub: &Arc<Hub>, key: &StreamKey, settings: &StreamSettings) -> Self {
+        let mut consumer = Self::subscribe(hub, key, settings);
+        consumer
+            .stream
+            .source
+            .stats
+            .own_consumers
+            .fetch_add(1, Ordering::Relaxed);
+        consumer.own = true;
+        consumer
     }
 
     /// A consumer of the same stream at the same position, not counted as a client: one
@@ -76,6 +94,7 @@ impl Consumer {
             unpublishes: self.unpublishes,
             skips: 0,
             counted: false,
+            own: false,
         }
     }
 
@@ -166,6 +185,14 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        // Own first: a reader in between sees one player more, never one less.
+        if self.own {
+            self.stream
+                .source
+                .stats
+                .own_consumers
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         if self.counted {
             self.stream
                 .source

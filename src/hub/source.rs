@@ -115,6 +115,9 @@ pub struct SourceStats {
     pub frames_in: AtomicU64,
     /// Players and forwarders attached, on all cores.
     pub consumers: AtomicUsize,
+    /// Of those, the stream's own (its HLS segmenter and DVR recorder, see
+    /// [`super::Consumer::subscribe_own`]): what an edge's pull does not count as players.
+    pub own_consumers: AtomicUsize,
     /// DVR files of this stream closed and renamed to their final name.
     pub dvr_files: AtomicU64,
     /// DVR files of this stream that could not be created, written or renamed.

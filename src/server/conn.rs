@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use compio::net::TcpStream;
 
+use super::consumers::{self, Producer};
 use super::error::ConnError;
 use super::origin_cluster::{self, Outcome};
-use super::{access, edge, forward, hls, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
+use super::{access, edge, player, HANDSHAKE_TIMEOUT, PUBLISH_TIMEOUT};
 use crate::access::security::Action;
 use crate::hub::Consumer;
 use crate::hub::StreamKey;
@@ -182,19 +183,7 @@ async fn publish(
     flush(conn, &mut session).await?;
     tracing::info!(cid = id, "publish {key}");
     conn.set_read_buffer(PUBLISH_READ_BUFFER);
-    let config = shared.config();
-    for dest in &config.vhost(vhost).forward {
-        compio::runtime::spawn(forward::run(
-            shared.clone(),
-            key.clone(),
-            settings.clone(),
-            dest.clone(),
-            id,
-        ))
-        .detach();
-    }
-    hls::spawn(shared, &key, &settings);
-    crate::dvr::spawn(shared, &key, &settings, id);
+    consumers::start(shared, &key, &settings, Producer::Publish(id));
     let registered = target.register(shared, &key, ClientKind::RtmpPublish);
     let client = registered.client();
     let work = pin!(async {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{select, Either};
 
+use super::consumers::{self, Producer};
 use super::error::{ConnError, EdgeError};
 use super::forward;
 use crate::config::DEFAULT_VHOST;
@@ -226,10 +227,12 @@ async fn idle_for(shared: &Shared, pull: &Arc<Pull>, pause: Duration) -> bool {
 /// Ends the pull when no player wanted it for [`GRACE`] and none plays it.
 fn ended_idle(shared: &Shared, pull: &Arc<Pull>) -> bool {
     shared.edges.end_if_idle(pull, GRACE, Instant::now(), || {
-        shared
-            .hub
-            .get(&pull.key)
-            .is_none_or(|s| s.stats.consumers.load(Ordering::Relaxed) == 0)
+        shared.hub.get(&pull.key).is_none_or(|s| {
+            // The stream's own HLS and DVR consume it for as long as it is pulled: they
+            // are what the pull feeds, not who wants it.
+            let all = s.stats.consumers.load(Ordering::Relaxed);
+            all.saturating_sub(s.stats.own_consumers.load(Ordering::Relaxed)) == 0
+        })
     })
 }
 
@@ -392,6 +395,8 @@ impl Feed<'_> {
                         .hub
                         .publish(&t.key, &t.settings, self.cid)
                         .map_err(|_| PullError::PublishedHere)?;
+                    let producer = Producer::EdgePull(self.cid);
+                    consumers::start(self.shared, &t.key, &t.settings, producer);
                     self.guard.insert(g)
                 }
             };

@@ -42,7 +42,7 @@ pub(super) fn spawn(shared: &Arc<Shared>, key: &StreamKey, settings: &StreamSett
     }
     // Subscribed here, before the publisher's first frame: the task starts later, and a
     // publisher that sends a burst first would otherwise leave it only the last GOP.
-    let consumer = Consumer::subscribe(&shared.hub, key, settings);
+    let consumer = Consumer::subscribe_own(&shared.hub, key, settings);
     compio::runtime::spawn(run(shared.clone(), key.clone(), consumer, hls)).detach();
 }
 

@@ -1,7 +1,8 @@
 //! The RTMP server's I/O drivers: the tasks that move bytes between an accepted connection's
 //! socket and the sans-IO sessions ([`crate::rtmp`]) and the hub ([`crate::hub`]), and the
-//! forwards to other servers, the edge's pulls from its origins, and an origin cluster's
-//! search of its coworkers. The worker start (`app/`) accepts; this serves.
+//! forwards to other servers, the edge's pulls from its origins, an origin cluster's search
+//! of its coworkers, and the start of each stream's own consumers (`consumers.rs`). The
+//! worker start (`app/`) accepts; this serves.
 //!
 //! This is the thin layer that owns sockets: it awaits the socket in one place per task,
 //! applies timeouts and connection limits, and logs each connection's events once, with the
@@ -11,6 +12,7 @@
 
 mod access;
 mod conn;
+mod consumers;
 pub(crate) mod edge;
 mod error;
 mod forward;
