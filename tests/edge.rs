@@ -4,7 +4,10 @@
 //! origin that stalls mid-stream, and back after an origin restarts, the edge's players
 //! continuing; the upstream closing a grace period after the last player; edge publish; and
 //! origins that answer garbage or a play error, or an edge that is its own origin, ending
-//! with a clear log line and closed players instead of a hang.
+//! with a clear log line and closed players instead of a hang. HLS on an edge: ffmpeg plays
+//! the edge's playlist of a stream the edge pulls on the first request, from a ringcast
+//! origin and from nginx-rtmp, over the one pull its RTMP players share, which closes a
+//! grace period after the last request.
 
 mod common;
 
@@ -28,6 +31,20 @@ fn edge_of(origins: &[u16]) -> String {
         "cluster {{ mode remote; origin {}; }}\nhttp_remux {{ enabled on; }}",
         list.join(" ")
     )
+}
+
+/// The vhost body of an edge of `origin` with HLS on (2 s segments, files under `dir`).
+fn hls_edge_of(origin: u16, dir: &std::path::Path) -> String {
+    format!(
+        "{}\nhls {{ enabled on; hls_fragment 2; hls_window 6; hls_path {}; }}",
+        edge_of(&[origin]),
+        dir.display()
+    )
+}
+
+/// The edge's playlist of `live/NAME`.
+fn m3u8_url(server: &Server, name: &str) -> String {
+    format!("http://127.0.0.1:{}/live/{name}.m3u8", server.http_port)
 }
 
 /// `ringcast-bench rtmp-play` with `n` players of `url` for `secs` seconds.
@@ -406,4 +423,96 @@ fn bad_origins_and_an_edge_of_itself_end_cleanly() {
         assert!(log.contains(line), "no `{line}` in the log");
     }
     assert_eq!(log.matches("giving up after").count(), 3, "{log}");
+}
+
+/// HLS on an edge of a ringcast origin: ffmpeg's first request for the playlist of a stream
+/// the edge does not have starts its pull and waits for the first playlist, and ffmpeg
+/// decodes the segments; an RTMP player of the edge shares the pull, so the origin sees one
+/// player; once nobody requests, the upstream closes a grace period after the last request.
+#[test]
+fn hls_players_of_an_edge_start_and_hold_its_pull() {
+    if !require("ffmpeg") {
+        return;
+    }
+    let origin = Server::start(1, "", "");
+    let _publisher = ffmpeg_publish(&origin.url("h"));
+    origin.wait_frames_in("h", 20, Duration::from_secs(15));
+    let dir = tempfile::tempdir().expect("tmp");
+    let edge = Server::start(1, "", &hls_edge_of(origin.port, dir.path()));
+    assert!(edge.stream("h").is_none(), "nothing pulled before a player");
+    let url = m3u8_url(&edge, "h");
+    let hls = std::thread::spawn(move || ffmpeg_play(&url, 8));
+    wait_until(Duration::from_secs(15), "the HLS pull", || {
+        players_of(&origin, "h") == 1
+    });
+    let mut rtmp = Client::play(edge.port, "h").expect("play on the edge");
+    let media = rtmp
+        .media_for(Duration::from_secs(10), |m| m.iter().any(is_keyframe))
+        .expect("the edge's RTMP player");
+    assert!(media.iter().any(is_keyframe), "no keyframe over RTMP");
+    let out = hls.join().expect("ffmpeg thread");
+    assert_ffmpeg_decoded(&out, 100);
+    assert_eq!(players_of(&origin, "h"), 1, "HLS and RTMP share one pull");
+    assert!(edge
+        .log()
+        .contains("hls __defaultVhost__/live/h: segmenting"));
+    rtmp.kill();
+    let left = Instant::now();
+    wait_until(Duration::from_secs(20), "the upstream closed", || {
+        players_of(&origin, "h") == 0
+    });
+    assert!(
+        left.elapsed() >= Duration::from_secs(3),
+        "the upstream closed before the grace period"
+    );
+    assert!(edge.wait_log(
+        "edge pull __defaultVhost__/live/h from",
+        Duration::from_secs(2)
+    ));
+}
+
+/// HLS on an edge of nginx-rtmp: the first playlist request waits for the pull, ffmpeg
+/// decodes the edge's playlist, and nginx holds two connections, its publisher and the
+/// edge's pull. nginx starts a player with audio and its video at the next keyframe, so the
+/// first segment has no video in its first second and ffmpeg, probing it, would map audio
+/// alone: ffmpeg starts at the newest segment.
+#[test]
+fn hls_players_of_an_edge_of_nginx_rtmp_get_the_stream() {
+    if !require("ffmpeg") || !require("curl") {
+        return;
+    }
+    let nginx_port = free_port();
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(_nginx) = nginx_rtmp(dir.path(), nginx_port) else {
+        return;
+    };
+    let _publisher = ffmpeg_publish(&format!("rtmp://127.0.0.1:{nginx_port}/live/nh"));
+    wait_until(Duration::from_secs(10), "the publisher on nginx", || {
+        established_to(nginx_port) == 1
+    });
+    let edge = Server::start(1, "", &hls_edge_of(nginx_port, &dir.path().join("hls")));
+    let url = m3u8_url(&edge, "nh");
+    let (status, body) = curl(&[], &url);
+    assert_eq!(status, 200, "the first request: {body}");
+    wait_until(Duration::from_secs(10), "a second segment", || {
+        curl(&[], &url).1.contains("nh-1.ts")
+    });
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-live_start_index",
+            "-1",
+            "-i",
+            &url,
+        ])
+        .args(["-t", "6", "-f", "null", "-"])
+        .output()
+        .expect("running ffmpeg");
+    assert_ffmpeg_decoded(&out, 75);
+    assert_eq!(
+        established_to(nginx_port),
+        2,
+        "nginx holds its publisher and one edge connection"
+    );
 }

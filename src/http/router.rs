@@ -102,6 +102,7 @@ pub(super) async fn route(
         return Routed::Reply(metrics::exporter(shared));
     }
     if roles.streams && hls::is_hls(path) {
+        crate::server::edge::hls_request(shared, path, &req.query).await;
         return Routed::Reply(hls::handle(req, shared));
     }
     if roles.streams && path.ends_with(".flv") {

@@ -1,14 +1,17 @@
 //! The edge (SRS's `vhost { cluster { mode remote; origin A B; } }`): the driver of a pull,
 //! which plays a stream from the origins with ringcast's RTMP client and publishes it into the
 //! hub as the stream's Source, exactly as a local publisher would, so every way out (RTMP,
-//! HTTP-FLV, WebRTC) serves it unchanged; and the edge publish, which relays a publisher to
-//! the origin through the forward's client ([`super::forward`]).
+//! HTTP-FLV, WebRTC) serves it unchanged and the edge's vhost's HLS and DVR start as for a
+//! publisher ([`super::consumers`]); and the edge publish, which relays a publisher to the
+//! origin through the forward's client ([`super::forward`]).
 //!
 //! One pull per stream per process ([`crate::state::edge::Edges`]), on the core of the player
 //! that asked first. Origins are tried in order; one that refuses, is down, dies, stalls or
 //! sends garbage gives way to the next, and after [`ROUNDS`] rounds of the list without media
-//! the pull gives up and closes its players. It ends [`GRACE`] after its last player. It owns
-//! the upstream sockets only: players, fan-out and the API stay where they are.
+//! the pull gives up and closes its players. It ends [`GRACE`] after its last player; HLS
+//! players, which hold no connection, want it by their requests ([`hls_request`]), each of
+//! which holds it a while. It owns the upstream sockets only: players, fan-out, the HLS
+//! store and the API stay where they are.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,7 +25,7 @@ use futures_util::future::{select, Either};
 use super::consumers::{self, Producer};
 use super::error::{ConnError, EdgeError};
 use super::forward;
-use crate::config::DEFAULT_VHOST;
+use crate::config::{Config, VhostHls, DEFAULT_VHOST};
 use crate::hub::{Consumer, PublishGuard};
 use crate::hub::{StreamKey, StreamSettings};
 use crate::media::MediaKind;
@@ -96,12 +99,24 @@ pub(crate) fn refuse_loop(
 /// A player wants `key`: on an edge vhost, starts its pull when none runs, on this core.
 /// `query` is the player's, passed on with `token_traverse on;`. Nothing to do elsewhere.
 pub(crate) fn want(shared: &Arc<Shared>, key: &StreamKey, settings: &StreamSettings, query: &str) {
+    let now = Instant::now();
+    want_until(shared, key, settings, query, (now, now));
+}
+
+/// As [`want`], at `now`, the pull also staying until `held_until` with no player.
+fn want_until(
+    shared: &Arc<Shared>,
+    key: &StreamKey,
+    settings: &StreamSettings,
+    query: &str,
+    (now, held_until): (Instant, Instant),
+) {
     let config = shared.config();
     let cluster = &config.vhost(&key.vhost).cluster;
     if !cluster.is_edge() {
         return;
     }
-    let Some(pull) = shared.edges.want(key, Instant::now()) else {
+    let Some(pull) = shared.edges.want_until(key, now, held_until) else {
         return;
     };
     let query = if cluster.token_traverse { query } else { "" };
@@ -112,6 +127,229 @@ pub(crate) fn want(shared: &Arc<Shared>, key: &StreamKey, settings: &StreamSetti
         stream: stream_with_query(key, query),
     };
     compio::runtime::spawn(run(shared.clone(), pull, target)).detach();
+}
+
+/// An HLS request for `path` (a playlist or a segment, `query` its query string): on an edge
+/// vhost with `hls {}` whose `hls_m3u8_file` or `hls_ts_file` names it, the request wants the
+/// stream's pull as a player does (the same pull as RTMP, HTTP-FLV and WebRTC players), and
+/// holds it for [`hls_hold`], since an HLS player holds no connection. A playlist that does
+/// not exist yet is waited for, at most [`first_playlist_wait`], or until the pull gives up,
+/// rather than answered 404 at once: the first 404 is fatal to hls.js and Safari. The caller
+/// answers from the store afterwards, 404 if it is still not there. Nothing to do for other
+/// paths and vhosts.
+pub(crate) async fn hls_request(shared: &Arc<Shared>, path: &str, query: &str) {
+    let Some(name) = path.strip_prefix('/') else {
+        return;
+    };
+    let config = shared.config();
+    let Some((vhost, app, stream, playlist)) = hls_stream(&config, name) else {
+        return;
+    };
+    let hls = &config.vhost(vhost).hls;
+    let (key, settings) = shared.stream(vhost, &app, &stream);
+    let now = Instant::now();
+    want_until(shared, &key, &settings, query, (now, now + hls_hold(hls)));
+    if !playlist || shared.hls.get(name).is_some() {
+        return;
+    }
+    let wait = first_playlist_wait(hls);
+    let deadline = now + wait;
+    while Instant::now() < deadline {
+        compio::time::sleep(HLS_POLL).await;
+        if shared.hls.get(name).is_some() {
+            return;
+        }
+        if shared.edges.get(&key).is_none() {
+            // The pull gave up (and said why in the log): no playlist is coming.
+            return;
+        }
+    }
+    tracing::warn!("edge hls {key}: no playlist {name} after {wait:?}");
+}
+
+/// How often a waiting HLS request looks for its playlist.
+const HLS_POLL: Duration = Duration::from_millis(100);
+/// The longest an HLS request waits for a first playlist, whatever `hls_fragment` says.
+const HLS_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// The target duration of `hls`'s segments: `hls_fragment` times `hls_td_ratio`.
+fn target_duration(hls: &VhostHls) -> Duration {
+    let secs = hls.fragment.as_secs_f64() * hls.td_ratio.max(1.0);
+    Duration::try_from_secs_f64(secs).map_or(HLS_WAIT_MAX, |d| d.min(HLS_WAIT_MAX))
+}
+
+/// How long one HLS request holds a pull: a playing HLS player asks about once a target
+/// duration (it reloads the live playlist that often, RFC 8216 6.3.4, and fetches each new
+/// segment), so twice that covers a late reload, and [`GRACE`] follows, as after the last
+/// connected player.
+fn hls_hold(hls: &VhostHls) -> Duration {
+    GRACE + target_duration(hls) * 2
+}
+
+/// How long a request for a playlist that does not exist yet waits: the pull's start
+/// ([`UPSTREAM_TIMEOUT`] at most) and the first segment, cut at the first keyframe past a
+/// target duration (up to two of them when the origin's GOP cache starts it late); at most
+/// [`HLS_WAIT_MAX`].
+fn first_playlist_wait(hls: &VhostHls) -> Duration {
+    (UPSTREAM_TIMEOUT + target_duration(hls) * 2).min(HLS_WAIT_MAX)
+}
+
+/// The edge vhost with HLS on whose playlist (`true`) or segment (`false`) `name` is, and its
+/// app and stream.
+fn hls_stream<'c>(config: &'c Config, name: &str) -> Option<(&'c str, String, String, bool)> {
+    let playlist = name.ends_with(".m3u8");
+    config
+        .vhosts
+        .iter()
+        .filter(|v| v.enabled && v.cluster.is_edge() && v.hls.enabled)
+        .find_map(|v| {
+            let template = if playlist {
+                &v.hls.m3u8_file
+            } else {
+                &v.hls.ts_file
+            };
+            let (app, stream) = match_hls_name(template, &v.name, name)?;
+            Some((v.name.as_str(), app, stream, playlist))
+        })
+}
+
+/// Longest HLS file name matched: stream names are short, and the match's cost grows with
+/// the name.
+const HLS_NAME_MAX: usize = 512;
+/// The variables the segmenter fills in file names besides `[vhost]`, `[app]` and
+/// `[stream]` (SRS's): numbers all, so each stands for one or more digits (and a stream
+/// `a-b` is told from `[stream]-[seq]`'s `-12`); `[app]` and `[stream]` stand for one or
+/// more characters other than `/`.
+const HLS_NAME_VARIABLES: &[&str] = &[
+    "[seq]",
+    "[timestamp]",
+    "[duration]",
+    "[2006]",
+    "[01]",
+    "[02]",
+    "[15]",
+    "[04]",
+    "[05]",
+    "[999]",
+];
+
+/// A piece of an HLS file name template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece<'a> {
+    Text(&'a str),
+    App,
+    Stream,
+    Variable,
+}
+
+/// `(app, stream)` when the HLS file `name` (its URL path without the leading `/`) fits
+/// `template` (`hls_m3u8_file` or `hls_ts_file` of vhost `vhost`). A name that could climb
+/// out of the tree (`.`, `..`, backslashes, escapes) fits nothing.
+fn match_hls_name(template: &str, vhost: &str, name: &str) -> Option<(String, String)> {
+    if name.len() > HLS_NAME_MAX {
+        return None;
+    }
+    let pieces = template_pieces(template.trim_start_matches('/'), vhost);
+    let mut state = Match {
+        pieces: &pieces,
+        name: name.as_bytes(),
+        failed: vec![false; (pieces.len() + 1) * (name.len() + 1)],
+        app: None,
+        stream: None,
+    };
+    if !state.from(0, 0) {
+        return None;
+    }
+    let take = |range: Option<(usize, usize)>| {
+        let v = name.get(range?.0..range?.1)?;
+        let ok = v != "."
+            && v != ".."
+            && v.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'%');
+        ok.then(|| v.to_owned())
+    };
+    Some((take(state.app)?, take(state.stream)?))
+}
+
+/// `template` cut into text and variables, `[vhost]` as its text.
+fn template_pieces<'a>(mut template: &'a str, vhost: &'a str) -> Vec<Piece<'a>> {
+    let mut pieces = Vec::new();
+    while !template.is_empty() {
+        let next = template.match_indices('[').find_map(|(i, _)| {
+            let rest = &template[i..];
+            let piece = match rest {
+                r if r.starts_with("[app]") => Piece::App,
+                r if r.starts_with("[stream]") => Piece::Stream,
+                r if r.starts_with("[vhost]") => Piece::Text(vhost),
+                r if HLS_NAME_VARIABLES.iter().any(|v| r.starts_with(v)) => Piece::Variable,
+                _ => return None,
+            };
+            let len = rest.find(']').map_or(rest.len(), |e| e + 1);
+            Some((i, len, piece))
+        });
+        match next {
+            Some((i, len, piece)) => {
+                if i > 0 {
+                    pieces.push(Piece::Text(&template[..i]));
+                }
+                pieces.push(piece);
+                template = &template[i + len..];
+            }
+            None => {
+                pieces.push(Piece::Text(template));
+                template = "";
+            }
+        }
+    }
+    pieces
+}
+
+/// A match of a name against a template's pieces: a search over (piece, position) that
+/// marks the states that failed, so that it visits each once (no exponential backtracking
+/// on a name built to cause it).
+struct Match<'p, 'a> {
+    pieces: &'p [Piece<'a>],
+    name: &'p [u8],
+    failed: Vec<bool>,
+    app: Option<(usize, usize)>,
+    stream: Option<(usize, usize)>,
+}
+
+impl Match<'_, '_> {
+    /// Whether pieces `i..` fit the name from byte `at`; on success `app` and `stream` hold
+    /// the ranges of the path that fit.
+    fn from(&mut self, i: usize, at: usize) -> bool {
+        let state = i * (self.name.len() + 1) + at;
+        if self.failed[state] {
+            return false;
+        }
+        let fits = match self.pieces.get(i).copied() {
+            None => at == self.name.len(),
+            Some(Piece::Text(t)) => {
+                self.name[at..].starts_with(t.as_bytes()) && self.from(i + 1, at + t.len())
+            }
+            Some(piece) => {
+                let stop = |b: u8| b == b'/' || (piece == Piece::Variable && !b.is_ascii_digit());
+                let end = self.name[at..]
+                    .iter()
+                    .position(|&b| stop(b))
+                    .map_or(self.name.len(), |p| at + p);
+                let found = (at + 1..=end).find(|&e| self.from(i + 1, e));
+                if let Some(e) = found {
+                    match piece {
+                        Piece::App => self.app = Some((at, e)),
+                        Piece::Stream => self.stream = Some((at, e)),
+                        _ => {}
+                    }
+                }
+                found.is_some()
+            }
+        };
+        if !fits {
+            self.failed[state] = true;
+        }
+        fits
+    }
 }
 
 /// What a pull plays, and from where.
@@ -485,6 +723,49 @@ mod tests {
             app: "live".into(),
             stream: "s".into(),
         }
+    }
+
+    #[test]
+    fn hls_names_give_their_stream() {
+        let m = |t, n| match_hls_name(t, "v", n);
+        let pair = |a: &str, s: &str| Some((a.to_owned(), s.to_owned()));
+        assert_eq!(m("[app]/[stream].m3u8", "live/s.m3u8"), pair("live", "s"));
+        assert_eq!(
+            m("[app]/[stream]-[seq].ts", "live/s-12.ts"),
+            pair("live", "s")
+        );
+        assert_eq!(
+            m("[app]/[stream]-[seq].ts", "live/a-b-12.ts"),
+            pair("live", "a-b")
+        );
+        assert_eq!(
+            m(
+                "/[vhost]/[app]/[stream]/[2006][01][02]-[seq].ts",
+                "v/live/s/20261204-3.ts"
+            ),
+            pair("live", "s")
+        );
+        assert_eq!(m("[vhost]/[app]/[stream].m3u8", "w/live/s.m3u8"), None);
+        assert_eq!(m("[app]/[stream].m3u8", "live/s.ts"), None);
+        assert_eq!(m("[app]/[stream].m3u8", "../s.m3u8"), None);
+        assert_eq!(m("[app]/[stream].m3u8", "live/x/s.m3u8"), None);
+        assert_eq!(m("[app]/[stream].m3u8", "live/%2e.m3u8"), None);
+        assert_eq!(m("[app]/[stream].m3u8", "/.m3u8"), None);
+        assert_eq!(
+            m("hls/[app]-[stream].m3u8", "hls/live-s.m3u8"),
+            pair("live", "s")
+        );
+        assert_eq!(m("[app]/[unknown].m3u8", "live/[unknown].m3u8"), None);
+        // Many variables and a long name that almost fits: each state is tried once.
+        let long = format!("live/{}.ts", "1-".repeat(250));
+        assert_eq!(m("[app]/[stream]-[seq]-[seq]-[seq]-[seq].tsx", &long), None);
+        assert_eq!(
+            m(
+                "[app]/[stream].m3u8",
+                &format!("live/{}.m3u8", "s".repeat(600))
+            ),
+            None
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! pull per stream, whichever core its players are on, with what the API, the metrics and
 //! the periodic log show of it (the origin, since when, the reconnects, the bytes), and the
 //! local addresses of the upstream connections, by which an edge that pulls from itself
-//! recognises its own connection. It keeps the bookkeeping only: the pull itself (sockets,
+//! recognises its own connection. A pull is wanted by its players and, for a while after
+//! each request, by HLS players, which hold no connection. It keeps the bookkeeping only: the pull itself (sockets,
 //! the RTMP client, the hub) is `server/edge.rs`'s, and nothing here reads a clock; callers
 //! pass `now`.
 
@@ -44,13 +45,25 @@ pub struct EdgeStats {
 pub struct Pull {
     /// The stream pulled.
     pub key: StreamKey,
-    /// When a player last asked for it, and since when it has had none (`None` while it has).
-    wanted: Mutex<(Instant, Option<Instant>)>,
+    /// Who wants it.
+    wanted: Mutex<Wanted>,
     status: Mutex<PullStatus>,
     /// Reconnects after an upstream that had delivered media ended.
     pub reconnects: AtomicU64,
     /// Bytes received from the origins for this stream.
     pub bytes: AtomicU64,
+}
+
+/// Who wants a pull, by which it ends.
+#[derive(Debug)]
+struct Wanted {
+    /// When a player last asked for it.
+    asked: Instant,
+    /// Until when it stays even with no player: HLS players hold no connection, so each of
+    /// their requests holds the pull for as long as a player may go between two.
+    held_until: Instant,
+    /// Since when it has had no player (`None` while it has).
+    idle_since: Option<Instant>,
 }
 
 /// Where a pull stands.
@@ -111,14 +124,31 @@ impl Edges {
     /// A player wants `key` at `now`: the new pull when there was none (the caller must run
     /// it), else `None` (one runs already, and now knows it is wanted).
     pub fn want(&self, key: &StreamKey, now: Instant) -> Option<Arc<Pull>> {
+        self.want_until(key, now, now)
+    }
+
+    /// As [`Edges::want`], for a player that holds no connection (HLS): the pull also stays
+    /// until `held_until`, players or not.
+    pub fn want_until(
+        &self,
+        key: &StreamKey,
+        now: Instant,
+        held_until: Instant,
+    ) -> Option<Arc<Pull>> {
         let mut pulls = self.pulls.lock().expect("edge lock poisoned");
         if let Some(pull) = pulls.get(key) {
-            pull.wanted.lock().expect("pull lock poisoned").0 = now;
+            let mut wanted = pull.wanted.lock().expect("pull lock poisoned");
+            wanted.asked = now;
+            wanted.held_until = wanted.held_until.max(held_until);
             return None;
         }
         let pull = Arc::new(Pull {
             key: key.clone(),
-            wanted: Mutex::new((now, None)),
+            wanted: Mutex::new(Wanted {
+                asked: now,
+                held_until,
+                idle_since: None,
+            }),
             status: Mutex::new(PullStatus {
                 origin: String::new(),
                 playing: false,
@@ -131,9 +161,10 @@ impl Edges {
         Some(pull)
     }
 
-    /// Ends `pull` once it has had no player for `grace` (as `idle` says at each call) and
-    /// nobody asked for it meanwhile, atomically with [`Edges::want`], so that a player who
-    /// asks meanwhile either keeps this pull or starts the next. True when it ended.
+    /// Ends `pull` once it has had no player for `grace` (as `idle` says at each call),
+    /// nobody asked for it meanwhile and no hold ([`Edges::want_until`]) lasts, atomically
+    /// with [`Edges::want`], so that a player who asks meanwhile either keeps this pull or
+    /// starts the next. True when it ended.
     pub fn end_if_idle(
         &self,
         pull: &Arc<Pull>,
@@ -144,11 +175,12 @@ impl Edges {
         let mut pulls = self.pulls.lock().expect("edge lock poisoned");
         let mut wanted = pull.wanted.lock().expect("pull lock poisoned");
         if !idle() {
-            wanted.1 = None;
+            wanted.idle_since = None;
             return false;
         }
-        let since = *wanted.1.get_or_insert(now);
-        if now.saturating_duration_since(since.max(wanted.0)) < grace {
+        let since = *wanted.idle_since.get_or_insert(now);
+        if now.saturating_duration_since(since.max(wanted.asked)) < grace || now < wanted.held_until
+        {
             return false;
         }
         if pulls.get(&pull.key).is_some_and(|p| Arc::ptr_eq(p, pull)) {
@@ -275,6 +307,26 @@ mod tests {
         );
         edges.end(&pull);
         assert!(edges.get(&key("a")).is_none());
+    }
+
+    #[test]
+    fn a_hold_keeps_the_pull_without_players_then_the_grace_runs() {
+        let edges = Edges::default();
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let grace = Duration::from_secs(3);
+        let pull = edges.want_until(&key("h"), t0, at(7)).unwrap();
+        assert!(!edges.end_if_idle(&pull, grace, at(4), || true), "held");
+        assert!(
+            edges.want_until(&key("h"), at(5), at(12)).is_none(),
+            "the next request joins it and holds it longer"
+        );
+        assert!(
+            edges.want_until(&key("h"), at(6), at(8)).is_none(),
+            "a shorter hold shortens nothing"
+        );
+        assert!(!edges.end_if_idle(&pull, grace, at(11), || true), "held");
+        assert!(edges.end_if_idle(&pull, grace, at(12), || true));
     }
 
     #[test]
