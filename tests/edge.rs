@@ -3,8 +3,8 @@
 //! the edge while the origin sees one play connection; failover from a dead origin, from an
 //! origin that stalls mid-stream, and back after an origin restarts, the edge's players
 //! continuing; the upstream closing a grace period after the last player; edge publish; and
-//! origins that answer garbage or a play error, or an edge that is its own origin, ending
-//! with a clear log line and closed players instead of a hang. HLS on an edge: ffmpeg plays
+//! origins that answer garbage, a play error or an RTMP 302 to themselves, or an edge that is
+//! its own origin, ending with a clear log line and closed players instead of a hang. HLS on an edge: ffmpeg plays
 //! the edge's playlist of a stream the edge pulls on the first request, from a ringcast
 //! origin and from nginx-rtmp, over the one pull its RTMP players share, which closes a
 //! grace period after the last request.
@@ -380,6 +380,19 @@ fn play_error(s: TcpStream) {
     });
 }
 
+/// An origin that answers every play with an RTMP 302 to itself (SRS's shape: the play's
+/// start, then an error onStatus whose `ex` names the new tcUrl and URL).
+fn redirect_to_itself(s: TcpStream) {
+    serve_rtmp(s, |e, session, s| {
+        if matches!(e, Event::Play { .. }) {
+            let own = s.local_addr().map_or(0, |a| a.port());
+            let tc_url = format!("rtmp://127.0.0.1:{own}/live");
+            session.accept_play();
+            session.redirect(&tc_url, &format!("{tc_url}/x"));
+        }
+    });
+}
+
 /// Origins that answer garbage or a play error, and an edge that is its own origin: the
 /// edge's players are closed after a few bounded retries, each case named in the log.
 #[test]
@@ -515,4 +528,25 @@ fn hls_players_of_an_edge_of_nginx_rtmp_get_the_stream() {
         2,
         "nginx holds its publisher and one edge connection"
     );
+}
+
+/// An origin whose RTMP 302 names itself: the edge does not follow it round, says so, and
+/// closes its player after its rounds, as for an origin that refuses.
+#[test]
+fn an_rtmp_302_loop_is_refused_and_the_player_closed() {
+    let looping = fake_origin(redirect_to_itself);
+    let edge = Server::start(1, "", &edge_of(&[looping]));
+    let started = Instant::now();
+    let mut player = Client::play(edge.port, "x").expect("play on the edge");
+    let end = player.media_for(Duration::from_secs(20), |_| false);
+    assert!(end.is_err(), "the player was not closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    let line =
+        format!("RTMP 302 loop: 127.0.0.1:{looping} again after 127.0.0.1:{looping}, not followed");
+    assert!(edge.log().contains(&line), "{}", edge.log());
+    assert!(edge.log().contains("giving up after 6 rounds"));
 }

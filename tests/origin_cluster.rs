@@ -4,7 +4,7 @@
 //! with rtmpdump, which shows it, and ringcast's test client, since ffmpeg does not follow
 //! it); SRS's clusters API answers for the stream on A and not on B; and coworkers that keep
 //! naming each other (fake ones, answering SRS's JSON) end in an error, fast. An edge in front
-//! of the pair that lists both finds a stream on either.
+//! of the pair finds a stream on either, following the RTMP 302 of the one without it.
 
 mod common;
 
@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringcast::rtmp::client::ClientEvent;
+use ringcast::rtmp::client::{ClientEvent, Redirect};
 use serde_json::Value;
 
 /// The default vhost of an origin whose coworkers are the APIs on `coworkers`.
@@ -88,13 +88,14 @@ fn a_player_of_b_is_sent_to_a_which_has_the_stream() {
     let mut player = Client::play(b.port, "x").expect("play on B");
     player
         .until(Duration::from_secs(5), |e| {
-            matches!(e, ClientEvent::Refused(_))
+            matches!(e, ClientEvent::Redirected(_))
         })
         .expect("the redirect");
+    let url = format!("rtmp://127.0.0.1:{}/live/x?cluster_hops=1", a.port);
     assert!(
-        player.events.contains(&ClientEvent::Refused(
-            "NetConnection.Connect.Rejected".into()
-        )),
+        player
+            .events
+            .contains(&ClientEvent::Redirected(Redirect { url })),
         "{:?}",
         player.events
     );
@@ -136,8 +137,7 @@ fn a_stream_no_coworker_has_is_refused_with_what_each_said() {
 }
 
 /// A ringcast edge in front of the pair, listing both origins: its pull asks A, which sends
-/// it to B (ringcast's edge does not follow an RTMP 302, so it fails over to the next
-/// origin), and its players get B's stream.
+/// it to B, and its players get B's stream.
 #[test]
 fn an_edge_of_the_pair_finds_the_stream_on_either_origin() {
     if !require("ffmpeg") {
@@ -221,7 +221,7 @@ fn a_redirect_loop_between_coworkers_ends_fast_in_an_error() {
     let mut player = Client::play(b.port, "ghost").expect("play on B");
     player
         .until(Duration::from_secs(5), |e| {
-            matches!(e, ClientEvent::Refused(_))
+            matches!(e, ClientEvent::Redirected(_))
         })
         .expect("the redirect to A");
     let Err(refused) = Client::play(a.port, "ghost?cluster_hops=2") else {
@@ -238,4 +238,45 @@ fn a_redirect_loop_between_coworkers_ends_fast_in_an_error() {
     let (status, body) = curl(&["-L"], &c.flv_url("ghost"));
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("names this very server"), "{body}");
+}
+
+/// An edge whose only origin is B, the stream published on A: B redirects the edge's pull
+/// with an RTMP 302, the edge follows it to A, and its players (ffmpeg among them) play it.
+#[test]
+fn an_edge_follows_the_rtmp_302_of_its_origin() {
+    if !require("ffmpeg") {
+        return;
+    }
+    let (a, b) = pair();
+    let _publisher = ffmpeg_publish(&a.url("f"));
+    a.wait_frames_in("f", 20, Duration::from_secs(15));
+    let edge = Server::start(
+        1,
+        "",
+        &format!(
+            "cluster {{ mode remote; origin 127.0.0.1:{}; }}\nhttp_remux {{ enabled on; }}",
+            b.port
+        ),
+    );
+    let mut player = Client::play(edge.port, "f").expect("play on the edge");
+    let media = player
+        .media_for(Duration::from_secs(15), |m| m.iter().any(is_keyframe))
+        .expect("the edge's player");
+    assert!(
+        media.iter().any(is_keyframe),
+        "no keyframe through the edge"
+    );
+    assert_ffmpeg_decoded(&ffmpeg_play(&edge.url("f"), 5), 60);
+    let followed = format!(
+        "edge pull __defaultVhost__/live/f: 127.0.0.1:{} redirects to 127.0.0.1:{}",
+        b.port, a.port
+    );
+    assert!(edge.log().contains(&followed), "{}", edge.log());
+    let playing = format!(
+        "edge pull __defaultVhost__/live/f from 127.0.0.1:{}: playing",
+        a.port
+    );
+    assert!(edge.log().contains(&playing), "{}", edge.log());
+    let stream = edge.stream("f").expect("the edge lists the stream");
+    assert_eq!(stream["edge"]["origin"], format!("127.0.0.1:{}", a.port));
 }

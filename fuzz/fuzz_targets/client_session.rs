@@ -2,7 +2,8 @@
 //! a server nobody here controls. The first byte picks the case: bit 0 clear, the bytes come
 //! after a valid handshake (the S0+S1+S2 of ringcast's own server session); set, they are the
 //! server's whole answer, handshake included. Bit 1 picks play (clear) or publish (set); a
-//! publisher sends media once the server lets it.
+//! publisher sends media once the server lets it. A redirect's URL goes through
+//! `Redirect::server`, which an edge follows, and whatever it names must be a `host:port`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -41,9 +42,18 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
         while let Some(e) = client.poll_event() {
-            if e == ClientEvent::Publishing {
-                client.send_media(9, 40, &[0x17, 1, 0, 0, 0, 1, 2, 3]);
-                client.send_media(18, 0, &[2, 0, 10]);
+            match e {
+                ClientEvent::Publishing => {
+                    client.send_media(9, 40, &[0x17, 1, 0, 0, 0, 1, 2, 3]);
+                    client.send_media(18, 0, &[2, 0, 10]);
+                }
+                ClientEvent::Redirected(to) => {
+                    if let Some(server) = to.server() {
+                        let (host, port) = server.rsplit_once(':').expect("host:port");
+                        assert!(!host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+                    }
+                }
+                _ => {}
             }
         }
         while client.poll_transmit().is_some() {}

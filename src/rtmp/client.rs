@@ -6,7 +6,9 @@
 //! (C0+C1 is ready when the session is made), feed received bytes to
 //! [`ClientSession::handle_input`], then drain [`ClientSession::poll_event`] and
 //! [`ClientSession::poll_transmit`]; a publisher queues media with
-//! [`ClientSession::send_media`] once [`ClientEvent::Publishing`] came. It must not touch
+//! [`ClientSession::send_media`] once [`ClientEvent::Publishing`] came. A server that sends
+//! the client elsewhere (an RTMP 302) is reported as [`ClientEvent::Redirected`], for the
+//! driver to follow or not. It must not touch
 //! sockets, clocks or the hub, and has no timers: its randomness is the caller's rng, and
 //! deadlines (connect, idle) are the driver's.
 
@@ -38,6 +40,57 @@ pub enum ClientEvent {
     Media(RawMessage),
     /// The server refused something (an `_error` or an onStatus of level error).
     Refused(String),
+    /// The server sent the client elsewhere: SRS's RTMP 302, an error whose `ex` names the
+    /// server to ask instead. The connection is done; the driver decides whether to follow.
+    Redirected(Redirect),
+}
+
+/// Where a server sent a client (SRS's RTMP 302): an `onStatus` (SRS) or `_error` (FMS,
+/// Wowza) of level error, code `NetConnection.Connect.Rejected`, whose `ex` carries `code`
+/// 302, `redirect` (the new tcUrl) and, from SRS 3 on, `redirect2` (the whole URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// The URL named: `ex.redirect2` when there is one, else `ex.redirect`, as SRS's edge
+    /// takes it.
+    pub url: String,
+}
+
+impl Redirect {
+    /// The server the URL names, `host:port` (port 1935 when it names none), as a TCP
+    /// connect takes it; `None` when the URL is no `rtmp://host[:port]/...`.
+    pub fn server(&self) -> Option<String> {
+        let scheme = self.url.get(..7)?;
+        if !scheme.eq_ignore_ascii_case("rtmp://") {
+            return None;
+        }
+        let authority = self.url[7..].split(['/', '?']).next().unwrap_or("");
+        let sound = authority
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'@' && b != b'\\');
+        if authority.is_empty() || !sound {
+            return None;
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (host, after) = v6.split_once(']')?;
+                let port = match after {
+                    "" => None,
+                    p => Some(p.strip_prefix(':')?),
+                };
+                (format!("[{host}]"), port)
+            }
+            None => match authority.split_once(':') {
+                Some((host, port)) => (host.to_owned(), Some(port)),
+                None => (authority.to_owned(), None),
+            },
+        };
+        let port = match port {
+            Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0)?,
+            None => 1935,
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        (!bare.is_empty() && !bare.contains(['[', ']'])).then(|| format!("{host}:{port}"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,12 +388,16 @@ impl ClientSession {
                 }
             }
             "_error" => {
-                let why = values
-                    .get(3)
+                let info = values.get(3);
+                let why = info
                     .and_then(|v| v.get("code"))
                     .and_then(|v| v.as_str())
                     .unwrap_or("_error");
-                self.events.push_back(ClientEvent::Refused(why.to_owned()));
+                let event = match info.and_then(redirect_of) {
+                    Some(r) => ClientEvent::Redirected(r),
+                    None => ClientEvent::Refused(why.to_owned()),
+                };
+                self.events.push_back(event);
             }
             "onStatus" => {
                 let info = values.get(3);
@@ -353,7 +410,11 @@ impl ClientSession {
                     .and_then(|v| v.as_str())
                     .unwrap_or("");
                 if level == "error" {
-                    self.events.push_back(ClientEvent::Refused(code.to_owned()));
+                    let event = match info.and_then(redirect_of) {
+                        Some(r) => ClientEvent::Redirected(r),
+                        None => ClientEvent::Refused(code.to_owned()),
+                    };
+                    self.events.push_back(event);
                 } else if code == "NetStream.Publish.Start" {
                     self.events.push_back(ClientEvent::Publishing);
                 } else if code == "NetStream.Play.Start" {
@@ -364,6 +425,22 @@ impl ClientSession {
         }
         Ok(())
     }
+}
+
+/// The redirect an error's info object carries in its `ex`, if any. As SRS's edge, it takes
+/// the URL whatever `ex.code` says (its servers send 302), but only a string.
+fn redirect_of(info: &Amf0Value) -> Option<Redirect> {
+    if info.get("level").and_then(|v| v.as_str()) != Some("error") {
+        return None;
+    }
+    let ex = info.get("ex")?;
+    let url = ex
+        .get("redirect2")
+        .and_then(|v| v.as_str())
+        .or_else(|| ex.get("redirect").and_then(|v| v.as_str()))?;
+    Some(Redirect {
+        url: url.to_owned(),
+    })
 }
 
 fn u32_of(msg: &RawMessage) -> Result<u32, SessionError> {
@@ -475,6 +552,112 @@ mod tests {
             duration: None,
         }));
         assert_eq!(server.stream_query(), "token=t&vhost=v");
+    }
+
+    /// ringcast's origin cluster redirects a player as SRS does (see
+    /// `ServerSession::redirect`): the client reports where to, typed.
+    #[test]
+    fn an_rtmp_302_is_reported_with_its_url() {
+        let mut server = ServerSession::new(SessionConfig::default(), &mut seeded(1));
+        let mut client = ClientSession::play("rtmp://h/live", "s1", &mut seeded(2));
+        pump(&mut server, &mut client);
+        server.redirect("rtmp://b:1936/live", "rtmp://b:1936/live/s1?cluster_hops=1");
+        while let Some(b) = server.poll_transmit() {
+            client.handle_input(&b).expect("client input");
+        }
+        let events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
+        let redirect = Redirect {
+            url: "rtmp://b:1936/live/s1?cluster_hops=1".into(),
+        };
+        assert_eq!(
+            events.last(),
+            Some(&ClientEvent::Redirected(redirect.clone()))
+        );
+        assert_eq!(redirect.server().as_deref(), Some("b:1936"));
+    }
+
+    /// FMS's and Wowza's way: `_error` to connect, with `ex.redirect` alone.
+    #[test]
+    fn an_error_with_a_redirect_is_a_redirect_and_without_one_a_refusal() {
+        let answer = |ex: Option<Amf0Value>| {
+            let mut client = ClientSession::play("rtmp://h/live", "s1", &mut seeded(2));
+            let mut server = ServerSession::new(SessionConfig::default(), &mut seeded(1));
+            while let Some(b) = client.poll_transmit() {
+                server.handle_input(&b).expect("C0+C1");
+            }
+            while let Some(b) = server.poll_transmit() {
+                client.handle_input(&b).expect("S0+S1+S2");
+            }
+            let mut info = vec![
+                ("level", s("error")),
+                ("code", s("NetConnection.Connect.Rejected")),
+            ];
+            info.extend(ex.map(|ex| ("ex", ex)));
+            let mut out = BytesMut::new();
+            let values = [
+                s("_error"),
+                Amf0Value::Number(1.0),
+                Amf0Value::Null,
+                object(&info),
+            ];
+            write_amf(
+                &mut ChunkWriter::new(),
+                MSG_COMMAND_AMF0,
+                0,
+                &values,
+                &mut out,
+            );
+            client.handle_input(&out).expect("the answer");
+            std::iter::from_fn(|| client.poll_event()).last()
+        };
+        let ex = object(&[
+            ("code", Amf0Value::Number(302.0)),
+            ("redirect", s("rtmp://[::1]/live")),
+        ]);
+        let Some(ClientEvent::Redirected(r)) = answer(Some(ex)) else {
+            panic!("no redirect");
+        };
+        assert_eq!(r.server().as_deref(), Some("[::1]:1935"));
+        let ex = object(&[("redirect", Amf0Value::Number(1.0))]);
+        let refused = Some(ClientEvent::Refused(
+            "NetConnection.Connect.Rejected".into(),
+        ));
+        assert_eq!(answer(Some(ex)), refused, "a redirect that is no string");
+        assert_eq!(answer(None), refused);
+    }
+
+    #[test]
+    fn a_redirect_names_a_server_or_none() {
+        let server = |url: &str| Redirect { url: url.into() }.server();
+        assert_eq!(
+            server("rtmp://10.0.0.2:1935/live").as_deref(),
+            Some("10.0.0.2:1935")
+        );
+        assert_eq!(server("RTMP://a.b/live/s?x=1").as_deref(), Some("a.b:1935"));
+        assert_eq!(server("rtmp://a.b?x").as_deref(), Some("a.b:1935"));
+        assert_eq!(
+            server("rtmp://[::1]:19350/l").as_deref(),
+            Some("[::1]:19350")
+        );
+        for bad in [
+            "http://a/live",
+            "rtmp://",
+            "rtmp:///live",
+            "rtmp://a:0/live",
+            "rtmp://a:99999/live",
+            "rtmp://a:x/live",
+            "rtmp://u@a/live",
+            "rtmp://a b/live",
+            "rtmp://[::1/live",
+            "rtmp://[]:1935/live",
+            "rtmp://[::1]x/live",
+            "rtmp://a:1:2/live",
+            "rtmp:/",
+            "",
+            "rtmp://\u{e9}/live",
+        ] {
+            assert_eq!(server(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! origin through the forward's client ([`super::forward`]).
 //!
 //! One pull per stream per process ([`crate::state::edge::Edges`]), on the core of the player
-//! that asked first. Origins are tried in order; one that refuses, is down, dies, stalls or
+//! that asked first. Origins are tried in order; one that redirects (an origin cluster's
+//! RTMP 302) is followed to the server it names, a few times and never round in a loop
+//! ([`Hops`]), for pulls and edge publishes alike; one that refuses, is down, dies, stalls or
 //! sends garbage gives way to the next, and after [`ROUNDS`] rounds of the list without media
 //! the pull gives up and closes its players. It ends [`GRACE`] after its last player; HLS
 //! players, which hold no connection, want it by their requests ([`hls_request`]), each of
@@ -29,7 +31,7 @@ use crate::config::{Config, VhostHls, DEFAULT_VHOST};
 use crate::hub::{Consumer, PublishGuard};
 use crate::hub::{StreamKey, StreamSettings};
 use crate::media::MediaKind;
-use crate::rtmp::client::{ClientEvent, ClientSession};
+use crate::rtmp::client::{ClientEvent, ClientSession, Redirect};
 use crate::rtmp::session::SessionError;
 use crate::runtime::Connection;
 use crate::state::edge::Pull;
@@ -72,6 +74,70 @@ enum PullError {
     Stalled(Duration),
     #[error("the stream is published on this edge now")]
     PublishedHere,
+    #[error("redirected to {}", .0.url)]
+    Redirected(Redirect),
+    #[error("{0}")]
+    Redirect(RedirectError),
+}
+
+/// RTMP 302s followed from one origin of the list at most: an origin cluster sends a player
+/// on once (SRS), twice when the stream moves meanwhile (ringcast's `cluster_hops` bound),
+/// so a fourth means servers that keep sending the edge round.
+const MAX_REDIRECTS: usize = 3;
+
+/// Why an RTMP 302 was not followed.
+#[derive(Debug, thiserror::Error)]
+enum RedirectError {
+    /// The redirect names no `rtmp://host[:port]/...`.
+    #[error("RTMP 302 to {0}, which names no rtmp://host[:port]/app: not followed")]
+    BadUrl(String),
+    /// The redirect names a server this chain of redirects went through already.
+    #[error("RTMP 302 loop: {server} again after {chain}, not followed")]
+    Loop {
+        /// The server named again.
+        server: String,
+        /// The servers visited, in order.
+        chain: String,
+    },
+    /// More than [`MAX_REDIRECTS`] in a row.
+    #[error("more than {MAX_REDIRECTS} RTMP 302s in a row ({chain}), not followed")]
+    TooMany {
+        /// The servers visited, in order.
+        chain: String,
+    },
+}
+
+/// The servers one origin of the list and its redirects led to, by which the next redirect
+/// is followed or refused.
+#[derive(Debug)]
+struct Hops {
+    visited: Vec<String>,
+}
+
+impl Hops {
+    fn new(origin: &str) -> Self {
+        Self {
+            visited: vec![origin.to_ascii_lowercase()],
+        }
+    }
+
+    /// The server (`host:port`) to try next, as `redirect` says, or why not: a loop, too
+    /// many redirects, or a URL that names none.
+    fn next(&mut self, redirect: &Redirect) -> Result<String, RedirectError> {
+        let server = redirect
+            .server()
+            .ok_or_else(|| RedirectError::BadUrl(redirect.url.clone()))?;
+        let chain = || self.visited.join(" -> ");
+        if self.visited.contains(&server.to_ascii_lowercase()) {
+            let chain = chain();
+            return Err(RedirectError::Loop { server, chain });
+        }
+        if self.visited.len() > MAX_REDIRECTS {
+            return Err(RedirectError::TooMany { chain: chain() });
+        }
+        self.visited.push(server.to_ascii_lowercase());
+        Ok(server)
+    }
 }
 
 /// How an attempt ended.
@@ -396,9 +462,8 @@ async fn run(shared: Arc<Shared>, pull: Arc<Pull>, target: Target) {
         }
         let mut progressed = false;
         for (i, origin) in target.origins.iter().enumerate() {
-            pull.set_status(origin, false);
-            let cid = shared.next_conn_id();
-            match attempt(&shared, &pull, &target, origin, cid).await {
+            let (cid, outcome) = follow(&shared, &pull, &target, origin).await;
+            match outcome {
                 Attempt::Idle => return finish(&pull),
                 Attempt::Failed { error, flowed: f } => {
                     if f {
@@ -503,6 +568,50 @@ fn give_up(shared: &Shared, pull: &Arc<Pull>, why: &str) {
     }
 }
 
+/// The attempts at one origin of the list: the origin, then each server its RTMP 302s name
+/// (an origin cluster sends the edge to the coworker that has the stream), at most
+/// [`MAX_REDIRECTS`] and never back to one of them. The outcome is the last attempt's, with
+/// its connection id.
+async fn follow(
+    shared: &Arc<Shared>,
+    pull: &Arc<Pull>,
+    target: &Target,
+    origin: &str,
+) -> (u64, Attempt) {
+    let mut hops = Hops::new(origin);
+    let mut server = origin.to_owned();
+    let mut flowed = false;
+    loop {
+        pull.set_status(&server, false);
+        let cid = shared.next_conn_id();
+        let redirect = match attempt(shared, pull, target, &server, cid).await {
+            Attempt::Failed {
+                error: PullError::Redirected(r),
+                flowed: f,
+            } => {
+                flowed |= f;
+                r
+            }
+            Attempt::Failed { error, flowed: f } => {
+                let flowed = flowed || f;
+                return (cid, Attempt::Failed { error, flowed });
+            }
+            Attempt::Idle => return (cid, Attempt::Idle),
+        };
+        match hops.next(&redirect) {
+            Ok(next) => {
+                let (key, url) = (&target.key, &redirect.url);
+                tracing::info!(cid, "edge pull {key}: {server} redirects to {next} ({url})");
+                server = next;
+            }
+            Err(e) => {
+                let error = PullError::Redirect(e);
+                return (cid, Attempt::Failed { error, flowed });
+            }
+        }
+    }
+}
+
 /// One upstream connection: connect, play, then publish what arrives into the hub until the
 /// players are gone or the upstream fails.
 async fn attempt(
@@ -535,12 +644,10 @@ async fn attempt(
     let setup = forward::until_started(&conn, &mut session, &ClientEvent::Playing);
     match compio::time::timeout(UPSTREAM_TIMEOUT, setup).await {
         Ok(Ok(())) => {}
+        Ok(Err(forward::ForwardError::Redirected(to))) => return failed(PullError::Redirected(to)),
         Ok(Err(e)) => return failed(PullError::Setup(e)),
         Err(_) => return failed(PullError::Timeout),
     }
-    shared.edges.stats.pulls.fetch_add(1, Ordering::Relaxed);
-    pull.set_status(origin, true);
-    tracing::info!(cid, "edge pull {} from {origin}: playing", target.key);
     let mut feed = Feed {
         shared,
         pull,
@@ -549,6 +656,15 @@ async fn attempt(
         guard: None,
         last_input: Instant::now(),
     };
+    // What came with the play's start, first: SRS's and ringcast's origin clusters start
+    // the play, then redirect, and that is no play of this server.
+    if let Err(error) = feed.publish(&mut session) {
+        let flowed = feed.guard.is_some();
+        return Attempt::Failed { error, flowed };
+    }
+    shared.edges.stats.pulls.fetch_add(1, Ordering::Relaxed);
+    pull.set_status(origin, true);
+    tracing::info!(cid, "edge pull {} from {origin}: playing", target.key);
     let result = {
         let reader = pin!(feed.read(&conn, session));
         let idle = pin!(until_idle(shared, pull));
@@ -619,6 +735,7 @@ impl Feed<'_> {
             let m = match ev {
                 ClientEvent::Media(m) => m,
                 ClientEvent::Refused(why) => return Err(PullError::Refused(why)),
+                ClientEvent::Redirected(to) => return Err(PullError::Redirected(to)),
                 _ => continue,
             };
             let Some(kind) = MediaKind::from_type_id(m.type_id) else {
@@ -662,11 +779,10 @@ pub(super) async fn publish_upstream(
     let stream = stream_with_query(key, query);
     let mut last = None;
     for origin in &cluster.origin {
-        let tc_url = format!("rtmp://{origin}/{}", key.app);
-        match forward::connect_publish(origin, &tc_url, &stream, settings.chunk_size).await {
-            Ok((conn, session)) => {
+        match publish_following(origin, key, &stream, settings.chunk_size).await {
+            Ok((server, conn, session)) => {
                 return Ok(Some(Upstream {
-                    origin: origin.clone(),
+                    origin: server,
                     conn,
                     session,
                 }));
@@ -679,6 +795,42 @@ pub(super) async fn publish_upstream(
     }
     let last = last.map_or_else(|| "no origin".to_owned(), |(o, e)| format!("{o}: {e}"));
     Err(EdgeError::PublishRefused(format!("{key}, last {last}")))
+}
+
+/// Why an edge publish's origin did not take it.
+#[derive(Debug, thiserror::Error)]
+enum UpstreamError {
+    #[error("{0}")]
+    Origin(#[from] forward::ForwardError),
+    #[error("{0}")]
+    Redirect(#[from] RedirectError),
+}
+
+/// Publishes `stream` of `key`'s app to `origin`, following its RTMP 302s as a pull does
+/// ([`Hops`]); the server that took it, connected and publishing.
+async fn publish_following(
+    origin: &str,
+    key: &StreamKey,
+    stream: &str,
+    chunk_size: u32,
+) -> Result<(String, Connection, ClientSession), UpstreamError> {
+    let mut hops = Hops::new(origin);
+    let mut server = origin.to_owned();
+    loop {
+        let tc_url = format!("rtmp://{server}/{}", key.app);
+        match forward::connect_publish(&server, &tc_url, stream, chunk_size).await {
+            Ok((conn, session)) => return Ok((server, conn, session)),
+            Err(forward::ForwardError::Redirected(to)) => {
+                let next = hops.next(&to)?;
+                tracing::info!(
+                    "edge publish {key}: {server} redirects to {next} ({})",
+                    to.url
+                );
+                server = next;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// An edge publish's connection to its origin.
@@ -723,6 +875,35 @@ mod tests {
             app: "live".into(),
             stream: "s".into(),
         }
+    }
+
+    #[test]
+    fn redirects_are_followed_a_few_times_and_never_in_a_loop() {
+        let to = |url: &str| Redirect { url: url.into() };
+        let mut hops = Hops::new("10.0.0.1:1935");
+        assert_eq!(
+            hops.next(&to("rtmp://10.0.0.2:1935/live")).unwrap(),
+            "10.0.0.2:1935"
+        );
+        assert!(matches!(
+            hops.next(&to("rtmp://10.0.0.1/live/s?x")),
+            Err(RedirectError::Loop { server, chain })
+                if server == "10.0.0.1:1935" && chain == "10.0.0.1:1935 -> 10.0.0.2:1935"
+        ));
+        assert!(matches!(
+            hops.next(&to("http://10.0.0.3/live")),
+            Err(RedirectError::BadUrl(_))
+        ));
+        assert_eq!(hops.next(&to("rtmp://B:1/live")).unwrap(), "B:1");
+        assert!(matches!(
+            hops.next(&to("rtmp://b:1/live")),
+            Err(RedirectError::Loop { .. })
+        ));
+        assert_eq!(hops.next(&to("rtmp://c:1/live")).unwrap(), "c:1");
+        assert!(matches!(
+            hops.next(&to("rtmp://d:1/live")),
+            Err(RedirectError::TooMany { .. })
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use futures_util::future::{select, Either};
 
 use crate::hub::{Consumer, Wake};
 use crate::hub::{StreamKey, StreamSettings};
-use crate::rtmp::client::{ClientEvent, ClientSession};
+use crate::rtmp::client::{ClientEvent, ClientSession, Redirect};
 use crate::rtmp::session::SessionError;
 use crate::runtime::Connection;
 use crate::state::Shared;
@@ -35,6 +35,9 @@ pub(crate) enum ForwardError {
     Session(#[from] SessionError),
     #[error("refused: {0}")]
     Refused(String),
+    /// An RTMP 302: the server sent the client elsewhere (the edge follows it).
+    #[error("redirected to {}", .0.url)]
+    Redirected(Redirect),
     #[error("timed out setting up")]
     Timeout,
     #[error("the peer closed the connection")]
@@ -110,7 +113,8 @@ pub(super) async fn connect_publish(
 }
 
 /// Drives a client session's handshake and commands on `conn` until the server answers with
-/// `started` (`Publishing` or `Playing`), refuses, or closes. No deadline: the caller's.
+/// `started` (`Publishing` or `Playing`), refuses, redirects, or closes. No deadline: the
+/// caller's.
 pub(super) async fn until_started(
     conn: &Connection,
     session: &mut ClientSession,
@@ -123,6 +127,7 @@ pub(super) async fn until_started(
         while let Some(ev) = session.poll_event() {
             match ev {
                 ClientEvent::Refused(why) => return Err(ForwardError::Refused(why)),
+                ClientEvent::Redirected(to) => return Err(ForwardError::Redirected(to)),
                 ev if ev == *started => return Ok(()),
                 _ => {}
             }
