@@ -2,19 +2,19 @@
 //! front of a ringcast origin and of a real nginx-rtmp, with 200 players (ringcast-bench) on
 //! the edge while the origin sees one play connection; failover from a dead origin, from an
 //! origin that stalls mid-stream, and back after an origin restarts, the edge's players
-//! continuing; the upstream closing a grace period after the last player; edge publish; and
-//! origins that answer garbage, a play error or an RTMP 302 to themselves, or an edge that is
-//! its own origin, ending with a clear log line and closed players instead of a hang. HLS on an edge: ffmpeg plays
-//! the edge's playlist of a stream the edge pulls on the first request, from a ringcast
-//! origin and from nginx-rtmp, over the one pull its RTMP players share, which closes a
-//! grace period after the last request.
+//! continuing; the upstream closing a grace period after the last player; edge publish, also
+//! through an origin's RTMP 302; and origins that answer garbage, a play error or an RTMP 302
+//! to themselves, or an edge that is its own origin, ending with a clear log line and closed
+//! players instead of a hang. HLS on an edge: ffmpeg plays the edge's playlist of a stream
+//! the edge pulls on the first request, from a ringcast origin and from nginx-rtmp, over the
+//! one pull its RTMP players share, which closes a grace period after the last request.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -393,6 +393,22 @@ fn redirect_to_itself(s: TcpStream) {
     });
 }
 
+/// Where [`redirect_publish`] sends publishers: the real origin of the test that uses it.
+static PUBLISH_TO: AtomicU16 = AtomicU16::new(0);
+
+/// An origin that answers every publish with an RTMP 302 to port [`PUBLISH_TO`].
+fn redirect_publish(s: TcpStream) {
+    serve_rtmp(s, |e, session, _| {
+        if matches!(e, Event::Publish { .. }) {
+            let tc_url = format!(
+                "rtmp://127.0.0.1:{}/live",
+                PUBLISH_TO.load(Ordering::Relaxed)
+            );
+            session.redirect(&tc_url, &format!("{tc_url}/p"));
+        }
+    });
+}
+
 /// Origins that answer garbage or a play error, and an edge that is its own origin: the
 /// edge's players are closed after a few bounded retries, each case named in the log.
 #[test]
@@ -549,4 +565,25 @@ fn an_rtmp_302_loop_is_refused_and_the_player_closed() {
         format!("RTMP 302 loop: 127.0.0.1:{looping} again after 127.0.0.1:{looping}, not followed");
     assert!(edge.log().contains(&line), "{}", edge.log());
     assert!(edge.log().contains("giving up after 6 rounds"));
+}
+
+/// An edge publish whose origin redirects it: the edge follows the RTMP 302 to the origin
+/// named, which gets the stream.
+#[test]
+fn an_edge_publish_follows_the_rtmp_302_of_its_origin() {
+    let origin = Server::start(1, "", "");
+    PUBLISH_TO.store(origin.port, Ordering::Relaxed);
+    let redirecting = fake_origin(redirect_publish);
+    let edge = Server::start(1, "", &edge_of(&[redirecting]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = Client::publish(edge.port, "p").expect("publish on the edge");
+    let feeder = publish_realtime(publisher, media_tags(), stop.clone());
+    origin.wait_frames_in("p", 20, Duration::from_secs(10));
+    let followed = format!(
+        "edge publish __defaultVhost__/live/p: 127.0.0.1:{redirecting} redirects to 127.0.0.1:{}",
+        origin.port
+    );
+    assert!(edge.log().contains(&followed), "{}", edge.log());
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().expect("feeder");
 }
