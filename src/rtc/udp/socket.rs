@@ -83,13 +83,15 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 }
 
 /// The addresses clients are told to send to: `rtc`'s candidates, `*` read from the host's
-/// interfaces (see [`resolve_candidates`]).
+/// interfaces that are up (see [`resolve_candidates`]).
 pub fn candidate_ips(rtc: &RtcServer) -> Vec<IpAddr> {
     let host: Vec<IpAddr> =
         if rtc.candidate.is_empty() || rtc.candidate.contains(&RtcCandidate::Host) {
             nix::ifaddrs::getifaddrs()
                 .map(|addrs| {
                     addrs
+                        // A down interface's address reaches nobody.
+                        .filter(|a| a.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP))
                         .filter_map(|a| {
                             let a = a.address?;
                             a.as_sockaddr_in()
