@@ -280,3 +280,93 @@ fn an_edge_follows_the_rtmp_302_of_its_origin() {
     let stream = edge.stream("f").expect("the edge lists the stream");
     assert_eq!(stream["edge"]["origin"], format!("127.0.0.1:{}", a.port));
 }
+
+/// POSTs `sdp` as a WHEP offer to `path` (with its query) on `port`: the status, the
+/// `Location` header if any, and the body.
+fn post_offer(port: u16, path: &str, sdp: &str) -> (u16, Option<String>, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .expect("sending the offer");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("reading the answer");
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let location = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("location")
+            .then(|| v.trim().to_owned())
+    });
+    (status, location, body.to_owned())
+}
+
+/// A stream published on A over RTMP and played over WebRTC (`rtmp_to_rtc`): a WHEP offer to
+/// B gets a 307 to A's WHEP URL (A's API, where signalling is served), and the same offer
+/// posted there gets A's 201 answer; an offer for a stream no coworker has gets B's 404.
+#[test]
+fn a_whep_offer_to_b_is_sent_with_a_307_to_a() {
+    if !require("ffmpeg") {
+        return;
+    }
+    let (a, b) = (Ports::free(), Ports::free());
+    let vhost = |other: u16| {
+        format!(
+            "{}\nrtc {{ enabled on; rtmp_to_rtc on; }}",
+            origin_vhost(&[other])
+        )
+    };
+    let rtc = || {
+        format!(
+            "rtc_server {{ enabled on; listen 127.0.0.1:{}; candidate 127.0.0.1; }}",
+            free_port()
+        )
+    };
+    let a_server = Server::start_at(a, 1, &rtc(), &vhost(b.api), &[]);
+    let b_server = Server::start_at(b, 1, &rtc(), &vhost(a.api), &[]);
+    let _publisher = ffmpeg_publish(&a_server.url("w"));
+    assert!(a_server.wait_log("publish __defaultVhost__/live/w", Duration::from_secs(10)));
+
+    let mut rtc = str0m::Rtc::new(Instant::now());
+    let mut api = rtc.sdp_api();
+    for kind in [
+        str0m::media::MediaKind::Video,
+        str0m::media::MediaKind::Audio,
+    ] {
+        api.add_media(kind, str0m::media::Direction::RecvOnly, None, None, None);
+    }
+    let (offer, _pending) = api.apply().expect("an offer");
+    let offer = offer.to_sdp_string();
+
+    let (status, location, body) = post_offer(b.api, "/rtc/v1/whep/?app=live&stream=w", &offer);
+    assert_eq!(status, 307, "{body}\n{}", b_server.log());
+    let location = location.expect("a Location");
+    let expected = format!(
+        "http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=w&cluster_hops=1",
+        a.api
+    );
+    assert_eq!(location, expected);
+    let path = location
+        .strip_prefix(&format!("http://127.0.0.1:{}", a.api))
+        .expect("A's API");
+    let (status, location, answer) = post_offer(a.api, path, &offer);
+    assert_eq!(status, 201, "{answer}\n{}", a_server.log());
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(
+        location.is_some_and(|l| l.starts_with("/rtc/v1/whep/?app=live&stream=w&session=")),
+        "the session's URL"
+    );
+
+    let (status, location, body) = post_offer(b.api, "/rtc/v1/whep/?app=live&stream=ghost", &offer);
+    assert_eq!((status, location), (404, None), "{body}");
+    assert!(body.contains("no coworker has"), "{body}");
+}

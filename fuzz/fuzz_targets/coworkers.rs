@@ -1,13 +1,14 @@
 //! SRS's origin cluster on arbitrary bytes: a coworker's answer to a clusters query (what a
 //! server anywhere in the cluster may send back), and the same bytes as the query string of
-//! one (what anyone may send our API). Whatever parses must build a redirect and an answer,
-//! and our own answer must parse back to the same origin.
+//! one (what anyone may send our API). Whatever parses must build a redirect (RTMP's,
+//! HTTP-FLV's, and WHEP's to the origin's API, whose address is the answer's or its `ip`) and
+//! an answer, and our own answer must parse back to the same origin.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use ringcast::coworkers::{
-    answer, hops, http_redirect, parse_answer, rtmp_redirect, Asked, ClusterQuery, Listening,
-    Origin,
+    answer, api_of, api_redirect, hops, http_redirect, parse_answer, rtmp_redirect, Asked,
+    ClusterQuery, Listening, Origin,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -22,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(origin)) = parse_answer(data) {
         let _ = rtmp_redirect(&origin, &query.app, &query.stream, &asked);
         let _ = http_redirect(&origin, 8080, "/live/s.flv", &asked);
+        let _ = api_redirect(&origin, 1985, "/rtc/v1/whep/", &asked);
+        let (host, port) = api_of(&origin, 1985);
+        assert!(port != 0 && !host.contains(['[', ']']) || host == origin.ip);
         let _ = answer(&query, Some(&origin));
     }
     let listening = Listening {

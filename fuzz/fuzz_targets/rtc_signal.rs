@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     let params = SessionParams {
         role,
         stream: hub.detached_stream(&key),
-        candidate: "127.0.0.1:8000".parse().expect("literal address"),
+        candidates: vec!["127.0.0.1:8000".parse().expect("literal address")],
         nack: true,
         bridge: None,
         crypto: hub.certs.provider().clone(),

@@ -17,7 +17,7 @@ use super::error::{at, ConfigError};
 use super::include::{expand, read_text};
 use super::model::{
     any_v4, ApiAuth, Cluster, ClusterMode, Config, Dvr, DvrPlan, Exporter, HttpHooks, Https,
-    Listener, LogLevel, LogTank, RtcServer, TimeJitter, Vhost, VhostHls, VhostRtc,
+    Listener, LogLevel, LogTank, RtcCandidate, RtcServer, TimeJitter, Vhost, VhostHls, VhostRtc,
     DEFAULT_FLV_MOUNT, DEFAULT_VHOST, HTTPS_API_PORT, HTTPS_SERVER_PORT, HTTP_API_PORT,
     HTTP_SERVER_PORT, RTMP_PORT,
 };
@@ -985,21 +985,43 @@ impl Builder<'_> {
         Ok(cpus)
     }
 
-    /// SRS's candidate forms: an IP, `*` (detect), or `$NAME` (an environment variable,
-    /// detect when unset).
-    fn candidate(&mut self, d: &Directive) -> Result<Option<IpAddr>, ConfigError> {
-        let value = self.leaf_value(d)?;
-        let resolved = match value.strip_prefix('$') {
-            Some(name) => std::env::var(name).unwrap_or_default(),
-            None => value.to_owned(),
-        };
-        if resolved.is_empty() || resolved == "*" {
-            return Ok(None);
+    /// SRS's candidate forms, one or more: an IP, `*` (every host address), or `$NAME` (an
+    /// environment variable holding those, separated by spaces or commas; unset or empty,
+    /// `*`).
+    fn candidate(&mut self, d: &Directive) -> Result<Vec<RtcCandidate>, ConfigError> {
+        if d.block {
+            return Err(self.err_block_unexpected(d));
         }
-        resolved
-            .parse::<IpAddr>()
-            .map(Some)
-            .map_err(|_| self.invalid(d, value, "an IP address, `*` or `$ENV_VAR`"))
+        if d.args.is_empty() {
+            return Err(self.missing(d));
+        }
+        let mut out = Vec::new();
+        for arg in &d.args {
+            let resolved = match arg.strip_prefix('$') {
+                Some(name) => std::env::var(name).unwrap_or_default(),
+                None => arg.clone(),
+            };
+            let mut words = resolved
+                .split([' ', ',', '\t'])
+                .filter(|w| !w.is_empty())
+                .peekable();
+            if words.peek().is_none() {
+                out.push(RtcCandidate::Host);
+            }
+            for word in words {
+                let c = if word == "*" {
+                    RtcCandidate::Host
+                } else {
+                    word.parse::<IpAddr>()
+                        .map(RtcCandidate::Ip)
+                        .map_err(|_| self.invalid(d, word, "an IP address, `*` or `$ENV_VAR`"))?
+                };
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A vhost's `hls { ... }`.

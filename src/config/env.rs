@@ -194,7 +194,7 @@ const SETTINGS: &[Setting] = &[
     Setting {
         names: &["RTC_SERVER_CANDIDATE"],
         path: &["rtc_server", "candidate"],
-        list: false,
+        list: true,
     },
     Setting {
         names: &["RTC_SERVER_SNDBUF"],

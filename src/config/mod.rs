@@ -48,7 +48,7 @@ pub use error::ConfigError;
 pub use include::{MAX_FILE_BYTES, MAX_INCLUDE_DEPTH};
 pub use model::{
     ApiAuth, Cluster, ClusterMode, Config, Dvr, DvrPlan, Exporter, HttpHooks, Https, Listener,
-    LogLevel, LogTank, RtcServer, TimeJitter, Vhost, VhostHls, VhostRtc, DEFAULT_DVR_PATH,
-    DEFAULT_FLV_MOUNT, DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
+    LogLevel, LogTank, RtcCandidate, RtcServer, TimeJitter, Vhost, VhostHls, VhostRtc,
+    DEFAULT_DVR_PATH, DEFAULT_FLV_MOUNT, DEFAULT_MW_LATENCY_MS, DEFAULT_VHOST,
 };
 pub use parser::{parse_tree, Directive, ParseError, ParseErrorKind, MAX_DEPTH};

@@ -406,6 +406,15 @@ impl Default for VhostRtc {
     }
 }
 
+/// One address of `rtc_server.candidate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtcCandidate {
+    /// This address.
+    Ip(IpAddr),
+    /// `*`: every non-loopback address of the host, as its interfaces have them.
+    Host,
+}
+
 /// `rtc_server { enabled on; listen 8000; candidate 127.0.0.1; }`: the WebRTC UDP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtcServer {
@@ -414,9 +423,10 @@ pub struct RtcServer {
     /// `listen PORT;` (or `IP:PORT`): the UDP address every worker binds, default
     /// `0.0.0.0:8000`.
     pub listen: SocketAddr,
-    /// `candidate IP;`: the address put in SDP answers for clients to send to. `*` (SRS's
-    /// default) or an unset `$ENV_VAR` mean `None`: detect it from the host's interfaces.
-    pub candidate: Option<IpAddr>,
+    /// `candidate ADDR ...;`: the addresses put in SDP answers for clients to send to, each
+    /// an IP, `*` (SRS's default: every non-loopback address of the host) or `$ENV_VAR` (its
+    /// value, one or more of those; unset, `*`). Empty (unset) means `*`.
+    pub candidate: Vec<RtcCandidate>,
     /// `sndbuf SIZE;` (bytes, or with a K, M or G suffix): the UDP send buffer
     /// to ask for; `None` keeps the kernel's default (`net.core.wmem_default`).
     pub sndbuf: Option<usize>,
@@ -430,7 +440,7 @@ impl Default for RtcServer {
         Self {
             enabled: false,
             listen: any_v4(RTC_PORT),
-            candidate: None,
+            candidate: Vec::new(),
             sndbuf: None,
             rcvbuf: None,
         }

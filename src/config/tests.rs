@@ -529,7 +529,7 @@ fn full_srs_config_loads_with_warnings_only() {
     );
     assert!(config.rtc_server.enabled);
     assert_eq!(config.rtc_server.listen, addr("0.0.0.0:8000"));
-    assert_eq!(config.rtc_server.candidate, None);
+    assert_eq!(config.rtc_server.candidate, [RtcCandidate::Host]);
     assert_eq!(
         default.rtc,
         VhostRtc {
@@ -596,6 +596,7 @@ fn full_srs_config_loads_with_warnings_only() {
         config.rtc_server,
         RtcServer {
             enabled: true,
+            candidate: vec![RtcCandidate::Host],
             ..RtcServer::default()
         }
     );
@@ -1146,7 +1147,7 @@ fn rtc_blocks() {
         RtcServer {
             enabled: true,
             listen: addr("0.0.0.0:9000"),
-            candidate: Some("192.0.2.7".parse().unwrap()),
+            candidate: vec![RtcCandidate::Ip("192.0.2.7".parse().unwrap())],
             sndbuf: None,
             rcvbuf: None,
         }
@@ -1160,7 +1161,7 @@ fn rtc_blocks() {
         }
     );
     let (config, _) = parse("rtc_server { candidate $RINGCAST_TEST_SURELY_UNSET; }");
-    assert_eq!(config.rtc_server, RtcServer::default());
+    assert_eq!(config.rtc_server.candidate, [RtcCandidate::Host]);
     assert_eq!(Config::default().vhost("x").rtc, VhostRtc::default());
     assert_err(
         "rtc_server { candidate localhost; }",
@@ -1337,7 +1338,7 @@ fn rtc_server_block() {
         RtcServer {
             enabled: true,
             listen: addr("0.0.0.0:8001"),
-            candidate: Some("192.168.1.10".parse().unwrap()),
+            candidate: vec![RtcCandidate::Ip("192.168.1.10".parse().unwrap())],
             sndbuf: Some(16 << 20),
             rcvbuf: Some(512 << 10),
         }
@@ -1354,16 +1355,25 @@ fn rtc_server_block() {
         RtcServer {
             enabled: false,
             listen: addr("0.0.0.0:8000"),
-            candidate: None,
+            candidate: Vec::new(),
             sndbuf: None,
             rcvbuf: None
         }
     );
+    let ip = |s: &str| RtcCandidate::Ip(s.parse().unwrap());
+    assert_eq!(rtc("candidate ::1;").candidate, [ip("::1")]);
+    assert_eq!(rtc("candidate *;").candidate, [RtcCandidate::Host]);
     assert_eq!(
-        rtc("candidate ::1;").candidate,
-        Some("::1".parse().unwrap())
+        rtc("candidate 127.0.0.1 * 2001:db8::1 127.0.0.1;").candidate,
+        [ip("127.0.0.1"), RtcCandidate::Host, ip("2001:db8::1")],
+        "several, each once"
     );
-    assert_eq!(rtc("candidate *;").candidate, None);
+    std::env::set_var("RINGCAST_TEST_CANDIDATES", "192.0.2.1, 192.0.2.2");
+    assert_eq!(
+        rtc("candidate $RINGCAST_TEST_CANDIDATES;").candidate,
+        [ip("192.0.2.1"), ip("192.0.2.2")],
+        "a variable may hold a list"
+    );
     assert_eq!(rtc("sndbuf 4096;").sndbuf, Some(4096));
     assert_eq!(rtc("sndbuf 1G;").sndbuf, Some(1 << 30));
     assert_eq!(rtc("rcvbuf 8m;").rcvbuf, Some(8 << 20));
@@ -1626,7 +1636,7 @@ fn environment_alone_builds_a_whole_config() {
     assert_eq!(config.rtc_server.listen.port(), 8001);
     assert_eq!(
         config.rtc_server.candidate,
-        Some("192.0.2.1".parse().expect("ip"))
+        [RtcCandidate::Ip("192.0.2.1".parse().expect("ip"))]
     );
     let vhost = config.vhost(DEFAULT_VHOST);
     assert_eq!(vhost.http_remux.as_deref(), Some(DEFAULT_FLV_MOUNT));

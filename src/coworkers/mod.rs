@@ -1,7 +1,8 @@
 //! SRS's origin cluster, sans-IO: the `/api/v1/clusters` question an origin asks its
 //! coworkers, the answer it gives them (built and parsed in SRS 6's JSON shapes, so SRS
-//! origins and edges can ask a ringcast origin and be asked by one), and the RTMP and HTTP
-//! addresses a player is redirected to, with the hop count that bounds a redirect loop.
+//! origins and edges can ask a ringcast origin and be asked by one), and the RTMP, HTTP and
+//! API (WHEP) addresses a player is redirected to, with the hop count that bounds a redirect
+//! loop.
 //!
 //! It reads no socket, no clock and no hub, and of the config only the listeners: the API and the players' drivers pass
 //! in what this server has and where it listens, and do the asking.
@@ -329,6 +330,35 @@ pub fn http_redirect(origin: &Origin, own_http_port: u16, path: &str, asked: &As
     )
 }
 
+/// The HTTP API of `origin`, where its WebRTC signalling is served, as `(host, port)`: its
+/// `api` (`HOST:PORT`, or `[V6]:PORT`), else its `ip` on `own_api_port` when the answer
+/// names none or one without a port.
+pub fn api_of(origin: &Origin, own_api_port: u16) -> (&str, u16) {
+    let named = origin.api.rsplit_once(':').and_then(|(host, port)| {
+        let port = port.parse().ok().filter(|&p| p != 0)?;
+        // An IPv6 host is bracketed; a bare one's last colon is no port separator.
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.strip_suffix(']')?,
+            None if host.contains(':') => return None,
+            None => host,
+        };
+        (!host.is_empty() && !host.contains(['[', ']'])).then_some((host, port))
+    });
+    named.unwrap_or((origin.ip.as_str(), own_api_port))
+}
+
+/// The `Location` of a redirect of a WHEP offer to `origin` for `path` (the request's path):
+/// on the origin's HTTP API, which serves signalling (see [`api_of`]), with the player's
+/// query and one more hop.
+pub fn api_redirect(origin: &Origin, own_api_port: u16, path: &str, asked: &Asked<'_>) -> String {
+    let (host, port) = api_of(origin, own_api_port);
+    format!(
+        "http://{}{path}?{}",
+        join_host_port(host, port),
+        asked.next_query()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +523,39 @@ mod tests {
             rtmp_redirect(&origin, "live", "s", &unnamed).1,
             "rtmp://10.0.0.2:19350/live/s?vhost=v&cluster_hops=1"
         );
+        let whep = Asked {
+            host: "127.0.0.1:1985",
+            vhost: "__defaultVhost__",
+            query: "app=live&stream=s",
+        };
+        let at_api = Origin {
+            api: "10.0.0.2:1986".into(),
+            ..origin.clone()
+        };
+        assert_eq!(
+            api_redirect(&at_api, 1985, "/rtc/v1/whep/", &whep),
+            "http://10.0.0.2:1986/rtc/v1/whep/?app=live&stream=s&cluster_hops=1"
+        );
+        let v6 = Origin {
+            api: "[fd00::2]:1986".into(),
+            ..origin.clone()
+        };
+        assert_eq!(api_of(&v6, 1985), ("fd00::2", 1986));
+        for bad in [
+            "",
+            "10.0.0.3",
+            "10.0.0.3:0",
+            ":1986",
+            "[fd00::2",
+            "fd00::2",
+            "10.0.0.3:x",
+        ] {
+            let o = Origin {
+                api: bad.into(),
+                ..origin.clone()
+            };
+            assert_eq!(api_of(&o, 1985), ("10.0.0.2", 1985), "api {bad:?}");
+        }
         assert!(plain.is_here("127.0.0.1", 8080, 8080));
         assert!(!plain.is_here("127.0.0.1", 8081, 8080));
     }

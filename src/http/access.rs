@@ -85,6 +85,7 @@ pub(super) fn rtc_offer(
         vhost,
         app,
         stream,
+        ..
     } = offer;
     let (action, what) = match role {
         Role::Publish => (Action::Publish, "WebRTC publish"),

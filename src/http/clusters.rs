@@ -1,13 +1,17 @@
 //! SRS's origin cluster over HTTP: `/api/v1/clusters`, whether this server has a stream
 //! published and where a coworker should send its players for it (the JSON in
 //! [`crate::coworkers`]; SRS's coworkers ask with POST, scripts with GET: both are
-//! answered), and the HTTP-FLV player's side of the search ([`crate::server::origin_cluster`]):
-//! a 302 to the coworker that has the stream. It reads the hub and the config and changes
-//! nothing.
+//! answered), and the HTTP players' side of the search ([`crate::server::origin_cluster`]):
+//! an HTTP-FLV player gets a 302 to the coworker that has the stream, a WHEP offer a 307 to
+//! the coworker's API. It reads the hubs and the config and changes nothing.
 
 use super::parser::Request;
 use super::reply::{error, ApiReply};
-use crate::coworkers::{answer, http_redirect, Asked, ClusterQuery, Listening, Origin};
+use super::rtc::Offer;
+use crate::config::DEFAULT_VHOST;
+use crate::coworkers::{
+    answer, api_of, api_redirect, http_redirect, Asked, ClusterQuery, Listening, Origin,
+};
 use crate::hub::StreamKey;
 use crate::server::origin_cluster::{self, ClusterError, Lookup};
 use crate::state::Shared;
@@ -18,10 +22,12 @@ use bytes::Bytes;
 pub(super) fn handle(req: &Request, shared: &Shared) -> ApiReply {
     let query = ClusterQuery::parse(&req.query);
     let (key, _) = shared.stream(&query.vhost, &query.app, &query.stream);
+    // An RTMP publisher, or a WHIP one (whose players are WebRTC only).
     let live = shared
         .hub
         .get(&key)
-        .is_some_and(|s| s.publisher().is_some());
+        .is_some_and(|s| s.publisher().is_some())
+        || shared.rtc.stream(&key).is_ok();
     let origin = live.then(|| {
         let host = req.header("host").unwrap_or("");
         let o = Origin::here(&Listening::of(&shared.config()), &key.vhost, &query, host);
@@ -83,4 +89,62 @@ pub(super) async fn redirect_flv(
             error(status, &e.to_string())
         }
     }
+}
+
+/// A WHEP offer (`offer`, from `req` on connection `id`) for a stream published neither here
+/// over RTMP nor over WHIP: `None` to serve it here as ever (no origin cluster, or the
+/// stream is here), else a 307 to the API of the coworker that has it, or the refusal (404
+/// when no coworker has it, 508 when the offer has gone round the cluster). 307, not the
+/// 302 an HTTP-FLV player gets: a client may turn a 302's POST into a GET without the body,
+/// and a 307 keeps the method and the SDP offer, which the client posts again there. The
+/// `Location` names the coworker's API, not its `http_server`, as that is where signalling is
+/// served.
+pub(super) async fn redirect_whep(
+    req: &Request,
+    offer: &Offer,
+    shared: &Shared,
+    id: u64,
+) -> Option<ApiReply> {
+    let vhost = offer.vhost.as_deref().unwrap_or(DEFAULT_VHOST);
+    let (key, _) = shared.stream(vhost, &offer.app, &offer.stream);
+    if shared.rtc.stream(&key).is_ok() {
+        return None;
+    }
+    let asked = Asked {
+        host: req.header("host").unwrap_or(""),
+        vhost: &key.vhost,
+        query: &req.query,
+    };
+    let own = Listening::of(&shared.config()).api.port();
+    let is_self = |o: &Origin| {
+        let (host, port) = api_of(o, own);
+        asked.is_here(host, port, own)
+    };
+    let (status, location, body) = match origin_cluster::lookup(shared, &key, &asked, is_self).await
+    {
+        Lookup::Serve => return None,
+        Lookup::Redirect { origin, coworker } => {
+            let location = api_redirect(&origin, own, &req.path, &asked);
+            tracing::info!(
+                cid = id,
+                "redirect WHEP {key} to {location} (coworker {coworker})"
+            );
+            (307, Some(location), Bytes::new())
+        }
+        Lookup::Refuse(e) => {
+            tracing::warn!(cid = id, "WHEP refused: {e}");
+            let status = if matches!(e, ClusterError::Loop { .. }) {
+                508
+            } else {
+                404
+            };
+            (status, None, format!("{e}\n").into())
+        }
+    };
+    Some(ApiReply {
+        status,
+        content_type: "text/plain",
+        headers: location.map(|l| ("Location", l)).into_iter().collect(),
+        body,
+    })
 }

@@ -87,6 +87,13 @@ pub(super) async fn route(
             || path.starts_with("/rtc/")
         {
             if let Some(offer) = &offer {
+                // Before the hooks: the coworker that serves the offer asks its own, and a
+                // play asked of this server's would never see its stop.
+                if rtc::is_whep(offer) {
+                    if let Some(sent) = clusters::redirect_whep(req, offer, shared, id).await {
+                        return Routed::Reply(sent);
+                    }
+                }
                 if let Some(denied) = rtc::hooked(req, offer, shared, (id, peer)).await {
                     return Routed::Reply(denied);
                 }

@@ -69,6 +69,7 @@ pub(super) fn handle(
 #[derive(Debug, Clone)]
 pub(super) struct Offer {
     pub role: Role,
+    pub style: Style,
     pub vhost: Option<String>,
     pub app: String,
     pub stream: String,
@@ -78,6 +79,7 @@ pub(super) struct Offer {
 pub(super) fn offer(req: &Request) -> Option<Offer> {
     let Ok(Some(signal::Request::Offer {
         role,
+        style,
         vhost,
         app,
         stream,
@@ -88,10 +90,18 @@ pub(super) fn offer(req: &Request) -> Option<Offer> {
     };
     Some(Offer {
         role,
+        style,
         vhost,
         app,
         stream,
     })
+}
+
+/// Whether `offer` is a WHEP play, which an origin cluster may redirect. SRS's JSON play is
+/// left as it was: its body names the API and the stream URL, which a redirect would not
+/// rewrite.
+pub(super) fn is_whep(offer: &Offer) -> bool {
+    offer.role == Role::Play && offer.style == Style::Whip
 }
 
 /// Asks the HTTP hooks (`on_publish` for WHIP, `on_play` for WHEP) about an offer before it
@@ -107,6 +117,7 @@ pub(super) async fn hooked(
         vhost,
         app,
         stream,
+        ..
     } = offer.clone();
     let hook = crate::hooks::Request {
         client_id: from.0,

@@ -16,7 +16,7 @@ use crate::hub::{StreamKey, StreamSettings};
 use crate::rtc::engine::hub::{HubError, RtcHub};
 use crate::rtc::engine::session::{Session, SessionParams};
 use crate::rtc::signal::{self, Request, Role, SignalError, Style};
-use crate::rtc::udp::socket::candidate_ip;
+use crate::rtc::udp::socket::candidate_ips;
 
 /// What signalling reads from the server around it.
 pub struct SignalContext<'a> {
@@ -204,10 +204,10 @@ fn serve(
             let params = SessionParams {
                 role,
                 stream: rtc_stream.clone(),
-                candidate: SocketAddr::new(
-                    candidate_ip(&config.rtc_server),
-                    config.rtc_server.listen.port(),
-                ),
+                candidates: candidate_ips(&config.rtc_server)
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, config.rtc_server.listen.port()))
+                    .collect(),
                 nack: vhost.rtc.nack,
                 bridge,
                 crypto: hub.certs.provider().clone(),

@@ -101,15 +101,16 @@ struct Net {
     engines: Vec<Engine>,
     clients: Vec<Client>,
     now: Instant,
+    /// Where the clients' datagrams arrive, as the driver tells the engines: the address
+    /// they were sent to (`None`), or this private one behind a NAT that announced SERVER.
+    nat: Option<SocketAddr>,
 }
 
 impl Net {
     fn new(cores: usize) -> Self {
         let (config, _) = Config::parse(CONFIG, "test.conf").unwrap();
         let hub = RtcHub::new();
-        let engines = (0..cores)
-            .map(|c| Engine::new(c, hub.clone(), SERVER.parse().unwrap()))
-            .collect();
+        let engines = (0..cores).map(|c| Engine::new(c, hub.clone())).collect();
         Self {
             config,
             hub,
@@ -117,6 +118,7 @@ impl Net {
             engines,
             clients: Vec::new(),
             now: Instant::now(),
+            nat: None,
         }
     }
 
@@ -194,7 +196,8 @@ impl Net {
             c.poll(&mut out);
             for t in out.drain(..) {
                 assert_eq!(t.destination, SERVER.parse().unwrap());
-                self.engines[c.core].handle_datagram(now, t.source, &t.contents);
+                let local = self.nat.unwrap_or(t.destination);
+                self.engines[c.core].handle_datagram(now, t.source, Some(local), &t.contents);
             }
         }
         for e in &mut self.engines {
@@ -204,6 +207,9 @@ impl Net {
             e.take_transmits(&mut out);
         }
         for t in out.drain(..) {
+            // Every reply leaves from where its peer's datagrams arrive (a NAT then maps it
+            // back to the address announced).
+            assert_eq!(t.source, self.nat.unwrap_or(SERVER.parse().unwrap()));
             let c = self
                 .clients
                 .iter_mut()
@@ -218,7 +224,7 @@ impl Net {
                 now,
                 Receive {
                     proto: Protocol::Udp,
-                    source: t.source,
+                    source: SERVER.parse().unwrap(),
                     destination: t.destination,
                     contents: (&t.contents[..]).try_into().unwrap(),
                 },
@@ -306,6 +312,22 @@ fn whip_publisher_reaches_whep_players_on_two_cores() {
     assert_eq!(net.sessions(), 3);
 }
 
+/// Behind a NAT the datagrams arrive at an address the answer does not name: str0m is told
+/// the candidate (it drops a binding to an address it has no candidate for), and the replies
+/// leave from the private address, which the NAT maps back (`step` checks each one).
+#[test]
+fn behind_a_nat_replies_leave_from_where_datagrams_arrive() {
+    let mut net = Net::new(1);
+    net.nat = Some("172.17.0.2:8000".parse().unwrap());
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "nat");
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "nat");
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        connected(&n.clients[publisher]) && connected(&n.clients[player])
+    }));
+    net.publish(publisher, video, 1, 40);
+    assert!(net.clients[player].video_frames() >= 20);
+}
+
 #[test]
 fn nacks_are_answered_under_loss() {
     let mut net = Net::new(1);
@@ -362,9 +384,9 @@ fn bad_datagrams_and_credentials_are_rejected() {
     let mut net = Net::new(1);
     let now = net.now;
     let src: SocketAddr = "10.9.9.9:9".parse().unwrap();
-    net.engines[0].handle_datagram(now, src, b"hello");
-    net.engines[0].handle_datagram(now, src, &[0x80; 100]);
-    net.engines[0].handle_datagram(now, src, &[]);
+    net.engines[0].handle_datagram(now, src, None, b"hello");
+    net.engines[0].handle_datagram(now, src, None, &[0x80; 100]);
+    net.engines[0].handle_datagram(now, src, None, &[]);
     // A binding that names a pending session's ufrag but has no valid integrity.
     let mut c = Client::new("10.0.0.1:5000", 0, now);
     let (offer, _pending, _, _) = c.offer(Direction::SendOnly);
@@ -394,7 +416,7 @@ fn bad_datagrams_and_credentials_are_rejected() {
     }
     stun[2..4].copy_from_slice(&(attr.len() as u16).to_be_bytes());
     stun.extend_from_slice(&attr);
-    net.engines[0].handle_datagram(now, src, &stun);
+    net.engines[0].handle_datagram(now, src, None, &stun);
     net.engines[0].drive(now);
     assert_eq!(net.engines[0].session_count(), 0);
     assert_eq!(
@@ -470,7 +492,7 @@ fn garbage_from_a_peer_address_does_not_end_its_session() {
                 seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                 *b = (seed >> 24) as u8;
             }
-            net.engines[0].handle_datagram(now, spoofed, &d[..len]);
+            net.engines[0].handle_datagram(now, spoofed, None, &d[..len]);
         }
     }
     net.engines[0].drive(now);
@@ -500,7 +522,7 @@ fn offers_with_clashing_payload_types_are_refused() {
     let params = SessionParams {
         role: Role::Publish,
         stream: hub.detached_stream(&key),
-        candidate: SERVER.parse().unwrap(),
+        candidates: vec![SERVER.parse().unwrap()],
         nack: true,
         bridge: None,
         crypto: hub.certs.provider().clone(),

@@ -1,7 +1,8 @@
 //! One core's WebRTC engine, sans-IO: the sessions this core adopted (each a str0m `Rtc`),
 //! routing of datagrams to them, their timers, and the forwarding of frames to players on
 //! this core and, through their inboxes, on other cores. It owns no socket, no task and no
-//! hub consumer, and reads no clock: the UDP driver ([`crate::rtc::udp`]) feeds it datagrams,
+//! hub consumer, and reads no clock: the UDP driver ([`crate::rtc::udp`]) feeds it datagrams
+//! (with the address of this host each was sent to, which a session's replies leave from),
 //! inbox messages, the frames of the RTMP streams it asked to watch, and the time, and sends
 //! what it returns; the tests drive it in memory with a virtual clock.
 //!
@@ -63,7 +64,6 @@ pub struct Engine {
     core: usize,
     hub: Arc<RtcHub>,
     inbox: Arc<Inbox>,
-    local: SocketAddr,
     /// Boxed: a str0m session is kilobytes, and a map of them inline would move them all at
     /// each growth and keep up to as many again in empty slots (16% of the live heap at 200
     /// sessions, in the heap profile).
@@ -82,15 +82,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The engine of core `core`, whose socket is reached at `local` (the candidate), sharing
-    /// `hub` with the other cores and signalling.
-    pub fn new(core: usize, hub: Arc<RtcHub>, local: SocketAddr) -> Self {
+    /// The engine of core `core`, sharing `hub` with the other cores and signalling.
+    pub fn new(core: usize, hub: Arc<RtcHub>) -> Self {
         let inbox = hub.register_core(core);
         Self {
             core,
             hub,
             inbox,
-            local,
             sessions: HashMap::new(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
@@ -114,19 +112,28 @@ impl Engine {
         self.sessions.len()
     }
 
-    /// A datagram from `source`.
-    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+    /// A datagram from `source`, sent to `local` (this host's address it arrived at, where
+    /// the driver knows it): the session remembers it, and its replies leave from there.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        local: Option<SocketAddr>,
+        data: &[u8],
+    ) {
         self.hub.stats.received.fetch_add(1, Ordering::Relaxed);
         let Ok(contents) = data.try_into() else {
             self.reject(source, "not STUN, DTLS or SRTP");
             return;
         };
-        let input = Input::Receive(
+        // The destination is the session's to say (below): str0m's `accepts`, which routing
+        // asks first, reads the credentials and the source, not it.
+        let mut input = Input::Receive(
             now,
             Receive {
                 proto: Protocol::Udp,
                 source,
-                destination: self.local,
+                destination: local.unwrap_or(source),
                 contents,
             },
         );
@@ -144,7 +151,14 @@ impl Engine {
             self.reject(source, "not for the session at its address");
             return;
         }
-        if let Err(e) = session.rtc.handle_input(input) {
+        if let Input::Receive(_, r) = &mut input {
+            r.destination = session.candidate_for(local);
+        }
+        let result = session.rtc.handle_input(input);
+        if let (Ok(()), Some(local)) = (&result, local) {
+            session.arrived(source, local);
+        }
+        if let Err(e) = result {
             // A bad datagram from (or spoofed as) the peer costs the datagram, not the
             // session: the session ends only if str0m gives up on it.
             tracing::debug!(session = %Sid(id), "rtc input rejected: {e}");

@@ -1,8 +1,10 @@
 //! One WebRTC peer, sans-IO: a str0m [`Rtc`] (ICE-lite, DTLS-SRTP, H.264 and Opus) made from
 //! the peer's SDP offer, with what the engine needs around it: its role and stream, its media
-//! sections, and, for a player, where its RTP sequence numbers stand and whether its video
-//! waits for a keyframe. Time, randomness and the DTLS certificate come from the caller.
+//! sections, the addresses of this host its peer sends to (its replies leave from there), and,
+//! for a player, where its RTP sequence numbers stand and whether its video waits for a
+//! keyframe. Time, randomness and the DTLS certificate come from the caller.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,13 @@ use crate::hub::StreamSettings;
 use crate::rtc::packetize::RtpFrame;
 use crate::rtc::sdp::stray_format;
 use crate::rtc::signal::Role;
+
+/// Peer addresses a session remembers the local address of: a browser checks a pair per
+/// candidate of its own that reaches ours, a handful.
+const MAX_PATHS: usize = 8;
+
+/// A transmit's source when the session's local address is not known.
+const UNSPECIFIED: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 
 /// Timeouts one poll of a session runs for its pacer before the loop moves on; a keyframe's
 /// packets drain in a few.
@@ -44,7 +53,7 @@ pub enum SessionError {
     /// str0m refused the offer (no codec in common, wrong direction, ...).
     #[error("offer not accepted: {0}")]
     Rejected(#[from] RtcError),
-    /// The candidate address cannot be put in an answer.
+    /// No candidate address can be put in an answer.
     #[error("{0}")]
     Unusable(&'static str),
 }
@@ -56,8 +65,9 @@ pub struct SessionParams {
     pub role: Role,
     /// The stream it publishes or plays.
     pub stream: Arc<RtcStream>,
-    /// The address put in the answer's candidate.
-    pub candidate: std::net::SocketAddr,
+    /// The addresses put in the answer's candidates, the first the fallback for datagrams
+    /// that arrive at none of them (a NAT's public address announced, a private one bound).
+    pub candidates: Vec<SocketAddr>,
     /// Whether NACKs are offered and answered.
     pub nack: bool,
     /// For a player of an RTMP stream (`rtmp_to_rtc`): that stream's settings.
@@ -83,6 +93,12 @@ pub struct Session {
     mids: Vec<(Mid, MediaKind)>,
     last_keyframe_request: Option<Instant>,
     pub(super) bridge: Option<StreamSettings>,
+    /// The candidates announced, as str0m knows them.
+    candidates: Vec<SocketAddr>,
+    /// For each peer address (a peer may check several pairs, over IPv4 and IPv6), the
+    /// address of this host its datagrams arrive at, once the driver said: replies to it
+    /// leave from there. At most [`MAX_PATHS`], the oldest forgotten first.
+    paths: Vec<(SocketAddr, SocketAddr)>,
     /// Player: video waits for a frame it may start at.
     need_key: bool,
     /// Player: the next RTP sequence number of its video and its audio.
@@ -159,9 +175,16 @@ impl Session {
             }
         }
         let mut rtc = config.build(now);
-        let candidate = Candidate::host(params.candidate, "udp")
-            .map_err(|_| SessionError::Unusable("the candidate address is not usable"))?;
-        rtc.add_local_candidate(candidate);
+        let mut candidates = Vec::with_capacity(params.candidates.len());
+        for &addr in &params.candidates {
+            if let Ok(c) = Candidate::host(addr, "udp") {
+                rtc.add_local_candidate(c);
+                candidates.push(addr);
+            }
+        }
+        if candidates.is_empty() {
+            return Err(SessionError::Unusable("no candidate address is usable"));
+        }
         // str0m asserts while it matches codecs ("Pt locked multiple times") on offers whose
         // payload types clash; `stray_format` turns away the one the fuzzer found, and any
         // other such offer is refused here rather than taking the API's task down.
@@ -181,6 +204,8 @@ impl Session {
             mids: Vec::new(),
             last_keyframe_request: None,
             bridge: params.bridge,
+            candidates,
+            paths: Vec::new(),
             need_key: true,
             next_seq: [u64::from(rng.gen::<u16>()), u64::from(rng.gen::<u16>())],
         };
@@ -207,13 +232,40 @@ impl Session {
         &self.stream
     }
 
+    /// The address str0m is told a datagram that arrived at `local` was sent to: that
+    /// candidate, or the first when it is none of them (str0m drops a binding to an address
+    /// it has no candidate for).
+    pub(super) fn candidate_for(&self, local: Option<SocketAddr>) -> SocketAddr {
+        local
+            .filter(|l| self.candidates.contains(l))
+            .unwrap_or_else(|| {
+                *self
+                    .candidates
+                    .first()
+                    .expect("from_offer makes no session without a candidate")
+            })
+    }
+
+    /// Records that `peer`'s datagrams arrive at `local`, for the replies to it.
+    pub(super) fn arrived(&mut self, peer: SocketAddr, local: SocketAddr) {
+        match self.paths.iter_mut().find(|(p, _)| *p == peer) {
+            Some(path) => path.1 = local,
+            None => {
+                if self.paths.len() == MAX_PATHS {
+                    self.paths.remove(0);
+                }
+                self.paths.push((peer, local));
+            }
+        }
+    }
+
     /// Whether `input` is for this session (its credentials, its addresses).
     pub fn accepts(&self, input: &Input<'_>) -> bool {
         self.rtc.accepts(input)
     }
 
-    /// Runs str0m until it waits for input: transmits go to `out`, events to `events`, and
-    /// `timeout` says when it wants time again.
+    /// Runs str0m until it waits for input: transmits go to `out` (from its local address),
+    /// events to `events`, and `timeout` says when it wants time again.
     pub(super) fn poll(
         &mut self,
         now: Instant,
@@ -237,7 +289,17 @@ impl Session {
                     self.timeout = t;
                     return Ok(());
                 }
-                Output::Transmit(t) => out.push(t),
+                Output::Transmit(mut t) => {
+                    // str0m names its candidate; the datagram must leave from where the
+                    // peer's arrive, which differs behind a NAT. Unspecified until the driver
+                    // said: the kernel picks.
+                    t.source = self
+                        .paths
+                        .iter()
+                        .find(|(peer, _)| *peer == t.destination)
+                        .map_or_else(|| SocketAddr::new(UNSPECIFIED, t.source.port()), |p| p.1);
+                    out.push(t);
+                }
                 Output::Event(e) => events.push(e),
             }
         }

@@ -1,12 +1,13 @@
 //! The worker's RTC loop, on either driver: it owns the socket, the core's [`Engine`] and the
 //! hub consumers of the RTMP streams this core's WebRTC players watch, and is the one place
 //! that awaits (the socket, the inbox, the consumers, the engine's next timer) and reads the
-//! clock. Each turn hands the engine what arrived, with the time, then sends what it made.
+//! clock. Each turn hands the engine what arrived (each datagram with its source and the
+//! address it was sent to), with the time, then sends what it made.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use compio::driver::DriverType;
 use futures_util::Stream;
 use str0m::net::Transmit;
 
-use super::cmsg::{rxq_ovfl, CONTROL_LEN};
-use super::socket::{bind, candidate_ip, RecvBatch, Sender, BATCH};
+use super::cmsg::{self, CONTROL_LEN};
+use super::socket::{bind, bind_addr, candidate_ips, canonical, RecvBatch, Sender, BATCH};
 use crate::config::RtcServer;
 use crate::hub::Consumer;
 use crate::hub::{Hub, StreamKey};
@@ -35,10 +36,11 @@ const RTMP_FRAMES_PER_TURN: usize = 256;
 /// the state the cores share and `rtmp` the stream registry (for `rtmp_to_rtc` players),
 /// until the process exits; logs and returns if the port cannot be bound.
 pub async fn run(worker: usize, config: RtcServer, hub: Arc<RtcHub>, rtmp: Arc<Hub>) {
-    let socket = match bind(config.listen) {
+    let bound = bind_addr(&config);
+    let socket = match bind(bound) {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            tracing::error!(worker, "rtc: cannot bind udp {}: {e}", config.listen);
+            tracing::error!(worker, "rtc: cannot bind udp {bound}: {e}");
             return;
         }
     };
@@ -47,17 +49,27 @@ pub async fn run(worker: usize, config: RtcServer, hub: Arc<RtcHub>, rtmp: Arc<H
     {
         tracing::warn!(worker, "rtc: udp buffers: {e}");
     }
-    let local = SocketAddr::new(candidate_ip(&config), config.listen.port());
     if worker == 0 {
-        tracing::info!("rtc listening on udp {}, candidate {local}", config.listen);
+        let candidates = candidate_ips(&config);
+        let list: Vec<String> = candidates.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            "rtc listening on udp {bound}, candidates {}",
+            list.join(" ")
+        );
+        if bound.is_ipv4() && candidates.iter().any(IpAddr::is_ipv6) {
+            tracing::warn!(
+                "rtc: IPv6 candidates go unanswered on the IPv4 listen {bound}; \
+                 listen on a port alone (or [::]:PORT) to serve them"
+            );
+        }
     }
-    let engine = Engine::new(worker, hub.clone(), local);
+    let engine = Engine::new(worker, hub.clone());
     let mut turn = Turn {
         inbox: engine.inbox().clone(),
         engine,
         rtmp,
         watched: HashMap::new(),
-        sender: Sender::new(true),
+        sender: Sender::new(true, bound),
         transmits: Vec::new(),
         hub,
     };
@@ -176,6 +188,8 @@ async fn run_multishot(
     multi: &compio::net::UdpSocket,
     turn: &mut Turn,
 ) -> io::Error {
+    // The port datagrams arrive at, beside the address IP_PKTINFO says.
+    let port = socket.local_addr().map_or(0, |a| a.port());
     let stream = multi.recv_msg_multi(CONTROL_LEN);
     let mut stream = std::pin::pin!(stream);
     let mut held = None;
@@ -190,11 +204,13 @@ async fn run_multishot(
         let mut got = 0;
         let mut take = |d: compio::driver::op::RecvMsgMultiResult| {
             got += 1;
-            if let Some(n) = rxq_ovfl(d.ancillary()) {
-                drops = Some(n);
+            let control = cmsg::parse(d.ancillary());
+            if control.drops.is_some() {
+                drops = control.drops;
             }
             if let Some(addr) = d.addr().and_then(|a| a.as_socket()) {
-                engine.handle_datagram(now, addr, d.data());
+                let local = control.destination.map(|ip| SocketAddr::new(ip, port));
+                engine.handle_datagram(now, canonical(addr), local, d.data());
             }
         };
         if let Some(d) = held.take() {
@@ -256,6 +272,7 @@ where
 
 /// The epoll loop: wait for readiness, then recvmmsg in batches.
 async fn run_readiness(worker: usize, socket: &Arc<UdpSocket>, turn: &mut Turn) {
+    let port = socket.local_addr().map_or(0, |a| a.port());
     let mut recv = RecvBatch::default();
     let mut ready: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
     loop {
@@ -263,8 +280,9 @@ async fn run_readiness(worker: usize, socket: &Arc<UdpSocket>, turn: &mut Turn) 
         let mut drops = None;
         for _ in 0..MAX_BATCHES {
             turn.hub.stats.recv_calls.fetch_add(1, Ordering::Relaxed);
-            match recv.recv(socket, &mut drops, |addr, data| {
-                turn.engine.handle_datagram(now, addr, data)
+            match recv.recv(socket, &mut drops, |r, data| {
+                let local = r.destination.map(|ip| SocketAddr::new(ip, port));
+                turn.engine.handle_datagram(now, r.source, local, data)
             }) {
                 Ok(n) if n == BATCH => continue,
                 Ok(_) => break,
@@ -303,8 +321,8 @@ mod tests {
     use crate::rtc::udp::socket::BUFFER_POOL;
     use crate::runtime::{build_runtime, IoMode};
 
-    /// io_uring's multishot receive delivers datagrams with their source, and the kernel's
-    /// drop count once the receive queue overflowed. (Without io_uring the loop uses
+    /// io_uring's multishot receive delivers datagrams with their source, their destination
+    /// (IP_PKTINFO), and the kernel's drop count once the receive queue overflowed. (Without io_uring the loop uses
     /// recvmmsg, which the end-to-end suites cover under epoll.)
     #[test]
     fn multishot_receive_reports_datagrams_and_kernel_drops() {
@@ -333,6 +351,11 @@ mod tests {
                 Some(tx.local_addr().unwrap())
             );
             assert_eq!(first.data(), 0u32.to_be_bytes());
+            assert_eq!(
+                cmsg::parse(first.ancillary()).destination,
+                Some(to.ip()),
+                "IP_PKTINFO's destination"
+            );
             // The count rides on datagrams queued after a drop: a last one, once there is room.
             tx.send_to(b"last", to).unwrap();
             loop {
@@ -341,7 +364,7 @@ mod tests {
                     .unwrap()
                     .unwrap();
                 if d.data() == b"last" {
-                    assert!(rxq_ovfl(d.ancillary()).is_some_and(|n| n > 0));
+                    assert!(cmsg::parse(d.ancillary()).drops.is_some_and(|n| n > 0));
                     break;
                 }
             }

@@ -1,10 +1,9 @@
-//! UDP GSO planning, sans-IO: a turn's datagrams grouped into runs to one peer that the kernel
-//! can split (one message, one segment size), and runs grouped into sendmmsg calls that share
-//! one segment size. It only decides; [`super::socket::Sender`] makes the calls.
+//! UDP GSO planning, sans-IO: a turn's datagrams grouped into runs on one path (one
+//! destination, from one source address) that the kernel can split (one message, one segment
+//! size), and runs grouped into sendmmsg calls that share one segment size. It only decides;
+//! [`super::socket::Sender`] makes the calls, and splits them where the source changes.
 
 #![forbid(unsafe_code)]
-
-use std::net::SocketAddr;
 
 /// Most datagrams the kernel splits one UDP GSO message into (`UDP_MAX_SEGMENTS` is 64 on
 /// older kernels).
@@ -12,7 +11,7 @@ pub const MAX_GSO_SEGMENTS: usize = 64;
 /// Most bytes in one UDP GSO message (an IP packet's limit, less headers).
 pub const MAX_GSO_BYTES: usize = 65_000;
 
-/// One message of a send batch: datagrams `start..end` of the turn, all to one destination;
+/// One message of a send batch: datagrams `start..end` of the turn, all on one path;
 /// with more than one, every datagram but the last is `segment` bytes and the last no more,
 /// so the kernel can split the message (UDP GSO).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,14 +31,16 @@ impl Run {
     }
 }
 
-/// Splits a turn's datagrams, `(destination, length)` in order, into GSO runs.
-pub fn gso_runs(datagrams: &[(SocketAddr, usize)]) -> Vec<Run> {
+/// Splits a turn's datagrams, `(path, length)` in order, into GSO runs; `path` is what one
+/// message must share: the destination and the source address it is sent from.
+pub fn gso_runs<P: PartialEq>(datagrams: &[(P, usize)]) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
-    for (i, &(dest, len)) in datagrams.iter().enumerate() {
+    for (i, (path, len)) in datagrams.iter().enumerate() {
+        let len = *len;
         if let Some(run) = runs.last_mut() {
             let n = run.datagrams();
             let last_len = datagrams[run.end - 1].1;
-            let joins = datagrams[run.start].0 == dest
+            let joins = datagrams[run.start].0 == *path
                 // Every datagram before this one must be a full segment...
                 && last_len == run.segment
                 // ...and this one no longer than a segment.
@@ -61,7 +62,7 @@ pub fn gso_runs(datagrams: &[(SocketAddr, usize)]) -> Vec<Run> {
 }
 
 /// Datagrams `range` of `datagrams`, each a message of its own (no GSO).
-pub fn single_runs(datagrams: &[(SocketAddr, usize)], range: std::ops::Range<usize>) -> Vec<Run> {
+pub fn single_runs<P>(datagrams: &[(P, usize)], range: std::ops::Range<usize>) -> Vec<Run> {
     range
         .map(|i| Run {
             start: i,
@@ -104,6 +105,7 @@ pub fn plan_call(runs: &[Run], max: usize) -> (usize, Option<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{IpAddr, SocketAddr};
 
     fn a(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -141,7 +143,18 @@ mod tests {
             .iter()
             .all(|r| r.datagrams() * 1000 <= MAX_GSO_BYTES && r.datagrams() <= 64));
         assert_eq!(runs.iter().map(Run::datagrams).sum::<usize>(), 100);
-        assert!(gso_runs(&[]).is_empty());
+        assert!(gso_runs::<SocketAddr>(&[]).is_empty());
+        let from = |ip: &str| ip.parse::<IpAddr>().unwrap();
+        let paths = [
+            ((a(1), from("192.0.2.10")), 1200),
+            ((a(1), from("192.0.2.10")), 1200),
+            ((a(1), from("127.0.0.1")), 1200),
+        ];
+        assert_eq!(
+            gso_runs(&paths).len(),
+            2,
+            "one message is sent from one source address"
+        );
     }
 
     #[test]

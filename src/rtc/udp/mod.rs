@@ -5,7 +5,9 @@
 //! starve the inbox and timers), drains the inbox, feeds it the frames of the RTMP streams
 //! its players watch, runs the timers, and sends every datagram the turn produced with as few
 //! sendmmsg calls as fit ([`BATCH`] messages per call, a run of datagrams to one peer as one
-//! UDP GSO message).
+//! UDP GSO message). Every datagram arrives with the address of this host it was sent to
+//! (IP_PKTINFO), and every reply leaves from the address its peer sent to, which on a
+//! wildcard socket the kernel would not otherwise choose.
 //!
 //! Receiving differs by driver. On io_uring one multishot recvmsg stays armed on the socket
 //! and the kernel fills buffers of the runtime's provided buffer ring ([`BUFFER_POOL`]): a
@@ -18,9 +20,10 @@
 //! Drop counters: receive drops come from the kernel's SO_RXQ_OVFL count carried with the
 //! datagrams, send drops from failed or short sends.
 //!
-//! Map: [`socket`] (bind, recvmmsg, sendmmsg), [`cmsg`] (control data, sans-IO), [`gso`]
-//! (runs and calls, sans-IO), [`driver`] (the two loops). nix and compio wrap the system
-//! calls, so this layer, the only one of rtc that touches sockets, needs no `unsafe` either.
+//! Map: [`socket`] (bind, candidates, recvmmsg, sendmmsg), [`cmsg`] (received control data:
+//! drops and destinations, sans-IO), [`gso`] (runs and calls, sans-IO), [`driver`] (the two
+//! loops). nix and compio wrap the system calls (the pktinfo structures included), so this
+//! layer, the only one of rtc that touches sockets, needs no `unsafe` either.
 
 pub mod cmsg;
 pub mod driver;
@@ -28,4 +31,4 @@ pub mod gso;
 pub mod socket;
 
 pub use driver::run;
-pub use socket::{bind, candidate_ip, BATCH, BUFFER_POOL};
+pub use socket::{bind, candidate_ips, BATCH, BUFFER_POOL};
