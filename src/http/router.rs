@@ -102,7 +102,7 @@ pub(super) async fn route(
         return Routed::Reply(metrics::exporter(shared));
     }
     if roles.streams && hls::is_hls(path) {
-        return Routed::Reply(hls::handle(req, shared));
+        return Routed::Reply(hls::handle(req, shared).await);
     }
     if roles.streams && path.ends_with(".flv") {
         if req.method != "GET" && req.method != "HEAD" {
