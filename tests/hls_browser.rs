@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::browser::{self, chromium, number, Reports};
-use common::{ffmpeg_publish, require, Server};
+use common::{require, Server};
 
 const PAGE: &str = include_str!("web/hls.html");
 const HLS_JS: &[u8] = include_bytes!("web/hls.min.js");
@@ -31,29 +31,34 @@ fn page_server(url: &str, low_latency: bool, reports: Reports) -> u16 {
     )
 }
 
-#[test]
-fn hls_js_in_chromium_plays_the_live_playlist() {
-    if !require("chromium") || !require("ffmpeg") {
-        return;
-    }
+/// Publishes `stream` with ffmpeg (`codec_args`) to a server whose vhost has `hls`, plays it
+/// in hls.js (in its low-latency mode with `low_latency`) until currentTime advanced `secs`
+/// with no fatal error; returns the page's last report.
+fn plays(
+    stream: &str,
+    hls: &str,
+    codec_args: &[&str],
+    low_latency: bool,
+    secs: f64,
+) -> std::collections::HashMap<String, String> {
     let files = tempfile::tempdir().expect("temp dir");
     let server = Server::start(
         2,
         "",
         &format!(
-            "hls {{ enabled on; hls_fragment 2; hls_window 10; hls_path {}; }}",
+            "hls {{ enabled on; hls_window 10; {hls} hls_path {}; }}",
             files.path().display()
         ),
     );
-    let _ffmpeg = ffmpeg_publish(&server.url("hlscam"));
-    let url = format!("http://127.0.0.1:{}/live/hlscam.m3u8", server.http_port);
+    let _ffmpeg = common::ffmpeg_publish_with(codec_args, &server.url(stream));
+    let url = format!("http://127.0.0.1:{}/live/{stream}.m3u8", server.http_port);
     // hls.js takes a 404 on its first playlist load as fatal, as Safari does: the page opens
     // once the first segment is cut, as a player's would after a "stream is live" signal.
     common::wait_until(Duration::from_secs(20), "the first playlist", || {
         common::curl(&[], &url).0 == 200
     });
     let reports: Reports = Arc::default();
-    let pages = page_server(&url, false, reports.clone());
+    let pages = page_server(&url, low_latency, reports.clone());
     let profile = tempfile::tempdir().expect("temp dir");
     let _player = chromium(
         &format!("http://127.0.0.1:{pages}/hls.html"),
@@ -73,17 +78,79 @@ fn hls_js_in_chromium_plays_the_live_playlist() {
         &reports,
         &log,
         ("hls", "time"),
-        Duration::from_secs(30),
-        |kv| number(kv, "time") >= number(&first, "time") + 6.0,
+        Duration::from_secs(30 + secs as u64),
+        |kv| number(kv, "time") >= number(&first, "time") + secs,
     );
     assert!(browser::error(&reports).is_none());
     eprintln!(
-        "hls.js: currentTime {} -> {}, latency {} s (target {} s), {} s buffered ahead, {} stalls",
+        "hls.js {stream}: currentTime {} -> {}, latency {} s -> {} s (target {} s), {} s buffered \
+         ahead, {} stalls",
         first["time"],
         later["time"],
+        first["latency"],
         later["latency"],
         later["target"],
         later["ahead"],
         later["stalls"]
     );
+    later
+}
+
+#[test]
+fn hls_js_in_chromium_plays_the_live_playlist() {
+    if !require("chromium") || !require("ffmpeg") {
+        return;
+    }
+    plays("hlscam", "hls_fragment 2;", &["-c", "copy"], false, 6.0);
+}
+
+#[test]
+fn hls_js_in_chromium_plays_fmp4_segments() {
+    if !require("chromium") || !require("ffmpeg") {
+        return;
+    }
+    plays(
+        "fmp4cam",
+        "hls_fragment 2; hls_fmp4 on;",
+        &["-c", "copy"],
+        false,
+        6.0,
+    );
+}
+
+/// LL-HLS: 200 ms parts of 1 s segments from a realtime re-encode with a keyframe each second
+/// (the source's 2 s GOP would leave a part to start from only every tenth), played by
+/// hls.js in its low-latency mode (catching up at up to 1.5x after a stall). Its `latency`
+/// is its distance behind the playlist's live edge, which trails the publisher by at most the
+/// part being written; after 12 s of playback it must be under 4 s.
+#[test]
+fn hls_js_in_chromium_plays_ll_hls_with_low_latency() {
+    if !require("chromium") || !require("ffmpeg") {
+        return;
+    }
+    let short_gop = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "25",
+        "-keyint_min",
+        "25",
+        "-sc_threshold",
+        "0",
+        "-c:a",
+        "copy",
+    ];
+    let report = plays(
+        "llcam",
+        "hls_fragment 1; hls_fmp4 on; hls_ll on; hls_ll_part 0.2;",
+        &short_gop,
+        true,
+        12.0,
+    );
+    let latency = number(&report, "latency");
+    assert!(latency > 0.0 && latency < 4.0, "hls.js latency {latency} s");
 }
