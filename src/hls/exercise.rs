@@ -186,6 +186,16 @@ mod tests {
         }
     }
 
+    /// The fuzzer's crash "segment 3 is not its parts": at an unpublish, a segment under
+    /// 100 ms handed out its tail as a part, then was dropped and its number reused.
+    #[test]
+    fn a_dropped_segment_hands_out_no_part() {
+        replay(include_bytes!(
+            "../../fuzz/seeds/hls_segmenter/ll_tail_part_of_a_dropped_segment"
+        ))
+        .expect("segments are their parts");
+    }
+
     /// The fuzzer's crash "pid 0x0 cc 1 then 3": a segment under 100 ms dropped at an
     /// unpublish took a PAT with it, and the next segment, a discontinuity, may jump; see
     /// segmenter's `continuity_may_break_only_at_a_discontinuity`.

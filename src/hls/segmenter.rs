@@ -536,6 +536,24 @@ impl<M: Muxer> Segmenter<M> {
         } else {
             self.muxer.cut(end_ms * 90)
         };
+        let open = self.open.as_ref().expect("checked above");
+        let duration_ms = end_ms.saturating_sub(open.start_ms);
+        if duration_ms < MIN_SEGMENT_MS || (tail.is_empty() && open.parts.is_empty()) {
+            // SRS drops what is too short to play and reuses its number (and its parts'
+            // names: the parts listed so far are withdrawn, the tail never was).
+            let open = self.open.take().expect("checked above");
+            self.next_seq = open.seq;
+            self.discontinuity_next |= open.discontinuity;
+            let listed = !open.parts.is_empty();
+            for p in open.parts {
+                self.out.push_back(Output::Forget(p.name));
+            }
+            if listed {
+                let playlist = self.playlist_output(false);
+                self.out.push_back(Output::Playlist(playlist));
+            }
+            return;
+        }
         let ll = self.part_ms().is_some();
         if ll {
             self.add_part(tail.clone(), end_ms);
@@ -550,21 +568,6 @@ impl<M: Muxer> Segmenter<M> {
         } else {
             tail
         };
-        let duration_ms = end_ms.saturating_sub(open.start_ms);
-        if duration_ms < MIN_SEGMENT_MS || data.is_empty() {
-            // SRS drops what is too short to play and reuses its number.
-            self.next_seq = open.seq;
-            self.discontinuity_next |= open.discontinuity;
-            let listed = !open.parts.is_empty();
-            for p in open.parts {
-                self.out.push_back(Output::Forget(p.name));
-            }
-            if listed {
-                let playlist = self.playlist_output(false);
-                self.out.push_back(Output::Playlist(playlist));
-            }
-            return;
-        }
         let name = open.name.replace("[duration]", &duration_ms.to_string());
         let segment = Segment {
             seq: open.seq,
