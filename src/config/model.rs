@@ -286,7 +286,7 @@ pub struct VhostHls {
     /// `hls_vcodec vn;` turns video off (`h264`, the default, or `h265`: the stream's own).
     pub video: bool,
     /// `hls_fmp4 on|off;`, default off: CMAF (fMP4) segments, `.m4s`, with an init segment,
-    /// instead of MPEG-TS. `hls_ll on` implies it.
+    /// instead of MPEG-TS.
     pub fmp4: bool,
     /// `hls_ll on|off;`, default off: low-latency HLS, with parts of `part`.
     pub ll: bool,
