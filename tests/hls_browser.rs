@@ -81,6 +81,7 @@ fn plays(
         |kv| number(kv, "time") > 0.0,
     );
     // Playing, not just buffered: currentTime advances across segments, with no fatal error.
+    let since = std::time::Instant::now();
     let later = browser::wait_for(
         &reports,
         &log,
@@ -99,6 +100,10 @@ fn plays(
         later["target"],
         later["ahead"],
         later["stalls"]
+    );
+    eprintln!(
+        "hls.js {stream}: last report {later:?}, {:?} after the first",
+        since.elapsed()
     );
     later
 }

@@ -10,6 +10,7 @@
 //! target durations at most, after which the playlist as it is (or 404) is the answer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::parser::Request;
@@ -85,11 +86,7 @@ pub(super) async fn handle(req: &Request, shared: &Shared) -> ApiReply {
 
 /// Holds an LL-HLS playlist request with `_HLS_msn` (and `_HLS_part`) until the playlist
 /// has what it asks; a bad or far-future directive is refused with 400, as the spec says.
-async fn block_reload(
-    query: &str,
-    live: &std::sync::Arc<Live>,
-    shared: &Shared,
-) -> Result<(), ApiReply> {
+async fn block_reload(query: &str, live: &Arc<Live>, shared: &Shared) -> Result<(), ApiReply> {
     let want = match reload::parse(query) {
         Ok(None) => return Ok(()),
         Ok(Some(want)) => want,
@@ -108,7 +105,7 @@ async fn block_reload(
 /// Waits until `ready` holds for `live`'s edge, three target durations at most; 503 when the
 /// playlist's waiter list is full.
 async fn hold(
-    live: &std::sync::Arc<Live>,
+    live: &Arc<Live>,
     ready: impl Fn(&Edge) -> bool + Unpin,
     shared: &Shared,
 ) -> Result<(), ApiReply> {
