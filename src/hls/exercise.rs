@@ -196,6 +196,17 @@ mod tests {
         .expect("segments are their parts");
     }
 
+    /// The fuzzer's crash "segment 0 is not its parts": a part cut on an empty audio frame
+    /// (never written), then timestamps stepping back, left the segment ending before its
+    /// part, short enough to drop with its part listed.
+    #[test]
+    fn a_segment_never_ends_before_its_parts() {
+        replay(include_bytes!(
+            "../../fuzz/seeds/hls_segmenter/ll_part_then_timestamps_back"
+        ))
+        .expect("segments are their parts");
+    }
+
     /// The fuzzer's crash "pid 0x0 cc 1 then 3": a segment under 100 ms dropped at an
     /// unpublish took a PAT with it, and the next segment, a discontinuity, may jump; see
     /// segmenter's `continuity_may_break_only_at_a_discontinuity`.

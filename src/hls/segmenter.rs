@@ -358,9 +358,10 @@ impl<M: Muxer> Segmenter<M> {
                         && elapsed as f64 >= self.opts.fragment_ms as f64 * self.opts.aof_ratio
                     {
                         self.reap(ms, false);
-                    } else if self.video.is_none() {
+                    } else if self.video.is_none() && !data.is_empty() {
                         // Parts follow the video frames when there is video, so that each
-                        // part holds whole frames of it.
+                        // part holds whole frames of it; an empty frame is not written, so it
+                        // ends nothing.
                         self.cut_part_if_due(ms);
                     }
                 }
@@ -537,6 +538,8 @@ impl<M: Muxer> Segmenter<M> {
             self.muxer.cut(end_ms * 90)
         };
         let open = self.open.as_ref().expect("checked above");
+        // A segment ends no earlier than its last part did (timestamps may step back).
+        let end_ms = end_ms.max(open.part_start_ms);
         let duration_ms = end_ms.saturating_sub(open.start_ms);
         if duration_ms < MIN_SEGMENT_MS || (tail.is_empty() && open.parts.is_empty()) {
             // SRS drops what is too short to play and reuses its number (and its parts'
