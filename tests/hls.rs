@@ -7,14 +7,25 @@
 //! on other streams: a republish's `#EXT-X-DISCONTINUITY` and the dispose of a stream that
 //! stays away, and HEVC over enhanced RTMP and over FLV codec id 12 (ffmpeg 5 cannot publish
 //! HEVC in FLV, so the test turns an x265 elementary stream into tags itself).
+//!
+//! fMP4 (`hls_fmp4 on`): ffmpeg plays the live playlist with no error, its init segment and a
+//! segment probe as H.264 + AAC and decode, and the files match what HTTP serves. LL-HLS
+//! (`hls_ll on`, a 1 s GOP re-encode so that parts start on keyframes): the playlist's parts,
+//! hint and server control; a blocking reload that returns when its part appears; the hinted
+//! part's GET that waits for it; 400 for a far-future `_HLS_msn` and bad values; and 10,000
+//! pending reloads at once, of which the playlist's waiter cap holds 4096 and the rest get 503,
+//! with the server's memory bounded.
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use std::time::Instant;
 
-use common::{curl, ffmpeg_publish, poll_until, wait_until, Client, Server};
+use common::{curl, ffmpeg_publish, poll_until, poll_until_every, wait_until, Client, Server};
 
 const SECS_60: Duration = Duration::from_secs(60);
 
@@ -366,4 +377,352 @@ fn send_video(c: &mut Client, timestamp: u32, body: &[u8]) {
         data: bytes::Bytes::copy_from_slice(body),
     };
     c.send(&tag, timestamp).expect("send");
+}
+
+fn fmp4_config(hls_path: &Path, extra: &str) -> String {
+    format!(
+        "hls {{ enabled on; hls_fmp4 on; hls_window 8; hls_dispose 4; {extra} hls_path {}; }}",
+        hls_path.display()
+    )
+}
+
+#[test]
+fn hls_fmp4_plays_decodes_and_matches_its_files() {
+    if !common::require("ffmpeg") || !common::require("ffprobe") || !common::require("curl") {
+        return;
+    }
+    let files = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(2, "", &fmp4_config(files.path(), "hls_fragment 2;"));
+    let _publisher = ffmpeg_publish(&server.url("fx"));
+    let playlist = wait_segments(&server, "fx", 3, SECS_60);
+    for tag in [
+        "#EXT-X-VERSION:7\n",
+        "#EXT-X-MAP:URI=\"fx-init-0.mp4\"\n",
+        "#EXTINF:",
+    ] {
+        assert!(playlist.contains(tag), "no {tag}: {playlist}");
+    }
+    assert!(!playlist.contains("#EXT-X-PART"), "{playlist}");
+    let uris = segments(&playlist);
+    assert!(uris.iter().all(|u| u.ends_with(".m4s")), "{playlist}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let init = fetch_segment(&server, "fx-init-0.mp4", dir.path());
+    let seg = fetch_segment(&server, &uris[1], dir.path());
+    let joined = dir.path().join("joined.mp4");
+    let bytes = [
+        std::fs::read(&init).expect("init"),
+        std::fs::read(&seg).expect("segment"),
+    ]
+    .concat();
+    std::fs::write(&joined, &bytes).expect("write");
+    let mut codecs = common::probe_codecs(&joined);
+    codecs.sort();
+    assert_eq!(codecs, ["aac", "h264"], "init + {}", uris[1]);
+    let errors = ffmpeg_null(joined.to_str().expect("utf-8"), &[]);
+    assert!(errors.trim().is_empty(), "{}: {errors}", uris[1]);
+    for (served, name) in [(&init, "fx-init-0.mp4"), (&seg, uris[1].as_str())] {
+        let on_disk = std::fs::read(files.path().join("live").join(name));
+        if let Ok(on_disk) = on_disk {
+            assert_eq!(
+                on_disk,
+                std::fs::read(served).expect("read"),
+                "{name} differs"
+            );
+        } else {
+            assert!(name != "fx-init-0.mp4", "the init segment is not on disk");
+        }
+    }
+    let (status, head) = curl(
+        &["-I"],
+        &format!("http://127.0.0.1:{}/live/{}", server.http_port, uris[0]),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: video/mp4"),
+        "{head}"
+    );
+    // A player of the live playlist: 10 s with no decode error.
+    let errors = ffmpeg_null(&m3u8_url(&server, "fx"), &["-t", "10"]);
+    assert!(errors.trim().is_empty(), "decode errors: {errors}");
+}
+
+/// A realtime re-encode with a keyframe every second (25 frames), so that parts of 200 ms
+/// start on keyframes every fifth part and segments of `hls_fragment 1` are one GOP.
+const SHORT_GOP: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-tune",
+    "zerolatency",
+    "-g",
+    "25",
+    "-keyint_min",
+    "25",
+    "-sc_threshold",
+    "0",
+    "-c:a",
+    "copy",
+];
+
+/// One request on a fresh connection: the status, the body and how long the answer took.
+fn get(port: u16, target: &str) -> (u16, String, Duration) {
+    let start = Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        c,
+        "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body, start.elapsed())
+}
+
+/// The (segment, index) of a part URI `NAME-S.I.m4s`.
+fn part_at(uri: &str, name: &str) -> Option<(u64, u64)> {
+    let rest = uri
+        .strip_prefix(&format!("{name}-"))?
+        .strip_suffix(".m4s")?;
+    let (s, i) = rest.split_once('.')?;
+    Some((s.parse().ok()?, i.parse().ok()?))
+}
+
+/// The URIs of an LL playlist's `#EXT-X-PART` tags, in order.
+fn parts(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .filter_map(|l| Some(l.split("URI=\"").nth(1)?.split('"').next()?.to_owned()))
+        .collect()
+}
+
+fn hint(playlist: &str) -> Option<String> {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))?;
+    Some(line.split("URI=\"").nth(1)?.split('"').next()?.to_owned())
+}
+
+#[test]
+fn ll_hls_parts_blocking_reloads_and_bounded_waiters() {
+    if !common::require("ffmpeg") || !common::require("curl") {
+        return;
+    }
+    let files = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(
+        2,
+        "max_connections 12000;",
+        &fmp4_config(files.path(), "hls_ll on; hls_ll_part 0.2; hls_fragment 1;"),
+    );
+    let _publisher = common::ffmpeg_publish_with(SHORT_GOP, &server.url("ll"));
+    let playlist = wait_segments(&server, "ll", 3, SECS_60);
+    for tag in [
+        "#EXT-X-VERSION:7\n",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600\n",
+        "#EXT-X-PART-INF:PART-TARGET=0.200\n",
+        "#EXT-X-MAP:URI=\"ll-init-0.mp4\"",
+        ",INDEPENDENT=YES\n",
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"ll-",
+    ] {
+        assert!(playlist.contains(tag), "no {tag}: {playlist}");
+    }
+    let port = server.http_port;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // ffmpeg plays the segments of an LL playlist (it ignores the parts).
+            let errors = ffmpeg_null(&m3u8_url(&server, "ll"), &["-t", "8"]);
+            assert!(errors.trim().is_empty(), "decode errors: {errors}");
+        });
+        s.spawn(|| blocking_reload_returns_when_its_part_appears(port));
+        s.spawn(|| the_hinted_part_waits_for_itself(port));
+    });
+    directives_out_of_range_are_refused(port);
+    many_pending_reloads_are_bounded(&server);
+    // Parts are memory only; segments, the init segment and a playlist without LL's tags are
+    // on disk.
+    let on_disk = std::fs::read_to_string(files.path().join("live/ll.m3u8")).expect("ll.m3u8");
+    assert!(
+        !on_disk.contains("PART") && on_disk.contains("#EXT-X-MAP"),
+        "{on_disk}"
+    );
+    assert!(files.path().join("live/ll-init-0.mp4").exists());
+}
+
+fn blocking_reload_returns_when_its_part_appears(port: u16) {
+    for _ in 0..5 {
+        let (_, playlist, _) = get(port, "/live/ll.m3u8");
+        let newest = parts(&playlist)
+            .iter()
+            .filter_map(|u| part_at(u, "ll"))
+            .max()
+            .expect("parts");
+        let (msn, part) = (newest.0, newest.1 + 1);
+        let (status, body, took) = get(
+            port,
+            &format!("/live/ll.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+        );
+        assert_eq!(status, 200, "{body}");
+        let got = parts(&body)
+            .iter()
+            .filter_map(|u| part_at(u, "ll"))
+            .max()
+            .expect("parts");
+        assert!(
+            got >= (msn, part) || got.0 > msn,
+            "asked {msn}.{part}, got {got:?}: {body}"
+        );
+        // It waited for the part, not for a target duration or three.
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+    // A reload for the next segment returns once that segment is listed.
+    let (_, playlist, _) = get(port, "/live/ll.m3u8");
+    let last: u64 = segments(&playlist)
+        .last()
+        .and_then(|u| u.strip_prefix("ll-")?.strip_suffix(".m4s")?.parse().ok())
+        .expect("a segment");
+    let (status, body, took) = get(port, &format!("/live/ll.m3u8?_HLS_msn={}", last + 1));
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(&format!("\nll-{}.m4s\n", last + 1)),
+        "{took:?}: {body}"
+    );
+}
+
+fn the_hinted_part_waits_for_itself(port: u16) {
+    for _ in 0..5 {
+        let (_, playlist, _) = get(port, "/live/ll.m3u8");
+        let hinted = hint(&playlist).expect("a hint");
+        let (status, body, took) = get(port, &format!("/live/{hinted}"));
+        assert_eq!(status, 200, "GET {hinted}: {body}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        let (_, later, _) = get(port, "/live/ll.m3u8");
+        assert!(
+            later.contains(&format!("URI=\"{hinted}\"")) || !later.contains(&hinted),
+            "{hinted} served but not listed: {later}"
+        );
+    }
+}
+
+fn directives_out_of_range_are_refused(port: u16) {
+    let (_, playlist, _) = get(port, "/live/ll.m3u8");
+    let last = parts(&playlist)
+        .iter()
+        .filter_map(|u| part_at(u, "ll"))
+        .max()
+        .expect("parts")
+        .0;
+    for query in [
+        format!("_HLS_msn={}", last + 3),
+        format!("_HLS_msn={}&_HLS_part=0", last + 10),
+        "_HLS_msn=abc".to_owned(),
+        "_HLS_msn=-1".to_owned(),
+        "_HLS_part=2".to_owned(),
+        "_HLS_msn=1&_HLS_part=".to_owned(),
+        "_HLS_msn=1&_HLS_msn=2".to_owned(),
+        "_HLS_msn=99999999999999999999999".to_owned(),
+    ] {
+        let (status, body, took) = get(port, &format!("/live/ll.m3u8?{query}"));
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(took < Duration::from_secs(1), "{query} was held");
+    }
+}
+
+/// Raises this process's open-file limit to `want` (the server raises its own).
+fn raise_nofile(want: u64) -> bool {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return false;
+    };
+    soft >= want || (hard >= want && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok())
+}
+
+fn many_pending_reloads_are_bounded(server: &Server) {
+    const PENDING: usize = 10_000;
+    const CAP: usize = 4096;
+    if !raise_nofile(PENDING as u64 + 1000) {
+        eprintln!("SKIPPED: 10,000 pending reloads need an open-file limit above 11000");
+        return;
+    }
+    // A stream that stalls: 5 s of media sent at once, then nothing on an open publish, so
+    // that a reload for the next segment waits its full three target durations.
+    let mut stalled = Client::publish(server.port, "stall").expect("publish");
+    for tag in common::media_tags()
+        .iter()
+        .take_while(|t| t.timestamp <= 5000)
+    {
+        stalled.send(tag, tag.timestamp).expect("send");
+    }
+    let playlist = wait_segments(server, "stall", 2, SECS_60);
+    let next = segments(&playlist).len() as u64;
+    let port = server.http_port;
+    let rss_before = common::rss_kib(server.pid());
+    let mut conns: Vec<TcpStream> = (0..PENDING)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    let request = format!("GET /live/stall.m3u8?_HLS_msn={next} HTTP/1.1\r\nHost: t\r\n\r\n");
+    let started = Instant::now();
+    for c in &mut conns {
+        c.write_all(request.as_bytes()).expect("send");
+    }
+    let metric = |metrics: &str, name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as usize
+    };
+    let (mut blocked_peak, mut refused) = (0, 0);
+    poll_until_every(Duration::from_secs(10), Duration::from_millis(50), || {
+        let (_, metrics) = curl(&[], &server.api_url("/metrics"));
+        let waiting = metric(&metrics, "ringcast_hls_waiting");
+        refused = metric(&metrics, "ringcast_hls_waiters_full_total");
+        blocked_peak = blocked_peak.max(waiting);
+        refused + waiting >= PENDING
+    });
+    let rss_peak = common::rss_kib(server.pid());
+    let (mut ok, mut busy) = (0, 0);
+    for mut c in conns {
+        c.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).expect("an answer to each");
+        match &head[9..12] {
+            b"200" => ok += 1,
+            b"503" => busy += 1,
+            other => panic!("status {}", String::from_utf8_lossy(other)),
+        }
+    }
+    let grew_mib = rss_peak.saturating_sub(rss_before) / 1024;
+    eprintln!(
+        "{PENDING} pending reloads: {ok} held and answered 200, {busy} answered 503 at the cap \
+         ({blocked_peak} blocked at the peak), in {:?}; server RSS {} -> {} MiB",
+        started.elapsed(),
+        rss_before / 1024,
+        rss_peak / 1024
+    );
+    assert_eq!(ok + busy, PENDING);
+    assert!(
+        blocked_peak <= CAP,
+        "{blocked_peak} blocked at once, past the cap"
+    );
+    assert!(busy > 0 && blocked_peak > 0, "{ok} held, {busy} refused");
+    // A connection's buffers and task, not a copy of the playlist per waiter.
+    assert!(
+        grew_mib < 400,
+        "server RSS grew {grew_mib} MiB for {PENDING} connections"
+    );
 }

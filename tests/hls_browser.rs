@@ -3,7 +3,8 @@
 //! page this test serves (tests/web/hls.html); the page reports the video's currentTime,
 //! hls.js's latency and any fatal error to the test's server (`common::browser`). The
 //! playlist is on ringcast's HTTP server, another origin than the page's: its CORS headers
-//! are part of what is tested.
+//! are part of what is tested. Four playlists: classic TS, fMP4, and LL-HLS with fMP4 and
+//! with TS parts, whose hls.js latency must be under 4 s; one player at a time.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::browser::{self, chromium, number, Reports};
-use common::{ffmpeg_publish, require, Server};
+use common::{require, Server};
 
 const PAGE: &str = include_str!("web/hls.html");
 const HLS_JS: &[u8] = include_bytes!("web/hls.min.js");
@@ -31,29 +32,40 @@ fn page_server(url: &str, low_latency: bool, reports: Reports) -> u16 {
     )
 }
 
-#[test]
-fn hls_js_in_chromium_plays_the_live_playlist() {
-    if !require("chromium") || !require("ffmpeg") {
-        return;
-    }
+/// Publishes `stream` with ffmpeg (`codec_args`) to a server whose vhost has `hls`, plays it
+/// in hls.js (in its low-latency mode with `low_latency`) until currentTime advanced `secs`
+/// with no fatal error; returns the page's last report.
+fn plays(
+    stream: &str,
+    hls: &str,
+    codec_args: &[&str],
+    low_latency: bool,
+    secs: f64,
+) -> std::collections::HashMap<String, String> {
+    // One player at a time: Chromium decoding and an x264 encode per test, side by side on a
+    // small machine, starve each other, and a starved player falls behind live for that alone.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let files = tempfile::tempdir().expect("temp dir");
     let server = Server::start(
         2,
         "",
         &format!(
-            "hls {{ enabled on; hls_fragment 2; hls_window 10; hls_path {}; }}",
+            "hls {{ enabled on; hls_window 10; {hls} hls_path {}; }}",
             files.path().display()
         ),
     );
-    let _ffmpeg = ffmpeg_publish(&server.url("hlscam"));
-    let url = format!("http://127.0.0.1:{}/live/hlscam.m3u8", server.http_port);
+    let _ffmpeg = common::ffmpeg_publish_with(codec_args, &server.url(stream));
+    let url = format!("http://127.0.0.1:{}/live/{stream}.m3u8", server.http_port);
     // hls.js takes a 404 on its first playlist load as fatal, as Safari does: the page opens
     // once the first segment is cut, as a player's would after a "stream is live" signal.
     common::wait_until(Duration::from_secs(20), "the first playlist", || {
         common::curl(&[], &url).0 == 200
     });
     let reports: Reports = Arc::default();
-    let pages = page_server(&url, false, reports.clone());
+    let pages = page_server(&url, low_latency, reports.clone());
     let profile = tempfile::tempdir().expect("temp dir");
     let _player = chromium(
         &format!("http://127.0.0.1:{pages}/hls.html"),
@@ -69,21 +81,103 @@ fn hls_js_in_chromium_plays_the_live_playlist() {
         |kv| number(kv, "time") > 0.0,
     );
     // Playing, not just buffered: currentTime advances across segments, with no fatal error.
+    let since = std::time::Instant::now();
     let later = browser::wait_for(
         &reports,
         &log,
         ("hls", "time"),
-        Duration::from_secs(30),
-        |kv| number(kv, "time") >= number(&first, "time") + 6.0,
+        Duration::from_secs(30 + secs as u64),
+        |kv| number(kv, "time") >= number(&first, "time") + secs,
     );
     assert!(browser::error(&reports).is_none());
     eprintln!(
-        "hls.js: currentTime {} -> {}, latency {} s (target {} s), {} s buffered ahead, {} stalls",
+        "hls.js {stream}: currentTime {} -> {}, latency {} s -> {} s (target {} s), {} s buffered \
+         ahead, {} stalls",
         first["time"],
         later["time"],
+        first["latency"],
         later["latency"],
         later["target"],
         later["ahead"],
         later["stalls"]
     );
+    eprintln!(
+        "hls.js {stream}: last report {later:?}, {:?} after the first",
+        since.elapsed()
+    );
+    later
+}
+
+#[test]
+fn hls_js_in_chromium_plays_the_live_playlist() {
+    if !require("chromium") || !require("ffmpeg") {
+        return;
+    }
+    plays("hlscam", "hls_fragment 2;", &["-c", "copy"], false, 6.0);
+}
+
+#[test]
+fn hls_js_in_chromium_plays_fmp4_segments() {
+    if !require("chromium") || !require("ffmpeg") {
+        return;
+    }
+    plays(
+        "fmp4cam",
+        "hls_fragment 2; hls_fmp4 on;",
+        &["-c", "copy"],
+        false,
+        6.0,
+    );
+}
+
+/// A realtime re-encode with a keyframe each second: the source's 2 s GOP would leave a part
+/// to start from only every tenth.
+const SHORT_GOP: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-tune",
+    "zerolatency",
+    "-g",
+    "25",
+    "-keyint_min",
+    "25",
+    "-sc_threshold",
+    "0",
+    "-c:a",
+    "copy",
+];
+
+/// Plays LL-HLS (`hls_fragment 1`, 200 ms parts, plus `hls`) in hls.js's low-latency mode
+/// (catching up at up to 1.5x after a stall) for 12 s; hls.js's `latency`, its distance
+/// behind the playlist's live edge, which trails the publisher by at most the part being
+/// written, must then be under 4 s.
+fn plays_with_low_latency(stream: &str, hls: &str) {
+    let report = plays(
+        stream,
+        &format!("hls_fragment 1; hls_ll on; hls_ll_part 0.2; {hls}"),
+        SHORT_GOP,
+        true,
+        12.0,
+    );
+    let latency = number(&report, "latency");
+    assert!(latency > 0.0 && latency < 4.0, "hls.js latency {latency} s");
+}
+
+#[test]
+fn hls_js_in_chromium_plays_ll_hls_with_low_latency() {
+    if !require("chromium") || !require("ffmpeg") {
+        return;
+    }
+    plays_with_low_latency("llcam", "hls_fmp4 on;");
+}
+
+/// LL-HLS with TS parts (`hls_fmp4 off`), each starting with a PAT and PMT.
+#[test]
+fn hls_js_in_chromium_plays_ll_hls_over_ts() {
+    if !require("chromium") || !require("ffmpeg") {
+        return;
+    }
+    plays_with_low_latency("lltscam", "");
 }

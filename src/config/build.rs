@@ -255,6 +255,9 @@ const HLS_KEYS: &[&str] = &[
     "hls_wait_keyframe",
     "hls_acodec",
     "hls_vcodec",
+    "hls_fmp4",
+    "hls_ll",
+    "hls_ll_part",
 ];
 /// SRS `hls {}` switches ringcast does not implement, with the value that means what
 /// ringcast does anyway: that value loads silently, the other one warns.
@@ -266,8 +269,9 @@ const HLS_AS_RINGCAST: &[(&str, &str)] = &[
     ("hls_dts_directly", "on"),
     ("hls_on_error", "continue"),
 ];
-/// Beyond SRS, planned: low-latency HLS and fMP4 segments.
-const HLS_LATER: &[&str] = &["hls_ll", "hls_fmp4"];
+/// `hls_ll_part` bounds, seconds: Apple's 0.2 to 0.33 s and room either side; past 5 s a part
+/// is a segment.
+const HLS_PART_SECS: RangeInclusive<f64> = 0.1..=5.0;
 /// `hls_dispose` bound: a day; more is a typo for a value in milliseconds.
 const HLS_DISPOSE_SECS: RangeInclusive<u64> = 0..=86_400;
 const DVR_KEYS: &[&str] = &[
@@ -1031,13 +1035,6 @@ impl Builder<'_> {
         let mut hls = VhostHls::default();
         let mut seen = Seen::default();
         for c in &d.children {
-            if HLS_LATER.contains(&c.name.as_str()) {
-                self.warn(
-                    c,
-                    format!("vhost.hls.{}: not supported yet, ignored", c.name),
-                );
-                continue;
-            }
             if let Some((_, ours)) = HLS_AS_RINGCAST.iter().find(|(n, _)| *n == c.name) {
                 if c.args.first().is_some_and(|v| v != ours) {
                     self.warn(
@@ -1083,6 +1080,16 @@ impl Builder<'_> {
                         self.warn(c, "hls_acodec mp3: MP3 audio is not segmented".to_owned());
                     }
                     hls.audio = codec != "an";
+                }
+                "hls_fmp4" => hls.fmp4 = self.flag(c)?,
+                "hls_ll" => hls.ll = self.flag(c)?,
+                "hls_ll_part" => {
+                    let secs = self.decimal(
+                        c,
+                        |s| HLS_PART_SECS.contains(&s),
+                        "seconds from 0.1 to 5, e.g. 0.2",
+                    )?;
+                    hls.part = Duration::from_secs_f64(secs);
                 }
                 _ => {
                     let codec = self.keyword(

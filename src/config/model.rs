@@ -285,6 +285,13 @@ pub struct VhostHls {
     pub audio: bool,
     /// `hls_vcodec vn;` turns video off (`h264`, the default, or `h265`: the stream's own).
     pub video: bool,
+    /// `hls_fmp4 on|off;`, default off: CMAF (fMP4) segments, `.m4s`, with an init segment,
+    /// instead of MPEG-TS.
+    pub fmp4: bool,
+    /// `hls_ll on|off;`, default off: low-latency HLS, with parts of `part`.
+    pub ll: bool,
+    /// `hls_ll_part SECONDS;`, default 0.2 s: LL-HLS's part target, 0.1 to 5 s.
+    pub part: Duration,
 }
 
 // The ratios are never NaN: build.rs accepts only plain positive decimals.
@@ -307,6 +314,9 @@ impl Default for VhostHls {
             wait_keyframe: true,
             audio: true,
             video: true,
+            fmp4: false,
+            ll: false,
+            part: Duration::from_millis(200),
         }
     }
 }

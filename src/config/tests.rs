@@ -633,7 +633,8 @@ fn hls_block() {
          hls_window 30; hls_path /srv/hls; hls_m3u8_file [vhost]/[app]/[stream].m3u8; \
          hls_ts_file [app]/[stream]-[timestamp]-[seq].ts; hls_entry_prefix http://cdn; \
          hls_dispose 0; hls_cleanup off; hls_wait_keyframe off; hls_acodec an; hls_vcodec vn; \
-         hls_keys on; hls_ctx off; hls_ts_ctx on; hls_ll on; hls_fmp4 on; hls_nb_notify; } }",
+         hls_keys on; hls_ctx off; hls_ts_ctx on; hls_ll on; hls_ll_part 0.25; hls_fmp4 on; \
+         hls_nb_notify; } }",
     );
     let h = &config.vhost("v").hls;
     assert!(h.enabled && !h.cleanup && !h.wait_keyframe && !h.audio && !h.video);
@@ -650,13 +651,12 @@ fn hls_block() {
     assert_eq!(h.m3u8_file, "[vhost]/[app]/[stream].m3u8");
     assert_eq!(h.ts_file, "[app]/[stream]-[timestamp]-[seq].ts");
     assert_eq!(h.entry_prefix, "http://cdn");
+    assert!(h.ll && h.fmp4 && h.part == Duration::from_millis(250));
     let m = messages(&warnings);
-    assert_eq!(m.len(), 5, "{m:?}");
+    assert_eq!(m.len(), 3, "{m:?}");
     for (i, what) in [
         "vhost.hls.hls_keys on: not supported by ringcast",
         "vhost.hls.hls_ts_ctx on: not supported by ringcast",
-        "vhost.hls.hls_ll: not supported yet",
-        "vhost.hls.hls_fmp4: not supported yet",
         "vhost.hls.hls_nb_notify: not supported by ringcast",
     ]
     .iter()

@@ -235,6 +235,8 @@ fn crc32_mpeg(data: &[u8]) -> u32 {
 }
 
 impl Muxer for TsMuxer {
+    const TRACKS_IN_INIT: bool = false;
+
     fn tracks(&mut self, tracks: &Tracks) {
         if &self.tracks != tracks {
             self.pmt_version = (self.pmt_version + 1) & 0x1f;
@@ -261,6 +263,15 @@ impl Muxer for TsMuxer {
         let header = pes_header(STREAM_ID_AUDIO, s.dts, s.dts, self.es.len());
         let pcr = (self.pcr_pid() == PID_AUDIO).then_some(s.dts);
         self.write_pes(PID_AUDIO, &header, pcr, pcr.is_some());
+    }
+
+    fn init(&mut self) -> Option<Bytes> {
+        None
+    }
+
+    /// TS is written as it comes: a cut is the bytes so far, whatever `end` is.
+    fn cut(&mut self, _end: u64) -> Bytes {
+        self.out.split().freeze()
     }
 
     fn finish(&mut self) -> Bytes {
@@ -329,6 +340,7 @@ mod tests {
                 frequency_index: 4,
                 channels: 2,
             }),
+            ..Tracks::default()
         };
         m.tracks(&tracks);
         let config = tracks.audio.expect("audio");

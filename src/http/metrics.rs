@@ -81,6 +81,16 @@ fn hls(shared: &Shared, o: &mut Out) {
         "HLS files under hls_path that could not be written or removed.",
         load(&h.file_errors),
     );
+    o.counter(
+        "ringcast_hls_waiters_full",
+        "LL-HLS blocking requests answered 503 because their playlist had the most waiting.",
+        load(&h.waiters_full),
+    );
+    o.gauge(
+        "ringcast_hls_waiting",
+        "LL-HLS blocking requests waiting now, all playlists together.",
+        shared.hls.waiting(),
+    );
 }
 
 /// Renders every metric: ringcast's, then SRS's when the exporter is enabled.

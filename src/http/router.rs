@@ -109,8 +109,11 @@ pub(super) async fn route(
         return Routed::Reply(metrics::exporter(shared));
     }
     if roles.streams && hls::is_hls(path) {
-        crate::server::edge::hls_request(shared, path, &req.query).await;
-        return Routed::Reply(hls::handle(req, shared));
+        // Only a read starts an edge's pull: any other method gets hls::handle's 405 at once.
+        if req.method == "GET" || req.method == "HEAD" {
+            crate::server::edge::hls_request(shared, path, &req.query).await;
+        }
+        return Routed::Reply(hls::handle(req, shared).await);
     }
     if roles.streams && path.ends_with(".flv") {
         if req.method != "GET" && req.method != "HEAD" {

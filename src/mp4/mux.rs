@@ -7,7 +7,7 @@
 //! ready once a frame arrived after the headers), and [`Muxer::fragment`] to cut the samples
 //! before a time into a fragment, or [`Muxer::flush`] for all of them at the end. It owns no
 //! file and no clock: what to cut when is the caller's plan (a file recorder cuts on each
-//! keyframe; HLS's CMAF segments would cut on its own part boundaries).
+//! keyframe; HLS's CMAF segments and LL-HLS parts cut with [`Muxer::fragment_at`]).
 //!
 //! Timescales: video 90 kHz, audio its sample rate; the milliseconds of FLV are converted at
 //! each sample's absolute time, so durations never drift. A sample's duration is the time to
@@ -269,16 +269,25 @@ impl Muxer {
     /// fragment: a `moof` with a `traf` per track (its `tfdt` the track's first decode time)
     /// and one `mdat`. `None` when there is no such sample, or before the init segment.
     pub fn fragment(&mut self, until: u64) -> Result<Option<Fragment>, MuxError> {
-        self.cut(Some(until))
+        self.cut(Some(until), false)
+    }
+
+    /// Cuts as [`Muxer::fragment`] does, except that the newest video sample, whose
+    /// successor is still to come, ends at `until`: a live packager (HLS's CMAF segments and
+    /// parts) cuts before it pushes the frame at `until`, and a player must have that last
+    /// frame now, not one part later. Audio's newest sample still waits for its successor:
+    /// AAC frames have a fixed length a cut must not change.
+    pub fn fragment_at(&mut self, until: u64) -> Result<Option<Fragment>, MuxError> {
+        self.cut(Some(until), true)
     }
 
     /// Cuts everything queued, the newest sample of each track lasting as long as the one
     /// before it: the end of a file.
     pub fn flush(&mut self) -> Result<Option<Fragment>, MuxError> {
-        self.cut(None)
+        self.cut(None, false)
     }
 
-    fn cut(&mut self, until: Option<u64>) -> Result<Option<Fragment>, MuxError> {
+    fn cut(&mut self, until: Option<u64>, close_video: bool) -> Result<Option<Fragment>, MuxError> {
         if !self.started {
             return Ok(None);
         }
@@ -297,6 +306,8 @@ impl Muxer {
                 }
                 let next_dts = match (track.queue.get(1), until) {
                     (Some(next), _) => next.dts,
+                    // `first.dts < u` was checked above, so the duration is positive.
+                    (None, Some(u)) if close_video && track.id == VIDEO_TRACK => u,
                     (None, Some(_)) => break,
                     (None, None) => first.dts.saturating_add(track.last_ms),
                 };
@@ -644,6 +655,54 @@ mod tests {
             "the last frame lasts as its predecessor"
         );
         assert!(mux.flush().unwrap().is_none());
+    }
+
+    #[test]
+    fn fragment_at_closes_the_newest_video_frame_but_not_audio() {
+        let mut mux = Muxer::new();
+        let video = |dts, sync| Sample {
+            dts,
+            cts: 0,
+            sync,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+        };
+        let Tag::VideoConfig(avc) = read_tag(
+            MediaKind::Video,
+            0,
+            &Bytes::from_static(super::super::tag::tests::AVC_HEADER),
+        )
+        .unwrap() else {
+            panic!("not a video config")
+        };
+        let Tag::AudioConfig(aac) = read_tag(
+            MediaKind::Audio,
+            0,
+            &Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+        )
+        .unwrap() else {
+            panic!("not an audio config")
+        };
+        assert!(mux.set_video(avc) && mux.set_audio(aac));
+        mux.push_video(video(0, true));
+        mux.push_audio(Sample {
+            sync: true,
+            ..video(10, false)
+        });
+        mux.push_video(video(40, false));
+        assert!(mux.init().unwrap().is_some());
+        let f = mux.fragment_at(80).unwrap().expect("both video frames");
+        assert_eq!((f.start, f.end), (0, 80), "the frame at 40 ends at the cut");
+        let moof = Moof::decode(&mut f.bytes.as_ref()).expect("moof");
+        assert_eq!(
+            moof.traf.len(),
+            1,
+            "the lone audio frame waits for its length"
+        );
+        assert_eq!(moof.traf[0].trun[0].samples.len(), 2);
+        assert!(
+            mux.fragment_at(80).unwrap().is_none(),
+            "nothing before 80 is left"
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The HLS driver: one task per stream, started when the stream is published, on that core,
 //! that feeds the stream's frames (a hub [`Consumer`], like a forwarder's) to the sans-IO
-//! [`Segmenter`] and publishes what comes out: segments and playlists to the in-memory store
-//! the HTTP server reads ([`crate::state::HlsStore`]), and, under `hls_path`, to files.
+//! [`Segmenter`] (writing MPEG-TS, or CMAF with `hls_fmp4`) and publishes what comes out:
+//! segments, init segments, LL-HLS parts and playlists to the in-memory store the HTTP server
+//! reads ([`crate::state::HlsStore`]), each LL-HLS playlist's edge to the store's waiters once
+//! what it names is there, and, under `hls_path`, segments, init segments and playlists (not
+//! parts: only this server answers LL-HLS's blocking requests) to files.
 //!
 //! The task outlives a publish: a publisher that comes back within `hls_dispose` continues
 //! the same playlist after an `#EXT-X-DISCONTINUITY`. When none does, the stream's playlist
@@ -23,7 +26,7 @@ use bytes::Bytes;
 use crossbeam::channel::{bounded, Sender, TrySendError};
 
 use crate::config::VhostHls;
-use crate::hls::{fill_stream, Options, Output, Segmenter};
+use crate::hls::{fill_stream, CmafMuxer, Muxer, Options, Output, Segmenter};
 use crate::hub::{Consumer, StreamKey, StreamSettings, Wake};
 use crate::state::{Shared, StreamHls};
 
@@ -57,8 +60,21 @@ fn options(hls: &VhostHls, key: &StreamKey) -> Options {
         video: hls.video,
         audio: hls.audio,
         m3u8: fill(&hls.m3u8_file),
-        ts_file: fill(&hls.ts_file),
+        ts_file: segment_file(&fill(&hls.ts_file), hls.fmp4),
         entry_prefix: hls.entry_prefix.clone(),
+        part_ms: if hls.ll {
+            hls.part.as_millis() as u64
+        } else {
+            0
+        },
+    }
+}
+
+/// `hls_ts_file`'s name, with `.m4s` for `.ts` when the segments are fMP4.
+fn segment_file(template: &str, fmp4: bool) -> String {
+    match template.strip_suffix(".ts") {
+        Some(stem) if fmp4 => format!("{stem}.m4s"),
+        _ => template.to_owned(),
     }
 }
 
@@ -68,8 +84,23 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn run(shared: Arc<Shared>, key: StreamKey, mut consumer: Consumer, hls: VhostHls) {
-    let mut segmenter = Segmenter::new(options(&hls, &key));
+async fn run(shared: Arc<Shared>, key: StreamKey, consumer: Consumer, hls: VhostHls) {
+    let opts = options(&hls, &key);
+    if hls.fmp4 {
+        let segmenter = Segmenter::with_muxer(opts, CmafMuxer::new());
+        segment(shared, key, consumer, hls, segmenter).await;
+    } else {
+        segment(shared, key, consumer, hls, Segmenter::new(opts)).await;
+    }
+}
+
+async fn segment<M: Muxer>(
+    shared: Arc<Shared>,
+    key: StreamKey,
+    mut consumer: Consumer,
+    hls: VhostHls,
+    mut segmenter: Segmenter<M>,
+) {
     let files = Files {
         dir: hls.path.clone(),
         cleanup: hls.cleanup,
@@ -107,6 +138,7 @@ async fn run(shared: Arc<Shared>, key: StreamKey, mut consumer: Consumer, hls: V
         }
         let names: Vec<String> = segmenter.dispose();
         let m3u8 = segmenter.options().m3u8.clone();
+        shared.hls.end_live(&m3u8);
         shared
             .hls
             .remove(names.iter().map(String::as_str).chain([m3u8.as_str()]));
@@ -121,20 +153,36 @@ async fn run(shared: Arc<Shared>, key: StreamKey, mut consumer: Consumer, hls: V
 }
 
 /// Hands the segmenter's outputs to the store and the files.
-fn publish(shared: &Arc<Shared>, key: &StreamKey, segmenter: &mut Segmenter, files: &Files) {
+fn publish<M: Muxer>(
+    shared: &Arc<Shared>,
+    key: &StreamKey,
+    segmenter: &mut Segmenter<M>,
+    files: &Files,
+) {
     let mut changed = false;
     while let Some(out) = segmenter.poll_output() {
         changed = true;
         match out {
+            Output::Init(name, data) => {
+                shared.hls.put(&name, data.clone());
+                files.write(shared, &name, data);
+            }
             Output::Segment(s) => {
                 shared.hls.stats.segments.fetch_add(1, Ordering::Relaxed);
                 shared.hls.put(&s.name, s.data.clone());
                 files.write(shared, &s.name, s.data);
             }
-            Output::Playlist(text) => {
+            Output::Part(p) => shared.hls.put(&p.name, p.data),
+            Output::Playlist(p) => {
                 let name = &segmenter.options().m3u8;
-                shared.hls.put(name, text.clone());
-                files.write(shared, name, text);
+                shared.hls.put(name, p.text);
+                if let Some(file) = p.file {
+                    files.write(shared, name, file);
+                }
+                // Only LL-HLS playlists hint a part and take blocking requests.
+                if p.edge.hint.is_some() {
+                    shared.hls.set_edge(name, p.edge);
+                }
             }
             Output::Expired(name) => {
                 if files.cleanup {

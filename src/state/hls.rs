@@ -1,19 +1,34 @@
-//! The process-wide HLS store: the playlists and segments of every stream's segmenter, by URL
-//! path (their names under `hls_path`), as shared `Bytes` the HTTP server hands to every
-//! request without a copy; each stream's HLS state for the API; HLS's counters. It runs
-//! nothing and touches no file: the segmenter's driver (`server/hls.rs`) fills it, the HTTP
-//! server reads it.
+//! The process-wide HLS store: the playlists, segments, init segments and LL-HLS parts of
+//! every stream's segmenter, by URL path (their names under `hls_path`), as shared `Bytes` the
+//! HTTP server hands to every request without a copy; each LL-HLS playlist's live edge and the
+//! requests blocked on it ([`Live`]); each stream's HLS state for the API; HLS's counters. It
+//! runs nothing and touches no file: the segmenter's driver (`server/hls.rs`) fills it, the
+//! HTTP server reads it and waits on it.
 //!
 //! Locks: a request takes the files' read lock for one map lookup and a refcount bump; the
-//! driver takes the write lock once per segment (a few times a stream per `hls_fragment`).
+//! driver takes the write lock once per segment or part (five times a second a stream with
+//! 200 ms parts). A blocked request costs one slot of its playlist's waiter list, which is
+//! capped ([`MAX_WAITERS`]), and is woken by the driver's edge update from whichever core
+//! segments the stream: no task polls.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use slab::Slab;
 
+use crate::hls::Edge;
 use crate::hub::StreamKey;
+
+/// Blocked LL-HLS requests (playlist reloads and hinted parts) one playlist holds at most;
+/// past this a request is answered at once with 503 and `Retry-After`, which players retry
+/// after a pause, where the current playlist would bring them straight back. A slot is a
+/// waker; the connection behind it is the HTTP server's, bounded by `max_connections`.
+pub const MAX_WAITERS: usize = 4096;
 
 /// HLS's counters, for `/metrics`.
 #[derive(Debug, Default)]
@@ -30,6 +45,8 @@ pub struct HlsStats {
     pub segments: AtomicU64,
     /// Files under `hls_path` that could not be written or removed.
     pub file_errors: AtomicU64,
+    /// LL-HLS requests refused because their playlist's waiter list was full.
+    pub waiters_full: AtomicU64,
 }
 
 /// One stream's HLS state, for the API.
@@ -41,10 +58,17 @@ pub struct StreamHls {
     pub segments: usize,
 }
 
+/// A hinted part's playlist and its position (segment, index).
+type Hinted = (Arc<Live>, (u64, u64));
+
 /// Playlists and segments of every stream, and who segments which stream.
 #[derive(Debug, Default)]
 pub struct HlsStore {
     files: RwLock<HashMap<String, Bytes>>,
+    /// LL-HLS playlists by name.
+    live: RwLock<HashMap<String, Arc<Live>>>,
+    /// The part each LL-HLS playlist hints, by name: its playlist and position.
+    hints: Mutex<HashMap<String, Hinted>>,
     streams: Mutex<HashMap<StreamKey, StreamHls>>,
     /// Counters.
     pub stats: HlsStats,
@@ -74,6 +98,74 @@ impl HlsStore {
         for name in names {
             files.remove(name);
         }
+    }
+
+    /// Publishes LL-HLS playlist `m3u8`'s new edge (after the part and playlist it names are
+    /// in the store) and wakes the requests waiting on it.
+    pub fn set_edge(&self, m3u8: &str, edge: Edge) {
+        let live = {
+            let mut live = self.live.write().expect("hls live lock poisoned");
+            live.entry(m3u8.to_owned()).or_default().clone()
+        };
+        {
+            let mut hints = self.hints.lock().expect("hls hints lock poisoned");
+            let old = live.state().edge.hint.take();
+            if let Some(old) = old {
+                hints.remove(&old.name);
+            }
+            if let Some(hint) = &edge.hint {
+                hints.insert(hint.name.clone(), (live.clone(), hint.at));
+            }
+        }
+        live.update(|state| state.edge = edge);
+    }
+
+    /// LL-HLS playlist `m3u8`, if it is one.
+    pub fn live(&self, m3u8: &str) -> Option<Arc<Live>> {
+        self.live
+            .read()
+            .expect("hls live lock poisoned")
+            .get(m3u8)
+            .cloned()
+    }
+
+    /// The playlist hinting part `name` and the part's position, while it is the hint.
+    pub fn hinted(&self, name: &str) -> Option<Hinted> {
+        self.hints
+            .lock()
+            .expect("hls hints lock poisoned")
+            .get(name)
+            .cloned()
+    }
+
+    /// Blocked requests now, all playlists together.
+    pub fn waiting(&self) -> usize {
+        self.live
+            .read()
+            .expect("hls live lock poisoned")
+            .values()
+            .map(|l| l.waiting())
+            .sum()
+    }
+
+    /// `m3u8` is no longer live: its waiters are answered now.
+    pub fn end_live(&self, m3u8: &str) {
+        let Some(live) = self
+            .live
+            .write()
+            .expect("hls live lock poisoned")
+            .remove(m3u8)
+        else {
+            return;
+        };
+        let hint = live.state().edge.hint.take();
+        if let Some(hint) = hint {
+            self.hints
+                .lock()
+                .expect("hls hints lock poisoned")
+                .remove(&hint.name);
+        }
+        live.update(|state| state.ended = true);
     }
 
     /// Claims `key` for a new segmenter; false when one runs for it already.
@@ -116,5 +208,169 @@ impl HlsStore {
             .expect("hls streams lock poisoned")
             .get(key)
             .copied()
+    }
+}
+
+/// One LL-HLS playlist's live edge and the requests blocked on it.
+#[derive(Debug, Default)]
+pub struct Live {
+    state: Mutex<LiveState>,
+}
+
+#[derive(Debug, Default)]
+struct LiveState {
+    edge: Edge,
+    /// The playlist is gone (its stream disposed): every wait ends.
+    ended: bool,
+    /// One slot per blocked request, its waker once it was polled.
+    waiters: Slab<Option<Waker>>,
+}
+
+impl Live {
+    fn state(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        self.state.lock().expect("hls live state lock poisoned")
+    }
+
+    /// Changes the state, then wakes every waiter (outside the lock) to look again.
+    fn update(&self, change: impl FnOnce(&mut LiveState)) {
+        let wakers: Vec<Waker> = {
+            let mut state = self.state();
+            change(&mut state);
+            state
+                .waiters
+                .iter_mut()
+                .filter_map(|(_, w)| w.take())
+                .collect()
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// The edge now.
+    pub fn edge(&self) -> Edge {
+        self.state().edge.clone()
+    }
+
+    /// A future that is ready once `ready` holds for the edge (or the playlist ended);
+    /// `None` when [`MAX_WAITERS`] requests wait already.
+    pub fn wait<F: Fn(&Edge) -> bool + Unpin>(self: &Arc<Self>, ready: F) -> Option<Wait<F>> {
+        let mut state = self.state();
+        if state.waiters.len() >= MAX_WAITERS {
+            return None;
+        }
+        let slot = state.waiters.insert(None);
+        Some(Wait {
+            live: self.clone(),
+            slot,
+            ready,
+        })
+    }
+
+    /// Requests blocked now.
+    pub fn waiting(&self) -> usize {
+        self.state().waiters.len()
+    }
+}
+
+/// A request blocked on a playlist's edge; dropping it (a timeout) frees its slot.
+#[derive(Debug)]
+pub struct Wait<F> {
+    live: Arc<Live>,
+    slot: usize,
+    ready: F,
+}
+
+impl<F: Fn(&Edge) -> bool + Unpin> Future for Wait<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut state = this.live.state();
+        if state.ended || (this.ready)(&state.edge) {
+            return Poll::Ready(());
+        }
+        if let Some(w) = state.waiters.get_mut(this.slot) {
+            match w {
+                Some(old) if old.will_wake(cx.waker()) => {}
+                _ => *w = Some(cx.waker().clone()),
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<F> Drop for Wait<F> {
+    fn drop(&mut self) {
+        let mut state = self
+            .live
+            .state
+            .lock()
+            .expect("hls live state lock poisoned");
+        state.waiters.try_remove(self.slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use super::*;
+    use crate::hls::Hint;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn edge(segment: u64, part: u64) -> Edge {
+        Edge {
+            segment: Some(segment),
+            part: Some((segment + 1, part)),
+            hint: Some(Hint {
+                name: format!("live/s-{}.{}.m4s", segment + 1, part + 1),
+                at: (segment + 1, part + 1),
+            }),
+            target_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn waiters_wake_on_the_edge_and_are_capped() {
+        let store = HlsStore::default();
+        store.set_edge("live/s.m3u8", edge(3, 0));
+        let live = store.live("live/s.m3u8").expect("live");
+        assert!(store.hinted("live/s-4.1.m4s").is_some());
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut w = live.wait(|e| e.reached((4, 1))).expect("room");
+        assert!(Pin::new(&mut w).poll(&mut cx).is_pending());
+        let mut held = Vec::new();
+        while let Some(w) = live.wait(|_| false) {
+            held.push(w);
+        }
+        assert_eq!(live.waiting(), MAX_WAITERS, "capped");
+        store.set_edge("live/s.m3u8", edge(3, 1));
+        assert_eq!(count.0.load(Ordering::Relaxed), 1, "woken once");
+        assert!(
+            store.hinted("live/s-4.1.m4s").is_none() && store.hinted("live/s-4.2.m4s").is_some()
+        );
+        assert!(Pin::new(&mut w).poll(&mut cx).is_ready());
+        drop(held);
+        drop(w);
+        assert_eq!(live.waiting(), 0, "slots free when the waits go");
+        let mut w = live.wait(|_| false).expect("room");
+        assert!(Pin::new(&mut w).poll(&mut cx).is_pending());
+        store.end_live("live/s.m3u8");
+        assert!(
+            Pin::new(&mut w).poll(&mut cx).is_ready(),
+            "a disposed playlist ends waits"
+        );
+        assert!(store.live("live/s.m3u8").is_none() && store.hinted("live/s-4.2.m4s").is_none());
     }
 }
