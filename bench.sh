@@ -363,9 +363,17 @@ EOF
             mkdir -p "$work/srs-html"
             srs_hls="hls { enabled on; hls_fragment 2; hls_window 10; hls_path $work/srs-html; }"
         fi
+        # SRS refuses to start unless max_connections + 128 is below the open-files limit
+        # (srs_app_config.cpp); 256 under it leaves room for its HLS files and logs too.
+        local nofile max_conn=20000
+        nofile=$(ulimit -n)
+        if [[ "$nofile" =~ ^[0-9]+$ ]] && ((nofile - 256 < max_conn)); then
+            max_conn=$((nofile - 256))
+        fi
+        ((max_conn > 0)) || die "srs: the open-files limit ($nofile) leaves no connections"
         cat >"$work/srs.conf" <<EOF
 listen ${rtmp_port[srs]};
-max_connections 20000;
+max_connections $max_conn;
 daemon off;
 pid $work/srs.pid;
 srs_log_tank console;
