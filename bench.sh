@@ -45,10 +45,17 @@ usage: ./bench.sh [options]
                                        less load-tool CPU per player; their loss is the raw
                                        loss on the wire, no NACK repair). Latency comes from
                                        the full players alone. 1: all full (default 10)
+  --hls-sample N                       with --proto hls: one player in N is full (demuxes its
+                                       segments for the SEI latency, plays every frame on its
+                                       clock), the others light (fetch every segment whole and
+                                       in order, count its bytes, play whole segments on the
+                                       clock). Latency from the full players. 1: all full
+                                       (default 10)
   --topology single|edge               single (default): each server alone; edge: ringcast
                                        alone, then an origin and 2 edges on this machine
                                        with the players spread over the edges (rtmp, flv)
-  --ramp SECONDS                       players start evenly over this time (default 5)
+  --ramp SECONDS                       players start evenly over this time (default 5; 20
+                                       with --proto hls)
   --warmup SECONDS                     wait after the ramp for each player's GOP-cache burst
                                        to pass before measuring (default 6)
   --measure SECONDS                    the measuring window after the warm-up (default 20)
@@ -72,13 +79,14 @@ EOF
 levels=""
 servers=""
 proto=rtmp
-ramp=5
+ramp=""
 measure=20
 warmup=6
 media=../shared/media/source.flv
 load_workers=1
 mw_latency=""
 whep_sample=10
+hls_sample=10
 topology=single
 out="bench-results/$(date +%Y%m%d-%H%M%S)"
 build=1
@@ -98,6 +106,7 @@ while (($#)); do
     --load-workers) load_workers="$2"; shift 2 ;;
     --mw-latency) mw_latency="$2"; shift 2 ;;
     --whep-sample) whep_sample="$2"; shift 2 ;;
+    --hls-sample) hls_sample="$2"; shift 2 ;;
     --topology) topology="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
@@ -119,7 +128,14 @@ if [[ -z "$levels" ]]; then
     # The issue's HLS target: 5000 players of the 528 kbps stream.
     [[ "$proto" == hls ]] && levels="1000 5000"
 fi
+if [[ -z "$ramp" ]]; then
+    ramp=5
+    # An HLS player's start is a playlist and three segments at once (450 KB here): 5000 in
+    # 5 s would measure that burst (2.2 GB), not the steady serving the window is for.
+    [[ "$proto" == hls ]] && ramp=20
+fi
 [[ "$whep_sample" =~ ^[1-9][0-9]*$ ]] || die "--whep-sample takes a whole number above 0"
+[[ "$hls_sample" =~ ^[1-9][0-9]*$ ]] || die "--hls-sample takes a whole number above 0"
 case "$topology" in single | edge) ;; *) die "--topology must be single or edge" ;; esac
 if [[ "$topology" == edge ]]; then
     [[ "$proto" == whep ]] && die "--topology edge plays rtmp or flv"
@@ -159,6 +175,12 @@ ticks_per_s=$(getconf CLK_TCK)
 # Seconds the publisher outlives the window, its players 2 s less: the window's end must
 # sample them alive even on a loaded machine, where reading /proc for three servers is slow.
 linger_s=7
+# Seconds the publisher streams alone before the players come: HLS players join a stream
+# whose playlist already holds its 10 s window, as viewers of a live stream do. Players of a
+# younger stream start with less than three segments behind them, a thinner buffer than
+# hls.js keeps, and measure the stream's start rather than the server.
+preroll=4
+[[ "$proto" == hls ]] && preroll=14
 
 # Processes started here, stopped on any exit.
 started=()
@@ -363,9 +385,17 @@ EOF
             mkdir -p "$work/srs-html"
             srs_hls="hls { enabled on; hls_fragment 2; hls_window 10; hls_path $work/srs-html; }"
         fi
+        # SRS refuses to start unless max_connections + 128 is below the open-files limit
+        # (srs_app_config.cpp); 256 under it leaves room for its HLS files and logs too.
+        local nofile max_conn=20000
+        nofile=$(ulimit -n)
+        if [[ "$nofile" =~ ^[0-9]+$ ]] && ((nofile - 256 < max_conn)); then
+            max_conn=$((nofile - 256))
+        fi
+        ((max_conn > 0)) || die "srs: the open-files limit ($nofile) leaves no connections"
         cat >"$work/srs.conf" <<EOF
 listen ${rtmp_port[srs]};
-max_connections 20000;
+max_connections $max_conn;
 daemon off;
 pid $work/srs.pid;
 srs_log_tank console;
@@ -395,7 +425,7 @@ summary_field() {
 }
 
 csv="$out/results.csv"
-echo "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed,loss_pct,keeping_up" >"$csv"
+echo "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed,loss_pct,keeping_up,lat_p95_ms" >"$csv"
 
 if ((build)) && [[ -z "${RINGCAST_BIN_DIR:-}" ]]; then
     echo "== building release"
@@ -423,12 +453,12 @@ measure_one() {
     fi
     start_server "$name" "$players"
     local port=${rtmp_port[$name]}
-    local total=$((4 + ramp + warmup + measure + linger_s))
+    local total=$((preroll + ramp + warmup + measure + linger_s))
     "$bench" rtmp-publish -c 1 -i "$media" -r "rtmp://127.0.0.1:$port/live/livestream" \
         -d "$total" --interval 5 >"$out/logs/$name-$players-publish.log" 2>&1 &
     local pub=$!
     started+=("$pub")
-    sleep 4
+    sleep "$preroll"
     local idle_kb
     idle_kb=$(rss_kb "$server_pid")
     local url="rtmp://127.0.0.1:$port/live/livestream" cmd=rtmp-play extra=()
@@ -442,6 +472,7 @@ measure_one() {
     elif [[ "$proto" == hls ]]; then
         url="http://127.0.0.1:$hport/live/livestream.m3u8"
         cmd="hls-play"
+        extra=(--sample "$hls_sample")
     fi
     "$bench" "$cmd" -c "$players" -r "$url" -s "$ramp" -d "$((ramp + warmup + measure + linger_s - 2))" \
         --interval 5 --workers "$load_workers" "${extra[@]}" >"$out/logs/$name-$players-play.log" 2>&1 &
@@ -468,9 +499,10 @@ measure_one() {
     stop_pid "$pub"
     stop_pid "$server_pid"
     local play_log="$out/logs/$name-$players-play.log" pub_log="$out/logs/$name-$players-publish.log"
-    local mbps p50 p99 alive failed stream_mbps loss keeping_up
+    local mbps p50 p95 p99 alive failed stream_mbps loss keeping_up
     mbps=$(summary_field "$play_log" mbps)
     p50=$(summary_field "$play_log" lat_p50_ms)
+    p95=$(summary_field "$play_log" lat_p95_ms)
     p99=$(summary_field "$play_log" lat_p99_ms)
     alive=$(summary_field "$play_log" alive)
     failed=$(summary_field "$play_log" failed)
@@ -481,13 +513,13 @@ measure_one() {
     stream_mbps=$(summary_field "$pub_log" mbps)
     [[ -n "$mbps" && -n "$stream_mbps" ]] || die "$name at $players: no SUMMARY (see $play_log, $pub_log)"
     emit_row "$name" "$players" "$t0" "$t1" "$s0" "$s1" "$l0" "$l1" "$rss" "$idle_kb" "$conn" \
-        "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" "$loss" "$keeping_up"
+        "$stream_mbps" "$mbps" "$p50" "$p99" "$alive" "$failed" "$loss" "$keeping_up" "$p95"
 }
 
 # One CSV row, printed and appended: server, players, the window's start and end times, the
 # server's and the load tool's "user system" ticks at both, RSS and idle RSS (kB),
 # connections, the stream's Mbps, the players' Mbps, latency p50 and p99, alive, failed, loss,
-# and the HLS players keeping up.
+# the HLS players keeping up, and latency p95.
 emit_row() {
     local su ss eu es lu ls mu ms
     read -r su ss <<<"$5"
@@ -498,12 +530,12 @@ emit_row() {
         -v su="$su" -v ss="$ss" -v eu="$eu" -v es="$es" -v lu="$lu" -v ls="$ls" -v mu="$mu" -v ms="$ms" \
         -v rss="$9" -v idle="${10}" -v conn="${11}" -v sm="${12}" -v am="${13}" \
         -v p50="${14}" -v p99="${15}" -v alive="${16}" -v failed="${17}" -v loss="${18}" \
-        -v keep="${19}" 'BEGIN {
+        -v keep="${19}" -v p95="${20:-}" 'BEGIN {
             dt = t1 - t0; u = (eu - su) / hz / dt * 100; s = (es - ss) / hz / dt * 100
             sb = ((mu - lu) + (ms - ls)) / hz / dt * 100
-            printf "%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%d,%d,%d,%d,%s,%s\n",
+            printf "%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%d,%d,%d,%d,%s,%s,%s\n",
                 name, proto, n, u + s, u, s, rss / 1024, idle / 1024, conn, n * sm, am, sb,
-                p50, p99, alive, failed, loss, keep
+                p50, p99, alive, failed, loss, keep, p95
         }' | tee -a "$csv"
     # What the players can receive is capped by their own CPU: a saturated load tool
     # measures itself, not the server. Said beside the row and under the table.
@@ -751,9 +783,9 @@ read -r -a level_list <<<"$levels"
 read -r -a server_list <<<"$servers"
 runs_total=$((${#level_list[@]} * ${#server_list[@]}))
 [[ "$topology" == edge ]] && runs_total=$((runs_total * 2))
-# A run is the publisher's 4 s alone, the ramp, the warm-up, the window and the linger
+# A run is the publisher's time alone, the ramp, the warm-up, the window and the linger
 # after it; after the first run, the mean of the runs so far.
-run_guess=$((4 + ramp + warmup + measure + linger_s))
+run_guess=$((preroll + ramp + warmup + measure + linger_s))
 runs_done=0
 level_no=0
 bench_t0=$(date +%s)

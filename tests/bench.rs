@@ -185,6 +185,9 @@ fn bench_sh_measures_hls_players_of_nginx_rtmp_files() {
     assert_eq!(cells[14], "5", "alive: {row}");
     let keeping_up: u64 = cells[17].parse().expect("keeping_up");
     assert!(keeping_up <= 5, "{row}");
+    // Latency from the one full player (index 0 of one in 10), p95 beside p50 and p99.
+    let p95: i64 = cells[18].parse().expect("lat_p95_ms");
+    assert!(p95 > 0, "no latency: {row}");
     assert!(
         cells[10].parse::<f64>().expect("anbps") > 0.0,
         "no media: {row}"

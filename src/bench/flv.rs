@@ -111,17 +111,29 @@ impl ResponseReader {
     }
 
     /// Consumes received bytes, appending body bytes to `out`.
-    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), ResponseError> {
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), ResponseError> {
+        self.push_each(data, |b| out.extend_from_slice(b))
+    }
+
+    /// Consumes received bytes, handing each run of body bytes to `body` where it lies in
+    /// `data`: a player that only counts or scans the body copies none of it. Only the head's
+    /// own bytes are kept between pushes.
+    pub fn push_each(
+        &mut self,
+        mut data: &[u8],
+        mut body: impl FnMut(&[u8]),
+    ) -> Result<(), ResponseError> {
         if let Some(head) = &mut self.head {
-            let before = head.len();
-            head.extend_from_slice(data);
-            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
-                if head.len() > MAX_HEAD {
+            let Some(at) = head_end(head, data) else {
+                if head.len() + data.len() > MAX_HEAD {
                     return Err(ResponseError::Malformed("response head too large"));
                 }
+                head.extend_from_slice(data);
                 return Ok(());
             };
-            let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+            head.extend_from_slice(&data[..at]);
+            data = &data[at..];
+            let text = String::from_utf8_lossy(head).to_ascii_lowercase();
             let status = text
                 .strip_prefix("http/1.")
                 .and_then(|s| s.get(2..5))
@@ -150,19 +162,18 @@ impl ResponseReader {
             self.keep_alive = text.starts_with("http/1.1")
                 && !matches!(self.body, Body::Plain)
                 && header("connection").is_none_or(|v| !v.contains("close"));
-            data = &data[end + 4 - before..];
             self.head = None;
         }
         while !data.is_empty() {
             match &mut self.body {
                 Body::Plain => {
-                    out.extend_from_slice(data);
+                    body(data);
                     return Ok(());
                 }
                 Body::Done => return Ok(()),
                 Body::Length(left) => {
                     let n = (*left).min(data.len());
-                    out.extend_from_slice(&data[..n]);
+                    body(&data[..n]);
                     data = &data[n..];
                     *left -= n;
                     if *left == 0 {
@@ -191,7 +202,7 @@ impl ResponseReader {
                 }
                 Body::ChunkData(left) => {
                     let n = (*left).min(data.len());
-                    out.extend_from_slice(&data[..n]);
+                    body(&data[..n]);
                     data = &data[n..];
                     *left -= n;
                     if *left == 0 {
@@ -210,6 +221,21 @@ impl ResponseReader {
         }
         Ok(())
     }
+}
+
+/// Where in `data` the head that began with `head` ends (just past its blank line), looking
+/// across the seam: the blank line's first bytes may have come in the pushes before.
+fn head_end(head: &[u8], data: &[u8]) -> Option<usize> {
+    const BLANK: &[u8] = b"\r\n\r\n";
+    let kept = &head[head.len().saturating_sub(BLANK.len() - 1)..];
+    let mut seam = kept.to_vec();
+    seam.extend_from_slice(&data[..data.len().min(BLANK.len() - 1)]);
+    if let Some(i) = seam.windows(BLANK.len()).position(|w| w == BLANK) {
+        return Some(i + BLANK.len() - kept.len());
+    }
+    data.windows(BLANK.len())
+        .position(|w| w == BLANK)
+        .map(|i| i + BLANK.len())
 }
 
 /// Plays `target` until `stop`, recording bytes and latency as client `id`.
@@ -296,6 +322,21 @@ mod tests {
                 assert!(r.started());
                 assert_eq!(out, b"FLV\x01body");
             }
+        }
+    }
+
+    #[test]
+    fn a_head_split_anywhere_hands_out_the_body_in_place() {
+        let data = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nTSbody";
+        for cut in 0..=data.len() {
+            let mut r = ResponseReader::new();
+            let mut pieces = Vec::new();
+            for part in [&data[..cut], &data[cut..]] {
+                r.push_each(part, |b| pieces.push(b.to_vec()))
+                    .expect("valid response");
+            }
+            assert!(r.done() && r.keep_alive(), "cut at {cut}");
+            assert_eq!(pieces.concat(), b"TSbody", "cut at {cut}");
         }
     }
 

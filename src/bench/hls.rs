@@ -11,16 +11,30 @@
 //! event is counted in [`HlsCounters`]. The playlist's schedule ([`Schedule`]) and the
 //! playout clock are pure; the task only moves bytes. Playlists are parsed by the `m3u8-rs`
 //! crate, segments by [`super::ts`].
+//!
+//! Thousands of players share the load tool's core with the servers it measures, so only
+//! one in `--sample` is full ([`PlayMode`]): it demuxes its segments' video for the stamps
+//! and plays each frame on the clock. The others are light: they fetch every segment whole
+//! and in order like the full ones, count its bytes without reading them, and play each
+//! segment on the same clock at its `#EXTINF` duration after the one before, due when its
+//! last byte came; stricter than a frame clock by a segment's transfer time (milliseconds
+//! on loopback). Latency comes from the full players alone. A response's first read takes
+//! the player's own 4 KiB; the reads after it, while the body flows, take large buffers
+//! ([`READ`]) lent by the worker: idle or waiting players hold none.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use compio::buf::BufResult;
+use compio::io::AsyncRead;
+
 use super::flv::{FlvTarget, ResponseError, ResponseReader};
 use super::rtmp::{connect, LoadError};
-use super::ts::TsDemuxer;
-use super::{sei, wall_ms, ClientState, Stats, PLAYER_WARMUP};
+use super::ts::{SyncCheck, TsDemuxer};
+use super::{sei, wall_ms, ClientState, PlayMode, Stats, PLAYER_WARMUP};
 
 /// Target durations behind the live edge where playback starts, as hls.js.
 pub const LIVE_SYNC_COUNT: f32 = 3.0;
@@ -35,6 +49,40 @@ const FRAME_HEAD: usize = 1024;
 const MAX_TARGET: Duration = Duration::from_secs(60);
 /// Retry interval while the playlist does not exist yet (publisher still starting).
 const NOT_YET: Duration = Duration::from_secs(1);
+/// Master playlists followed in a row before the player gives up: each is loaded at once,
+/// so a master that names itself must not spin.
+const MAX_MASTERS: u32 = 3;
+/// The most one read of a body in flight takes: a 2 s segment of the 528 kbps stream (about
+/// 150 KB) in one or two reads, where 16 KiB took ten system calls.
+pub const READ: usize = 256 * 1024;
+/// A player's own buffer, for the first read of each response: the head, a playlist, a
+/// segment's first bytes. That read waits while the server is busy with others, so the
+/// large buffers are lent only to the reads after it, when the body is flowing.
+const FIRST_READ: usize = 4 * 1024;
+/// Large read buffers a worker keeps between reads; beyond this, returned ones are freed.
+const POOLED: usize = 128;
+
+thread_local! {
+    /// This worker's read buffers not lent out.
+    static BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A read buffer of [`READ`] bytes from this worker's pool.
+fn lend() -> Vec<u8> {
+    BUFFERS
+        .with_borrow_mut(Vec::pop)
+        .unwrap_or_else(|| Vec::with_capacity(READ))
+}
+
+/// Returns a buffer from [`lend`] to the pool.
+fn give_back(mut buf: Vec<u8>) {
+    buf.clear();
+    BUFFERS.with_borrow_mut(|pool| {
+        if pool.len() < POOLED {
+            pool.push(buf);
+        }
+    });
+}
 
 /// Why a playlist could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,19 +96,25 @@ pub enum PlaylistError {
     /// A segment URI on another server, which one keep-alive connection cannot fetch.
     #[error("segment URI {0:?} is on another host")]
     OtherHost(String),
+    /// A master playlist with no variant stream to play.
+    #[error("HLS master playlist without a variant stream")]
+    NoVariant,
 }
 
-/// A segment to fetch: its media sequence number and path on the server.
+/// A segment to fetch: its media sequence number, path on the server and duration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
     /// Media sequence number.
     pub msn: u64,
     /// The path (and query) to GET.
     pub path: String,
+    /// Its `#EXTINF` duration in milliseconds, within 0 and [`MAX_TARGET`] (m3u8-rs takes
+    /// any float: negative, NaN and infinite ones too).
+    pub duration_ms: i64,
 }
 
 /// What a playlist reload decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reload {
     /// When to reload next, from the moment this reload began.
     pub after: Duration,
@@ -68,6 +122,9 @@ pub struct Reload {
     pub skipped: u64,
     /// The playlist has `#EXT-X-ENDLIST`: the stream is over.
     pub ended: bool,
+    /// It was a master playlist: the path of the media playlist to load now instead, its
+    /// first variant (SRS answers a first request so, naming its `hls_ctx` session).
+    pub variant: Option<String>,
 }
 
 /// Which segments to fetch, from successive reloads of one media playlist.
@@ -103,10 +160,28 @@ impl Schedule {
         if std::str::from_utf8(text).is_err() {
             return Err(PlaylistError::NotUtf8);
         }
-        let pl = m3u8_rs::parse_media_playlist_res(text).map_err(|_| {
+        let refused = || {
             let head = String::from_utf8_lossy(&text[..text.len().min(40)]);
             PlaylistError::Parse(format!("{head:?}"))
-        })?;
+        };
+        if m3u8_rs::is_master_playlist(text) {
+            let master = m3u8_rs::parse_master_playlist_res(text).map_err(|_| refused())?;
+            let uri = master
+                .variants
+                .iter()
+                .find(|v| !v.is_i_frame && !v.uri.is_empty())
+                .ok_or(PlaylistError::NoVariant)?;
+            let path = self.resolve(&uri.uri)?;
+            // Another media playlist: its numbering owes nothing to what was queued.
+            *self = Self::new(&self.host, &path);
+            return Ok(Reload {
+                after: Duration::ZERO,
+                skipped: 0,
+                ended: false,
+                variant: Some(path),
+            });
+        }
+        let pl = m3u8_rs::parse_media_playlist_res(text).map_err(|_| refused())?;
         let target = Duration::from_secs(pl.target_duration.max(1)).min(MAX_TARGET);
         let first = pl.media_sequence;
         let end = first.saturating_add(pl.segments.len() as u64);
@@ -152,6 +227,9 @@ impl Schedule {
                 Ok(Segment {
                     msn: first + i as u64,
                     path: self.resolve(&s.uri)?,
+                    duration_ms: (f64::from(s.duration) * 1000.0)
+                        .clamp(0.0, MAX_TARGET.as_millis() as f64)
+                        as i64,
                 })
             })
             .collect::<Result<Vec<_>, PlaylistError>>()?;
@@ -161,6 +239,7 @@ impl Schedule {
             after: if changed { target } else { target / 2 },
             skipped,
             ended: pl.end_list,
+            variant: None,
         })
     }
 
@@ -207,6 +286,8 @@ pub struct Shown {
     pub latency_ms: Option<u64>,
     /// It arrived more than [`STALL_TOLERANCE_MS`] after its time to be shown.
     pub stalled: bool,
+    /// How long after its time to be shown it arrived, ms; 0 when in time.
+    pub late_ms: i64,
 }
 
 impl Playout {
@@ -224,7 +305,26 @@ impl Playout {
         Shown {
             latency_ms: stamp_ms.map(|s| u64::try_from(shown).unwrap_or(0).saturating_sub(s)),
             stalled: late > STALL_TOLERANCE_MS,
+            late_ms: late.max(0),
         }
+    }
+}
+
+/// A light player's playout clock: whole segments, each due its `#EXTINF` duration after the
+/// one before, shown when its last byte came.
+#[derive(Debug, Default)]
+pub struct SegmentClock {
+    playout: Playout,
+    /// Where the next segment starts on the media timeline, ms.
+    media_ms: i64,
+}
+
+impl SegmentClock {
+    /// A segment of `duration_ms` fetched whole at `now_ms`, through the clock.
+    pub fn segment(&mut self, duration_ms: i64, now_ms: i64) -> Shown {
+        let shown = self.playout.frame(self.media_ms, now_ms, None);
+        self.media_ms = self.media_ms.saturating_add(duration_ms);
+        shown
     }
 }
 
@@ -291,6 +391,17 @@ impl HlsCounters {
 }
 
 impl HlsSnapshot {
+    /// Players that had an event of not keeping up since `earlier`, by index.
+    pub fn fell_behind(&self, earlier: &HlsSnapshot) -> Vec<usize> {
+        self.late
+            .iter()
+            .zip(&earlier.late)
+            .enumerate()
+            .filter(|(_, (now, then))| now != then)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// Players alive in `stats` now that had no event of not keeping up since `earlier`.
     pub fn keeping_up(&self, earlier: &HlsSnapshot, stats: &Stats) -> usize {
         self.late
@@ -308,6 +419,7 @@ impl HlsSnapshot {
 pub async fn play(
     id: usize,
     target: FlvTarget,
+    mode: PlayMode,
     stats: Arc<Stats>,
     hls: Arc<HlsCounters>,
     stop: Instant,
@@ -317,7 +429,7 @@ pub async fn play(
         "hls player",
         &stats,
         stop,
-        play_inner(id, &target, &stats, &hls),
+        play_inner(id, &target, mode, &stats, &hls),
     )
     .await;
 }
@@ -326,6 +438,8 @@ pub async fn play(
 struct Client<'a> {
     target: &'a FlvTarget,
     conn: Option<crate::runtime::Connection>,
+    /// The buffer of each response's first read ([`FIRST_READ`]).
+    first: Vec<u8>,
 }
 
 /// How a GET ended.
@@ -341,7 +455,7 @@ impl Client<'_> {
         id: usize,
         path: &str,
         stats: &Stats,
-        body: &mut dyn FnMut(&[u8]) -> Result<(), LoadError>,
+        body: &mut dyn FnMut(&[u8]),
     ) -> Result<Got, LoadError> {
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringcast-bench\r\nAccept: */*\r\n\r\n",
@@ -363,18 +477,36 @@ impl Client<'_> {
         id: usize,
         request: &str,
         stats: &Stats,
-        body: &mut dyn FnMut(&[u8]) -> Result<(), LoadError>,
+        body: &mut dyn FnMut(&[u8]),
     ) -> Result<Got, LoadError> {
         let conn = match self.conn.take() {
+            // Reads go through the worker's lent buffers, not the connection's own.
+            None => connect(&self.target.addr, 0).await?,
             Some(c) => c,
-            None => connect(&self.target.addr, 16 * 1024).await?,
         };
         conn.write_all(request.as_bytes().to_vec()).await?;
         let mut response = ResponseReader::new();
-        let mut out = Vec::new();
+        let mut first = true;
         loop {
-            let input = conn.read_some().await?;
-            if input.is_empty() {
+            let buf = if first {
+                let mut own = std::mem::take(&mut self.first);
+                // Empty after a cancelled read, which kept it.
+                own.reserve_exact(FIRST_READ);
+                own
+            } else {
+                lend()
+            };
+            let BufResult(read, mut buf) = conn.socket().read(buf).await;
+            let pushed = read.map(|n| (n, response.push_each(&buf[..n], &mut *body)));
+            if first {
+                buf.clear();
+                self.first = buf;
+            } else {
+                give_back(buf);
+            }
+            first = false;
+            let (n, pushed) = pushed?;
+            if n == 0 {
                 // A body that lasts until the server closes ends here.
                 return if response.started() {
                     Ok(Got::Ok)
@@ -382,16 +514,11 @@ impl Client<'_> {
                     Err(LoadError::Closed)
                 };
             }
-            stats.bytes[id].fetch_add(input.len() as u64, Ordering::Relaxed);
-            out.clear();
-            match response.push(&input, &mut out) {
+            stats.bytes[id].fetch_add(n as u64, Ordering::Relaxed);
+            match pushed {
                 Ok(()) => {}
                 Err(ResponseError::Status(404)) => return Ok(Got::NotFound),
                 Err(e) => return Err(LoadError::Refused(e.to_string())),
-            }
-            drop(input);
-            if !out.is_empty() {
-                body(&out)?;
             }
             if response.done() {
                 if response.keep_alive() {
@@ -406,23 +533,29 @@ impl Client<'_> {
 async fn play_inner(
     id: usize,
     target: &FlvTarget,
+    mode: PlayMode,
     stats: &Stats,
     hls: &HlsCounters,
 ) -> Result<(), LoadError> {
     let started = Instant::now();
-    let mut client = Client { target, conn: None };
+    let mut client = Client {
+        target,
+        conn: None,
+        first: Vec::with_capacity(FIRST_READ),
+    };
     let mut schedule = Schedule::new(&target.host, &target.path);
     let mut playout = Playout::default();
+    let mut clock = SegmentClock::default();
     let mut text = Vec::new();
     let mut alive = false;
+    // The media playlist reloaded: the URL's, or the variant a master playlist named.
+    let mut playlist = target.path.clone();
+    let mut masters = 0;
     loop {
         let began = Instant::now();
         text.clear();
         let got = client
-            .get(id, &target.path, stats, &mut |b| {
-                text.extend_from_slice(b);
-                Ok(())
-            })
+            .get(id, &playlist, stats, &mut |b| text.extend_from_slice(b))
             .await?;
         let reload = match got {
             Got::NotFound => {
@@ -436,37 +569,49 @@ async fn play_inner(
                 .playlist(&text)
                 .map_err(|e| LoadError::Refused(e.to_string()))?,
         };
+        if let Some(variant) = reload.variant {
+            masters += 1;
+            if masters > MAX_MASTERS {
+                return Err(LoadError::Refused(
+                    "master playlists name master playlists".into(),
+                ));
+            }
+            playlist = variant;
+            continue;
+        }
+        masters = 0;
         if reload.skipped > 0 {
             hls.late(id, &hls.skipped, reload.skipped);
         }
         while let Some(segment) = schedule.next_segment() {
-            let mut demux = TsDemuxer::new(FRAME_HEAD);
             let warm = started.elapsed() >= PLAYER_WARMUP;
-            let mut stalls = 0;
-            let mut on_frame = |f: super::ts::VideoPes<'_>| {
-                let Some(pts) = f.pts else { return };
-                let shown = playout.frame(
-                    (pts / 90) as i64,
-                    wall_ms() as i64,
-                    sei::find_stamp_annexb(f.head),
-                );
-                if warm {
-                    if let Some(ms) = shown.latency_ms {
-                        stats.latency_ms(ms);
+            let asked = Instant::now();
+            let (got, stalls, late_ms) = match mode {
+                PlayMode::Full => {
+                    full_segment(&mut client, id, &segment, &mut playout, warm, stats).await?
+                }
+                PlayMode::Light => {
+                    // Not demuxed, but checked to be TS: a packet's sync byte every 188.
+                    let mut sync = SyncCheck::default();
+                    let mut bad = None;
+                    let got = client
+                        .get(id, &segment.path, stats, &mut |b| {
+                            if bad.is_none() {
+                                bad = sync.push(b).err();
+                            }
+                        })
+                        .await?;
+                    if let Some(e) = bad {
+                        return Err(LoadError::Refused(format!("{}: {e}", segment.path)));
                     }
-                    stalls += u64::from(shown.stalled);
+                    let shown = matches!(got, Got::Ok)
+                        .then(|| clock.segment(segment.duration_ms, wall_ms() as i64));
+                    let stalled = warm && shown.is_some_and(|s| s.stalled);
+                    (got, u64::from(stalled), shown.map_or(0, |s| s.late_ms))
                 }
             };
-            let got = client
-                .get(id, &segment.path, stats, &mut |b| {
-                    demux
-                        .push(b, &mut on_frame)
-                        .map_err(|e| LoadError::Refused(format!("{}: {e}", segment.path)))
-                })
-                .await?;
             match got {
                 Got::Ok => {
-                    demux.finish(&mut on_frame);
                     hls.segments.fetch_add(1, Ordering::Relaxed);
                     if !alive {
                         alive = true;
@@ -477,6 +622,14 @@ async fn play_inner(
             }
             if stalls > 0 {
                 hls.late(id, &hls.stalls, stalls);
+                // Whether the server was slow to send it or the player late to ask for it.
+                tracing::debug!(
+                    player = id,
+                    msn = segment.msn,
+                    late_ms,
+                    fetch_ms = asked.elapsed().as_millis() as u64,
+                    "stalled"
+                );
             }
         }
         if reload.ended {
@@ -486,6 +639,53 @@ async fn play_inner(
         }
         compio::time::sleep_until(began + reload.after).await;
     }
+}
+
+/// A full player's segment: its video demuxed as it arrives, each frame on the playout
+/// clock, latency recorded once `warm`. How the GET ended, the frames that stalled and the
+/// latest of them, ms after its time.
+async fn full_segment(
+    client: &mut Client<'_>,
+    id: usize,
+    segment: &Segment,
+    playout: &mut Playout,
+    warm: bool,
+    stats: &Stats,
+) -> Result<(Got, u64, i64), LoadError> {
+    let mut demux = TsDemuxer::new(FRAME_HEAD);
+    let mut stalls = 0;
+    let mut late_ms = 0;
+    let mut on_frame = |f: super::ts::VideoPes<'_>| {
+        let Some(pts) = f.pts else { return };
+        let shown = playout.frame(
+            (pts / 90) as i64,
+            wall_ms() as i64,
+            sei::find_stamp_annexb(f.head),
+        );
+        if warm {
+            if let Some(ms) = shown.latency_ms {
+                stats.latency_ms(ms);
+            }
+            stalls += u64::from(shown.stalled);
+            late_ms = late_ms.max(shown.late_ms);
+        }
+    };
+    // The first bad packet ends the demuxing; the segment is refused after its GET.
+    let mut bad = None;
+    let got = client
+        .get(id, &segment.path, stats, &mut |b| {
+            if bad.is_none() {
+                bad = demux.push(b, &mut on_frame).err();
+            }
+        })
+        .await?;
+    if let Some(e) = bad {
+        return Err(LoadError::Refused(format!("{}: {e}", segment.path)));
+    }
+    if matches!(got, Got::Ok) {
+        demux.finish(&mut on_frame);
+    }
+    Ok((got, stalls, late_ms))
 }
 
 #[cfg(test)]
@@ -598,7 +798,8 @@ mod tests {
             a,
             Shown {
                 latency_ms: Some(6_000),
-                stalled: false
+                stalled: false,
+                late_ms: 0
             }
         );
         assert_eq!(b.latency_ms, Some(6_000));
@@ -608,7 +809,8 @@ mod tests {
             c,
             Shown {
                 latency_ms: Some(6_300),
-                stalled: true
+                stalled: true,
+                late_ms: 300
             }
         );
         // Within the tolerance: jitter, not a stall.
@@ -619,9 +821,92 @@ mod tests {
             d,
             Shown {
                 latency_ms: Some(1_000),
-                stalled: false
+                stalled: false,
+                late_ms: 0
             }
         );
+    }
+
+    #[test]
+    fn a_master_playlist_leads_to_its_first_variant() {
+        let mut s = Schedule::new("h:8080", "/live/livestream.m3u8");
+        // SRS's answer to a first request: a master naming the session's media playlist.
+        let master = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,AVERAGE-BANDWIDTH=1\n\
+            /live/livestream.m3u8?hls_ctx=k1\n";
+        let r = s.playlist(master).expect("master playlist");
+        assert_eq!(
+            r.variant.as_deref(),
+            Some("/live/livestream.m3u8?hls_ctx=k1")
+        );
+        assert_eq!(s.next_segment(), None);
+        // Its segments resolve against the variant.
+        s.playlist(&playlist(3, 1, 2, false)).expect("playlist");
+        assert_eq!(
+            s.next_segment().map(|s| s.path).as_deref(),
+            Some("/live/livestream-3.ts")
+        );
+        // I-frame variants are not played; relative variants resolve against the master.
+        let mut s = Schedule::new("h", "/a/master.m3u8");
+        let text = b"#EXTM3U\n#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=9,URI=\"i.m3u8\"\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=5\nlow/index.m3u8\n";
+        let r = s.playlist(text).expect("master playlist");
+        assert_eq!(r.variant.as_deref(), Some("/a/low/index.m3u8"));
+        let mut s = Schedule::new("h", "/a/master.m3u8");
+        assert_eq!(
+            s.playlist(b"#EXTM3U\n#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=9,URI=\"i.m3u8\"\n"),
+            Err(PlaylistError::NoVariant)
+        );
+    }
+
+    #[test]
+    fn segments_carry_their_extinf_duration_within_bounds() {
+        let mut s = Schedule::new("h", "/live/s.m3u8");
+        // A 30 s target duration: all three start within three of the live edge.
+        let text = b"#EXTM3U\n#EXT-X-TARGETDURATION:30\n#EXTINF:90000.5,\na.ts\n\
+            #EXTINF:-3,\nb.ts\n#EXTINF:2.042,\nc.ts\n";
+        s.playlist(text).expect("playlist");
+        let durations: Vec<i64> = std::iter::from_fn(|| s.next_segment())
+            .map(|s| s.duration_ms)
+            .collect();
+        assert_eq!(durations, [60_000, 0, 2_042]);
+    }
+
+    #[test]
+    fn a_light_players_segments_stall_when_one_comes_after_its_time() {
+        let mut c = SegmentClock::default();
+        // Three segments back to back at the start, then one each 2 s: on time.
+        for now in [10_000, 10_050, 10_100, 12_000] {
+            assert_eq!(c.segment(2_000, now).late_ms, 0);
+        }
+        // The fifth is due at 18_000 (4 x 2 s after the first): 80 ms late is jitter,
+        // then one that comes 500 ms after its time stalls.
+        assert!(!c.segment(2_000, 18_080).stalled);
+        let late = c.segment(2_000, 20_580);
+        assert!(late.stalled && late.late_ms == 500);
+        // The clock moved with the stall: the next on its new time is fine.
+        assert!(!c.segment(2_000, 22_580).stalled);
+    }
+
+    #[test]
+    fn players_that_fell_behind_are_named() {
+        let hls = HlsCounters::new(4);
+        let before = hls.snapshot();
+        hls.late(3, &hls.stalls, 2);
+        hls.late(1, &hls.skipped, 1);
+        assert_eq!(hls.snapshot().fell_behind(&before), [1, 3]);
+        assert!(hls.snapshot().fell_behind(&hls.snapshot()).is_empty());
+    }
+
+    #[test]
+    fn read_buffers_are_lent_and_a_bounded_number_kept() {
+        let lent: Vec<Vec<u8>> = (0..POOLED + 5).map(|_| lend()).collect();
+        assert!(lent.iter().all(|b| b.capacity() >= READ && b.is_empty()));
+        for mut b in lent {
+            b.extend_from_slice(b"used");
+            give_back(b);
+        }
+        assert_eq!(BUFFERS.with_borrow(Vec::len), POOLED);
+        assert!(lend().is_empty(), "a returned buffer comes back cleared");
     }
 
     #[test]

@@ -121,8 +121,8 @@ pub struct Report {
     pub mbps: f64,
     /// Per-client kilobits per second: minimum, median, maximum (alive clients).
     pub kbps: [u64; 3],
-    /// Latency percentiles in ms: p50, p99 (None without samples).
-    pub latency: Option<[u64; 2]>,
+    /// Latency percentiles in ms: p50, p95, p99 (None without samples).
+    pub latency: Option<[u64; 3]>,
     /// Latency samples.
     pub samples: u64,
 }
@@ -172,8 +172,31 @@ impl Snapshot {
             failed: self.failed,
             mbps: total as f64 * 8.0 / 1e6 / secs,
             kbps,
-            latency: (samples > 0).then(|| [percentile(0.5), percentile(0.99)]),
+            latency: (samples > 0).then(|| [percentile(0.5), percentile(0.95), percentile(0.99)]),
             samples,
+        }
+    }
+}
+
+/// How a player handles the media it receives, with `--sample N`: one player in N is full,
+/// the others light, so that thousands of players cost the load tool a fraction of a core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayMode {
+    /// Reads the media: latency stamps (WHEP: str0m decrypts and depacketizes, with NACKs;
+    /// HLS: the segments' video is demuxed and played on a per-frame clock).
+    Full,
+    /// Counts what arrives without reading it (WHEP: RTP from its clear SRTP header; HLS:
+    /// every segment still fetched whole and in order, its bytes counted, not demuxed).
+    Light,
+}
+
+impl PlayMode {
+    /// Player `i`'s mode with one in `sample` full: those whose index is a multiple of it.
+    pub fn of(i: usize, sample: usize) -> Self {
+        if i.is_multiple_of(sample.max(1)) {
+            Self::Full
+        } else {
+            Self::Light
         }
     }
 }
@@ -293,6 +316,16 @@ mod tests {
     }
 
     #[test]
+    fn one_player_in_sample_is_full() {
+        let full: Vec<usize> = (0..25)
+            .filter(|&i| PlayMode::of(i, 10) == PlayMode::Full)
+            .collect();
+        assert_eq!(full, [0, 10, 20]);
+        assert!((0..5).all(|i| PlayMode::of(i, 1) == PlayMode::Full));
+        assert_eq!(PlayMode::of(3, 0), PlayMode::Full, "0 samples all, as 1");
+    }
+
+    #[test]
     fn reports() {
         let stats = Stats::new(3);
         let a = stats.snapshot();
@@ -306,7 +339,7 @@ mod tests {
         let r = stats.snapshot().since(&a, 1.0);
         assert_eq!(r.kbps, [1000, 2000, 2000]);
         assert!((r.mbps - 3.0).abs() < 1e-9);
-        assert_eq!(r.latency, Some([50, 99]));
+        assert_eq!(r.latency, Some([50, 95, 99]));
         assert_eq!((r.alive, r.failed, r.samples), (1, 1, 100));
     }
 }

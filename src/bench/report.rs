@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 
 /// The CSV header bench.sh writes; columns are looked up by these names.
 pub const CSV_HEADER: &str = "server,proto,players,cpu_pct,user_pct,sys_pct,rss_mb,idle_rss_mb,\
-conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed,loss_pct,keeping_up";
+conn,enbps_mbps,anbps_mbps,sb_cpu_pct,lat_p50_ms,lat_p99_ms,alive,failed,loss_pct,keeping_up,\
+lat_p95_ms";
 
 /// One measured point: a server at a client level.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +51,8 @@ pub struct Row {
     pub loss_pct: Option<f64>,
     /// Players that kept up with the live edge (HLS players; `None` for the others).
     pub keeping_up: Option<u64>,
+    /// Latency p95, ms (`None` in older CSVs; negative: no sample).
+    pub lat_p95_ms: Option<i64>,
 }
 
 /// Why the CSV could not be read.
@@ -114,6 +117,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<Row>, ReportError> {
     // Added later than the others, so an older CSV without it still reads.
     let loss = cols.iter().position(|c| *c == "loss_pct");
     let keeping_up = cols.iter().position(|c| *c == "keeping_up");
+    let p95 = cols.iter().position(|c| *c == "lat_p95_ms");
     let mut rows = Vec::new();
     for (n, line) in lines {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
@@ -167,16 +171,27 @@ pub fn parse_csv(text: &str) -> Result<Vec<Row>, ReportError> {
                     })
                 })
                 .transpose()?,
+            lat_p95_ms: p95
+                .and_then(|i| cells.get(i))
+                .filter(|v| !v.is_empty())
+                .map(|v| {
+                    v.parse::<i64>().map_err(|_| ReportError::BadNumber {
+                        line: n + 1,
+                        column: "lat_p95_ms",
+                        value: (*v).to_owned(),
+                    })
+                })
+                .transpose()?,
         });
     }
     Ok(rows)
 }
 
 fn lat(r: &Row) -> String {
-    if r.lat_p50_ms < 0 {
-        "-".to_owned()
-    } else {
-        format!("{}/{} ms", r.lat_p50_ms, r.lat_p99_ms)
+    match r.lat_p95_ms {
+        _ if r.lat_p50_ms < 0 => "-".to_owned(),
+        Some(p95) => format!("{}/{p95}/{} ms", r.lat_p50_ms, r.lat_p99_ms),
+        None => format!("{}/{} ms", r.lat_p50_ms, r.lat_p99_ms),
     }
 }
 
@@ -492,16 +507,16 @@ mod tests {
     fn csv() -> String {
         format!(
             "{CSV_HEADER}\n\
-             nginx-rtmp,rtmp,2000,43.9,20.0,23.9,58,18,2001,1056,1050,30,40,80,2000,0,,\n\
-             ringcast,rtmp,2000,8.0,1.5,6.5,40,8,2001,1056,1055,30,20,60,2000,0,,\n\
-             ringcast,rtmp,500,2.0,0.5,1.5,15,8,501,264,264,8,18,50,500,0,,\n"
+             nginx-rtmp,rtmp,2000,43.9,20.0,23.9,58,18,2001,1056,1050,30,40,80,2000,0,,,\n\
+             ringcast,rtmp,2000,8.0,1.5,6.5,40,8,2001,1056,1055,30,20,60,2000,0,,,\n\
+             ringcast,rtmp,500,2.0,0.5,1.5,15,8,501,264,264,8,18,50,500,0,,,\n"
         )
     }
 
     #[test]
     fn webrtc_rows_show_loss_and_old_csvs_still_read() {
         let text = format!(
-            "{CSV_HEADER}\nringcast,whep,300,40.0,20.0,20.0,60,20,300,158,150,60,30,70,300,0,0.013,\n"
+            "{CSV_HEADER}\nringcast,whep,300,40.0,20.0,20.0,60,20,300,158,150,60,30,70,300,0,0.013,,\n"
         );
         let rows = parse_csv(&text).expect("parses");
         assert_eq!(rows[0].loss_pct, Some(0.013));
@@ -517,13 +532,15 @@ mod tests {
     #[test]
     fn hls_rows_show_players_keeping_up() {
         let text = format!(
-            "{CSV_HEADER}\nnginx-rtmp,hls,1000,30.0,10.0,20.0,40,20,1001,528,570,50,7000,8000,1000,0,,998\n"
+            "{CSV_HEADER}\nnginx-rtmp,hls,1000,30.0,10.0,20.0,40,20,1001,528,570,50,7000,8000,1000,0,,998,7600\n"
         );
         let rows = parse_csv(&text).expect("parses");
         assert_eq!((rows[0].keeping_up, rows[0].loss_pct), (Some(998), None));
+        assert_eq!(rows[0].lat_p95_ms, Some(7600));
         let md = markdown(&rows);
         assert!(md.contains("| nginx-rtmp (hls), 1000 players |"), "{md}");
         assert!(md.contains("570 Mbps, 998/1000 keeping up |"), "{md}");
+        assert!(md.contains("| 7000/7600/8000 ms |"), "{md}");
     }
 
     #[test]
@@ -580,7 +597,7 @@ mod tests {
             parse_csv("server,players\nx,1"),
             Err(ReportError::MissingColumn(_))
         ));
-        let bad = format!("{CSV_HEADER}\nr,rtmp,x,1,1,1,1,1,1,1,1,1,1,1,1,1,,\n");
+        let bad = format!("{CSV_HEADER}\nr,rtmp,x,1,1,1,1,1,1,1,1,1,1,1,1,1,,,\n");
         assert!(matches!(
             parse_csv(&bad),
             Err(ReportError::BadNumber { line: 2, .. })

@@ -37,6 +37,30 @@ pub struct VideoPes<'a> {
     pub head: &'a [u8],
 }
 
+/// Checks that bytes are a transport stream without reading it: the sync byte at each
+/// packet's start, in any pieces. What a player that only counts a segment's bytes still
+/// checks, so that a body that is not TS (an error page, a playlist) is not counted as one.
+#[derive(Debug, Default)]
+pub struct SyncCheck {
+    /// Bytes seen.
+    at: usize,
+}
+
+impl SyncCheck {
+    /// Consumes bytes; the first packet start without the sync byte is an error.
+    pub fn push(&mut self, data: &[u8]) -> Result<(), TsError> {
+        let mut i = (PACKET - self.at % PACKET) % PACKET;
+        self.at += data.len();
+        while let Some(&b) = data.get(i) {
+            if b != SYNC {
+                return Err(TsError::Sync(b));
+            }
+            i += PACKET;
+        }
+        Ok(())
+    }
+}
+
 /// Demuxes one segment (or a stream of them): push its bytes in any pieces, then
 /// [`TsDemuxer::finish`] at its end for the last PES.
 #[derive(Debug)]
@@ -294,6 +318,30 @@ pub(crate) mod tests {
         }
         d.finish(&mut on);
         Ok(got)
+    }
+
+    #[test]
+    fn the_sync_check_takes_ts_in_any_pieces_and_refuses_other_bodies() {
+        let seg = segment(&[
+            (90_000, &[0, 0, 0, 1, 0x65, 1, 2, 3][..]),
+            (93_600, &[9; 500][..]),
+        ]);
+        for piece in [1, 187, 188, 189, seg.len()] {
+            let mut c = SyncCheck::default();
+            for p in seg.chunks(piece) {
+                c.push(p).expect("valid TS");
+            }
+        }
+        let mut broken = seg.clone();
+        broken[2 * PACKET] = b'G' + 1;
+        let mut c = SyncCheck::default();
+        let (a, b) = broken.split_at(2 * PACKET - 5);
+        c.push(a).expect("the first two packets are whole");
+        assert_eq!(c.push(b), Err(TsError::Sync(b'H')));
+        assert_eq!(
+            SyncCheck::default().push(b"#EXTM3U\n"),
+            Err(TsError::Sync(b'#'))
+        );
     }
 
     #[test]

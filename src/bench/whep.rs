@@ -28,7 +28,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use super::rtp_count::{self, RtpCount};
-use super::{ClientState, Stats};
+use super::{ClientState, PlayMode, Stats};
 use crate::flv::Tag;
 use crate::rtc::bridge::{AacToOpus, AvcToAnnexB};
 use crate::rtmp::message::{MSG_AUDIO, MSG_VIDEO};
@@ -59,15 +59,6 @@ pub enum WhepError {
     /// Signalling or ICE took too long.
     #[error("timed out")]
     Timeout,
-}
-
-/// How a WHEP player handles the media.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlayMode {
-    /// str0m decrypts and depacketizes: bytes are the media frames, with SEI latency and NACKs.
-    Full,
-    /// RTP counted from its clear header, never decrypted: bytes are the SRTP payloads.
-    Light,
 }
 
 /// Counters of all WHEP players, besides [`Stats`]' bytes.

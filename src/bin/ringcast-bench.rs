@@ -12,8 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use ringcast::bench::flv::{self as flv_load, FlvTarget};
 use ringcast::bench::hls::{self, HlsCounters};
 use ringcast::bench::rtmp::{self as load, Target};
-use ringcast::bench::whep::{self, PlayMode, WhepCounters};
-use ringcast::bench::{parse_rtmp_url, Report, Stats, PLAYER_WARMUP};
+use ringcast::bench::whep::{self, WhepCounters};
+use ringcast::bench::{parse_rtmp_url, PlayMode, Report, Stats, PLAYER_WARMUP};
 use ringcast::flv::FlvReader;
 use ringcast::runtime::{self, IoMode};
 
@@ -39,8 +39,19 @@ enum Command {
     /// real player: playlist reloads every target duration, starting three target durations
     /// behind the live edge, segments fetched in order over a keep-alive connection, latency
     /// from the stamps in the segments' video on a playout clock. SUMMARY adds how many
-    /// players kept up (no 404, no skipped segment, no stall).
-    HlsPlay(Common),
+    /// players kept up (no 404, no skipped segment, no stall); a line before it names those
+    /// that fell behind.
+    HlsPlay {
+        #[command(flatten)]
+        common: Common,
+        /// Every Nth player (index i with i % N == 0) is full: it demuxes its segments'
+        /// video for the latency stamps and plays each frame on its clock. The others are
+        /// light: they fetch every segment whole and in order too, but count its bytes
+        /// without demuxing, and play whole segments on the clock at their #EXTINF
+        /// durations. Latency comes from the full players alone.
+        #[arg(long, default_value_t = 1)]
+        sample: usize,
+    },
     /// N publishers of an FLV file, looped at its own pace, video frames stamped with SEI.
     RtmpPublish {
         #[command(flatten)]
@@ -84,7 +95,8 @@ enum Command {
 enum Job {
     RtmpPlay(Arc<Vec<Target>>),
     FlvPlay(Arc<Vec<FlvTarget>>),
-    HlsPlay(Arc<Vec<FlvTarget>>),
+    /// The URLs, and the `--sample` period of full players.
+    HlsPlay(Arc<Vec<FlvTarget>>, usize),
     RtmpPublish(Arc<Vec<Target>>, Arc<Vec<ringcast::flv::Tag>>),
     /// The URLs, and the `--sample` period of full players.
     WhepPlay(Arc<Vec<Arc<(String, String)>>>, usize),
@@ -129,16 +141,18 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    // whep-play's --sample; the other commands have no light clients, as 1 means.
+    // whep-play's and hls-play's --sample; the other commands have no light clients, as 1
+    // means.
     let mut sample = 1;
     let mut is_hls = false;
     let (common, tags, is_whep, is_flv) = match cli.command {
         Command::Report { csv, svg } => report(&csv, svg.as_deref()),
         Command::RtmpPlay(c) => (c, None, false, false),
         Command::FlvPlay(c) => (c, None, false, true),
-        Command::HlsPlay(c) => {
+        Command::HlsPlay { common, sample: n } => {
             is_hls = true;
-            (c, None, false, true)
+            sample = n;
+            (common, None, false, true)
         }
         Command::RtmpPublish { common, input } => match read_flv(&input) {
             Ok(tags) => (common, Some(Arc::new(tags)), false, false),
@@ -171,7 +185,7 @@ fn main() {
             })
             .collect();
         if is_hls {
-            Job::HlsPlay(Arc::new(targets))
+            Job::HlsPlay(Arc::new(targets), sample)
         } else {
             Job::FlvPlay(Arc::new(targets))
         }
@@ -238,15 +252,12 @@ fn main() {
                         Job::FlvPlay(targets) => {
                             flv_load::play(i, targets[i].clone(), stats, stop).await
                         }
-                        Job::HlsPlay(targets) => {
-                            hls::play(i, targets[i].clone(), stats, hls_counters, stop).await
+                        Job::HlsPlay(targets, sample) => {
+                            let mode = PlayMode::of(i, *sample);
+                            hls::play(i, targets[i].clone(), mode, stats, hls_counters, stop).await
                         }
                         Job::WhepPlay(urls, sample) => {
-                            let mode = if i % sample == 0 {
-                                PlayMode::Full
-                            } else {
-                                PlayMode::Light
-                            };
+                            let mode = PlayMode::of(i, *sample);
                             whep::play(i, urls[i].clone(), mode, stats, counters, stop).await
                         }
                         Job::WhipPublish(urls, tags) => {
@@ -291,7 +302,7 @@ fn main() {
         HlsCounters::new(hls_counters.late.len()).snapshot(),
     ));
     let r = end.1.since(&s0, (end.0 - t0).as_secs_f64());
-    let (p50, p99) = r.latency.map_or((-1, -1), |[a, b]| (a as i64, b as i64));
+    let [p50, p95, p99] = r.latency.map_or([-1; 3], |l| l.map(|ms| ms as i64));
     let extra = if is_whep {
         let packets = counters.packets.load(Ordering::Relaxed);
         let lost = counters.lost.load(Ordering::Relaxed);
@@ -302,6 +313,25 @@ fn main() {
         )
     } else if is_hls {
         let h1 = hls_counters.snapshot();
+        let behind = h1.fell_behind(&h0);
+        if !behind.is_empty() {
+            let full = behind
+                .iter()
+                .filter(|&&i| PlayMode::of(i, sample) == PlayMode::Full)
+                .count();
+            let shown: Vec<String> = behind.iter().take(40).map(|i| i.to_string()).collect();
+            println!(
+                "fell behind in the window (a 404, a skipped segment or a stall): {} players, \
+                 {full} of them full; players {}{}",
+                behind.len(),
+                shown.join(" "),
+                if behind.len() > shown.len() {
+                    " ..."
+                } else {
+                    ""
+                }
+            );
+        }
         format!(
             " keeping_up={} segments={} not_found={} skipped={} stalls={}",
             h1.keeping_up(&h0, &stats),
@@ -315,7 +345,7 @@ fn main() {
     };
     println!(
         "SUMMARY clients={} alive={} failed={} mbps={:.2} kbps_min={} kbps_median={} \
-         kbps_max={} lat_p50_ms={p50} lat_p99_ms={p99} samples={}{extra}",
+         kbps_max={} lat_p50_ms={p50} lat_p95_ms={p95} lat_p99_ms={p99} samples={}{extra}",
         common.clients, r.alive, r.failed, r.mbps, r.kbps[0], r.kbps[1], r.kbps[2], r.samples
     );
     // Workers end at `stop`; exiting drops any connection still open.
@@ -325,7 +355,7 @@ fn main() {
 fn line(r: &Report, driver: &str) -> String {
     let lat = r
         .latency
-        .map_or_else(|| "-".to_owned(), |[a, b]| format!("{a}/{b}ms"));
+        .map_or_else(|| "-".to_owned(), |[a, _, b]| format!("{a}/{b}ms"));
     format!(
         "alive={} failed={} total={:.2}Mbps kbps(min/median/max)={}/{}/{} lat(p50/p99)={lat} ({driver})",
         r.alive, r.failed, r.mbps, r.kbps[0], r.kbps[1], r.kbps[2]
