@@ -447,25 +447,6 @@ fn hls_fmp4_plays_decodes_and_matches_its_files() {
     assert!(errors.trim().is_empty(), "decode errors: {errors}");
 }
 
-/// A realtime re-encode with a keyframe every second (25 frames), so that parts of 200 ms
-/// start on keyframes every fifth part and segments of `hls_fragment 1` are one GOP.
-const SHORT_GOP: &[&str] = &[
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-tune",
-    "zerolatency",
-    "-g",
-    "25",
-    "-keyint_min",
-    "25",
-    "-sc_threshold",
-    "0",
-    "-c:a",
-    "copy",
-];
-
 /// One request on a fresh connection: the status, the body and how long the answer took.
 fn get(port: u16, target: &str) -> (u16, String, Duration) {
     let start = Instant::now();
@@ -528,7 +509,7 @@ fn ll_hls_parts_blocking_reloads_and_bounded_waiters() {
         "max_connections 12000;",
         &fmp4_config(files.path(), "hls_ll on; hls_ll_part 0.2; hls_fragment 1;"),
     );
-    let _publisher = common::ffmpeg_publish_with(SHORT_GOP, &server.url("ll"));
+    let _publisher = common::ffmpeg_publish_with(common::SHORT_GOP, &server.url("ll"));
     let playlist = wait_segments(&server, "ll", 3, SECS_60);
     for tag in [
         "#EXT-X-VERSION:7\n",

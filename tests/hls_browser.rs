@@ -130,25 +130,6 @@ fn hls_js_in_chromium_plays_fmp4_segments() {
     );
 }
 
-/// A realtime re-encode with a keyframe each second: the source's 2 s GOP would leave a part
-/// to start from only every tenth.
-const SHORT_GOP: &[&str] = &[
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-tune",
-    "zerolatency",
-    "-g",
-    "25",
-    "-keyint_min",
-    "25",
-    "-sc_threshold",
-    "0",
-    "-c:a",
-    "copy",
-];
-
 /// Plays LL-HLS (`hls_fragment 1`, 200 ms parts, plus `hls`) in hls.js's low-latency mode
 /// (catching up at up to 1.5x after a stall) for 12 s; hls.js's `latency`, its distance
 /// behind the playlist's live edge, which trails the publisher by at most the part being
@@ -157,7 +138,7 @@ fn plays_with_low_latency(stream: &str, hls: &str) {
     let report = plays(
         stream,
         &format!("hls_fragment 1; hls_ll on; hls_ll_part 0.2; {hls}"),
-        SHORT_GOP,
+        common::SHORT_GOP,
         true,
         12.0,
     );

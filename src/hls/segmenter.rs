@@ -1056,6 +1056,17 @@ mod tests {
         String::from_utf8(p.text.to_vec()).unwrap()
     }
 
+    /// The newest playlist among a turn's outputs.
+    fn last_playlist(out: &[Output]) -> &Playlist {
+        out.iter()
+            .rev()
+            .find_map(|o| match o {
+                Output::Playlist(p) => Some(p),
+                _ => None,
+            })
+            .expect("the turn published a playlist")
+    }
+
     #[test]
     fn fmp4_segments_have_an_init_segment_and_moof_mdat() {
         use crate::hls::CmafMuxer;
@@ -1112,14 +1123,7 @@ mod tests {
                     .sum::<u64>(),
             );
         }
-        let playlist = out
-            .iter()
-            .rev()
-            .find_map(|o| match o {
-                Output::Playlist(p) => Some(text(p)),
-                _ => None,
-            })
-            .unwrap();
+        let playlist = text(last_playlist(&out));
         assert!(
             playlist.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n"),
             "{playlist}"
@@ -1138,14 +1142,7 @@ mod tests {
         assert!(out
             .iter()
             .any(|o| matches!(o, Output::Init(n, _) if n == "live/s-init-1.mp4")));
-        let playlist = out
-            .iter()
-            .rev()
-            .find_map(|o| match o {
-                Output::Playlist(p) => Some(text(p)),
-                _ => None,
-            })
-            .unwrap();
+        let playlist = text(last_playlist(&out));
         assert!(
             playlist.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"s-init-1.mp4\"\n"),
             "{playlist}"
@@ -1200,14 +1197,7 @@ mod tests {
         assert_eq!(segs.len(), 8);
         let joined: Vec<u8> = parts[5..10].iter().flat_map(|p| p.data.to_vec()).collect();
         assert_eq!(segs[1].data.as_ref(), &joined[..], "a segment is its parts");
-        let last = out
-            .iter()
-            .rev()
-            .find_map(|o| match o {
-                Output::Playlist(p) => Some(p.clone()),
-                _ => None,
-            })
-            .unwrap();
+        let last = last_playlist(&out).clone();
         let playlist = text(&last);
         for tag in [
             "#EXT-X-VERSION:7\n",

@@ -692,6 +692,26 @@ pub fn ffmpeg_play(url: &str, seconds: u32) -> std::process::Output {
         .expect("running ffmpeg")
 }
 
+/// Codec arguments for [`ffmpeg_publish_with`]: a realtime re-encode with a keyframe every
+/// second (25 frames). The source's 2 s GOP would let LL-HLS parts of 200 ms start on a
+/// keyframe only every tenth part, and `hls_fragment 1` segments be two seconds long.
+pub const SHORT_GOP: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-tune",
+    "zerolatency",
+    "-g",
+    "25",
+    "-keyint_min",
+    "25",
+    "-sc_threshold",
+    "0",
+    "-c:a",
+    "copy",
+];
+
 /// `ffmpeg -re -i source.flv -c copy -f flv URL`, looping the file.
 pub fn ffmpeg_publish(url: &str) -> Reaper {
     ffmpeg_publish_with(&["-c", "copy"], url)
