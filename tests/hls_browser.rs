@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,14 +35,15 @@ fn page_server(url: &str, low_latency: bool, reports: Reports) -> u16 {
 
 /// Publishes `stream` with ffmpeg (`codec_args`) to a server whose vhost has `hls`, plays it
 /// in hls.js (in its low-latency mode with `low_latency`) until currentTime advanced `secs`
-/// with no fatal error; returns the page's last report.
+/// with no fatal error; returns the page's reports from the first that played on, the last
+/// one last.
 fn plays(
     stream: &str,
     hls: &str,
     codec_args: &[&str],
     low_latency: bool,
     secs: f64,
-) -> std::collections::HashMap<String, String> {
+) -> Vec<HashMap<String, String>> {
     // One player at a time: Chromium decoding and an x264 encode per test, side by side on a
     // small machine, starve each other, and a starved player falls behind live for that alone.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -105,7 +107,14 @@ fn plays(
         "hls.js {stream}: last report {later:?}, {:?} after the first",
         since.elapsed()
     );
-    later
+    let played = reports.lock().expect("reports lock")["hls"]
+        .iter()
+        .filter(|kv| number(kv, "time") >= number(&first, "time"))
+        .take_while(|kv| *kv != &later)
+        .chain([&later])
+        .cloned()
+        .collect();
+    played
 }
 
 #[test]
@@ -131,19 +140,38 @@ fn hls_js_in_chromium_plays_fmp4_segments() {
 }
 
 /// Plays LL-HLS (`hls_fragment 1`, 200 ms parts, plus `hls`) in hls.js's low-latency mode
-/// (catching up at up to 1.5x after a stall) for 12 s; hls.js's `latency`, its distance
-/// behind the playlist's live edge, which trails the publisher by at most the part being
-/// written, must then be under 4 s.
+/// for 12 s. hls.js's `latency` is its distance behind the playlist's live edge, which trails
+/// the publisher by at most the part being written; two things must hold:
+/// - the player got under 4 s behind live: its lowest `latency` while playing;
+/// - the server kept the live edge coming all along: at the end, the edge is under 2 s past
+///   the end of what the player has buffered (`latency` less `ahead`).
+///
+/// Not the last `latency` alone: a Chromium starved of CPU by the x264 encode beside it
+/// stalls, hls.js then adds a second to its target and catches up at 1.5x only within a
+/// target duration of it, so one stall of a few seconds leaves it that far behind for good,
+/// with the edge, fetched on time, sitting in its buffer.
 fn plays_with_low_latency(stream: &str, hls: &str) {
-    let report = plays(
+    let reports = plays(
         stream,
         &format!("hls_fragment 1; hls_ll on; hls_ll_part 0.2; {hls}"),
         common::SHORT_GOP,
         true,
         12.0,
     );
-    let latency = number(&report, "latency");
-    assert!(latency > 0.0 && latency < 4.0, "hls.js latency {latency} s");
+    let latencies: Vec<f64> = reports
+        .iter()
+        .map(|kv| number(kv, "latency"))
+        .filter(|l| *l > 0.0)
+        .collect();
+    let lowest = latencies.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(lowest < 4.0, "hls.js latencies {latencies:?}");
+    let last = reports.last().expect("a last report");
+    let unbuffered = number(last, "latency") - number(last, "ahead");
+    assert!(
+        unbuffered < 2.0,
+        "the live edge is {unbuffered:.3} s past the buffered end: {last:?}"
+    );
+    eprintln!("hls.js {stream}: lowest latency {lowest:.3} s, edge {unbuffered:.3} s past the buffer at the end");
 }
 
 #[test]
