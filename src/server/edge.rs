@@ -260,8 +260,8 @@ fn first_playlist_wait(hls: &VhostHls) -> Duration {
     (UPSTREAM_TIMEOUT + target_duration(hls) * 2).min(HLS_WAIT_MAX)
 }
 
-/// The edge vhost with HLS on whose playlist (`true`) or segment (`false`) `name` is, and its
-/// app and stream.
+/// The edge vhost with HLS on whose playlist (`true`) or other file (`false`) `name` is, and
+/// its app and stream.
 fn hls_stream<'c>(config: &'c Config, name: &str) -> Option<(&'c str, String, String, bool)> {
     let playlist = name.ends_with(".m3u8");
     config
@@ -269,14 +269,31 @@ fn hls_stream<'c>(config: &'c Config, name: &str) -> Option<(&'c str, String, St
         .iter()
         .filter(|v| v.enabled && v.cluster.is_edge() && v.hls.enabled)
         .find_map(|v| {
-            let template = if playlist {
-                &v.hls.m3u8_file
+            let (app, stream) = if playlist {
+                match_hls_name(&v.hls.m3u8_file, &v.name, name)?
             } else {
-                &v.hls.ts_file
+                file_templates(&v.hls)
+                    .iter()
+                    .find_map(|t| match_hls_name(t, &v.name, name))?
             };
-            let (app, stream) = match_hls_name(template, &v.name, name)?;
             Some((v.name.as_str(), app, stream, playlist))
         })
+}
+
+/// The templates of the files besides the playlist that `hls`'s segmenter names: its segments
+/// (`hls_ts_file`, `.m4s` with `hls_fmp4`), and, named from the playlist's (`[stem].m3u8`),
+/// its init segments (`[stem]-init-N.mp4`) and LL-HLS parts (`[stem]-[seq].N.ts|m4s`).
+fn file_templates(hls: &VhostHls) -> [String; 3] {
+    let stem = hls
+        .m3u8_file
+        .strip_suffix(".m3u8")
+        .unwrap_or(&hls.m3u8_file);
+    let ext = if hls.fmp4 { "m4s" } else { "ts" };
+    [
+        super::hls::segment_file(&hls.ts_file, hls.fmp4),
+        format!("{stem}-init-[seq].mp4"),
+        format!("{stem}-[seq].[seq].{ext}"),
+    ]
 }
 
 /// Longest HLS file name matched: stream names are short, and the match's cost grows with
@@ -937,6 +954,23 @@ mod tests {
             pair("live", "s")
         );
         assert_eq!(m("[app]/[unknown].m3u8", "live/[unknown].m3u8"), None);
+        let mut hls = VhostHls {
+            fmp4: true,
+            ..VhostHls::default()
+        };
+        let files = |hls: &VhostHls, n: &str| {
+            file_templates(hls)
+                .iter()
+                .find_map(|t| match_hls_name(t, "v", n))
+        };
+        assert_eq!(files(&hls, "live/s-12.m4s"), pair("live", "s"));
+        assert_eq!(files(&hls, "live/s-init-0.mp4"), pair("live", "s"));
+        assert_eq!(files(&hls, "live/s-12.3.m4s"), pair("live", "s"));
+        assert_eq!(files(&hls, "live/s-12.ts"), None);
+        hls.fmp4 = false;
+        assert_eq!(files(&hls, "live/s-12.ts"), pair("live", "s"));
+        assert_eq!(files(&hls, "live/s-12.3.ts"), pair("live", "s"));
+        assert_eq!(files(&hls, "live/s-12.m4s"), None);
         // Many variables and a long name that almost fits: each state is tried once.
         let long = format!("live/{}.ts", "1-".repeat(250));
         assert_eq!(m("[app]/[stream]-[seq]-[seq]-[seq]-[seq].tsx", &long), None);

@@ -71,7 +71,7 @@ fn options(hls: &VhostHls, key: &StreamKey) -> Options {
 }
 
 /// `hls_ts_file`'s name, with `.m4s` for `.ts` when the segments are fMP4.
-fn segment_file(template: &str, fmp4: bool) -> String {
+pub(crate) fn segment_file(template: &str, fmp4: bool) -> String {
     match template.strip_suffix(".ts") {
         Some(stem) if fmp4 => format!("{stem}.m4s"),
         _ => template.to_owned(),
