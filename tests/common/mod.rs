@@ -94,12 +94,35 @@ pub fn media_tags() -> Vec<Tag> {
     tags
 }
 
-/// A free TCP port on loopback.
+/// A port free on loopback for TCP and UDP, from below the kernel's ephemeral range: a port
+/// that `bind(0)` hands out is itself ephemeral, and any test's outgoing connection may take
+/// it as its source port between this check and the server's bind. Each test process walks
+/// the band from its own start, so the binaries that run one after another do not retry the
+/// same ports, and a port is handed out once per process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding an ephemeral port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const BAND: u32 = 12_000;
+    if low < BAND + 1024 {
+        return TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("binding an ephemeral port")
+            .port();
+    }
+    let start = std::process::id() * 7919 % BAND;
+    for _ in 0..BAND {
+        let port = (low - BAND + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % BAND) as u16;
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {}..{low}", low - BAND)
 }
 
 /// A connection to `127.0.0.1:port` from the loopback address `local` (any of 127.0.0.0/8
