@@ -108,7 +108,7 @@ pub struct Segment {
     pub msn: u64,
     /// The path (and query) to GET.
     pub path: String,
-    /// Its `#EXTINF` duration in milliseconds, within 0 and [`MAX_TARGET`] (m3u8-rs takes
+    /// Its `#EXTINF` duration in milliseconds, within 0 and `MAX_TARGET` (m3u8-rs takes
     /// any float: negative, NaN and infinite ones too).
     pub duration_ms: i64,
 }

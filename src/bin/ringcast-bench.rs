@@ -111,7 +111,7 @@ struct Common {
     /// Clients.
     #[arg(short = 'c', long = "clients", default_value_t = 1)]
     clients: usize,
-    /// rtmp://HOST[:PORT]/APP/STREAM (flv-play and hls-play: http://HOST[:PORT]/PATH; whep-play and
+    /// `rtmp://HOST[:PORT]/APP/STREAM` (flv-play and hls-play: `http://HOST[:PORT]/PATH`; whep-play and
     /// whip-publish: the WHEP or WHIP URL); `{i}` becomes the client's index.
     #[arg(short = 'r', long = "url")]
     url: String,

@@ -5,7 +5,7 @@
 //! exit).
 //!
 //! - [`cpu`]: pprof's sampler, whole-run or N seconds on demand, one at a time.
-//! - [`heap`]: jemalloc's heap profiles (only with the `jemalloc` feature).
+//! - `heap`: jemalloc's heap profiles (only with the `jemalloc` feature).
 //! - [`alloc`]: the counting layer over the global allocator.
 //! - [`leak`]: `/api/v1/valgrind`, SRS's incremental leak check.
 //! - [`valgrind`]: valgrind's client requests.
