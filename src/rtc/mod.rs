@@ -28,10 +28,10 @@ pub mod api;
 pub mod bridge;
 pub mod engine;
 pub mod packetize;
-pub mod to_rtmp;
 pub mod sdp;
 pub mod signal;
 pub mod stun;
+pub mod to_rtmp;
 pub mod udp;
 
 pub use api::{handle_signal, RtcCounters, SignalAnswer, SignalContext};

@@ -135,6 +135,7 @@ impl Net {
             config,
             hub: &self.hub,
             stream: &stream,
+            rtmp_published: &|_| false,
         };
         handle_signal(&ctx, method, path, query, body, self.now, &mut self.rng)
             .expect("an /rtc/v1/ path is served")
@@ -525,6 +526,7 @@ fn offers_with_clashing_payload_types_are_refused() {
         candidates: vec![SERVER.parse().unwrap()],
         nack: true,
         bridge: None,
+        to_rtmp: None,
         crypto: hub.certs.provider().clone(),
         cert: None,
     };

@@ -186,8 +186,7 @@ impl OpusToAac {
                 body.put_slice(&[SOUND_AAC, 1]);
                 body.put_slice(&self.out[..info.output_size.min(self.out.len())]);
                 out.push(AacFrame {
-                    rtp_time: self.encoder_start + self.frames_out * AAC_FRAME as i64
-                        - self.delay,
+                    rtp_time: self.encoder_start + self.frames_out * AAC_FRAME as i64 - self.delay,
                     body: body.freeze(),
                 });
                 self.frames_out += 1;

@@ -62,7 +62,11 @@ fn nal_units(data: &[u8]) -> Option<Vec<&[u8]>> {
     while i + 3 <= data.len() {
         if start(i) {
             // A 4-byte start code's leading zero belongs to it, not to the unit before.
-            let end = if i > begin && data[i - 1] == 0 { i - 1 } else { i };
+            let end = if i > begin && data[i - 1] == 0 {
+                i - 1
+            } else {
+                i
+            };
             if end > begin {
                 units.push(&data[begin..end]);
             }
@@ -166,7 +170,11 @@ mod tests {
         let mut v = Vec::new();
         for (i, u) in units.iter().enumerate() {
             // Both start code lengths, as encoders mix them.
-            v.extend_from_slice(if i % 2 == 0 { &[0, 0, 0, 1][..] } else { &[0, 0, 1] });
+            v.extend_from_slice(if i % 2 == 0 {
+                &[0, 0, 0, 1][..]
+            } else {
+                &[0, 0, 1]
+            });
             v.extend_from_slice(u);
         }
         v
@@ -176,9 +184,7 @@ mod tests {
     fn sequence_header_from_sps_and_pps_and_avcc_frames() {
         let mut c = AvcToFlv::default();
         let idr: &[u8] = &[0x65, 0x88, 0x00, 0x10];
-        let out = c
-            .push(&annex_b(&[&[0x09, 0xf0], SPS, PPS, idr]))
-            .unwrap();
+        let out = c.push(&annex_b(&[&[0x09, 0xf0], SPS, PPS, idr])).unwrap();
         let mut record = vec![0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x1f, 0xff, 0xe1, 0, 6];
         record.extend_from_slice(SPS);
         record.extend_from_slice(&[1, 0, 4]);

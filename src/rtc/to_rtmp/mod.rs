@@ -243,13 +243,18 @@ impl ToRtmp {
     /// Places `frame` on its track's clock: its extended RTP time.
     fn clock(&mut self, frame: &Frame<'_>) -> (usize, i64) {
         let epoch = *self.epoch.get_or_insert(frame.network_time);
-        let arrived = frame.network_time.saturating_duration_since(epoch).as_millis() as i64;
+        let arrived = frame
+            .network_time
+            .saturating_duration_since(epoch)
+            .as_millis() as i64;
         let i = usize::from(frame.track == Track::Audio);
         let clock = &mut self.clocks[i];
         let first = clock.last.is_none();
         let ext = clock.extend(frame.rtp_time as u32);
         let rate = i64::from(frame.clock_rate.max(1));
-        if first || clock.rate != rate || (clock.ms(ext) - arrived).abs() > RESYNC.as_millis() as i64
+        if first
+            || clock.rate != rate
+            || (clock.ms(ext) - arrived).abs() > RESYNC.as_millis() as i64
         {
             clock.rate = rate;
             clock.anchor = (ext, arrived);

@@ -37,7 +37,11 @@ impl Run {
     /// A frame of `track` with RTP time `rtp` that arrived at `at_ms`.
     fn push(&mut self, track: Track, data: &[u8], rtp: u64, at_ms: u64, contiguous: bool) {
         let at = self.t0 + Duration::from_millis(at_ms);
-        let clock_rate = if track == Track::Video { 90_000 } else { 48_000 };
+        let clock_rate = if track == Track::Video {
+            90_000
+        } else {
+            48_000
+        };
         self.c.handle_frame(
             at,
             Frame {
