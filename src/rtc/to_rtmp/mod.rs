@@ -15,7 +15,8 @@
 //! re-anchored on them, so a publisher's jump or garbage timestamps cannot stretch the
 //! stream. Video waits for an IDR with SPS and PPS (asking for one at most once per
 //! [`KEYFRAME_INTERVAL`]), and again after a frame str0m could not make contiguous: frames
-//! that reference what was lost are dropped rather than shown broken.
+//! that reference what was lost are dropped rather than shown broken. A keyframe is asked for
+//! too when none came for [`PLI_FOR_RTMP`], as SRS does, to bound the GOP RTMP players join.
 
 #![forbid(unsafe_code)]
 
@@ -34,6 +35,10 @@ use avc::AvcToFlv;
 
 /// Keyframe requests are sent at most this often while video waits for one.
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(1);
+/// A keyframe is asked for when the publisher sent none for this long (SRS's
+/// `pli_for_rtmp`, 6 s): a browser sends IDRs only when asked, and RTMP, HTTP-FLV and HLS
+/// players start at one, from a GOP cache that holds everything since the last.
+pub const PLI_FOR_RTMP: Duration = Duration::from_secs(6);
 /// A publisher that sends no frame for this long is stale: its RTMP publish ends (SRS's
 /// `normal_timeout` is 5-7 s; a browser's tab in the background still sends audio).
 pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -151,6 +156,8 @@ pub struct ToRtmp {
     clocks: [TrackClock; 2],
     waiting_for_keyframe: bool,
     last_request: Option<Instant>,
+    /// When the last keyframe went out.
+    last_keyframe: Option<Instant>,
     last_input: Instant,
     out: VecDeque<Output>,
     aac: Vec<AacFrame>,
@@ -184,6 +191,7 @@ impl ToRtmp {
             clocks: Default::default(),
             waiting_for_keyframe: true,
             last_request: None,
+            last_keyframe: None,
             last_input: now,
             out: VecDeque::new(),
             aac: Vec::new(),
@@ -299,6 +307,14 @@ impl ToRtmp {
                 return;
             }
             self.waiting_for_keyframe = false;
+        }
+        if converted.keyframe {
+            self.last_keyframe = Some(now);
+        } else if self
+            .last_keyframe
+            .is_some_and(|t| now.saturating_duration_since(t) >= PLI_FOR_RTMP)
+        {
+            self.request_keyframe(now);
         }
         self.message(MediaKind::Video, ts, body);
     }

@@ -102,6 +102,18 @@ fn waits_for_a_keyframe_asking_once_a_second() {
     let out = r.drain();
     assert_eq!(messages(&out).len(), 1, "same SPS/PPS: no new header");
     assert_eq!(messages(&out)[0].timestamp, 2166);
+    // 6 s with no keyframe (from 2145 ms): one is asked for, then once a second, and the
+    // frames still go out.
+    let mut asked = Vec::new();
+    for i in 66..320u64 {
+        r.push(Track::Video, &p_frame(), i * 3000, i * 33, true);
+        let out = r.drain();
+        assert_eq!(messages(&out).len(), 1);
+        if out.contains(&Output::RequestKeyframe) {
+            asked.push(i * 33);
+        }
+    }
+    assert_eq!(asked, [8151, 9174, 10197]);
 }
 
 #[test]
