@@ -378,11 +378,6 @@ impl Engine {
                         key: s.stream.key().clone(),
                         settings,
                     }));
-                    // RTMP players start at a keyframe: ask at once rather than wait for
-                    // the browser's next.
-                    if s.request_keyframe(KeyframeRequestKind::Pli, now) {
-                        s.queue(&mut self.dirty);
-                    }
                 }
                 if let Some(settings) = &s.bridge {
                     self.fanout.join_bridge(s.stream.key(), settings, id);

@@ -418,7 +418,6 @@ impl Session {
         {
             return false;
         }
-        self.last_keyframe_request = Some(now);
         let video: Vec<Mid> = self
             .mids
             .iter()
@@ -430,6 +429,11 @@ impl Session {
             if let Some(mut writer) = self.rtc.writer(mid) {
                 requested |= writer.request_keyframe(None, kind).is_ok();
             }
+        }
+        // Only a request made counts against the interval: one asked before the media
+        // sections were known must not hold back the next.
+        if requested {
+            self.last_keyframe_request = Some(now);
         }
         requested
     }
