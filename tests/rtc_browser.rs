@@ -112,7 +112,7 @@ fn relay(server: SocketAddr, drop_every: u64, lose_toward_server: bool) -> Relay
                 back
             });
             sent += 1;
-            if lose_toward_server && sent % drop_every == 0 {
+            if lose_toward_server && sent.is_multiple_of(drop_every) {
                 dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }

@@ -13,7 +13,12 @@
 //! (taken modulo 2^32, so a wrap of the 32-bit RTP clock is a small step), and never goes
 //! backwards; a track whose RTP time strays more than [`RESYNC`] from its arrival times is
 //! re-anchored on them, so a publisher's jump or garbage timestamps cannot stretch the
-//! stream. Video waits for an IDR with SPS and PPS (asking for one at most once per
+//! stream. The two tracks' messages are then interleaved in timestamp order, each held at
+//! most [`MAX_INTERLEAVE`] for the other track to catch up, so the stream's timestamps never
+//! go back across tracks either: AAC comes out a frame (21 ms) and the encoder's delay after
+//! its Opus, and str0m releases audio in bursts behind a lost packet, which an RTMP
+//! timeline (and the hub's jitter correction, which takes a step back of over 250 ms for a
+//! discontinuity) must not see. Video waits for an IDR with SPS and PPS (asking for one at most once per
 //! [`KEYFRAME_INTERVAL`]), and again after a frame str0m could not make contiguous: frames
 //! that reference what was lost are dropped rather than shown broken. A keyframe is asked for
 //! too when none came for [`PLI_FOR_RTMP`], as SRS does, to bound the GOP RTMP players join.
@@ -44,6 +49,8 @@ pub const PLI_FOR_RTMP: Duration = Duration::from_secs(6);
 pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
 /// A track whose RTP time and arrival time disagree by more than this is re-anchored.
 pub const RESYNC: Duration = Duration::from_secs(3);
+/// The longest a message waits for the other track's to be interleaved with it.
+pub const MAX_INTERLEAVE: Duration = Duration::from_millis(500);
 /// Messages held for the caller; it drains them after every frame, so only a caller that
 /// does not can reach it, and the oldest are dropped (counted).
 const MAX_QUEUED: usize = 256;
@@ -160,6 +167,13 @@ pub struct ToRtmp {
     last_keyframe: Option<Instant>,
     last_input: Instant,
     out: VecDeque<Output>,
+    /// Each track's messages (video, audio) waiting to be interleaved, with when each came.
+    pending: [VecDeque<(Message, Instant)>; 2],
+    /// When each track last had a message: a track silent for [`MAX_INTERLEAVE`] (or
+    /// absent) is not waited for.
+    last_message: [Option<Instant>; 2],
+    /// The last timestamp out, of either track.
+    last_out: u32,
     aac: Vec<AacFrame>,
     stats: Stats,
 }
@@ -194,6 +208,9 @@ impl ToRtmp {
             last_keyframe: None,
             last_input: now,
             out: VecDeque::new(),
+            pending: Default::default(),
+            last_message: [None; 2],
+            last_out: 0,
             aac: Vec::new(),
             stats: Stats::default(),
         }
@@ -227,12 +244,56 @@ impl ToRtmp {
         self.out.push_back(output);
     }
 
-    fn message(&mut self, kind: MediaKind, timestamp: u32, payload: Bytes) {
-        self.emit(Output::Message(Message {
-            kind,
-            timestamp,
-            payload,
-        }));
+    /// Queues a message of track `track` (0 video, 1 audio) for [`Self::interleave`].
+    fn message(&mut self, track: usize, now: Instant, timestamp: u32, payload: Bytes) {
+        let kind = if track == 0 {
+            MediaKind::Video
+        } else {
+            MediaKind::Audio
+        };
+        self.last_message[track] = Some(now);
+        let queue = &mut self.pending[track];
+        if queue.len() >= MAX_QUEUED {
+            queue.pop_front();
+            self.stats.overflows += 1;
+        }
+        queue.push_back((
+            Message {
+                kind,
+                timestamp,
+                payload,
+            },
+            now,
+        ));
+    }
+
+    /// Moves the waiting messages out in timestamp order: the earlier of the two tracks'
+    /// first, while the other track has one waiting, has been silent for
+    /// [`MAX_INTERLEAVE`], or the message waited that long.
+    fn interleave(&mut self, now: Instant) {
+        loop {
+            let next = match (self.pending[0].front(), self.pending[1].front()) {
+                (Some(v), Some(a)) => usize::from(a.0.timestamp < v.0.timestamp),
+                (Some(_), None) => 0,
+                (None, Some(_)) => 1,
+                (None, None) => return,
+            };
+            let other = 1 - next;
+            let waited = self.pending[next]
+                .front()
+                .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= MAX_INTERLEAVE);
+            let other_live = self.last_message[other]
+                .is_some_and(|t| now.saturating_duration_since(t) < MAX_INTERLEAVE);
+            if self.pending[other].is_empty() && other_live && !waited {
+                return;
+            }
+            let (mut message, _) = self.pending[next]
+                .pop_front()
+                .expect("the track picked has a message");
+            message.timestamp = message.timestamp.max(self.last_out);
+            self.last_out = message.timestamp;
+            self.emit(Output::Message(message));
+        }
     }
 
     /// Asks for a keyframe unless one was asked for within [`KEYFRAME_INTERVAL`].
@@ -276,8 +337,9 @@ impl ToRtmp {
         let (clock, ext) = self.clock(&frame);
         match frame.track {
             Track::Video => self.video(now, &frame, clock, ext),
-            Track::Audio => self.audio(frame.data, clock, ext),
+            Track::Audio => self.audio(now, frame.data, clock, ext),
         }
+        self.interleave(now);
     }
 
     fn video(&mut self, now: Instant, frame: &Frame<'_>, clock: usize, ext: i64) {
@@ -295,7 +357,7 @@ impl ToRtmp {
         };
         let ts = self.clocks[clock].stamp(ext);
         if let Some(header) = converted.sequence_header {
-            self.message(MediaKind::Video, ts, header);
+            self.message(clock, now, ts, header);
         }
         let Some(body) = converted.frame else {
             return;
@@ -316,10 +378,10 @@ impl ToRtmp {
         {
             self.request_keyframe(now);
         }
-        self.message(MediaKind::Video, ts, body);
+        self.message(clock, now, ts, body);
     }
 
-    fn audio(&mut self, data: &[u8], clock: usize, ext: i64) {
+    fn audio(&mut self, now: Instant, data: &[u8], clock: usize, ext: i64) {
         let Some(audio) = self.audio.as_mut() else {
             return;
         };
@@ -332,11 +394,11 @@ impl ToRtmp {
             self.audio_header_sent = true;
             let header = audio.sequence_header().clone();
             let ts = self.clocks[clock].stamp(aac[0].rtp_time);
-            self.message(MediaKind::Audio, ts, header);
+            self.message(clock, now, ts, header);
         }
         for f in aac.drain(..) {
             let ts = self.clocks[clock].stamp(f.rtp_time);
-            self.message(MediaKind::Audio, ts, f.body);
+            self.message(clock, now, ts, f.body);
         }
         self.aac = aac;
     }

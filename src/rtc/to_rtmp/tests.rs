@@ -124,22 +124,25 @@ fn timestamps_rebase_to_zero_align_tracks_and_survive_the_rtp_wrap() {
     let audio = crate::rtc::to_rtmp::audio::tests::opus_packets(150);
     let mut video_ts = Vec::new();
     let mut audio_ts = Vec::new();
-    for i in 0..150u64 {
-        // Audio arrives first (at 0 ms), video 100 ms later, each with its own RTP base.
-        let a_rtp = (1_000_000 + i * 960) & 0xffff_ffff;
-        r.push(Track::Audio, &audio[i as usize], a_rtp, i * 20, true);
-        if i % 2 == 0 && i < 100 {
-            let n = i / 2;
+    let mut all_ts = Vec::new();
+    // Audio arrives first (at 0 ms), video 100 ms later, each with its own RTP base; both
+    // in arrival order.
+    let mut frames: Vec<(u64, Track, u64, Vec<u8>)> = (0..150u64)
+        .map(|i| {
+            let rtp = (1_000_000 + i * 960) & 0xffff_ffff;
+            (i * 20, Track::Audio, rtp, audio[i as usize].clone())
+        })
+        .chain((0..50u64).map(|n| {
             let frame = if n == 0 { idr() } else { p_frame() };
-            r.push(
-                Track::Video,
-                &frame,
-                (v0 + n * 3000) & 0xffff_ffff,
-                100 + n * 33,
-                true,
-            );
-        }
+            let rtp = (v0 + n * 3000) & 0xffff_ffff;
+            (100 + n * 33, Track::Video, rtp, frame)
+        }))
+        .collect();
+    frames.sort_by_key(|f| f.0);
+    for (at, track, rtp, data) in frames {
+        r.push(track, &data, rtp, at, true);
         for m in messages(&r.drain()) {
+            all_ts.push(m.timestamp);
             match m.kind {
                 MediaKind::Video => video_ts.push(m.timestamp),
                 _ => audio_ts.push(m.timestamp),
@@ -158,6 +161,8 @@ fn timestamps_rebase_to_zero_align_tracks_and_survive_the_rtp_wrap() {
     assert!(audio_ts.windows(2).all(|w| w[0] <= w[1]));
     let last = *audio_ts.last().unwrap();
     assert!((2800..=3000).contains(&last), "{last}");
+    // Interleaved: the stream's timestamps never go back across the tracks either.
+    assert!(all_ts.windows(2).all(|w| w[0] <= w[1]), "{all_ts:?}");
 }
 
 #[test]
