@@ -312,7 +312,7 @@ fn whip_publish_plays_over_rtmp(lossy: bool) {
         reports.clone(),
     );
     let profiles = tempfile::tempdir().expect("temp dir");
-    let publisher = chromium(
+    let _publisher = chromium(
         &format!("http://127.0.0.1:{pages}/publish.html"),
         &profiles.path().join("publisher"),
     );
@@ -339,12 +339,12 @@ fn whip_publish_plays_over_rtmp(lossy: bool) {
     assert_eq!(stream["video"]["codec"], "H264", "{stream}");
     assert_eq!(stream["audio"]["codec"], "AAC", "{stream}");
     let clients = server.api_json("/api/v1/clients");
-    assert!(
-        clients["clients"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|c| c["type"] == "rtc-publish")),
-        "{clients}"
-    );
+    let publisher_id = clients["clients"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["type"] == "rtc-publish"))
+        .and_then(|c| c["id"].as_str())
+        .unwrap_or_else(|| panic!("no rtc-publish client: {clients}"))
+        .to_owned();
     if let Some(r) = &relay {
         let dropped = r.dropped.load(Ordering::Relaxed);
         assert!(dropped >= 50, "the relay dropped only {dropped} datagrams");
@@ -355,11 +355,17 @@ fn whip_publish_plays_over_rtmp(lossy: bool) {
         );
         eprintln!("{dropped} datagrams dropped toward the server; publisher {last:?}");
     }
-    // The publisher leaves: its RTMP publish ends.
-    drop(publisher);
+    // The API kicks the publisher: its WebRTC session and its RTMP publish end.
+    let (status, _, _) = common::ApiConn::connect(server.api_port).request(
+        "DELETE",
+        &format!("/api/v1/clients/{publisher_id}"),
+        &[],
+    );
+    assert_eq!(status, 200);
     assert!(
-        server.wait_log("rtc_to_rtmp unpublish", Duration::from_secs(30)),
+        server.wait_log("rtc_to_rtmp unpublish", Duration::from_secs(5)),
         "{}",
         server.log()
     );
+    assert!(server.wait_log("rtc session closed", Duration::from_secs(5)));
 }
