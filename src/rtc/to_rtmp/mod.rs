@@ -53,7 +53,7 @@ pub const RESYNC: Duration = Duration::from_secs(3);
 pub const MAX_INTERLEAVE: Duration = Duration::from_millis(500);
 /// Messages held for the caller; it drains them after every frame, so only a caller that
 /// does not can reach it, and the oldest are dropped (counted).
-const MAX_QUEUED: usize = 256;
+pub const MAX_QUEUED: usize = 256;
 
 /// A WebRTC track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
