@@ -421,10 +421,11 @@ fn replies_come_from_the_candidate_the_client_sent_to() {
 /// the file's AAC) come back out as RTMP and HTTP-FLV that ffmpeg decodes for 20 s, H.264 and
 /// AAC, with no error. The file is re-encoded without B-frames first: a WebRTC publisher
 /// never sends them (browsers' H.264 has none), and the converter gives every frame a
-/// composition time of 0. When the publisher stops, the publish ends.
+/// composition time of 0. The stream is a publish like an RTMP one: its vhost's HLS
+/// segments it. When the publisher stops, the publish ends.
 #[test]
 fn whip_bench_publish_plays_over_rtmp_and_http_flv() {
-    if !require("ffmpeg") {
+    if !require("ffmpeg") || !require("curl") {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -451,7 +452,11 @@ fn whip_bench_publish_plays_over_rtmp_and_http_flv() {
     let server = Server::start(
         2,
         &format!("rtc_server {{ enabled on; listen 127.0.0.1:{udp}; candidate 127.0.0.1; }}"),
-        "http_remux { enabled on; }\nrtc { enabled on; rtc_to_rtmp on; }",
+        &format!(
+            "http_remux {{ enabled on; }}\nrtc {{ enabled on; rtc_to_rtmp on; }}\n\
+             hls {{ enabled on; hls_fragment 2; hls_window 6; hls_path {}; }}",
+            dir.path().display()
+        ),
     );
     let mut publisher = common::Reaper(
         Command::new(env!("CARGO_BIN_EXE_ringcast-bench"))
@@ -478,6 +483,11 @@ fn whip_bench_publish_plays_over_rtmp_and_http_flv() {
     assert_eq!(stream["publish"]["active"], true, "{stream}");
     let stats = get_json(server.api_port, "/rtc/v1/stats/");
     assert_eq!(stats["rtc_to_rtmp"]["bad_frames"], 0, "{stats}");
+    let m3u8 = format!("http://127.0.0.1:{}/live/benchcam.m3u8", server.http_port);
+    let (status, playlist) = common::curl(&[], &m3u8);
+    assert_eq!(status, 200, "{playlist}");
+    let segments = playlist.lines().filter(|l| l.ends_with(".ts")).count();
+    assert!(segments >= 3, "{playlist}");
     let _ = publisher.0.kill();
     assert!(
         server.wait_log("rtc_to_rtmp unpublish", Duration::from_secs(30)),

@@ -666,6 +666,21 @@ fn whip_publish_with_rtc_to_rtmp_becomes_an_rtmp_publish() {
     let bad = net.hub.stats.to_rtmp_bad_frames.load(Relaxed);
     assert!(bad >= 5, "garbage counted: {bad}");
     assert_eq!(rtmp_video(&net.published, session).len(), 32);
+    // Garbage RTP and RTCP from the publisher's address (SRTP that does not authenticate,
+    // unknown SSRCs): str0m drops them (without an error, so they are not in `rejected`);
+    // the session and its publish go on.
+    let from: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    for i in 0..500u32 {
+        let mut d = vec![0x80, if i % 2 == 0 { 96 } else { 200 }];
+        d.extend_from_slice(&i.to_be_bytes());
+        d.extend_from_slice(&0xdead_beef_u32.wrapping_add(i).to_be_bytes());
+        d.resize(40 + (i as usize % 1100), i as u8);
+        net.engines[0].handle_datagram(net.now, from, None, &d);
+    }
+    net.step();
+    assert_eq!(net.engines[0].session_count(), 2);
+    net.publish(publisher, video, 90, 31);
+    assert_eq!(rtmp_video(&net.published, session).len(), 32 + 31);
     // The other publisher goes on; this one sends nothing more, ICE alive.
     let stopped = |net: &Net, id: u64| {
         net.published
