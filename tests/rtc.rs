@@ -1,6 +1,7 @@
 //! WebRTC end to end without a browser: `ringcast-bench whep-play` (str0m peers over real UDP,
 //! DTLS-SRTP) plays an RTMP publish through `rtmp_to_rtc` and a WHIP publish under SRS's
-//! simulated loss (`/rtc/v1/nack/?drop=N`), and SRS's JSON signalling answers an offer over
+//! simulated loss (`/rtc/v1/nack/?drop=N`), `ringcast-bench whip-publish` with `rtc_to_rtmp`
+//! plays in ffmpeg over RTMP and HTTP-FLV, and SRS's JSON signalling answers an offer over
 //! the HTTP API.
 
 mod common;
@@ -414,4 +415,83 @@ fn replies_come_from_the_candidate_the_client_sent_to() {
             _ => assert_eq!(recv_calls, Some(0), "{}", server.log()),
         }
     }
+}
+
+/// `rtc_to_rtmp` with the load tool as the WHIP publisher: its H.264 (Annex B) and Opus (from
+/// the file's AAC) come back out as RTMP and HTTP-FLV that ffmpeg decodes for 20 s, H.264 and
+/// AAC, with no error. The file is re-encoded without B-frames first: a WebRTC publisher
+/// never sends them (browsers' H.264 has none), and the converter gives every frame a
+/// composition time of 0. The stream is a publish like an RTMP one: its vhost's HLS
+/// segments it. When the publisher stops, the publish ends.
+#[test]
+fn whip_bench_publish_plays_over_rtmp_and_http_flv() {
+    if !require("ffmpeg") || !require("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("no-bframes.flv");
+    let encoded = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(common::media())
+        .args([
+            "-t",
+            "20",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "0",
+        ])
+        .args(["-g", "50", "-c:a", "copy", "-y"])
+        .arg(&input)
+        .status()
+        .expect("running ffmpeg");
+    assert!(encoded.success());
+    let udp = free_port();
+    let server = Server::start(
+        2,
+        &format!("rtc_server {{ enabled on; listen 127.0.0.1:{udp}; candidate 127.0.0.1; }}"),
+        &format!(
+            "http_remux {{ enabled on; }}\nrtc {{ enabled on; rtc_to_rtmp on; }}\n\
+             hls {{ enabled on; hls_fragment 2; hls_window 6; hls_path {}; }}",
+            dir.path().display()
+        ),
+    );
+    let mut publisher = common::Reaper(
+        Command::new(env!("CARGO_BIN_EXE_ringcast-bench"))
+            .args(["whip-publish", "-c", "1", "-d", "45", "-i"])
+            .arg(&input)
+            .arg("-r")
+            .arg(server.api_url("/rtc/v1/whip/?app=live&stream=benchcam"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("running ringcast-bench whip-publish"),
+    );
+    assert!(
+        server.wait_log("rtc_to_rtmp publish", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    let (rtmp, flv) = (server.url("benchcam"), server.flv_url("benchcam"));
+    let flv_player = std::thread::spawn(move || common::ffmpeg_play(&flv, 20));
+    let out = common::ffmpeg_play(&rtmp, 20);
+    // 25 fps for 20 s, less margin.
+    common::assert_ffmpeg_decoded(&out, 400);
+    common::assert_ffmpeg_decoded(&flv_player.join().expect("the HTTP-FLV player"), 400);
+    let stream = server.stream("benchcam").expect("the API lists the stream");
+    assert_eq!(stream["publish"]["active"], true, "{stream}");
+    let stats = get_json(server.api_port, "/rtc/v1/stats/");
+    assert_eq!(stats["rtc_to_rtmp"]["bad_frames"], 0, "{stats}");
+    let m3u8 = format!("http://127.0.0.1:{}/live/benchcam.m3u8", server.http_port);
+    let (status, playlist) = common::curl(&[], &m3u8);
+    assert_eq!(status, 200, "{playlist}");
+    let segments = playlist.lines().filter(|l| l.ends_with(".ts")).count();
+    assert!(segments >= 3, "{playlist}");
+    let _ = publisher.0.kill();
+    assert!(
+        server.wait_log("rtc_to_rtmp unpublish", Duration::from_secs(30)),
+        "{}",
+        server.log()
+    );
 }

@@ -87,6 +87,7 @@ pub async fn run_worker(
             config.rtc_server.clone(),
             shared.rtc.clone(),
             shared.hub.clone(),
+            Arc::new(crate::server::whip::Sink::new(shared.clone())),
         )));
     }
     for &addr in &config.listen {

@@ -216,7 +216,7 @@ const AUTH_KEYS: &[&str] = &["enabled", "username", "password", "public_metrics"
 const SECURITY_KEYS: &[&str] = &["enabled", "allow", "deny"];
 const RTC_SERVER_KEYS: &[&str] = &["enabled", "listen", "candidate", "sndbuf", "rcvbuf"];
 const EXPORTER_KEYS: &[&str] = &["enabled", "listen", "label", "tag"];
-const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "nack"];
+const VHOST_RTC_KEYS: &[&str] = &["enabled", "rtmp_to_rtc", "rtc_to_rtmp", "nack"];
 const CLUSTER_KEYS: &[&str] = &[
     "mode",
     "origin",
@@ -1169,6 +1169,7 @@ impl Builder<'_> {
             match c.name.as_str() {
                 "enabled" => rtc.enabled = on,
                 "rtmp_to_rtc" => rtc.rtmp_to_rtc = on,
+                "rtc_to_rtmp" => rtc.rtc_to_rtmp = on,
                 _ => rtc.nack = on,
             }
         }

@@ -282,6 +282,11 @@ const SETTINGS: &[Setting] = &[
         list: false,
     },
     Setting {
+        names: &["VHOST_RTC_RTC_TO_RTMP"],
+        path: &["vhost", "rtc", "rtc_to_rtmp"],
+        list: false,
+    },
+    Setting {
         names: &["VHOST_RTC_NACK"],
         path: &["vhost", "rtc", "nack"],
         list: false,

@@ -393,7 +393,7 @@ pub enum TimeJitter {
     Off,
 }
 
-/// A vhost's `rtc { enabled on; rtmp_to_rtc on; nack on; }`.
+/// A vhost's `rtc { enabled on; rtmp_to_rtc on; rtc_to_rtmp on; nack on; }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VhostRtc {
     /// `enabled on|off;`, default off as in SRS: WHIP publish and WHEP play are refused unless
@@ -402,6 +402,9 @@ pub struct VhostRtc {
     /// `rtmp_to_rtc on|off;`, default off: RTMP publishes of this vhost are offered to WHEP
     /// players.
     pub rtmp_to_rtc: bool,
+    /// `rtc_to_rtmp on|off;`, default off: WHIP publishes of this vhost are published as RTMP
+    /// streams too (H.264 as is, Opus as AAC), for RTMP, HTTP-FLV and HLS players.
+    pub rtc_to_rtmp: bool,
     /// `nack on|off;`, default on: lost packets a player reports are resent.
     pub nack: bool,
 }
@@ -411,6 +414,7 @@ impl Default for VhostRtc {
         Self {
             enabled: false,
             rtmp_to_rtc: false,
+            rtc_to_rtmp: false,
             nack: true,
         }
     }

@@ -535,6 +535,7 @@ fn full_srs_config_loads_with_warnings_only() {
         VhostRtc {
             enabled: true,
             rtmp_to_rtc: false,
+            rtc_to_rtmp: false,
             nack: true
         }
     );
@@ -572,7 +573,6 @@ fn full_srs_config_loads_with_warnings_only() {
         "rtc_server.protocol",
         "rtc_server.tcp",
         "rtc_server.black_hole",
-        "vhost.rtc.rtc_to_rtmp",
         "srt_server",
         "stats",
         "heartbeat",
@@ -1139,7 +1139,7 @@ fn duplicate_vhosts_fail() {
 fn rtc_blocks() {
     let (config, warnings) = parse(
         "rtc_server { enabled on; listen 9000; candidate 192.0.2.7; }\n\
-             vhost __defaultVhost__ { rtc { enabled on; rtmp_to_rtc on; nack off; } }",
+             vhost __defaultVhost__ { rtc { enabled on; rtmp_to_rtc on; rtc_to_rtmp on; nack off; } }",
     );
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(
@@ -1157,6 +1157,7 @@ fn rtc_blocks() {
         VhostRtc {
             enabled: true,
             rtmp_to_rtc: true,
+            rtc_to_rtmp: true,
             nack: false
         }
     );
@@ -1621,6 +1622,7 @@ fn environment_alone_builds_a_whole_config() {
             ("SRS_RTC_SERVER_CANDIDATE", "192.0.2.1"),
             ("SRS_VHOST_RTC_ENABLED", "on"),
             ("SRS_VHOST_RTC_RTMP_TO_RTC", "on"),
+            ("SRS_VHOST_RTC_RTC_TO_RTMP", "on"),
             ("SRS_VHOST_RTC_NACK", "off"),
             ("SRS_WORKERS", "2"),
             ("SRS_CPU_AFFINITY", "0-1 3"),
@@ -1649,6 +1651,7 @@ fn environment_alone_builds_a_whole_config() {
         VhostRtc {
             enabled: true,
             rtmp_to_rtc: true,
+            rtc_to_rtmp: true,
             nack: false
         }
     );

@@ -37,6 +37,7 @@ pub(super) fn handle(
         config: &config,
         hub: &shared.rtc,
         stream: &stream,
+        rtmp_published: &|key| shared.hub.get(key).is_some_and(|s| s.publisher().is_some()),
     };
     let now = Instant::now();
     let result = handle_signal(
@@ -214,6 +215,10 @@ fn stats_body(c: &RtcCounters) -> serde_json::Value {
         "inbox_overflows": c.inbox_overflows,
         "simulated_drops": c.simulated_drops,
         "loss": { "r": c.rx_drops, "s": c.send_drops },
+        "rtc_to_rtmp": {
+            "bad_frames": c.to_rtmp_bad_frames,
+            "stale_publishers": c.stale_publishers,
+        },
     })
 }
 

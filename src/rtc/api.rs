@@ -27,6 +27,9 @@ pub struct SignalContext<'a> {
     /// The key and settings of stream `(vhost, app, stream)`, as the RTMP side makes them
     /// (an unknown vhost falls back to the default one).
     pub stream: &'a dyn Fn(&str, &str, &str) -> (StreamKey, StreamSettings),
+    /// Whether an RTMP publisher (or an edge's pull) holds stream `key`: a WHIP publish with
+    /// `rtc_to_rtmp` is refused then, as SRS refuses a busy source.
+    pub rtmp_published: &'a dyn Fn(&StreamKey) -> bool,
 }
 
 impl std::fmt::Debug for SignalContext<'_> {
@@ -91,6 +94,10 @@ pub struct RtcCounters {
     pub rx_drops: u64,
     /// Failed or short sends (the `s`).
     pub send_drops: u64,
+    /// `rtc_to_rtmp`: malformed frames of publishers dropped.
+    pub to_rtmp_bad_frames: u64,
+    /// `rtc_to_rtmp`: publishers closed for sending no media.
+    pub stale_publishers: u64,
 }
 
 impl RtcCounters {
@@ -110,6 +117,8 @@ impl RtcCounters {
             simulated_drops: s.simulated_drops.load(Ordering::Relaxed),
             rx_drops: hub.rx_drops(),
             send_drops: s.send_drops.load(Ordering::Relaxed),
+            to_rtmp_bad_frames: s.to_rtmp_bad_frames.load(Ordering::Relaxed),
+            stale_publishers: s.stale_publishers.load(Ordering::Relaxed),
         }
     }
 }
@@ -191,12 +200,20 @@ fn serve(
                     key.vhost
                 )));
             }
+            let to_rtmp = role == Role::Publish && vhost.rtc.rtc_to_rtmp;
+            if to_rtmp && (ctx.rtmp_published)(&key) {
+                return Err(SignalError::Forbidden(format!(
+                    "stream {key} is already being published over RTMP"
+                )));
+            }
             let (rtc_stream, bridge) = match role {
                 Role::Publish => (hub.create_stream(&key).map_err(hub_error)?, None),
                 Role::Play => match hub.stream(&key) {
                     Ok(s) => (s, None),
                     // No WebRTC publisher: play the RTMP stream, published now or later.
-                    Err(_) if vhost.rtc.rtmp_to_rtc => (hub.detached_stream(&key), Some(settings)),
+                    Err(_) if vhost.rtc.rtmp_to_rtc => {
+                        (hub.detached_stream(&key), Some(settings.clone()))
+                    }
                     Err(e) => return Err(hub_error(e)),
                 },
             };
@@ -210,6 +227,7 @@ fn serve(
                     .collect(),
                 nack: vhost.rtc.nack,
                 bridge,
+                to_rtmp: to_rtmp.then_some(settings),
                 crypto: hub.certs.provider().clone(),
                 cert: hub.certs.current(now),
             };

@@ -11,6 +11,9 @@
 //! - [`stun`]: the binding's USERNAME, to route a new peer's first datagram.
 //! - [`packetize`]: frames cut into RTP payloads once per stream and core, shared by players.
 //! - [`bridge`]: RTMP's FLV H.264 and AAC made into what WebRTC players take.
+//! - [`to_rtmp`]: the reverse (`rtc_to_rtmp`): a WHIP publisher's H.264 and Opus made into
+//!   FLV messages (AVC, AAC) on one monotonic timeline, and the keyframe requests that
+//!   needs; its [`to_rtmp::sink`] is what the server implements to publish them.
 //!
 //! Sessions and state, sans-IO but shared between cores:
 //! - [`engine`]: one core's sessions (str0m, ICE-lite, DTLS-SRTP, H.264 and Opus), their
@@ -28,6 +31,7 @@ pub mod packetize;
 pub mod sdp;
 pub mod signal;
 pub mod stun;
+pub mod to_rtmp;
 pub mod udp;
 
 pub use api::{handle_signal, RtcCounters, SignalAnswer, SignalContext};

@@ -16,7 +16,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::api::{handle_signal, SignalAnswer, SignalContext};
 use super::engine::hub::RtcHub;
-use super::engine::Engine;
+use super::engine::{Engine, Publish};
 use super::signal::SignalError;
 use crate::config::Config;
 
@@ -104,11 +104,17 @@ struct Net {
     /// Where the clients' datagrams arrive, as the driver tells the engines: the address
     /// they were sent to (`None`), or this private one behind a NAT that announced SERVER.
     nat: Option<SocketAddr>,
+    /// What the engines asked the driver to publish to RTMP (`rtc_to_rtmp`).
+    published: Vec<Publish>,
 }
 
 impl Net {
     fn new(cores: usize) -> Self {
-        let (config, _) = Config::parse(CONFIG, "test.conf").unwrap();
+        Self::with_config(cores, CONFIG)
+    }
+
+    fn with_config(cores: usize, config: &str) -> Self {
+        let (config, _) = Config::parse(config, "test.conf").unwrap();
         let hub = RtcHub::new();
         let engines = (0..cores).map(|c| Engine::new(c, hub.clone())).collect();
         Self {
@@ -119,6 +125,7 @@ impl Net {
             clients: Vec::new(),
             now: Instant::now(),
             nat: None,
+            published: Vec::new(),
         }
     }
 
@@ -135,6 +142,7 @@ impl Net {
             config,
             hub: &self.hub,
             stream: &stream,
+            rtmp_published: &|_| false,
         };
         handle_signal(&ctx, method, path, query, body, self.now, &mut self.rng)
             .expect("an /rtc/v1/ path is served")
@@ -205,6 +213,8 @@ impl Net {
             e.handle_timeout(now);
             e.drive(now);
             e.take_transmits(&mut out);
+            self.published
+                .extend(std::iter::from_fn(|| e.poll_publish()));
         }
         for t in out.drain(..) {
             // Every reply leaves from where its peer's datagrams arrive (a NAT then maps it
@@ -525,6 +535,7 @@ fn offers_with_clashing_payload_types_are_refused() {
         candidates: vec![SERVER.parse().unwrap()],
         nack: true,
         bridge: None,
+        to_rtmp: None,
         crypto: hub.certs.provider().clone(),
         cert: None,
     };
@@ -573,4 +584,122 @@ fn turns_run_only_the_sessions_whose_timer_is_due() {
     e.drive(next);
     assert!(e.poll_timeout().is_some_and(|t| t > next));
     assert_eq!(e.session_count(), 2);
+}
+
+const TO_RTMP: &str = "rtc_server { enabled on; listen 8000; candidate 127.0.0.1; }
+vhost __defaultVhost__ { rtc { enabled on; rtc_to_rtmp on; } }";
+
+/// The video messages of `session`'s RTMP publish, as (FLV frame type byte, packet type).
+fn rtmp_video(published: &[Publish], session: u64) -> Vec<(u8, u8)> {
+    published
+        .iter()
+        .filter_map(|p| match p {
+            Publish::Message {
+                session: s,
+                message,
+            } if *s == session && message.kind == crate::media::MediaKind::Video => {
+                Some((message.payload[0], message.payload[1]))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `rtc_to_rtmp`: a connected WHIP publisher starts an RTMP publish and gets a PLI; its
+/// frames become FLV messages from the first keyframe, a sequence header first; garbage
+/// frames are counted and dropped, and a publisher that keeps ICE alive but sends no media
+/// is closed after the media timeout, its publish stopped. Another publisher's session, on
+/// the same core, is not disturbed.
+#[test]
+fn whip_publish_with_rtc_to_rtmp_becomes_an_rtmp_publish() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut net = Net::with_config(1, TO_RTMP);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "cam");
+    let (other, other_video) = net.join("10.0.0.3:5000", 0, Direction::SendOnly, "other");
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        connected(&n.clients[publisher]) && connected(&n.clients[other])
+    }));
+    let starts: Vec<(u64, String)> = net
+        .published
+        .iter()
+        .filter_map(|p| match p {
+            Publish::Start(r) => Some((r.session, r.key.stream.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    let session = starts.iter().find(|(_, s)| s == "cam").unwrap().0;
+    // Frames 1..29 come before the first keyframe: dropped, a keyframe asked for.
+    net.publish(publisher, video, 1, 60);
+    assert!(net.clients[publisher]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::KeyframeRequest(_))));
+    let v = rtmp_video(&net.published, session);
+    assert_eq!(v[..2], [(0x17, 0), (0x17, 1)], "header, then the keyframe");
+    assert_eq!(v.len(), 2 + 30, "frames 30..59");
+    assert!(v[2..]
+        .iter()
+        .all(|&(b, t)| t == 1 && (b == 0x27 || b == 0x17)));
+    // Garbage: an SPS too short to read, with a PPS (str0m's packetizer sends an SPS only with
+    // a PPS, and its depacketizer makes Annex B of whatever arrives: this is the garbage that
+    // reaches the converter).
+    for n in 0..10u64 {
+        let c = &mut net.clients[publisher];
+        let mut writer = c.rtc.writer(video).unwrap();
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::H264)
+            .unwrap()
+            .pt();
+        writer = c.rtc.writer(video).unwrap();
+        let rtp_time = Duration::from_millis((60 + n) * 33).into();
+        let mut frame = vec![
+            0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x41,
+        ];
+        frame.resize(900, 7);
+        writer.write(pt, net.now, rtp_time, frame).unwrap();
+        for _ in 0..33 {
+            net.step();
+        }
+    }
+    let bad = net.hub.stats.to_rtmp_bad_frames.load(Relaxed);
+    assert!(bad >= 5, "garbage counted: {bad}");
+    assert_eq!(rtmp_video(&net.published, session).len(), 32);
+    // Garbage RTP and RTCP from the publisher's address (SRTP that does not authenticate,
+    // unknown SSRCs): str0m drops them (without an error, so they are not in `rejected`);
+    // the session and its publish go on.
+    let from: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    for i in 0..500u32 {
+        let mut d = vec![0x80, if i % 2 == 0 { 96 } else { 200 }];
+        d.extend_from_slice(&i.to_be_bytes());
+        d.extend_from_slice(&0xdead_beef_u32.wrapping_add(i).to_be_bytes());
+        d.resize(40 + (i as usize % 1100), i as u8);
+        net.engines[0].handle_datagram(net.now, from, None, &d);
+    }
+    net.step();
+    assert_eq!(net.engines[0].session_count(), 2);
+    net.publish(publisher, video, 90, 31);
+    assert_eq!(rtmp_video(&net.published, session).len(), 32 + 31);
+    // The other publisher goes on; this one sends nothing more, ICE alive.
+    let stopped = |net: &Net, id: u64| {
+        net.published
+            .iter()
+            .any(|p| matches!(p, Publish::Stop { session: s } if *s == id))
+    };
+    let end = net.now + Duration::from_secs(15);
+    let mut n = 0;
+    while net.now < end && !stopped(&net, session) {
+        net.publish(other, other_video, n, 1);
+        n += 1;
+    }
+    assert!(
+        stopped(&net, session),
+        "a silent publisher's RTMP publish stops"
+    );
+    assert_eq!(net.hub.stats.stale_publishers.load(Relaxed), 1);
+    assert_eq!(net.engines[0].session_count(), 1);
+    let other_session = starts.iter().find(|(_, s)| s == "other").unwrap().0;
+    assert!(rtmp_video(&net.published, other_session).len() > 250);
+    assert!(!stopped(&net, other_session));
 }

@@ -2,8 +2,8 @@
 //! it: forwards (`forward`), the HLS segmenter (`hls {}`) and the DVR recorder (`dvr {}`).
 //! Every producer calls [`start`] once it holds the stream's publish in the hub and before
 //! it pushes a frame, so that each consumer starts from the first frame: an RTMP publisher
-//! (`conn.rs`), an edge's pull from its origin (`edge.rs`), and the WHIP publisher (WebRTC
-//! to RTMP) when it comes, as a [`Producer`] of its own.
+//! (`conn.rs`), an edge's pull from its origin (`edge.rs`), and a WHIP publisher whose vhost
+//! has `rtc_to_rtmp` (`whip.rs`).
 //!
 //! It decides what starts for which producer, nothing more: the consumers themselves are
 //! `forward.rs`, `hls.rs` and [`crate::dvr`], and it stops nothing. Each consumer ends on
@@ -24,18 +24,22 @@ pub(super) enum Producer {
     Publish(u64),
     /// An edge's pull of the stream from its origin.
     EdgePull(u64),
+    /// A WHIP publisher (`rtc_to_rtmp`), by its WebRTC session id: a publisher here, as an
+    /// RTMP one.
+    Whip(u64),
 }
 
 impl Producer {
     fn id(self) -> u64 {
         match self {
-            Self::Publish(id) | Self::EdgePull(id) => id,
+            Self::Publish(id) | Self::EdgePull(id) | Self::Whip(id) => id,
         }
     }
 }
 
 /// Starts what `key`'s vhost configures for a stream that `producer` has just begun to
-/// publish: forwards, HLS and DVR for a publisher here; HLS and DVR for an edge's pull.
+/// publish: forwards, HLS and DVR for a publisher here (RTMP or WHIP); HLS and DVR for an
+/// edge's pull.
 ///
 /// An edge's pull forwards nothing: the forward runs where the publisher is, on the origin,
 /// which sends the stream once to each destination; an edge forwarding too would send each
@@ -48,7 +52,7 @@ pub(super) fn start(
     producer: Producer,
 ) {
     let id = producer.id();
-    if let Producer::Publish(_) = producer {
+    if let Producer::Publish(_) | Producer::Whip(_) = producer {
         let config = shared.config();
         for dest in &config.vhost(&key.vhost).forward {
             compio::runtime::spawn(forward::run(

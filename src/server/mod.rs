@@ -19,6 +19,7 @@ mod forward;
 mod hls;
 pub(crate) mod origin_cluster;
 mod player;
+pub mod whip;
 
 pub use conn::serve;
 

@@ -26,6 +26,8 @@ pub enum ClientKind {
     RtmpPlay,
     /// An HTTP-FLV player (`flv-play`).
     FlvPlay,
+    /// A WHIP publisher whose stream is published to RTMP (`rtc-publish`, `rtc_to_rtmp`).
+    RtcPublish,
 }
 
 impl ClientKind {
@@ -35,12 +37,13 @@ impl ClientKind {
             Self::RtmpPublish => "fmle-publish",
             Self::RtmpPlay => "rtmp-play",
             Self::FlvPlay => "flv-play",
+            Self::RtcPublish => "rtc-publish",
         }
     }
 
     /// True for publishers.
     pub fn is_publish(self) -> bool {
-        self == Self::RtmpPublish
+        matches!(self, Self::RtmpPublish | Self::RtcPublish)
     }
 }
 
@@ -72,6 +75,12 @@ impl Client {
     pub fn kick(&self) {
         self.kicked.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// Whether the client was kicked, for a publish that is not a task to cancel (a WHIP
+    /// publisher's, pushed by the RTC loop).
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
     }
 
     /// Runs `work` until it ends, or until the client is kicked: then `Err(Kicked.into())`.

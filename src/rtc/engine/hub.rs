@@ -49,6 +49,12 @@ pub struct RtcStats {
     pub simulate_drop_every: AtomicU64,
     /// Datagrams dropped by the loss simulation.
     pub simulated_drops: AtomicU64,
+    /// `rtc_to_rtmp`: publishers' frames dropped as malformed (not Annex B H.264, bad
+    /// SPS/PPS, Opus libopus refused).
+    pub to_rtmp_bad_frames: AtomicU64,
+    /// `rtc_to_rtmp`: publishers closed for sending no media for
+    /// [`crate::rtc::to_rtmp::MEDIA_TIMEOUT`].
+    pub stale_publishers: AtomicU64,
 }
 
 /// Where a session lives, for DELETE.

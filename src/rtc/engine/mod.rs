@@ -8,8 +8,13 @@
 //!
 //! A loop turn calls, in order: the `handle_*` inputs ([`Engine::handle_datagram`],
 //! [`Engine::handle_inbox`], [`Engine::handle_rtmp_frame`], [`Engine::handle_timeout`]), then
-//! [`Engine::drive`], then the outputs: [`Engine::poll_watch`] until `None`,
-//! [`Engine::take_transmits`], and [`Engine::poll_timeout`] for when to wake.
+//! [`Engine::drive`], then the outputs: [`Engine::poll_watch`] and [`Engine::poll_publish`]
+//! until `None`, [`Engine::take_transmits`], and [`Engine::poll_timeout`] for when to wake.
+//!
+//! A publisher of a vhost with `rtc_to_rtmp` has its frames converted here
+//! ([`crate::rtc::to_rtmp`]) into the messages of an RTMP publish, which [`Publish`] hands to
+//! the driver: the engine decides when that publish starts (the session connected) and ends
+//! (it closed, or sent nothing for [`crate::rtc::to_rtmp::MEDIA_TIMEOUT`]).
 //!
 //! Map: [`session`] (one peer), [`fanout`] (who gets which frame, cut once per core),
 //! [`timers`] (the due sessions, without a scan), [`hub`] (what the cores and signalling
@@ -31,7 +36,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use str0m::media::KeyframeRequestKind;
+use str0m::format::Codec;
+use str0m::media::{KeyframeRequestKind, MediaData, MediaKind};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Event, IceConnectionState, Input};
 
@@ -42,6 +48,8 @@ use crate::media::Frame;
 use crate::rtc::packetize::RtpFrame;
 use crate::rtc::signal::Role;
 use crate::rtc::stun;
+use crate::rtc::to_rtmp::sink::PublishRequest;
+use crate::rtc::to_rtmp::{self, ToRtmp, Track};
 use fanout::Fanout;
 use hub::RtcHub;
 use inbox::{CoreMsg, Inbox, SharedFrame};
@@ -56,6 +64,25 @@ impl std::fmt::Display for Sid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:016x}", self.0)
     }
+}
+
+/// What the driver does for a publisher's RTMP publish (`rtc_to_rtmp`).
+#[derive(Debug)]
+pub enum Publish {
+    /// Start publishing the stream to RTMP.
+    Start(PublishRequest),
+    /// A message of publisher session `session`'s RTMP publish.
+    Message {
+        /// The WHIP publisher's session.
+        session: u64,
+        /// The message.
+        message: to_rtmp::Message,
+    },
+    /// End session `session`'s RTMP publish.
+    Stop {
+        /// The WHIP publisher's session.
+        session: u64,
+    },
 }
 
 /// One core's sessions and their forwarding.
@@ -79,6 +106,8 @@ pub struct Engine {
     rtmp_frames: Vec<RtpFrame>,
     /// Datagrams to players produced, for the loss simulation.
     sent_count: u64,
+    /// RTMP publishes' starts, messages and stops, for the driver.
+    publishes: std::collections::VecDeque<Publish>,
 }
 
 impl Engine {
@@ -99,6 +128,7 @@ impl Engine {
             events: Vec::new(),
             rtmp_frames: Vec::new(),
             sent_count: 0,
+            publishes: std::collections::VecDeque::new(),
         }
     }
 
@@ -280,6 +310,20 @@ impl Engine {
             let Some(s) = self.sessions.get_mut(&id) else {
                 continue;
             };
+            if s.converter.as_ref().is_some_and(|c| c.is_stale(now)) {
+                tracing::info!(
+                    session = %Sid(id),
+                    "rtc publisher sent nothing for {:?}: closed",
+                    to_rtmp::MEDIA_TIMEOUT
+                );
+                self.hub
+                    .stats
+                    .stale_publishers
+                    .fetch_add(1, Ordering::Relaxed);
+                s.rtc.disconnect();
+                self.close(id);
+                continue;
+            }
             if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
                 tracing::debug!(session = %Sid(id), "rtc timeout: {e}");
                 self.close(id);
@@ -301,7 +345,7 @@ impl Engine {
             let from = self.out.len();
             let result = session.poll(now, &mut self.out, &mut events);
             let alive = session.rtc.is_alive();
-            self.timers.set(id, session.timeout);
+            self.timers.set(id, session.deadline());
             if session.role == Role::Play {
                 self.simulate_loss(from);
             }
@@ -326,6 +370,15 @@ impl Engine {
                 };
                 s.connected = true;
                 tracing::info!(session = %Sid(id), "rtc connected");
+                if let Some(settings) = s.to_rtmp.clone() {
+                    s.converter = Some(Box::new(ToRtmp::new(now)));
+                    self.publishes.push_back(Publish::Start(PublishRequest {
+                        session: id,
+                        ip: s.peer().map(|p| p.ip()),
+                        key: s.stream.key().clone(),
+                        settings,
+                    }));
+                }
                 if let Some(settings) = &s.bridge {
                     self.fanout.join_bridge(s.stream.key(), settings, id);
                 } else if s.role == Role::Play {
@@ -347,6 +400,34 @@ impl Engine {
                 };
                 if s.role != Role::Publish {
                     return;
+                }
+                if let Some(converter) = s.converter.as_deref_mut() {
+                    let before = converter.stats();
+                    convert(converter, kind, &data, now);
+                    let after = converter.stats();
+                    let bad =
+                        (after.bad_video + after.bad_audio) - (before.bad_video + before.bad_audio);
+                    if bad > 0 {
+                        self.hub
+                            .stats
+                            .to_rtmp_bad_frames
+                            .fetch_add(bad, Ordering::Relaxed);
+                    }
+                    let mut keyframe = false;
+                    while let Some(out) = converter.poll_output() {
+                        match out {
+                            to_rtmp::Output::Message(message) => {
+                                self.publishes.push_back(Publish::Message {
+                                    session: id,
+                                    message,
+                                });
+                            }
+                            to_rtmp::Output::RequestKeyframe => keyframe = true,
+                        }
+                    }
+                    if keyframe && s.request_keyframe(KeyframeRequestKind::Pli, now) {
+                        s.queue(&mut self.dirty);
+                    }
                 }
                 let frame = Arc::new(SharedFrame { kind, data });
                 let stream = s.stream.clone();
@@ -411,6 +492,9 @@ impl Engine {
         self.by_ufrag.remove(&session.ufrag);
         self.timers.remove(id);
         let stream = session.stream.clone();
+        if session.converter.is_some() {
+            self.publishes.push_back(Publish::Stop { session: id });
+        }
         match session.role {
             Role::Publish => {
                 stream.set_publisher(None);
@@ -434,6 +518,23 @@ impl Engine {
     /// and drops it on [`Watch::Stop`]. Call after [`Self::drive`] until `None`.
     pub fn poll_watch(&mut self) -> Option<Watch> {
         self.fanout.poll_watch()
+    }
+
+    /// The next start, message or stop of an RTMP publish (`rtc_to_rtmp`); call after
+    /// [`Self::drive`] until `None`.
+    pub fn poll_publish(&mut self) -> Option<Publish> {
+        self.publishes.pop_front()
+    }
+
+    /// Ends publisher session `id`, whose RTMP publish the driver could not start or that
+    /// was ended from outside (the API kicked it).
+    pub fn end_publish(&mut self, id: u64) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.rtc.disconnect();
+            // Its stop is not wanted: the driver holds no publish, or drops it itself.
+            s.converter = None;
+        }
+        self.close(id);
     }
 
     /// The transmits produced since the last call.
@@ -483,4 +584,25 @@ fn write_to(
             }
         }
     }
+}
+
+/// Feeds a publisher's frame to its `rtc_to_rtmp` converter: H.264 video and Opus audio, the
+/// only codecs a session negotiates; anything else is not converted.
+fn convert(converter: &mut ToRtmp, kind: MediaKind, data: &MediaData, now: Instant) {
+    let track = match (kind, data.params.spec().codec) {
+        (MediaKind::Video, Codec::H264) => Track::Video,
+        (MediaKind::Audio, Codec::Opus) => Track::Audio,
+        _ => return,
+    };
+    converter.handle_frame(
+        now,
+        to_rtmp::Frame {
+            track,
+            data: &data.data,
+            rtp_time: data.time.numer(),
+            clock_rate: data.time.denom(),
+            network_time: data.network_time,
+            contiguous: data.contiguous,
+        },
+    );
 }

@@ -22,6 +22,7 @@ use crate::hub::StreamSettings;
 use crate::rtc::packetize::RtpFrame;
 use crate::rtc::sdp::stray_format;
 use crate::rtc::signal::Role;
+use crate::rtc::to_rtmp::ToRtmp;
 
 /// Peer addresses a session remembers the local address of: a browser checks a pair per
 /// candidate of its own that reaches ours, a handful.
@@ -72,6 +73,9 @@ pub struct SessionParams {
     pub nack: bool,
     /// For a player of an RTMP stream (`rtmp_to_rtc`): that stream's settings.
     pub bridge: Option<StreamSettings>,
+    /// For a publisher whose stream is published to RTMP too (`rtc_to_rtmp`): the RTMP
+    /// stream's settings.
+    pub to_rtmp: Option<StreamSettings>,
     /// The crypto provider str0m runs on.
     pub crypto: Arc<CryptoProvider>,
     /// The DTLS certificate; `None` lets str0m make one.
@@ -93,6 +97,11 @@ pub struct Session {
     mids: Vec<(Mid, MediaKind)>,
     last_keyframe_request: Option<Instant>,
     pub(super) bridge: Option<StreamSettings>,
+    /// Publisher with `rtc_to_rtmp`: the RTMP stream's settings.
+    pub(super) to_rtmp: Option<StreamSettings>,
+    /// Publisher with `rtc_to_rtmp`, once connected: its frames' conversion. Boxed: most
+    /// sessions are players and have none.
+    pub(super) converter: Option<Box<ToRtmp>>,
     /// The candidates announced, as str0m knows them.
     candidates: Vec<SocketAddr>,
     /// For each peer address (a peer may check several pairs, over IPv4 and IPv6), the
@@ -204,6 +213,8 @@ impl Session {
             mids: Vec::new(),
             last_keyframe_request: None,
             bridge: params.bridge,
+            to_rtmp: params.to_rtmp,
+            converter: None,
             candidates,
             paths: Vec::new(),
             need_key: true,
@@ -244,6 +255,20 @@ impl Session {
                     .first()
                     .expect("from_offer makes no session without a candidate")
             })
+    }
+
+    /// The address its peer last sent from, once a datagram of it was accepted.
+    pub(super) fn peer(&self) -> Option<SocketAddr> {
+        self.paths.last().map(|(peer, _)| *peer)
+    }
+
+    /// When the engine must next look at it: str0m's timeout, or the moment its
+    /// `rtc_to_rtmp` publish goes stale.
+    pub(super) fn deadline(&self) -> Instant {
+        match &self.converter {
+            Some(c) => self.timeout.min(c.deadline()),
+            None => self.timeout,
+        }
     }
 
     /// Records that `peer`'s datagrams arrive at `local`, for the replies to it.
@@ -393,7 +418,6 @@ impl Session {
         {
             return false;
         }
-        self.last_keyframe_request = Some(now);
         let video: Vec<Mid> = self
             .mids
             .iter()
@@ -405,6 +429,11 @@ impl Session {
             if let Some(mut writer) = self.rtc.writer(mid) {
                 requested |= writer.request_keyframe(None, kind).is_ok();
             }
+        }
+        // Only a request made counts against the interval: one asked before the media
+        // sections were known must not hold back the next.
+        if requested {
+            self.last_keyframe_request = Some(now);
         }
         requested
     }

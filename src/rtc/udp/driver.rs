@@ -1,5 +1,6 @@
-//! The worker's RTC loop, on either driver: it owns the socket, the core's [`Engine`] and the
-//! hub consumers of the RTMP streams this core's WebRTC players watch, and is the one place
+//! The worker's RTC loop, on either driver: it owns the socket, the core's [`Engine`], the
+//! hub consumers of the RTMP streams this core's WebRTC players watch and the RTMP publishes
+//! of its WHIP publishers (`rtc_to_rtmp`, through the server's [`RtmpSink`]), and is the one place
 //! that awaits (the socket, the inbox, the consumers, the engine's next timer) and reads the
 //! clock. Each turn hands the engine what arrived (each datagram with its source and the
 //! address it was sent to), with the time, then sends what it made.
@@ -25,7 +26,8 @@ use crate::hub::Consumer;
 use crate::hub::{Hub, StreamKey};
 use crate::rtc::engine::hub::RtcHub;
 use crate::rtc::engine::inbox::Inbox;
-use crate::rtc::engine::{Engine, Watch};
+use crate::rtc::engine::{Engine, Publish, Watch};
+use crate::rtc::to_rtmp::sink::{RtmpPublish, RtmpSink};
 
 /// Receive batches per loop turn.
 pub const MAX_BATCHES: usize = 8;
@@ -33,9 +35,16 @@ pub const MAX_BATCHES: usize = 8;
 const RTMP_FRAMES_PER_TURN: usize = 256;
 
 /// Runs worker `worker`'s RTC loop, with `config` as the server's `rtc_server` block, `hub`
-/// the state the cores share and `rtmp` the stream registry (for `rtmp_to_rtc` players),
-/// until the process exits; logs and returns if the port cannot be bound.
-pub async fn run(worker: usize, config: RtcServer, hub: Arc<RtcHub>, rtmp: Arc<Hub>) {
+/// the state the cores share, `rtmp` the stream registry (for `rtmp_to_rtc` players) and
+/// `sink` what publishes WHIP streams to RTMP (`rtc_to_rtmp`), until the process exits;
+/// logs and returns if the port cannot be bound.
+pub async fn run(
+    worker: usize,
+    config: RtcServer,
+    hub: Arc<RtcHub>,
+    rtmp: Arc<Hub>,
+    sink: Arc<dyn RtmpSink>,
+) {
     let bound = bind_addr(&config);
     let socket = match bind(bound) {
         Ok(s) => Arc::new(s),
@@ -69,6 +78,8 @@ pub async fn run(worker: usize, config: RtcServer, hub: Arc<RtcHub>, rtmp: Arc<H
         engine,
         rtmp,
         watched: HashMap::new(),
+        sink,
+        publishes: HashMap::new(),
         sender: Sender::new(true, bound),
         transmits: Vec::new(),
         hub,
@@ -104,6 +115,9 @@ struct Turn {
     /// One consumer per RTMP stream that players of this core watch (`rtmp_to_rtc`), however
     /// many players: the engine converts each frame once for all of them.
     watched: HashMap<StreamKey, Consumer>,
+    sink: Arc<dyn RtmpSink>,
+    /// The RTMP publish of each WHIP publisher of this core with `rtc_to_rtmp`, by session.
+    publishes: HashMap<u64, Box<dyn RtmpPublish>>,
     sender: Sender,
     transmits: Vec<Transmit>,
     hub: Arc<RtcHub>,
@@ -134,11 +148,45 @@ impl Turn {
                 }
             }
         }
+        self.publish();
         self.engine.take_transmits(&mut self.transmits);
         if !self.transmits.is_empty() {
             self.sender
                 .send_all(socket, &self.transmits, &self.hub.stats);
             self.transmits.clear();
+        }
+    }
+
+    /// Carries out the engine's RTMP publishes: a refused start or a kicked publish ends its
+    /// WHIP session (whose stop, queued by that, is then the only output left of it).
+    fn publish(&mut self) {
+        while let Some(p) = self.engine.poll_publish() {
+            match p {
+                Publish::Start(request) => {
+                    let (session, key) = (request.session, request.key.clone());
+                    match self.sink.start(request) {
+                        Ok(publish) => {
+                            self.publishes.insert(session, publish);
+                        }
+                        Err(e) => {
+                            tracing::warn!(stream = %key, "rtc_to_rtmp refused: {e}");
+                            self.engine.end_publish(session);
+                        }
+                    }
+                }
+                Publish::Message { session, message } => {
+                    let Some(publish) = self.publishes.get_mut(&session) else {
+                        continue;
+                    };
+                    if !publish.push(message) {
+                        self.publishes.remove(&session);
+                        self.engine.end_publish(session);
+                    }
+                }
+                Publish::Stop { session } => {
+                    self.publishes.remove(&session);
+                }
+            }
         }
     }
 
