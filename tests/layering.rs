@@ -44,6 +44,7 @@ const PROTOCOL: &[&str] = &[
     "rtc/packetize",
     "rtc/bridge",
     "rtc/engine",
+    "rtc/to_rtmp",
 ];
 /// The I/O, process and API layers, which protocol code never imports.
 const DRIVERS: &[&str] = &[
@@ -71,6 +72,7 @@ const FORBID_UNSAFE: &[&str] = &[
     "rtc/packetize",
     "rtc/bridge",
     "rtc/engine",
+    "rtc/to_rtmp",
     "app",
     "state",
     "stats",

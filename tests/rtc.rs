@@ -11,7 +11,8 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_port, require, Server};
+use common::hooks::{hooks, HookServer};
+use common::{free_port, require, wait_until, Server};
 
 fn rtc_server(vhost_rtc: &str) -> Server {
     let udp = free_port();
@@ -449,13 +450,16 @@ fn whip_bench_publish_plays_over_rtmp_and_http_flv() {
         .expect("running ffmpeg");
     assert!(encoded.success());
     let udp = free_port();
+    let hook = HookServer::start();
+    let allow = hook.url("/allow");
     let server = Server::start(
         2,
         &format!("rtc_server {{ enabled on; listen 127.0.0.1:{udp}; candidate 127.0.0.1; }}"),
         &format!(
             "http_remux {{ enabled on; }}\nrtc {{ enabled on; rtc_to_rtmp on; }}\n\
-             hls {{ enabled on; hls_fragment 2; hls_window 6; hls_path {}; }}",
-            dir.path().display()
+             hls {{ enabled on; hls_fragment 2; hls_window 6; hls_path {}; }}\n{}",
+            dir.path().display(),
+            hooks(&format!("on_publish {allow}; on_unpublish {allow};"))
         ),
     );
     let mut publisher = common::Reaper(
@@ -463,7 +467,7 @@ fn whip_bench_publish_plays_over_rtmp_and_http_flv() {
             .args(["whip-publish", "-c", "1", "-d", "45", "-i"])
             .arg(&input)
             .arg("-r")
-            .arg(server.api_url("/rtc/v1/whip/?app=live&stream=benchcam"))
+            .arg(server.api_url("/rtc/v1/whip/?app=live&stream=benchcam&token=t"))
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("running ringcast-bench whip-publish"),
@@ -481,6 +485,7 @@ fn whip_bench_publish_plays_over_rtmp_and_http_flv() {
     common::assert_ffmpeg_decoded(&flv_player.join().expect("the HTTP-FLV player"), 400);
     let stream = server.stream("benchcam").expect("the API lists the stream");
     assert_eq!(stream["publish"]["active"], true, "{stream}");
+    let client_id = stream["publish"]["cid"].clone();
     let stats = get_json(server.api_port, "/rtc/v1/stats/");
     assert_eq!(stats["rtc_to_rtmp"]["bad_frames"], 0, "{stats}");
     let m3u8 = format!("http://127.0.0.1:{}/live/benchcam.m3u8", server.http_port);
@@ -494,4 +499,32 @@ fn whip_bench_publish_plays_over_rtmp_and_http_flv() {
         "{}",
         server.log()
     );
+    // The hooks hear of one client: on_unpublish names the client on_publish was asked
+    // about (id, address, tcUrl, param), and the API listed it by that id.
+    wait_until(Duration::from_secs(5), "on_unpublish", || {
+        hook.count("on_unpublish") == 1
+    });
+    let (publish, unpublish) = (
+        &hook.bodies("on_publish")[0],
+        &hook.bodies("on_unpublish")[0],
+    );
+    for field in [
+        "client_id",
+        "ip",
+        "vhost",
+        "app",
+        "stream",
+        "param",
+        "tcUrl",
+    ] {
+        assert_eq!(
+            publish[field], unpublish[field],
+            "{field}: {publish} {unpublish}"
+        );
+    }
+    assert_eq!(
+        publish["param"], "app=live&stream=benchcam&token=t",
+        "{publish}"
+    );
+    assert_eq!(publish["client_id"], client_id, "{publish}");
 }

@@ -26,9 +26,26 @@ use std::sync::Arc;
 pub use body::{Action, Request, Traffic};
 pub use call::{HookError, TIMEOUT};
 
+use crate::rtc::to_rtmp::sink::Offerer;
 use crate::rtmp::session::ServerSession;
 use crate::state::Shared;
 use crate::stats::clients::Client;
+
+/// A WebRTC session's request for `stream` of `app` of `vhost`: session `session`, offered
+/// by `offerer`. The offer's hook and the session's end build theirs here, so they match.
+#[must_use]
+pub fn rtc(session: u64, offerer: &Offerer, vhost: &str, app: &str, stream: &str) -> Request {
+    Request {
+        client_id: session,
+        ip: offerer.ip.clone(),
+        vhost: vhost.to_owned(),
+        app: app.to_owned(),
+        stream: stream.to_owned(),
+        param: offerer.param.clone(),
+        tc_url: offerer.tc_url.clone(),
+        page_url: String::new(),
+    }
+}
 
 /// An RTMP client's request for `stream` of `vhost`, from its connect and its publish or
 /// play (the stream's query is SRS's `param`); `stream` is "" at connect.

@@ -35,8 +35,13 @@ const CODE_CLIENT_NOT_FOUND: i64 = 2049;
 /// How many items a list returns when `count` is not given, as in SRS.
 const DEFAULT_COUNT: usize = 10;
 
-/// Serves one API request.
-pub(super) async fn handle(req: &Request, shared: &Arc<Shared>) -> ApiReply {
+/// Serves one API request; `offered`: an RTC offer's session id and offerer, as its hooks
+/// were told ([`super::rtc::hooked`]).
+pub(super) async fn handle(
+    req: &Request,
+    shared: &Arc<Shared>,
+    offered: Option<(u64, crate::rtc::to_rtmp::sink::Offerer)>,
+) -> ApiReply {
     let path = req.path.trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
     if path.starts_with("/api/v1/profile") || PROFILE_PATHS.contains(&path) {
@@ -45,8 +50,15 @@ pub(super) async fn handle(req: &Request, shared: &Arc<Shared>) -> ApiReply {
             .unwrap_or_else(|| error(404, "not available in this build"));
     }
     if req.path.starts_with("/rtc/v1/") {
-        return super::rtc::handle(&req.method, &req.path, &req.query, &req.body, shared)
-            .unwrap_or_else(|| error(404, "not found"));
+        return super::rtc::handle(
+            &req.method,
+            &req.path,
+            &req.query,
+            &req.body,
+            shared,
+            offered,
+        )
+        .unwrap_or_else(|| error(404, "not found"));
     }
     let (collection, item) = match path.strip_prefix("/api/v1/") {
         Some(rest) => match rest.split_once('/') {

@@ -86,6 +86,7 @@ pub(super) async fn route(
             || path == "/api"
             || path.starts_with("/rtc/")
         {
+            let mut offered = None;
             if let Some(offer) = &offer {
                 // Before the hooks: the coworker that serves the offer asks its own, and a
                 // play asked of this server's would never see its stop.
@@ -94,11 +95,13 @@ pub(super) async fn route(
                         return Routed::Reply(sent);
                     }
                 }
-                if let Some(denied) = rtc::hooked(req, offer, shared, (id, peer)).await {
+                let offerer = rtc::offerer(req, offer, peer);
+                if let Some(denied) = rtc::hooked(req, offer, &offerer, shared, id).await {
                     return Routed::Reply(denied);
                 }
+                offered = Some((offer.session, offerer));
             }
-            return Routed::Reply(api::handle(req, shared).await);
+            return Routed::Reply(api::handle(req, shared, offered).await);
         }
     }
     // The API's `/metrics` above carries SRS's metrics too; this listener has them alone.

@@ -12,19 +12,22 @@ use super::parser::Request;
 use super::reply::{error, reply as json_reply, ApiReply};
 use crate::config::DEFAULT_VHOST;
 use crate::rtc::signal::{self, Role, SignalError, Style};
+use crate::rtc::to_rtmp::sink::Offerer;
 use crate::rtc::{handle_signal, RtcCounters, SignalAnswer, SignalContext};
 use crate::state::Shared;
 
 /// The server id SRS's JSON answers carry in `server` and `service`.
 const SERVER_ID: &str = "ringcast";
 
-/// Serves a signalling request; `None` for a path under `/rtc/v1/` that is not one.
+/// Serves a signalling request (an offer whose hooks ran with what [`hooked`] was given:
+/// `offered`); `None` for a path under `/rtc/v1/` that is not one.
 pub(super) fn handle(
     method: &str,
     path: &str,
     query: &str,
     body: &[u8],
     shared: &Arc<Shared>,
+    offered: Option<(u64, Offerer)>,
 ) -> Option<ApiReply> {
     let config = shared.config();
     let asked = std::cell::RefCell::new(None);
@@ -38,6 +41,7 @@ pub(super) fn handle(
         hub: &shared.rtc,
         stream: &stream,
         rtmp_published: &|key| shared.hub.get(key).is_some_and(|s| s.publisher().is_some()),
+        offered,
     };
     let now = Instant::now();
     let result = handle_signal(
@@ -74,6 +78,9 @@ pub(super) struct Offer {
     pub vhost: Option<String>,
     pub app: String,
     pub stream: String,
+    /// The id of the session it will start, drawn now: the hooks are told it as the
+    /// client's id, as the API lists the session and as `on_unpublish` tells them again.
+    pub session: u64,
 }
 
 /// The offer `req` makes, if it is a WHIP/WHEP (or SRS JSON) publish or play.
@@ -95,7 +102,22 @@ pub(super) fn offer(req: &Request) -> Option<Offer> {
         vhost,
         app,
         stream,
+        session: crate::rtc::new_session_id(&mut rand::thread_rng()),
     })
+}
+
+/// Who makes offer `req`, from `peer`, as the hooks are told.
+pub(super) fn offerer(req: &Request, offer: &Offer, peer: SocketAddr) -> Offerer {
+    Offerer {
+        ip: peer.ip().to_string(),
+        tc_url: format!(
+            "webrtc://{}/{}",
+            req.header("host").unwrap_or(""),
+            offer.app
+        ),
+        // SRS's WHIP and WHEP send the raw query.
+        param: req.query.clone(),
+    }
 }
 
 /// Whether `offer` is a WHEP play, which an origin cluster may redirect. SRS's JSON play is
@@ -105,39 +127,26 @@ pub(super) fn is_whep(offer: &Offer) -> bool {
     offer.role == Role::Play && offer.style == Style::Whip
 }
 
-/// Asks the HTTP hooks (`on_publish` for WHIP, `on_play` for WHEP) about an offer before it
-/// is served: the 403 that refuses it (the denial logged here, once), or `None` to go on.
+/// Asks the HTTP hooks (`on_publish` for WHIP, `on_play` for WHEP) about an offer by
+/// `offerer` before it is served: the 403 that refuses it (the denial logged here, once),
+/// or `None` to go on. HTTP connection `conn` names the request in the log.
 pub(super) async fn hooked(
     req: &Request,
     offer: &Offer,
+    offerer: &Offerer,
     shared: &Shared,
-    from: (u64, SocketAddr),
+    conn: u64,
 ) -> Option<ApiReply> {
-    let Offer {
-        role,
-        vhost,
-        app,
-        stream,
-        ..
-    } = offer.clone();
-    let hook = crate::hooks::Request {
-        client_id: from.0,
-        ip: from.1.ip().to_string(),
-        vhost: vhost.unwrap_or_else(|| DEFAULT_VHOST.to_owned()),
-        tc_url: format!("webrtc://{}/{app}", req.header("host").unwrap_or("")),
-        app,
-        stream,
-        // SRS's WHIP and WHEP send the raw query.
-        param: req.query.clone(),
-        page_url: String::new(),
-    };
+    let vhost = offer.vhost.as_deref().unwrap_or(DEFAULT_VHOST);
+    let hook = crate::hooks::rtc(offer.session, offerer, vhost, &offer.app, &offer.stream);
+    let role = offer.role;
     let allowed = match role {
         Role::Publish => crate::hooks::on_publish(shared, &hook).await,
         Role::Play => crate::hooks::on_play(shared, &hook).await,
     };
     let e = allowed.err()?;
     tracing::warn!(
-        cid = from.0,
+        cid = conn,
         "rtc signalling {} {}: {e}",
         req.method,
         req.path

@@ -16,6 +16,7 @@ use crate::hub::{StreamKey, StreamSettings};
 use crate::rtc::engine::hub::{HubError, RtcHub};
 use crate::rtc::engine::session::{Session, SessionParams};
 use crate::rtc::signal::{self, Request, Role, SignalError, Style};
+use crate::rtc::to_rtmp::sink::Offerer;
 use crate::rtc::udp::socket::candidate_ips;
 
 /// What signalling reads from the server around it.
@@ -30,6 +31,10 @@ pub struct SignalContext<'a> {
     /// Whether an RTMP publisher (or an edge's pull) holds stream `key`: a WHIP publish with
     /// `rtc_to_rtmp` is refused then, as SRS refuses a busy source.
     pub rtmp_published: &'a dyn Fn(&StreamKey) -> bool,
+    /// For an offer whose hooks already ran: the session id they were given as the client's
+    /// (the session takes it, so the API, the hooks and the session's end name one client)
+    /// and who offered.
+    pub offered: Option<(u64, Offerer)>,
 }
 
 impl std::fmt::Debug for SignalContext<'_> {
@@ -152,6 +157,12 @@ pub fn handle_signal(
     Some(result)
 }
 
+/// A new session id: random, so that a session's URL (its `DELETE`) cannot be guessed, and
+/// below 2^63, as SRS's JSON and the API print it.
+pub fn new_session_id(rng: &mut impl RngCore) -> u64 {
+    rng.next_u64() >> 1
+}
+
 fn serve(
     ctx: &SignalContext<'_>,
     request: Request,
@@ -217,7 +228,10 @@ fn serve(
                     Err(e) => return Err(hub_error(e)),
                 },
             };
-            let id = rng.next_u64() >> 1;
+            let (id, offerer) = match &ctx.offered {
+                Some((id, offerer)) => (*id, Some(offerer.clone())),
+                None => (new_session_id(rng), None),
+            };
             let params = SessionParams {
                 role,
                 stream: rtc_stream.clone(),
@@ -227,7 +241,7 @@ fn serve(
                     .collect(),
                 nack: vhost.rtc.nack,
                 bridge,
-                to_rtmp: to_rtmp.then_some(settings),
+                to_rtmp: to_rtmp.then_some((settings, offerer)),
                 crypto: hub.certs.provider().clone(),
                 cert: hub.certs.current(now),
             };

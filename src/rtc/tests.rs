@@ -143,6 +143,7 @@ impl Net {
             hub: &self.hub,
             stream: &stream,
             rtmp_published: &|_| false,
+            offered: None,
         };
         handle_signal(&ctx, method, path, query, body, self.now, &mut self.rng)
             .expect("an /rtc/v1/ path is served")

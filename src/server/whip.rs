@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::consumers::{self, Producer};
 use crate::hub::PublishGuard;
-use crate::rtc::to_rtmp::sink::{PublishRequest, Refused, RtmpPublish, RtmpSink};
+use crate::rtc::to_rtmp::sink::{Offerer, PublishRequest, Refused, RtmpPublish, RtmpSink};
 use crate::rtc::to_rtmp::Message;
 use crate::state::Shared;
 use crate::stats::clients::{ClientGuard, ClientKind};
@@ -44,6 +44,7 @@ impl RtmpSink for Sink {
         let PublishRequest {
             session,
             ip,
+            offerer,
             key,
             settings,
         } = request;
@@ -54,20 +55,18 @@ impl RtmpSink for Sink {
         tracing::info!(cid = session, "rtc_to_rtmp publish {key}");
         consumers::start(shared, &key, &settings, Producer::Whip(session));
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let tc_url = format!("webrtc://{}/{}", key.vhost, key.app);
-        let hook = crate::hooks::Request {
-            client_id: session,
+        // The offer's own hook request when it came through signalling, which asked
+        // `on_publish` with it.
+        let offerer = offerer.unwrap_or_else(|| Offerer {
             ip: ip.to_string(),
-            vhost: key.vhost.clone(),
-            app: key.app.clone(),
-            stream: key.stream.clone(),
+            tc_url: format!("webrtc://{}/{}", key.vhost, key.app),
             param: String::new(),
-            tc_url: tc_url.clone(),
-            page_url: String::new(),
-        };
-        let client = shared
-            .clients
-            .register(session, ip, key, tc_url, ClientKind::RtcPublish);
+        });
+        let hook = crate::hooks::rtc(session, &offerer, &key.vhost, &key.app, &key.stream);
+        let client =
+            shared
+                .clients
+                .register(session, ip, key, offerer.tc_url, ClientKind::RtcPublish);
         Ok(Box::new(WhipPublish {
             shared: shared.clone(),
             guard,

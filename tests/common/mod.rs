@@ -16,6 +16,7 @@ use ringcast::rtmp::chunk::RawMessage;
 use ringcast::rtmp::client::{ClientEvent, ClientSession};
 
 pub mod browser;
+pub mod hooks;
 
 /// True when `tool` can run. Under CI a missing tool fails the test; elsewhere it skips.
 pub fn require(tool: &str) -> bool {

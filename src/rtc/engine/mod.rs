@@ -370,11 +370,12 @@ impl Engine {
                 };
                 s.connected = true;
                 tracing::info!(session = %Sid(id), "rtc connected");
-                if let Some(settings) = s.to_rtmp.clone() {
+                if let Some((settings, offerer)) = s.to_rtmp.clone() {
                     s.converter = Some(Box::new(ToRtmp::new(now)));
                     self.publishes.push_back(Publish::Start(PublishRequest {
                         session: id,
                         ip: s.peer().map(|p| p.ip()),
+                        offerer,
                         key: s.stream.key().clone(),
                         settings,
                     }));

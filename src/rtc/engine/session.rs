@@ -22,6 +22,7 @@ use crate::hub::StreamSettings;
 use crate::rtc::packetize::RtpFrame;
 use crate::rtc::sdp::stray_format;
 use crate::rtc::signal::Role;
+use crate::rtc::to_rtmp::sink::Offerer;
 use crate::rtc::to_rtmp::ToRtmp;
 
 /// Peer addresses a session remembers the local address of: a browser checks a pair per
@@ -75,7 +76,7 @@ pub struct SessionParams {
     pub bridge: Option<StreamSettings>,
     /// For a publisher whose stream is published to RTMP too (`rtc_to_rtmp`): the RTMP
     /// stream's settings.
-    pub to_rtmp: Option<StreamSettings>,
+    pub to_rtmp: Option<(StreamSettings, Option<Offerer>)>,
     /// The crypto provider str0m runs on.
     pub crypto: Arc<CryptoProvider>,
     /// The DTLS certificate; `None` lets str0m make one.
@@ -98,7 +99,7 @@ pub struct Session {
     last_keyframe_request: Option<Instant>,
     pub(super) bridge: Option<StreamSettings>,
     /// Publisher with `rtc_to_rtmp`: the RTMP stream's settings.
-    pub(super) to_rtmp: Option<StreamSettings>,
+    pub(super) to_rtmp: Option<(StreamSettings, Option<Offerer>)>,
     /// Publisher with `rtc_to_rtmp`, once connected: its frames' conversion. Boxed: most
     /// sessions are players and have none.
     pub(super) converter: Option<Box<ToRtmp>>,

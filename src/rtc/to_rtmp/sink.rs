@@ -9,13 +9,28 @@ use std::net::IpAddr;
 use super::Message;
 use crate::hub::{StreamKey, StreamSettings};
 
+/// Who offered a WHIP publish, as the signalling told the HTTP hooks at `on_publish`, so
+/// that the publish's end tells them the same: hook servers match `on_unpublish` to its
+/// `on_publish` by client id, stream and param, as SRS sends them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offerer {
+    /// The signalling request's peer address.
+    pub ip: String,
+    /// `webrtc://HOST/APP`, HOST from the request's `Host`.
+    pub tc_url: String,
+    /// The request's raw query, SRS's `param` for WebRTC.
+    pub param: String,
+}
+
 /// A WHIP publisher whose stream is to be published to RTMP.
 #[derive(Debug, Clone)]
 pub struct PublishRequest {
     /// The WebRTC session's id, the client id the API and the hooks know it by.
     pub session: u64,
-    /// The publisher's address, where known.
+    /// The publisher's media address, where known.
     pub ip: Option<IpAddr>,
+    /// Who offered it, when the offer came through the server's signalling.
+    pub offerer: Option<Offerer>,
     /// The stream.
     pub key: StreamKey,
     /// Its settings.
