@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
         candidates: vec!["127.0.0.1:8000".parse().expect("literal address")],
         nack: true,
         bridge: None,
+        to_rtmp: None,
         crypto: hub.certs.provider().clone(),
         cert: None,
     };
