@@ -1,7 +1,9 @@
 //! One HTTP connection: reads requests through the sans-IO parser, routes each, writes the
 //! answers and keeps the connection alive between requests, with an idle and a per-request
 //! deadline. An HTTP-FLV request turns the connection into a player until either side closes
-//! it. Errors are answered with a JSON body and a close, and logged here, once.
+//! it. Errors are answered with a JSON body and a close, and logged here, once. A plain
+//! connection sends a reply that has its body in a sealed memfd (HLS segments and parts) with
+//! `sendfile`; HTTPS encrypts its bytes.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use super::parser::{Limits, RequestParser};
 use super::reply::{error, head, ApiReply};
 use super::router::{route, Roles, Routed};
 use super::tls::{Stream, TlsStream};
+use crate::runtime::set_nonblocking;
 use crate::state::Shared;
 
 /// How long a kept-alive connection may wait for its next request.
@@ -45,7 +48,10 @@ pub async fn serve(
         shared,
     };
     let served = match tls {
-        None => conn.serve(&Stream::Plain(&stream)).await,
+        None => match set_nonblocking(&stream) {
+            Ok(()) => conn.serve(&Stream::Plain(&stream)).await,
+            Err(e) => Err(e.into()),
+        },
         Some(config) => match TlsStream::accept(&stream, config).await {
             Ok(tls) => conn.serve(&Stream::Tls(&tls)).await,
             Err(e) => Err(e),
@@ -167,6 +173,9 @@ async fn write_reply(
         keep_alive,
         &reply.headers,
     );
+    if let (Stream::Plain(tcp), Some(sealed), false) = (stream, &reply.sealed, head_only) {
+        return sealed.send(tcp, head.as_bytes()).await;
+    }
     let mut iov = vec![Bytes::from(head)];
     // The body goes as the shared bytes it is, not copied behind the head.
     if !head_only && !reply.body.is_empty() {

@@ -8,6 +8,9 @@
 //! timer loop: a playlist reload with `_HLS_msn` (and `_HLS_part`) until the playlist has that
 //! segment (part), and a GET of the part the playlist hints until it exists, each for three
 //! target durations at most, after which the playlist as it is (or 404) is the answer.
+//!
+//! A segment's or part's reply carries its sealed memfd too, for the connection to send with
+//! `sendfile`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -67,7 +70,7 @@ pub(super) async fn handle(req: &Request, shared: &Shared) -> ApiReply {
         return error(404, "no such playlist or segment");
     };
     if req.method == "GET" {
-        count(&stats.bytes_sent, body.len() as u64);
+        count(&stats.bytes_sent, body.data.len() as u64);
     }
     let (content_type, cache) = if playlist {
         ("application/vnd.apple.mpegurl", PLAYLIST_CACHE)
@@ -80,7 +83,8 @@ pub(super) async fn handle(req: &Request, shared: &Shared) -> ApiReply {
         status: 200,
         content_type,
         headers: vec![("Cache-Control", cache.into())],
-        body,
+        body: body.data,
+        sealed: body.sealed,
     }
 }
 

@@ -2,8 +2,12 @@
 //! and headers (CORS included), SRS's JSON envelope, errors and the CORS preflight. Pure: no
 //! socket, no routing.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::{json, Value};
+
+use crate::runtime::SealedFile;
 
 /// An answer to a request, as the connection writes it.
 #[derive(Debug)]
@@ -16,6 +20,9 @@ pub(crate) struct ApiReply {
     pub(crate) headers: Vec<(&'static str, String)>,
     /// The body, shared (an HLS segment's bytes go to every request as they are).
     pub(crate) body: Bytes,
+    /// `body` in a sealed memfd (an HLS segment or part), which a plain connection sends with
+    /// `sendfile` rather than copying the bytes into its socket.
+    pub(crate) sealed: Option<Arc<SealedFile>>,
 }
 
 /// A JSON reply.
@@ -25,6 +32,7 @@ pub(crate) fn reply(status: u16, body: &Value) -> ApiReply {
         content_type: "application/json",
         headers: Vec::new(),
         body: body.to_string().into(),
+        sealed: None,
     }
 }
 
@@ -51,6 +59,7 @@ pub(crate) fn preflight() -> ApiReply {
             ("Access-Control-Max-Age", "86400".into()),
         ],
         body: Bytes::new(),
+        sealed: None,
     }
 }
 
