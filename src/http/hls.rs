@@ -52,20 +52,28 @@ pub(super) async fn handle(req: &Request, shared: &Shared) -> ApiReply {
     let Some(name) = safe_name(&req.path) else {
         return error(400, "bad HLS path");
     };
-    if playlist {
+    // One lookup for a segment that is there, the request nearly every player makes.
+    let body = if playlist {
         if let Some(live) = shared.hls.live(name) {
             if let Err(refused) = block_reload(&req.query, &live, shared).await {
                 return refused;
             }
         }
-    } else if shared.hls.get(name).is_none() {
-        if let Some((live, at)) = shared.hls.hinted(name) {
-            if let Err(refused) = hold(&live, move |e: &Edge| e.reached(at), shared).await {
-                return refused;
+        shared.hls.get(name)
+    } else {
+        match shared.hls.get(name) {
+            Some(body) => Some(body),
+            None => {
+                if let Some((live, at)) = shared.hls.hinted(name) {
+                    if let Err(refused) = hold(&live, move |e: &Edge| e.reached(at), shared).await {
+                        return refused;
+                    }
+                }
+                shared.hls.get(name)
             }
         }
-    }
-    let Some(body) = shared.hls.get(name) else {
+    };
+    let Some(body) = body else {
         count(&stats.not_found, 1);
         return error(404, "no such playlist or segment");
     };

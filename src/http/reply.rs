@@ -63,7 +63,8 @@ pub(crate) fn preflight() -> ApiReply {
     }
 }
 
-/// The status line and headers of a response, CORS included.
+/// The status line and headers of a response, CORS included: one allocation, as every
+/// segment a player fetches has one.
 pub(crate) fn head(
     status: u16,
     content_type: &str,
@@ -71,7 +72,11 @@ pub(crate) fn head(
     keep_alive: bool,
     extra: &[(&'static str, String)],
 ) -> String {
-    let mut h = format!(
+    use std::fmt::Write as _;
+    let mut h = String::with_capacity(256);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        h,
         "HTTP/1.1 {status} {}\r\nServer: ringcast/{}\r\nContent-Type: {content_type}\r\n\
          Access-Control-Allow-Origin: *\r\nConnection: {}\r\n",
         reason(status),
@@ -79,13 +84,15 @@ pub(crate) fn head(
         if keep_alive { "keep-alive" } else { "close" },
     );
     if let Some(len) = length {
-        h.push_str(&format!("Content-Length: {len}\r\n"));
+        let _ = write!(h, "Content-Length: {len}\r\n");
     }
     for (name, value) in extra {
+        h.push_str(name);
+        h.push_str(": ");
         // Header values come from our own modules; a stray line break must still not split
         // the response.
-        let value: String = value.chars().filter(|c| !c.is_control()).collect();
-        h.push_str(&format!("{name}: {value}\r\n"));
+        h.extend(value.chars().filter(|c| !c.is_control()));
+        h.push_str("\r\n");
     }
     h.push_str("\r\n");
     h
