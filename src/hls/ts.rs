@@ -452,7 +452,7 @@ mod tests {
         };
         m.tracks(&tracks);
         let frame = [0x21; 300];
-        let mut write = |m: &mut TsMuxer, dts: u64| {
+        let write = |m: &mut TsMuxer, dts: u64| {
             m.audio(&AudioSample { dts, data: &frame }, &config);
         };
         // 20 frames, 400 ms: one PES for the first 300 ms (15 frames), one for the rest.
