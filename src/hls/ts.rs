@@ -2,7 +2,10 @@
 //! change, PES packets with PTS/DTS, the PCR on the video PID (on the audio PID for a stream
 //! without video), and a continuity counter per PID. Video goes out as AnnexB with an access
 //! unit delimiter and, before each keyframe, the parameter sets of the decoder configuration;
-//! AAC goes out as ADTS built from the AudioSpecificConfig. Pure: samples in, bytes out.
+//! AAC goes out as ADTS built from the AudioSpecificConfig, several frames to a PES packet
+//! (as nginx-rtmp does, `hls_max_audio_delay`): a 23 ms AAC frame alone in a PES took three
+//! TS packets, half of them stuffing, and the segments were 10% larger than nginx-rtmp's for
+//! the same stream. Pure: samples in, bytes out.
 //!
 //! It knows nothing of segments or playlists ([`super::segmenter`] decides where one ends) and
 //! nothing of FLV beyond the parsed samples [`super::es`] gives it.
@@ -32,6 +35,22 @@ const TYPE_HEVC: u8 = 0x24;
 const TYPE_AAC: u8 = 0x0f;
 /// PTS, DTS and PCR count a 90 kHz clock in 33 bits.
 const MASK_33: u64 = (1 << 33) - 1;
+/// How far (90 kHz) the first AAC frame of an audio PES may lead the frame that closes it:
+/// nginx-rtmp's default `hls_max_audio_delay` (300 ms). A demuxer gets the PES's frames at
+/// once and times each from the PTS and the frame length; the delay only bounds how far the
+/// audio trails the video in the multiplex.
+const MAX_AUDIO_DELAY: u64 = 300 * 90;
+/// The most ADTS bytes one audio PES carries, so that its PES length fits in 16 bits.
+const MAX_AUDIO_PES: usize = 0xff00;
+/// How far (90 kHz) a frame's timestamp may stray from where its PES's PTS and the frames
+/// before it in that PES put it (nginx-rtmp's `hls_sync`, 2 ms): a decoder times the frames
+/// of a PES by their sample count, so a gap or a jump starts a new PES.
+const AUDIO_SYNC: u64 = 2 * 90;
+/// AAC's sampling frequencies by index.
+const AAC_RATES: [u64; 13] = [
+    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000,
+    7_350,
+];
 
 /// Writes one segment's TS packets into a buffer; [`Muxer::finish`] hands it out.
 #[derive(Debug, Default)]
@@ -43,6 +62,10 @@ pub struct TsMuxer {
     tracks: Tracks,
     /// Scratch for one access unit, reused.
     es: Vec<u8>,
+    /// ADTS frames waiting to go out as one PES, the PTS of the first of them and how many.
+    audio: Vec<u8>,
+    audio_pts: u64,
+    audio_frames: u64,
 }
 
 fn cc_slot(pid: u16) -> usize {
@@ -121,6 +144,20 @@ impl TsMuxer {
         self.out.put_u8(0x47);
         self.out.put_u16(u16::from(start) << 14 | (pid & 0x1fff));
         self.out.put_u8(if adaptation { 0x30 } else { 0x10 } | cc);
+    }
+
+    /// Writes the waiting AAC frames as one PES packet, if there are any.
+    fn flush_audio(&mut self) {
+        if self.audio.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut self.es, &mut self.audio);
+        let pts = self.audio_pts;
+        let header = pes_header(STREAM_ID_AUDIO, pts, pts, self.es.len());
+        let pcr = (self.pcr_pid() == PID_AUDIO).then_some(pts);
+        self.write_pes(PID_AUDIO, &header, pcr, pcr.is_some());
+        // `write_pes` left `es` empty: it becomes the next frames' buffer.
+        std::mem::swap(&mut self.es, &mut self.audio);
     }
 
     /// One PES packet split into TS packets; the PCR (and the random-access flag) go in the
@@ -238,6 +275,8 @@ impl Muxer for TsMuxer {
     const TRACKS_IN_INIT: bool = false;
 
     fn tracks(&mut self, tracks: &Tracks) {
+        // Frames of the old tracks go before the tables that change them.
+        self.flush_audio();
         if &self.tracks != tracks {
             self.pmt_version = (self.pmt_version + 1) & 0x1f;
             self.tracks = tracks.clone();
@@ -246,6 +285,9 @@ impl Muxer for TsMuxer {
     }
 
     fn video(&mut self, s: &VideoSample<'_>, config: &VideoConfig) {
+        if !self.audio.is_empty() && s.dts >= self.audio_pts + MAX_AUDIO_DELAY {
+            self.flush_audio();
+        }
         self.es.clear();
         if !es::annexb(config, s.keyframe, s.data, &mut self.es) {
             return;
@@ -256,25 +298,40 @@ impl Muxer for TsMuxer {
     }
 
     fn audio(&mut self, s: &AudioSample<'_>, config: &AacConfig) {
-        self.es.clear();
-        self.es
-            .extend_from_slice(&es::adts_header(config, s.data.len()));
-        self.es.extend_from_slice(s.data);
-        let header = pes_header(STREAM_ID_AUDIO, s.dts, s.dts, self.es.len());
-        let pcr = (self.pcr_pid() == PID_AUDIO).then_some(s.dts);
-        self.write_pes(PID_AUDIO, &header, pcr, pcr.is_some());
+        let adts = es::adts_header(config, s.data.len());
+        let len = adts.len() + s.data.len();
+        if !self.audio.is_empty() {
+            let rate = AAC_RATES[usize::from(config.frequency_index).min(AAC_RATES.len() - 1)];
+            let expected = self.audio_pts + self.audio_frames * 1024 * 90_000 / rate;
+            if s.dts.abs_diff(expected) > AUDIO_SYNC
+                || s.dts >= self.audio_pts + MAX_AUDIO_DELAY
+                || self.audio.len() + len > MAX_AUDIO_PES
+            {
+                self.flush_audio();
+            }
+        }
+        if self.audio.is_empty() {
+            self.audio_pts = s.dts;
+            self.audio_frames = 0;
+        }
+        self.audio_frames += 1;
+        self.audio.extend_from_slice(&adts);
+        self.audio.extend_from_slice(s.data);
     }
 
     fn init(&mut self) -> Option<Bytes> {
         None
     }
 
-    /// TS is written as it comes: a cut is the bytes so far, whatever `end` is.
+    /// TS is written as it comes, but for the waiting audio: a cut is the bytes so far and
+    /// those frames, whatever `end` is.
     fn cut(&mut self, _end: u64) -> Bytes {
+        self.flush_audio();
         self.out.split().freeze()
     }
 
     fn finish(&mut self) -> Bytes {
+        self.flush_audio();
         self.out.split().freeze()
     }
 }
@@ -346,9 +403,10 @@ mod tests {
         let config = tracks.audio.expect("audio");
         for len in 0..600 {
             let data = vec![0x5a; len];
+            // Frames the audio delay apart: each is a PES of its own.
             m.audio(
                 &AudioSample {
-                    dts: len as u64 * 1920,
+                    dts: len as u64 * MAX_AUDIO_DELAY,
                     data: &data,
                 },
                 &config,
@@ -357,5 +415,68 @@ mod tests {
         let ts = m.finish();
         check_continuity(&ts).expect("continuity");
         assert_eq!(&ts[..4], &[0x47, 0x40, 0x00, 0x10], "PAT first");
+        assert_eq!(audio_pes(&ts).len(), 600);
+    }
+
+    /// The PTS of each audio PES in `ts`.
+    fn audio_pes(ts: &[u8]) -> Vec<u64> {
+        ts.chunks(PACKET)
+            .filter(|p| u16::from_be_bytes([p[1], p[2]]) == 0x4000 | PID_AUDIO)
+            .map(|p| {
+                let at = if p[3] & 0x20 != 0 {
+                    5 + usize::from(p[4])
+                } else {
+                    4
+                };
+                let t = &p[at + 9..at + 14];
+                u64::from(t[0] >> 1 & 7) << 30
+                    | u64::from(t[1]) << 22
+                    | u64::from(t[2] >> 1) << 15
+                    | u64::from(t[3]) << 7
+                    | u64::from(t[4] >> 1)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn aac_frames_share_a_pes_until_the_delay_a_gap_or_a_cut() {
+        let mut m = TsMuxer::new();
+        let config = AacConfig {
+            object_type: 2,
+            frequency_index: 3, // 48 kHz: 1920 ticks a frame
+            channels: 2,
+        };
+        let tracks = Tracks {
+            audio: Some(config),
+            ..Tracks::default()
+        };
+        m.tracks(&tracks);
+        let frame = [0x21; 300];
+        let write = |m: &mut TsMuxer, dts: u64| {
+            m.audio(&AudioSample { dts, data: &frame }, &config);
+        };
+        // 20 frames, 400 ms: one PES for the first 300 ms (15 frames), one for the rest.
+        for i in 0..20 {
+            write(&mut m, 90_000 + i * 1920);
+        }
+        // A 100 ms gap starts a new PES; so does a cut.
+        write(&mut m, 90_000 + 30 * 1920);
+        let first = m.cut(0);
+        write(&mut m, 90_000 + 31 * 1920);
+        let second = m.finish();
+        check_continuity(&[first.clone(), second.clone()].concat()).expect("continuity");
+        assert_eq!(
+            audio_pes(&first),
+            [90_000, 90_000 + 15 * 1920, 90_000 + 30 * 1920]
+        );
+        assert_eq!(audio_pes(&second), [90_000 + 31 * 1920]);
+        // 15 frames of 307 bytes and a PES header in 26 packets (the first with the PCR), 5
+        // in 9 and 1 in 2, where a PES each took 2 packets a frame.
+        let audio = |ts: &[u8]| {
+            ts.chunks(PACKET)
+                .filter(|p| u16::from_be_bytes([p[1], p[2]]) & 0x1fff == PID_AUDIO)
+                .count()
+        };
+        assert_eq!(audio(&first), 26 + 9 + 2);
     }
 }

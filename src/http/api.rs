@@ -93,6 +93,7 @@ pub(super) async fn handle(
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             headers: Vec::new(),
             body: metrics::render(shared).into(),
+            sealed: None,
         },
         ("versions", None) => ok(shared, "data", versions()),
         ("summaries", None) => ok(shared, "data", summaries(shared)),

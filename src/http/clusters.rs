@@ -45,6 +45,7 @@ pub(super) fn handle(req: &Request, shared: &Shared) -> ApiReply {
         content_type: "application/json",
         headers: Vec::new(),
         body: answer(&query, origin.as_ref()).into_bytes().into(),
+        sealed: None,
     }
 }
 
@@ -77,6 +78,7 @@ pub(super) async fn redirect_flv(
                 content_type: "text/plain",
                 headers: vec![("Location", location)],
                 body: Bytes::new(),
+                sealed: None,
             }
         }
         Lookup::Refuse(e) => {
@@ -146,5 +148,6 @@ pub(super) async fn redirect_whep(
         content_type: "text/plain",
         headers: location.map(|l| ("Location", l)).into_iter().collect(),
         body,
+        sealed: None,
     })
 }

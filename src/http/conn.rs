@@ -1,7 +1,9 @@
 //! One HTTP connection: reads requests through the sans-IO parser, routes each, writes the
 //! answers and keeps the connection alive between requests, with an idle and a per-request
 //! deadline. An HTTP-FLV request turns the connection into a player until either side closes
-//! it. Errors are answered with a JSON body and a close, and logged here, once.
+//! it. Errors are answered with a JSON body and a close, and logged here, once. A plain
+//! connection sends a reply that has its body in a sealed memfd (HLS segments and parts) with
+//! `sendfile`; HTTPS encrypts its bytes.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,13 +22,18 @@ use super::parser::{Limits, RequestParser};
 use super::reply::{error, head, ApiReply};
 use super::router::{route, Roles, Routed};
 use super::tls::{Stream, TlsStream};
+use crate::runtime::set_nonblocking;
 use crate::state::Shared;
 
 /// How long a kept-alive connection may wait for its next request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request may take to arrive once it started.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const READ_BUFFER: usize = 16 * 1024;
+/// What one read takes at most. A kept-alive connection holds it in its pending read between
+/// requests (an HLS player, for the whole of its play), where a GET is a few hundred bytes:
+/// at 16 KiB, 5000 players held 80 MB for it. A larger request (a WHIP offer) takes a few
+/// reads.
+const READ_BUFFER: usize = 4 * 1024;
 
 /// Serves one accepted HTTP connection until it ends, and logs how it ended; with `tls`, the
 /// connection is HTTPS and starts with the TLS handshake.
@@ -45,7 +52,10 @@ pub async fn serve(
         shared,
     };
     let served = match tls {
-        None => conn.serve(&Stream::Plain(&stream)).await,
+        None => match set_nonblocking(&stream) {
+            Ok(()) => conn.serve(&Stream::Plain(&stream)).await,
+            Err(e) => Err(e.into()),
+        },
         Some(config) => match TlsStream::accept(&stream, config).await {
             Ok(tls) => conn.serve(&Stream::Tls(&tls)).await,
             Err(e) => Err(e),
@@ -167,6 +177,9 @@ async fn write_reply(
         keep_alive,
         &reply.headers,
     );
+    if let (Stream::Plain(tcp), Some(sealed), false) = (stream, &reply.sealed, head_only) {
+        return sealed.send(tcp, head.as_bytes()).await;
+    }
     let mut iov = vec![Bytes::from(head)];
     // The body goes as the shared bytes it is, not copied behind the head.
     if !head_only && !reply.body.is_empty() {

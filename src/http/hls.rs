@@ -8,6 +8,9 @@
 //! timer loop: a playlist reload with `_HLS_msn` (and `_HLS_part`) until the playlist has that
 //! segment (part), and a GET of the part the playlist hints until it exists, each for three
 //! target durations at most, after which the playlist as it is (or 404) is the answer.
+//!
+//! A segment's or part's reply carries its sealed memfd too, for the connection to send with
+//! `sendfile`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,25 +52,33 @@ pub(super) async fn handle(req: &Request, shared: &Shared) -> ApiReply {
     let Some(name) = safe_name(&req.path) else {
         return error(400, "bad HLS path");
     };
-    if playlist {
+    // One lookup for a segment that is there, the request nearly every player makes.
+    let body = if playlist {
         if let Some(live) = shared.hls.live(name) {
             if let Err(refused) = block_reload(&req.query, &live, shared).await {
                 return refused;
             }
         }
-    } else if shared.hls.get(name).is_none() {
-        if let Some((live, at)) = shared.hls.hinted(name) {
-            if let Err(refused) = hold(&live, move |e: &Edge| e.reached(at), shared).await {
-                return refused;
+        shared.hls.get(name)
+    } else {
+        match shared.hls.get(name) {
+            Some(body) => Some(body),
+            None => {
+                if let Some((live, at)) = shared.hls.hinted(name) {
+                    if let Err(refused) = hold(&live, move |e: &Edge| e.reached(at), shared).await {
+                        return refused;
+                    }
+                }
+                shared.hls.get(name)
             }
         }
-    }
-    let Some(body) = shared.hls.get(name) else {
+    };
+    let Some(body) = body else {
         count(&stats.not_found, 1);
         return error(404, "no such playlist or segment");
     };
     if req.method == "GET" {
-        count(&stats.bytes_sent, body.len() as u64);
+        count(&stats.bytes_sent, body.data.len() as u64);
     }
     let (content_type, cache) = if playlist {
         ("application/vnd.apple.mpegurl", PLAYLIST_CACHE)
@@ -80,7 +91,8 @@ pub(super) async fn handle(req: &Request, shared: &Shared) -> ApiReply {
         status: 200,
         content_type,
         headers: vec![("Cache-Control", cache.into())],
-        body,
+        body: body.data,
+        sealed: body.sealed,
     }
 }
 

@@ -112,6 +112,7 @@ pub(super) fn exporter(shared: &Shared) -> ApiReply {
         content_type: CONTENT_TYPE,
         headers: Vec::new(),
         body: o.0.into(),
+        sealed: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn file(content_type: &'static str, name: &str, body: Vec<u8>) -> ApiReply {
             format!("attachment; filename=\"{name}\""),
         )],
         body: body.into(),
+        sealed: None,
     }
 }
 

@@ -2,8 +2,12 @@
 //! and headers (CORS included), SRS's JSON envelope, errors and the CORS preflight. Pure: no
 //! socket, no routing.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::{json, Value};
+
+use crate::runtime::SealedFile;
 
 /// An answer to a request, as the connection writes it.
 #[derive(Debug)]
@@ -16,6 +20,9 @@ pub(crate) struct ApiReply {
     pub(crate) headers: Vec<(&'static str, String)>,
     /// The body, shared (an HLS segment's bytes go to every request as they are).
     pub(crate) body: Bytes,
+    /// `body` in a sealed memfd (an HLS segment or part), which a plain connection sends with
+    /// `sendfile` rather than copying the bytes into its socket.
+    pub(crate) sealed: Option<Arc<SealedFile>>,
 }
 
 /// A JSON reply.
@@ -25,6 +32,7 @@ pub(crate) fn reply(status: u16, body: &Value) -> ApiReply {
         content_type: "application/json",
         headers: Vec::new(),
         body: body.to_string().into(),
+        sealed: None,
     }
 }
 
@@ -51,10 +59,12 @@ pub(crate) fn preflight() -> ApiReply {
             ("Access-Control-Max-Age", "86400".into()),
         ],
         body: Bytes::new(),
+        sealed: None,
     }
 }
 
-/// The status line and headers of a response, CORS included.
+/// The status line and headers of a response, CORS included: one allocation, as every
+/// segment a player fetches has one.
 pub(crate) fn head(
     status: u16,
     content_type: &str,
@@ -62,7 +72,11 @@ pub(crate) fn head(
     keep_alive: bool,
     extra: &[(&'static str, String)],
 ) -> String {
-    let mut h = format!(
+    use std::fmt::Write as _;
+    let mut h = String::with_capacity(256);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        h,
         "HTTP/1.1 {status} {}\r\nServer: ringcast/{}\r\nContent-Type: {content_type}\r\n\
          Access-Control-Allow-Origin: *\r\nConnection: {}\r\n",
         reason(status),
@@ -70,13 +84,15 @@ pub(crate) fn head(
         if keep_alive { "keep-alive" } else { "close" },
     );
     if let Some(len) = length {
-        h.push_str(&format!("Content-Length: {len}\r\n"));
+        let _ = write!(h, "Content-Length: {len}\r\n");
     }
     for (name, value) in extra {
+        h.push_str(name);
+        h.push_str(": ");
         // Header values come from our own modules; a stray line break must still not split
         // the response.
-        let value: String = value.chars().filter(|c| !c.is_control()).collect();
-        h.push_str(&format!("{name}: {value}\r\n"));
+        h.extend(value.chars().filter(|c| !c.is_control()));
+        h.push_str("\r\n");
     }
     h.push_str("\r\n");
     h

@@ -177,6 +177,7 @@ fn answer_reply(answer: &SignalAnswer) -> ApiReply {
                     format!("/rtc/v1/{kind}/?app={app}&stream={stream}&session={session}"),
                 )],
                 body: sdp.as_bytes().to_vec().into(),
+                sealed: None,
             }
         }
         SignalAnswer::Answer {
@@ -204,6 +205,7 @@ fn answer_reply(answer: &SignalAnswer) -> ApiReply {
             content_type: "text/plain",
             headers: Vec::new(),
             body: Default::default(),
+            sealed: None,
         },
     }
 }
@@ -239,6 +241,7 @@ fn error_reply(style: Style, error: &SignalError) -> ApiReply {
             content_type: "text/plain",
             headers: Vec::new(),
             body: format!("{error}\n").into(),
+            sealed: None,
         },
         Style::Json => json_reply(
             error.status(),

@@ -15,9 +15,11 @@ use std::thread::JoinHandle;
 use compio::driver::{DriverType, ProactorBuilder};
 
 mod connection;
+mod sealed;
 pub mod tuning;
 
 pub use connection::{Connection, Input};
+pub use sealed::{set_nonblocking, SealedFile};
 
 /// Which I/O driver the workers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -2,7 +2,8 @@
 //! that feeds the stream's frames (a hub [`Consumer`], like a forwarder's) to the sans-IO
 //! [`Segmenter`] (writing MPEG-TS, or CMAF with `hls_fmp4`) and publishes what comes out:
 //! segments, init segments, LL-HLS parts and playlists to the in-memory store the HTTP server
-//! reads ([`crate::state::HlsStore`]), each LL-HLS playlist's edge to the store's waiters once
+//! reads ([`crate::state::HlsStore`]), segments and parts also in a sealed memfd each, which
+//! plain HTTP sends to every player with `sendfile` instead of copying it in, each LL-HLS playlist's edge to the store's waiters once
 //! what it names is there, and, under `hls_path`, segments, init segments and playlists (not
 //! parts: only this server answers LL-HLS's blocking requests) to files.
 //!
@@ -28,7 +29,8 @@ use crossbeam::channel::{bounded, Sender, TrySendError};
 use crate::config::VhostHls;
 use crate::hls::{fill_stream, CmafMuxer, Muxer, Options, Output, Segmenter};
 use crate::hub::{Consumer, StreamKey, StreamSettings, Wake};
-use crate::state::{Shared, StreamHls};
+use crate::runtime::SealedFile;
+use crate::state::{Body, Shared, StreamHls};
 
 /// Frames fed to the segmenter per turn.
 const BATCH: usize = 64;
@@ -169,10 +171,12 @@ fn publish<M: Muxer>(
             }
             Output::Segment(s) => {
                 shared.hls.stats.segments.fetch_add(1, Ordering::Relaxed);
-                shared.hls.put(&s.name, s.data.clone());
+                shared
+                    .hls
+                    .put_body(&s.name, sealed(&s.name, s.data.clone()));
                 files.write(shared, &s.name, s.data);
             }
-            Output::Part(p) => shared.hls.put(&p.name, p.data),
+            Output::Part(p) => shared.hls.put_body(&p.name, sealed(&p.name, p.data)),
             Output::Playlist(p) => {
                 let name = &segmenter.options().m3u8;
                 shared.hls.put(name, p.text);
@@ -196,6 +200,19 @@ fn publish<M: Muxer>(
         let (sequence, segments) = segmenter.status();
         shared.hls.set_status(key, StreamHls { sequence, segments });
     }
+}
+
+/// What every player fetches: `data`, and the same in a sealed memfd for `sendfile`; as bytes
+/// alone when no memfd can be made (the process is out of files or memory).
+fn sealed(name: &str, data: Bytes) -> Body {
+    let sealed = match SealedFile::new(&data) {
+        Ok(file) => Some(Arc::new(file)),
+        Err(e) => {
+            tracing::debug!("hls {name}: no memfd, served from memory: {e}");
+            None
+        }
+    };
+    Body { data, sealed }
 }
 
 /// A stream's files under `hls_path`.

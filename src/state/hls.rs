@@ -1,6 +1,7 @@
 //! The process-wide HLS store: the playlists, segments, init segments and LL-HLS parts of
 //! every stream's segmenter, by URL path (their names under `hls_path`), as shared `Bytes` the
-//! HTTP server hands to every request without a copy; each LL-HLS playlist's live edge and the
+//! HTTP server hands to every request without a copy, segments and parts also in a sealed
+//! memfd that plain HTTP sends with `sendfile` (no copy into each socket either); each LL-HLS playlist's live edge and the
 //! requests blocked on it ([`Live`]); each stream's HLS state for the API; HLS's counters. It
 //! runs nothing and touches no file: the segmenter's driver (`server/hls.rs`) fills it, the
 //! HTTP server reads it and waits on it.
@@ -23,6 +24,7 @@ use slab::Slab;
 
 use crate::hls::Edge;
 use crate::hub::StreamKey;
+use crate::runtime::SealedFile;
 
 /// Blocked LL-HLS requests (playlist reloads and hinted parts) one playlist holds at most;
 /// past this a request is answered at once with 503 and `Retry-After`, which players retry
@@ -61,10 +63,20 @@ pub struct StreamHls {
 /// A hinted part's playlist and its position (segment, index).
 type Hinted = (Arc<Live>, (u64, u64));
 
+/// What the store serves at a name: the bytes, and for a segment or part the same bytes in a
+/// sealed file, closed when the last request sending it is done after the name went.
+#[derive(Debug, Clone)]
+pub struct Body {
+    /// The bytes.
+    pub data: Bytes,
+    /// The same bytes in a sealed memfd, for `sendfile`.
+    pub sealed: Option<Arc<SealedFile>>,
+}
+
 /// Playlists and segments of every stream, and who segments which stream.
 #[derive(Debug, Default)]
 pub struct HlsStore {
-    files: RwLock<HashMap<String, Bytes>>,
+    files: RwLock<HashMap<String, Body>>,
     /// LL-HLS playlists by name.
     live: RwLock<HashMap<String, Arc<Live>>>,
     /// The part each LL-HLS playlist hints, by name: its playlist and position.
@@ -76,7 +88,7 @@ pub struct HlsStore {
 
 impl HlsStore {
     /// The playlist or segment at `name` (a URL path without its leading `/`).
-    pub fn get(&self, name: &str) -> Option<Bytes> {
+    pub fn get(&self, name: &str) -> Option<Body> {
         self.files
             .read()
             .expect("hls files lock poisoned")
@@ -86,10 +98,15 @@ impl HlsStore {
 
     /// Serves `data` at `name` from now on.
     pub fn put(&self, name: &str, data: Bytes) {
+        self.put_body(name, Body { data, sealed: None });
+    }
+
+    /// Serves `body` at `name` from now on.
+    pub fn put_body(&self, name: &str, body: Body) {
         self.files
             .write()
             .expect("hls files lock poisoned")
-            .insert(name.to_owned(), data);
+            .insert(name.to_owned(), body);
     }
 
     /// Stops serving each of `names`.
