@@ -415,3 +415,130 @@ fn sighup_changes_the_hooks_of_the_next_client() {
         .collect();
     assert_eq!(paths, ["/deny", "/allow"]);
 }
+
+/// The id a hook body names its client by (SRS sends it as a string).
+fn client_id(body: &Value) -> u64 {
+    let id = &body["client_id"];
+    id.as_u64()
+        .or_else(|| id.as_str()?.parse().ok())
+        .unwrap_or_else(|| panic!("client_id in {body}"))
+}
+
+/// SRS's end-of-session hooks for WebRTC: a WHIP publish (without `rtc_to_rtmp`) and two WHEP
+/// plays of it by the load tool, one ended by its session's DELETE and one by killing its
+/// process, as is the publisher: each session sends one `on_stop` or `on_unpublish`, naming
+/// the client as its `on_play` or `on_publish` did.
+#[test]
+fn whip_and_whep_sessions_end_with_on_unpublish_and_on_stop() {
+    let hook = HookServer::start();
+    let allow = hook.url("/allow");
+    let udp = free_port();
+    let server = Server::start(
+        2,
+        &format!("rtc_server {{ enabled on; listen 127.0.0.1:{udp}; candidate 127.0.0.1; }}"),
+        &format!(
+            "rtc {{ enabled on; }}\n{}",
+            hooks(&format!(
+                "on_publish {allow}; on_unpublish {allow}; on_play {allow}; on_stop {allow};"
+            ))
+        ),
+    );
+    let bench = |args: &[&str], url: &str| {
+        common::Reaper(
+            std::process::Command::new(env!("CARGO_BIN_EXE_ringcast-bench"))
+                .args(args)
+                .arg("-r")
+                .arg(server.api_url(url))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("running ringcast-bench"),
+        )
+    };
+    let media = common::media();
+    let media = media.to_str().expect("a UTF-8 path");
+    let mut publisher = bench(
+        &["whip-publish", "-c", "1", "-d", "60", "-i", media],
+        "/rtc/v1/whip/?app=live&stream=ends&token=p",
+    );
+    assert!(
+        server.wait_log("rtc connected", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    let play = |who: &str| {
+        bench(
+            &["whep-play", "-c", "1", "-d", "60"],
+            &format!("/rtc/v1/whep/?app=live&stream=ends&who={who}"),
+        )
+    };
+    let (_deleted, mut killed) = (play("a"), play("b"));
+    wait_until(Duration::from_secs(10), "three sessions connected", || {
+        lines_with(&server, "rtc connected") == 3
+    });
+    let played = |who: &str| {
+        hook.bodies("on_play")
+            .into_iter()
+            .find(|b| b["param"].as_str().is_some_and(|p| p.ends_with(who)))
+            .unwrap_or_else(|| panic!("on_play of {who}"))
+    };
+    let (a, b) = (played("who=a"), played("who=b"));
+    assert!(hook.bodies("on_stop").is_empty());
+
+    let (code, body) = curl(
+        &["-s", "-X", "DELETE"],
+        &server.api_url(&format!(
+            "/rtc/v1/whep/?app=live&stream=ends&session={:016x}",
+            client_id(&a)
+        )),
+    );
+    assert_eq!(code, 200, "{body}");
+    wait_until(Duration::from_secs(5), "on_stop of the DELETE", || {
+        hook.count("on_stop") == 1
+    });
+    let _ = killed.0.kill();
+    wait_until(
+        Duration::from_secs(40),
+        "on_stop of the killed player",
+        || hook.count("on_stop") == 2,
+    );
+    let _ = publisher.0.kill();
+    wait_until(Duration::from_secs(40), "on_unpublish", || {
+        hook.count("on_unpublish") == 1
+    });
+    // No second notice follows.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        (hook.count("on_publish"), hook.count("on_unpublish")),
+        (1, 1)
+    );
+    assert_eq!((hook.count("on_play"), hook.count("on_stop")), (2, 2));
+    let stops = hook.bodies("on_stop");
+    assert_eq!(
+        client_id(&stops[0]),
+        client_id(&a),
+        "the DELETEd player first"
+    );
+    let pairs = [
+        (
+            hook.bodies("on_publish")[0].clone(),
+            hook.bodies("on_unpublish")[0].clone(),
+        ),
+        (a, stops[0].clone()),
+        (b, stops[1].clone()),
+    ];
+    for (start, end) in &pairs {
+        for field in [
+            "client_id",
+            "ip",
+            "vhost",
+            "app",
+            "stream",
+            "param",
+            "tcUrl",
+        ] {
+            assert_eq!(start[field], end[field], "{field}: {start} {end}");
+        }
+    }
+    assert_eq!(pairs[0].0["param"], "app=live&stream=ends&token=p");
+}

@@ -504,6 +504,9 @@ fn whip_bench_publish_plays_over_rtmp_and_http_flv() {
     wait_until(Duration::from_secs(5), "on_unpublish", || {
         hook.count("on_unpublish") == 1
     });
+    // Once: the session's end sends it, the RTMP publish's end does not again.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(hook.count("on_unpublish"), 1);
     let (publish, unpublish) = (
         &hook.bodies("on_publish")[0],
         &hook.bodies("on_unpublish")[0],

@@ -32,7 +32,7 @@ use crate::state::Shared;
 use crate::stats::clients::Client;
 
 /// A WebRTC session's request for `stream` of `app` of `vhost`: session `session`, offered
-/// by `offerer`. The offer's hook and the session's end build theirs here, so they match.
+/// by `offerer`. The offer's hook asks with it, and the session's end tells it again.
 #[must_use]
 pub fn rtc(session: u64, offerer: &Offerer, vhost: &str, app: &str, stream: &str) -> Request {
     Request {

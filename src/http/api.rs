@@ -40,7 +40,7 @@ const DEFAULT_COUNT: usize = 10;
 pub(super) async fn handle(
     req: &Request,
     shared: &Arc<Shared>,
-    offered: Option<(u64, crate::rtc::to_rtmp::sink::Offerer)>,
+    offered: Option<crate::rtc::Offered>,
 ) -> ApiReply {
     let path = req.path.trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };

@@ -96,10 +96,16 @@ pub(super) async fn route(
                     }
                 }
                 let offerer = rtc::offerer(req, offer, peer);
-                if let Some(denied) = rtc::hooked(req, offer, &offerer, shared, id).await {
-                    return Routed::Reply(denied);
+                match rtc::hooked(req, offer, &offerer, shared, id).await {
+                    Ok(end) => {
+                        offered = Some(crate::rtc::Offered {
+                            session: offer.session,
+                            offerer,
+                            end,
+                        });
+                    }
+                    Err(denied) => return Routed::Reply(denied),
                 }
-                offered = Some((offer.session, offerer));
             }
             return Routed::Reply(api::handle(req, shared, offered).await);
         }

@@ -11,23 +11,24 @@ use std::time::Instant;
 use super::parser::Request;
 use super::reply::{error, reply as json_reply, ApiReply};
 use crate::config::DEFAULT_VHOST;
+use crate::rtc::engine::session::SessionEnd;
 use crate::rtc::signal::{self, Role, SignalError, Style};
 use crate::rtc::to_rtmp::sink::Offerer;
-use crate::rtc::{handle_signal, RtcCounters, SignalAnswer, SignalContext};
+use crate::rtc::{handle_signal, Offered, RtcCounters, SignalAnswer, SignalContext};
 use crate::state::Shared;
 
 /// The server id SRS's JSON answers carry in `server` and `service`.
 const SERVER_ID: &str = "ringcast";
 
-/// Serves a signalling request (an offer whose hooks ran with what [`hooked`] was given:
-/// `offered`); `None` for a path under `/rtc/v1/` that is not one.
+/// Serves a signalling request (an offer whose hooks allowed it: `offered`, made of what
+/// [`hooked`] was given and returned); `None` for a path under `/rtc/v1/` that is not one.
 pub(super) fn handle(
     method: &str,
     path: &str,
     query: &str,
     body: &[u8],
     shared: &Arc<Shared>,
-    offered: Option<(u64, Offerer)>,
+    offered: Option<Offered>,
 ) -> Option<ApiReply> {
     let config = shared.config();
     let asked = std::cell::RefCell::new(None);
@@ -44,15 +45,7 @@ pub(super) fn handle(
         offered,
     };
     let now = Instant::now();
-    let result = handle_signal(
-        &ctx,
-        method,
-        path,
-        query,
-        body,
-        now,
-        &mut rand::thread_rng(),
-    )?;
+    let result = handle_signal(ctx, method, path, query, body, now, &mut rand::thread_rng())?;
     if let (
         Ok(SignalAnswer::Answer {
             role: Role::Play, ..
@@ -128,15 +121,16 @@ pub(super) fn is_whep(offer: &Offer) -> bool {
 }
 
 /// Asks the HTTP hooks (`on_publish` for WHIP, `on_play` for WHEP) about an offer by
-/// `offerer` before it is served: the 403 that refuses it (the denial logged here, once),
-/// or `None` to go on. HTTP connection `conn` names the request in the log.
+/// `offerer` before it is served: the end hook of the session it may start, or the 403 that
+/// refuses it (the denial logged here, once). HTTP connection `conn` names the request in
+/// the log.
 pub(super) async fn hooked(
     req: &Request,
     offer: &Offer,
     offerer: &Offerer,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     conn: u64,
-) -> Option<ApiReply> {
+) -> Result<Box<dyn SessionEnd>, ApiReply> {
     let vhost = offer.vhost.as_deref().unwrap_or(DEFAULT_VHOST);
     let hook = crate::hooks::rtc(offer.session, offerer, vhost, &offer.app, &offer.stream);
     let role = offer.role;
@@ -144,14 +138,42 @@ pub(super) async fn hooked(
         Role::Publish => crate::hooks::on_publish(shared, &hook).await,
         Role::Play => crate::hooks::on_play(shared, &hook).await,
     };
-    let e = allowed.err()?;
-    tracing::warn!(
-        cid = conn,
-        "rtc signalling {} {}: {e}",
-        req.method,
-        req.path
-    );
-    Some(error(403, &e.public()))
+    match allowed {
+        Ok(()) => Ok(Box::new(Ending {
+            shared: shared.clone(),
+            role,
+            hook,
+        })),
+        Err(e) => {
+            tracing::warn!(
+                cid = conn,
+                "rtc signalling {} {}: {e}",
+                req.method,
+                req.path
+            );
+            Err(error(403, &e.public()))
+        }
+    }
+}
+
+/// The end of a WebRTC session whose offer its hooks allowed: `on_unpublish` for a WHIP
+/// publish, `on_stop` for a WHEP play, with the request its `on_publish` or `on_play` was
+/// asked with, so that hook servers pair them. Every WHIP publish ends here, `rtc_to_rtmp`
+/// or not, once.
+#[derive(Debug)]
+struct Ending {
+    shared: Arc<Shared>,
+    role: Role,
+    hook: crate::hooks::Request,
+}
+
+impl SessionEnd for Ending {
+    fn ended(self: Box<Self>) {
+        match self.role {
+            Role::Publish => crate::hooks::on_unpublish(&self.shared, &self.hook),
+            Role::Play => crate::hooks::on_stop(&self.shared, &self.hook),
+        }
+    }
 }
 
 /// The reply to a served request.

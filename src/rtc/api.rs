@@ -14,7 +14,7 @@ use rand::RngCore;
 use crate::config::{Config, DEFAULT_VHOST};
 use crate::hub::{StreamKey, StreamSettings};
 use crate::rtc::engine::hub::{HubError, RtcHub};
-use crate::rtc::engine::session::{Session, SessionParams};
+use crate::rtc::engine::session::{Session, SessionEnd, SessionParams};
 use crate::rtc::signal::{self, Request, Role, SignalError, Style};
 use crate::rtc::to_rtmp::sink::Offerer;
 use crate::rtc::udp::socket::candidate_ips;
@@ -31,10 +31,21 @@ pub struct SignalContext<'a> {
     /// Whether an RTMP publisher (or an edge's pull) holds stream `key`: a WHIP publish with
     /// `rtc_to_rtmp` is refused then, as SRS refuses a busy source.
     pub rtmp_published: &'a dyn Fn(&StreamKey) -> bool,
-    /// For an offer whose hooks already ran: the session id they were given as the client's
-    /// (the session takes it, so the API, the hooks and the session's end name one client)
-    /// and who offered.
-    pub offered: Option<(u64, Offerer)>,
+    /// For an offer whose hooks already ran and allowed it: what they were told.
+    pub offered: Option<Offered>,
+}
+
+/// An offer whose hooks allowed it, as signalling is told of it.
+#[derive(Debug)]
+pub struct Offered {
+    /// The session id the hooks were given as the client's: the session takes it, so the
+    /// API, the hooks and the session's end name one client.
+    pub session: u64,
+    /// Who offered.
+    pub offerer: Offerer,
+    /// The session's end hook, which the session made for the offer holds (none is made
+    /// when the offer is refused after its hooks: a bad SDP, a busy stream).
+    pub end: Box<dyn SessionEnd>,
 }
 
 impl std::fmt::Debug for SignalContext<'_> {
@@ -132,9 +143,10 @@ impl RtcCounters {
 /// stats, the loss simulation) at `now`, drawing session ids and ICE credentials from `rng`;
 /// `None` for any other path. `query` is the raw query string without `?`; `body` the
 /// request body (an SDP offer, or SRS's JSON). A refused request is counted and logged here;
-/// its reply's form follows [`signal::style_of`] the path.
+/// its reply's form follows [`signal::style_of`] the path. `ctx` is taken: a session made
+/// keeps its [`SignalContext::offered`] end hook.
 pub fn handle_signal(
-    ctx: &SignalContext<'_>,
+    mut ctx: SignalContext<'_>,
     method: &str,
     path: &str,
     query: &str,
@@ -144,7 +156,7 @@ pub fn handle_signal(
 ) -> Option<Result<SignalAnswer, SignalError>> {
     let result = match signal::parse(method, path, query, body) {
         Ok(None) => return None,
-        Ok(Some(request)) => serve(ctx, request, now, rng),
+        Ok(Some(request)) => serve(&mut ctx, request, now, rng),
         Err(e) => Err(e),
     };
     if let Err(e) = &result {
@@ -164,7 +176,7 @@ pub fn new_session_id(rng: &mut impl RngCore) -> u64 {
 }
 
 fn serve(
-    ctx: &SignalContext<'_>,
+    ctx: &mut SignalContext<'_>,
     request: Request,
     now: Instant,
     rng: &mut impl RngCore,
@@ -228,9 +240,9 @@ fn serve(
                     Err(e) => return Err(hub_error(e)),
                 },
             };
-            let (id, offerer) = match &ctx.offered {
-                Some((id, offerer)) => (*id, Some(offerer.clone())),
-                None => (new_session_id(rng), None),
+            let (id, offerer, end) = match ctx.offered.take() {
+                Some(o) => (o.session, Some(o.offerer), Some(o.end)),
+                None => (new_session_id(rng), None, None),
             };
             let params = SessionParams {
                 role,
@@ -251,8 +263,11 @@ fn serve(
                 }
                 SignalError::BadRequest(e)
             };
-            let (session, answer) = Session::from_offer(id, params, &sdp, now, rng)
+            let (mut session, answer) = Session::from_offer(id, params, &sdp, now, rng)
                 .map_err(|e| forget(e.to_string()))?;
+            if let Some(end) = end {
+                session.set_end(end);
+            }
             let ufrag = session.ufrag().to_owned();
             hub.add_pending(ufrag, session, now).map_err(hub_error)?;
             let session = format!("{id:016x}");

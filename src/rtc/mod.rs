@@ -34,7 +34,7 @@ pub mod stun;
 pub mod to_rtmp;
 pub mod udp;
 
-pub use api::{handle_signal, new_session_id, RtcCounters, SignalAnswer, SignalContext};
+pub use api::{handle_signal, new_session_id, Offered, RtcCounters, SignalAnswer, SignalContext};
 pub use engine::hub::RtcHub;
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! with a virtual clock and a seeded random source (quinn/str0m style). No socket is opened.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -14,10 +14,12 @@ use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-use super::api::{handle_signal, SignalAnswer, SignalContext};
-use super::engine::hub::RtcHub;
+use super::api::{handle_signal, Offered, SignalAnswer, SignalContext};
+use super::engine::hub::{RtcHub, PENDING_TIMEOUT};
+use super::engine::session::SessionEnd;
 use super::engine::{Engine, Publish};
 use super::signal::SignalError;
+use super::to_rtmp::sink::Offerer;
 use crate::config::Config;
 
 const SERVER: &str = "127.0.0.1:8000";
@@ -35,6 +37,8 @@ struct Client {
     drop_every: usize,
     dropped: usize,
     received: usize,
+    /// Its session's id, once signalling answered it.
+    session: u64,
 }
 
 impl Client {
@@ -56,6 +60,7 @@ impl Client {
             drop_every: 0,
             dropped: 0,
             received: 0,
+            session: 0,
         }
     }
 
@@ -106,6 +111,20 @@ struct Net {
     nat: Option<SocketAddr>,
     /// What the engines asked the driver to publish to RTMP (`rtc_to_rtmp`).
     published: Vec<Publish>,
+    /// Whether offers come as if their hooks allowed them, with an end hook that records
+    /// their session in `ended`.
+    hooked: bool,
+    ended: Arc<Mutex<Vec<u64>>>,
+}
+
+/// An end hook that records its session.
+#[derive(Debug)]
+struct RecordEnd(u64, Arc<Mutex<Vec<u64>>>);
+
+impl SessionEnd for RecordEnd {
+    fn ended(self: Box<Self>) {
+        self.1.lock().unwrap().push(self.0);
+    }
 }
 
 impl Net {
@@ -126,6 +145,8 @@ impl Net {
             now: Instant::now(),
             nat: None,
             published: Vec::new(),
+            hooked: false,
+            ended: Arc::default(),
         }
     }
 
@@ -138,14 +159,22 @@ impl Net {
     ) -> Result<SignalAnswer, SignalError> {
         let config = &self.config;
         let stream = |v: &str, a: &str, s: &str| crate::hub::stream_of(config, v, a, s);
+        let offered = self.hooked.then(|| {
+            let session = super::new_session_id(&mut self.rng);
+            Offered {
+                session,
+                offerer: Offerer::default(),
+                end: Box::new(RecordEnd(session, self.ended.clone())),
+            }
+        });
         let ctx = SignalContext {
             config,
             hub: &self.hub,
             stream: &stream,
             rtmp_published: &|_| false,
-            offered: None,
+            offered,
         };
-        handle_signal(&ctx, method, path, query, body, self.now, &mut self.rng)
+        handle_signal(ctx, method, path, query, body, self.now, &mut self.rng)
             .expect("an /rtc/v1/ path is served")
     }
 
@@ -188,6 +217,7 @@ impl Net {
             panic!("{reply:?}");
         };
         assert_eq!(session.len(), 16);
+        c.session = u64::from_str_radix(&session, 16).unwrap();
         c.accept(pending, &sdp);
         self.clients.push(c);
         (self.clients.len() - 1, video)
@@ -388,6 +418,87 @@ fn delete_ends_a_session_and_the_stream() {
     assert_eq!(net.engines[0].session_count(), 0);
     let play = net.api("POST", "/rtc/v1/whep/", "app=live&stream=gone", b"v=0\r\n");
     assert_eq!(play.unwrap_err().status(), 404);
+}
+
+/// Every session made for an offer its hooks allowed tells its end hook once, when it is
+/// dropped, however it ends (SRS's `on_unpublish` and `on_stop`): a DELETE on its core, its
+/// peer going silent, a DELETE before it connected, or expiry before its first binding (swept
+/// by core 0, no later offer needed). An offer refused after its hooks made no session and
+/// tells nothing.
+#[test]
+fn every_allowed_session_tells_its_end_once() {
+    let mut net = Net::new(2);
+    net.hooked = true;
+    let ended = net.ended.clone();
+    let (publisher, _) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "end");
+    let (deleted, _) = net.join("10.0.0.2:5000", 1, Direction::RecvOnly, "end");
+    let (silent, _) = net.join("10.0.0.3:5000", 0, Direction::RecvOnly, "end");
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        [publisher, deleted, silent]
+            .iter()
+            .all(|&c| connected(&n.clients[c]))
+    }));
+    let [publisher, deleted, silent] = [publisher, deleted, silent].map(|c| net.clients[c].session);
+    let play = |net: &mut Net| {
+        let (offer, ..) = Client::new("10.0.0.9:5000", 0, net.now).offer(Direction::RecvOnly);
+        match net.api(
+            "POST",
+            "/rtc/v1/whep/",
+            "app=live&stream=end",
+            offer.as_bytes(),
+        ) {
+            Ok(SignalAnswer::Answer { session, .. }) => u64::from_str_radix(&session, 16).unwrap(),
+            reply => panic!("{reply:?}"),
+        }
+    };
+    let (never, expires) = (play(&mut net), play(&mut net));
+    assert!(ended.lock().unwrap().is_empty());
+    let delete = |net: &mut Net, id: u64| {
+        let reply = net.api(
+            "DELETE",
+            "/rtc/v1/whep/",
+            &format!("session={id:016x}"),
+            b"",
+        );
+        assert_eq!(reply, Ok(SignalAnswer::Deleted));
+    };
+    // Before its first binding: the hub drops it at once.
+    delete(&mut net, never);
+    assert_eq!(*ended.lock().unwrap(), [never]);
+    // Refused after its hooks (a bad SDP): no session, nothing told.
+    let bad = net.api(
+        "POST",
+        "/rtc/v1/whep/",
+        "app=live&stream=end",
+        b"v=0\r\nnonsense",
+    );
+    assert_eq!(bad.unwrap_err().status(), 400);
+    // On core 1: its core closes it.
+    delete(&mut net, deleted);
+    net.run_until(Duration::from_millis(50), |_| false);
+    assert_eq!(*ended.lock().unwrap(), [never, deleted]);
+    // The publisher and the other player vanish: their sessions time out.
+    net.clients.clear();
+    let end = net.now + Duration::from_secs(60);
+    while net.now < end && net.engines[0].session_count() > 0 {
+        net.now += Duration::from_millis(100);
+        let now = net.now;
+        let e = &mut net.engines[0];
+        e.handle_timeout(now);
+        e.drive(now);
+        e.take_transmits(&mut Vec::new());
+    }
+    assert_eq!(net.engines[0].session_count(), 0);
+    // The offer whose client never came expires: core 0's sweep drops it, with no offer
+    // after it.
+    net.now += PENDING_TIMEOUT;
+    net.engines[0].handle_timeout(net.now);
+    assert_eq!(net.hub.pending_count(), 0);
+    let mut told = ended.lock().unwrap().clone();
+    told.sort_unstable();
+    let mut sessions = vec![publisher, deleted, silent, never, expires];
+    sessions.sort_unstable();
+    assert_eq!(told, sessions, "each once");
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! [`RtmpSink`]. The RTC loop converts the publisher's frames ([`crate::rtc::to_rtmp`]) and
 //! hands each message here; this takes the stream's publish in the hub as an RTMP publisher
 //! would, starts the stream's consumers ([`consumers::start`], as for a publish: forwards,
-//! HLS, DVR), lists the publisher in the API's clients (`rtc-publish`) and sends
-//! `on_unpublish` when the publish ends. `on_publish` was asked at signalling, before the
-//! offer was answered. It converts nothing and owns no socket.
+//! HLS, DVR) and lists the publisher in the API's clients (`rtc-publish`). The hooks are
+//! not sent here: `on_publish` was asked at signalling, before the offer was answered, and
+//! `on_unpublish` is sent when the WHIP session ends, as for every WHIP publish
+//! ([`crate::http`]'s end hook, which the session holds). It converts nothing and owns no
+//! socket.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
@@ -35,7 +37,6 @@ struct WhipPublish {
     shared: Arc<Shared>,
     guard: PublishGuard,
     client: ClientGuard,
-    hook: crate::hooks::Request,
 }
 
 impl RtmpSink for Sink {
@@ -55,14 +56,12 @@ impl RtmpSink for Sink {
         tracing::info!(cid = session, "rtc_to_rtmp publish {key}");
         consumers::start(shared, &key, &settings, Producer::Whip(session));
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        // The offer's own hook request when it came through signalling, which asked
-        // `on_publish` with it.
+        // Who the offer came from when it came through signalling, as the hooks were told.
         let offerer = offerer.unwrap_or_else(|| Offerer {
             ip: ip.to_string(),
             tc_url: format!("webrtc://{}/{}", key.vhost, key.app),
             param: String::new(),
         });
-        let hook = crate::hooks::rtc(session, &offerer, &key.vhost, &key.app, &key.stream);
         let client =
             shared
                 .clients
@@ -71,7 +70,6 @@ impl RtmpSink for Sink {
             shared: shared.clone(),
             guard,
             client,
-            hook,
         }))
     }
 }
@@ -93,10 +91,9 @@ impl RtmpPublish for WhipPublish {
 impl Drop for WhipPublish {
     fn drop(&mut self) {
         tracing::info!(
-            cid = self.hook.client_id,
+            cid = self.client.client().id,
             "rtc_to_rtmp unpublish {}",
             self.guard.source().key()
         );
-        crate::hooks::on_unpublish(&self.shared, &self.hook);
     }
 }

@@ -17,6 +17,8 @@ use crate::hub::StreamKey;
 
 /// How long a session created by signalling waits for its first STUN binding.
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often core 0's engine drops the pending sessions that expired.
+pub const PENDING_SWEEP: Duration = Duration::from_secs(1);
 /// Most sessions waiting for their first binding at once; more are refused with 503, so a
 /// flood of offers cannot pin unbounded memory.
 pub const MAX_PENDING: usize = 4096;
@@ -201,17 +203,7 @@ impl RtcHub {
         now: Instant,
     ) -> Result<(), HubError> {
         let mut registry = self.registry();
-        let expired: Vec<String> = registry
-            .pending
-            .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.created) > PENDING_TIMEOUT)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in expired {
-            if let Some(p) = registry.pending.remove(&k) {
-                self.forget(&mut registry, p.session);
-            }
-        }
+        self.expire(&mut registry, now);
         if registry.pending.len() >= MAX_PENDING {
             return Err(HubError::TooManyPending);
         }
@@ -226,6 +218,28 @@ impl RtcHub {
             },
         );
         Ok(())
+    }
+
+    /// Drops the sessions that waited for their first binding longer than
+    /// [`PENDING_TIMEOUT`] at `now` (which tells their end hooks). A new offer does it, and
+    /// core 0's engine every [`PENDING_SWEEP`], so that a session whose client never came
+    /// ends in time when no offer follows.
+    pub fn expire_pending(&self, now: Instant) {
+        self.expire(&mut self.registry(), now);
+    }
+
+    fn expire(&self, registry: &mut Registry, now: Instant) {
+        let expired: Vec<String> = registry
+            .pending
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.created) > PENDING_TIMEOUT)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in expired {
+            if let Some(p) = registry.pending.remove(&k) {
+                self.forget(registry, p.session);
+            }
+        }
     }
 
     /// Takes the pending session for `ufrag`, for core `core` to adopt.

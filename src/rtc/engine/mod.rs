@@ -108,6 +108,8 @@ pub struct Engine {
     sent_count: u64,
     /// RTMP publishes' starts, messages and stops, for the driver.
     publishes: std::collections::VecDeque<Publish>,
+    /// Core 0: when it next drops the hub's expired pending sessions.
+    next_sweep: Option<Instant>,
 }
 
 impl Engine {
@@ -129,6 +131,7 @@ impl Engine {
             rtmp_frames: Vec::new(),
             sent_count: 0,
             publishes: std::collections::VecDeque::new(),
+            next_sweep: None,
         }
     }
 
@@ -304,8 +307,14 @@ impl Engine {
         self.rtmp_frames = frames;
     }
 
-    /// Lets every session whose timer expired at `now` run; the others are not visited.
+    /// Lets every session whose timer expired at `now` run; the others are not visited. On
+    /// core 0 it also drops, every [`hub::PENDING_SWEEP`], the pending sessions whose client
+    /// never came.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.core == 0 && self.next_sweep.is_none_or(|t| t <= now) {
+            self.hub.expire_pending(now);
+            self.next_sweep = Some(now + hub::PENDING_SWEEP);
+        }
         while let Some(id) = self.timers.pop_due(now) {
             let Some(s) = self.sessions.get_mut(&id) else {
                 continue;
@@ -567,7 +576,10 @@ impl Engine {
 
     /// When the engine next needs [`Self::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        match (self.timers.next(), self.next_sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! the peer's SDP offer, with what the engine needs around it: its role and stream, its media
 //! sections, the addresses of this host its peer sends to (its replies leave from there), and,
 //! for a player, where its RTP sequence numbers stand and whether its video waits for a
-//! keyframe. Time, randomness and the DTLS certificate come from the caller.
+//! keyframe. Time, randomness and the DTLS certificate come from the caller. A session made
+//! for an offer its hooks allowed holds that offer's [`SessionEnd`], and tells it when it is
+//! dropped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +62,19 @@ pub enum SessionError {
     Unusable(&'static str),
 }
 
+/// What the server is told when a session ends: its end-of-session hook (`on_unpublish` for
+/// a publisher, `on_stop` for a player, as the offer's `on_publish` or `on_play` was asked),
+/// which the RTC side does not import. Signalling gives one to each session it makes for an
+/// offer whose hooks allowed it, and the session calls it once, when it is dropped, however
+/// it ended: closed on its core (DELETE, ICE disconnect, str0m giving up, a kicked or stale
+/// `rtc_to_rtmp` publish) or never adopted (DELETE or expiry before its first binding). As
+/// in SRS, whose player and publisher objects are made at signalling and send these hooks
+/// from their destructors, a session need not have connected to get it.
+pub trait SessionEnd: Send + std::fmt::Debug {
+    /// The session ended.
+    fn ended(self: Box<Self>);
+}
+
 /// What a session is made with.
 #[derive(Debug, Clone)]
 pub struct SessionParams {
@@ -113,6 +128,16 @@ pub struct Session {
     need_key: bool,
     /// Player: the next RTP sequence number of its video and its audio.
     next_seq: [u64; 2],
+    /// Told when the session is dropped.
+    end: Option<Box<dyn SessionEnd>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            end.ended();
+        }
+    }
 }
 
 /// RTP header extensions offered to players: str0m's standard set without the two that feed a
@@ -220,8 +245,14 @@ impl Session {
             paths: Vec::new(),
             need_key: true,
             next_seq: [u64::from(rng.gen::<u16>()), u64::from(rng.gen::<u16>())],
+            end: None,
         };
         Ok((session, answer.to_sdp_string()))
+    }
+
+    /// Tells `end` when this session is dropped.
+    pub fn set_end(&mut self, end: Box<dyn SessionEnd>) {
+        self.end = Some(end);
     }
 
     /// The session's id.

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use super::Message;
 use crate::hub::{StreamKey, StreamSettings};
 
-/// Who offered a WHIP publish, as the signalling told the HTTP hooks at `on_publish`, so
-/// that the publish's end tells them the same: hook servers match `on_unpublish` to its
-/// `on_publish` by client id, stream and param, as SRS sends them.
+/// Who offered a WebRTC session, as the signalling told the HTTP hooks at `on_publish` or
+/// `on_play`: a `rtc_to_rtmp` publish is listed in the API's clients with its address and
+/// tcUrl.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Offerer {
     /// The signalling request's peer address.
