@@ -10,7 +10,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::hooks::{hooks, HookServer};
+use common::hooks::{assert_same_client, hooks, HookServer};
 use common::{curl, free_port, media_tags, wait_until, Client, Server};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -528,17 +528,7 @@ fn whip_and_whep_sessions_end_with_on_unpublish_and_on_stop() {
         (b, stops[1].clone()),
     ];
     for (start, end) in &pairs {
-        for field in [
-            "client_id",
-            "ip",
-            "vhost",
-            "app",
-            "stream",
-            "param",
-            "tcUrl",
-        ] {
-            assert_eq!(start[field], end[field], "{field}: {start} {end}");
-        }
+        assert_same_client(start, end);
     }
     assert_eq!(pairs[0].0["param"], "app=live&stream=ends&token=p");
 }

@@ -274,6 +274,20 @@ impl Net {
         }
     }
 
+    /// Moves core 0's clock on for up to `limit`, 100 ms a step, with no client sending
+    /// (their peers gone), until it holds no session.
+    fn idle_core0(&mut self, limit: Duration) {
+        let end = self.now + limit;
+        while self.now < end && self.engines[0].session_count() > 0 {
+            self.now += Duration::from_millis(100);
+            let now = self.now;
+            let e = &mut self.engines[0];
+            e.handle_timeout(now);
+            e.drive(now);
+            e.take_transmits(&mut Vec::new());
+        }
+    }
+
     fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
         let end = self.now + limit;
         while self.now < end {
@@ -479,15 +493,7 @@ fn every_allowed_session_tells_its_end_once() {
     assert_eq!(*ended.lock().unwrap(), [never, deleted]);
     // The publisher and the other player vanish: their sessions time out.
     net.clients.clear();
-    let end = net.now + Duration::from_secs(60);
-    while net.now < end && net.engines[0].session_count() > 0 {
-        net.now += Duration::from_millis(100);
-        let now = net.now;
-        let e = &mut net.engines[0];
-        e.handle_timeout(now);
-        e.drive(now);
-        e.take_transmits(&mut Vec::new());
-    }
+    net.idle_core0(Duration::from_secs(60));
     assert_eq!(net.engines[0].session_count(), 0);
     // The offer whose client never came expires: core 0's sweep drops it, with no offer
     // after it.
@@ -579,16 +585,7 @@ fn silent_peers_time_out() {
     assert_eq!(net.engines[0].session_count(), 2);
     // Both clients vanish without a DELETE: only the engine's clock moves on.
     net.clients.clear();
-    let end = net.now + Duration::from_secs(60);
-    while net.now < end && net.engines[0].session_count() > 0 {
-        net.now += Duration::from_millis(100);
-        let now = net.now;
-        let e = &mut net.engines[0];
-        e.handle_timeout(now);
-        e.drive(now);
-        let mut sink = Vec::new();
-        e.take_transmits(&mut sink);
-    }
+    net.idle_core0(Duration::from_secs(60));
     assert_eq!(
         net.engines[0].session_count(),
         0,

@@ -147,3 +147,19 @@ fn answer(path: &str, body: &Value) -> Vec<u8> {
 pub fn hooks(directives: &str) -> String {
     format!("http_hooks {{ enabled on; {directives} }}")
 }
+
+/// Asserts that end-of-session hook `end` names the client that `start` (its on_publish or
+/// on_play) asked about, as SRS sends them: a hook server pairs them by these fields.
+pub fn assert_same_client(start: &Value, end: &Value) {
+    for field in [
+        "client_id",
+        "ip",
+        "vhost",
+        "app",
+        "stream",
+        "param",
+        "tcUrl",
+    ] {
+        assert_eq!(start[field], end[field], "{field}: {start} {end}");
+    }
+}
