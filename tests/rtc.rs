@@ -477,12 +477,8 @@ fn whip_bench_publish_plays_over_rtmp_and_http_flv() {
         "{}",
         server.log()
     );
-    let (rtmp, flv) = (server.url("benchcam"), server.flv_url("benchcam"));
-    let flv_player = std::thread::spawn(move || common::ffmpeg_play(&flv, 20));
-    let out = common::ffmpeg_play(&rtmp, 20);
     // 25 fps for 20 s, less margin.
-    common::assert_ffmpeg_decoded(&out, 400);
-    common::assert_ffmpeg_decoded(&flv_player.join().expect("the HTTP-FLV player"), 400);
+    common::assert_plays_over_rtmp_and_flv(&server, "benchcam", 20, 400);
     let stream = server.stream("benchcam").expect("the API lists the stream");
     assert_eq!(stream["publish"]["active"], true, "{stream}");
     let client_id = stream["publish"]["cid"].clone();

@@ -328,11 +328,7 @@ fn whip_publish_plays_over_rtmp(lossy: bool) {
         "{}",
         server.log()
     );
-    let (rtmp, flv) = (server.url("webcam"), server.flv_url("webcam"));
-    let flv_player = std::thread::spawn(move || common::ffmpeg_play(&flv, 20));
-    let out = common::ffmpeg_play(&rtmp, 20);
-    common::assert_ffmpeg_decoded(&out, 300);
-    common::assert_ffmpeg_decoded(&flv_player.join().expect("the HTTP-FLV player"), 300);
+    common::assert_plays_over_rtmp_and_flv(&server, "webcam", 20, 300);
     // The API lists the stream, published by an rtc-publish client.
     let stream = server.stream("webcam").expect("the API lists the stream");
     assert_eq!(stream["publish"]["active"], true, "{stream}");

@@ -274,6 +274,17 @@ impl Net {
         }
     }
 
+    /// DELETEs session `id` through `/rtc/v1/{kind}/` (`whip` or `whep`), which must end it.
+    fn delete(&mut self, kind: &str, id: u64) {
+        let reply = self.api(
+            "DELETE",
+            &format!("/rtc/v1/{kind}/"),
+            &format!("session={id:016x}"),
+            b"",
+        );
+        assert_eq!(reply, Ok(SignalAnswer::Deleted));
+    }
+
     /// Moves core 0's clock on for up to `limit`, 100 ms a step, with no client sending
     /// (their peers gone), until it holds no session.
     fn idle_core0(&mut self, limit: Duration) {
@@ -421,13 +432,7 @@ fn delete_ends_a_session_and_the_stream() {
         })
         .unwrap();
     let (_, id) = stream.publisher().unwrap();
-    let reply = net.api(
-        "DELETE",
-        "/rtc/v1/whip/",
-        &format!("session={id:016x}"),
-        b"",
-    );
-    assert_eq!(reply, Ok(SignalAnswer::Deleted));
+    net.delete("whip", id);
     net.run_until(Duration::from_millis(50), |_| false);
     assert_eq!(net.engines[0].session_count(), 0);
     let play = net.api("POST", "/rtc/v1/whep/", "app=live&stream=gone", b"v=0\r\n");
@@ -467,17 +472,8 @@ fn every_allowed_session_tells_its_end_once() {
     };
     let (never, expires) = (play(&mut net), play(&mut net));
     assert!(ended.lock().unwrap().is_empty());
-    let delete = |net: &mut Net, id: u64| {
-        let reply = net.api(
-            "DELETE",
-            "/rtc/v1/whep/",
-            &format!("session={id:016x}"),
-            b"",
-        );
-        assert_eq!(reply, Ok(SignalAnswer::Deleted));
-    };
     // Before its first binding: the hub drops it at once.
-    delete(&mut net, never);
+    net.delete("whep", never);
     assert_eq!(*ended.lock().unwrap(), [never]);
     // Refused after its hooks (a bad SDP): no session, nothing told.
     let bad = net.api(
@@ -488,7 +484,7 @@ fn every_allowed_session_tells_its_end_once() {
     );
     assert_eq!(bad.unwrap_err().status(), 400);
     // On core 1: its core closes it.
-    delete(&mut net, deleted);
+    net.delete("whep", deleted);
     net.run_until(Duration::from_millis(50), |_| false);
     assert_eq!(*ended.lock().unwrap(), [never, deleted]);
     // The publisher and the other player vanish: their sessions time out.

@@ -1,11 +1,11 @@
 //! A WHIP publisher as an RTMP stream's producer (`rtc_to_rtmp`): the server's side of
 //! [`RtmpSink`]. The RTC loop converts the publisher's frames ([`crate::rtc::to_rtmp`]) and
 //! hands each message here; this takes the stream's publish in the hub as an RTMP publisher
-//! would, starts the stream's consumers ([`consumers::start`], as for a publish: forwards,
+//! would, starts the stream's consumers (`consumers::start`, as for a publish: forwards,
 //! HLS, DVR) and lists the publisher in the API's clients (`rtc-publish`). The hooks are
 //! not sent here: `on_publish` was asked at signalling, before the offer was answered, and
 //! `on_unpublish` is sent when the WHIP session ends, as for every WHIP publish
-//! ([`crate::http`]'s end hook, which the session holds). It converts nothing and owns no
+//! (the end hook HTTP signalling gives the session). It converts nothing and owns no
 //! socket.
 
 use std::net::{IpAddr, Ipv4Addr};

@@ -716,6 +716,21 @@ pub fn ffmpeg_play(url: &str, seconds: u32) -> std::process::Output {
         .expect("running ffmpeg")
 }
 
+/// Plays `stream` of `server` in ffmpeg over RTMP and HTTP-FLV side by side for `seconds`,
+/// and asserts that each decoded at least `min_frames` frames cleanly
+/// ([`assert_ffmpeg_decoded`]).
+pub fn assert_plays_over_rtmp_and_flv(
+    server: &Server,
+    stream: &str,
+    seconds: u32,
+    min_frames: u32,
+) {
+    let flv = server.flv_url(stream);
+    let flv_player = std::thread::spawn(move || ffmpeg_play(&flv, seconds));
+    assert_ffmpeg_decoded(&ffmpeg_play(&server.url(stream), seconds), min_frames);
+    assert_ffmpeg_decoded(&flv_player.join().expect("the HTTP-FLV player"), min_frames);
+}
+
 /// Codec arguments for [`ffmpeg_publish_with`]: a realtime re-encode with a keyframe every
 /// second (25 frames). The source's 2 s GOP would let LL-HLS parts of 200 ms start on a
 /// keyframe only every tenth part, and `hls_fragment 1` segments be two seconds long.
