@@ -42,8 +42,8 @@
 //!   and the API's Basic authentication; the bottom of the graph, below [`config`].
 //! - [`coworkers`]: SRS's origin cluster, sans-IO: the clusters API's question and answer,
 //!   redirect URLs and their hop count.
-//! - [`bench`](mod@bench): the load tool behind `ringcast-bench` (players, publishers, SEI latency), a
-//!   client of the protocol folders only.
+//! - [`bench`](mod@bench): the load tool behind `ringcast-bench` (players, publishers, SEI
+//!   latency), a client of the protocol folders only.
 //!
 //! Protocol code is sans-IO and forbids `unsafe`; the I/O layer ([`runtime`], the send ring,
 //! the WebRTC UDP driver) and [`profile`]'s allocator and valgrind hooks are the only places

@@ -54,11 +54,11 @@ fn page_server_with(
     )
 }
 
-/// A UDP relay in front of the server's RTC port that loses one in `drop_every` datagrams
-/// from the server and none toward it: loss on the media a player receives is what NACK must
-/// repair ([`lossy_relay_toward`] loses toward the server instead, on a publisher's media). Each browser address gets its own socket toward the server, as behind a NAT, so
-/// the server sees one remote per browser candidate and ICE chooses among them as it would
-/// without the relay.
+/// A UDP relay in front of the server's RTC port that loses one in `drop_every` datagrams from
+/// the server and none toward it: loss on the media a player receives is what NACK must repair
+/// ([`lossy_relay_toward`] loses toward the server instead, on a publisher's media). Each
+/// browser address gets its own socket toward the server, as behind a NAT, so the server sees
+/// one remote per browser candidate and ICE chooses among them as it would without the relay.
 struct Relay {
     /// The port browsers send to.
     port: u16,

@@ -1,9 +1,9 @@
-//! HLS, sans-IO: the per-stream [`Segmenter`] (frames in, segments, LL-HLS parts and
-//! playlists out, the wall clock passed in), the MPEG-TS ([`ts`]) and CMAF ([`cmaf`]) muxers
-//! behind the [`Muxer`] seam ([`mux`]), the FLV to elementary-stream conversions ([`es`]) they
-//! share, and LL-HLS's blocking-reload directives ([`reload`]). It owns no file, socket or clock and
-//! must not import a driver: the driver that feeds it from the hub and publishes its output
-//! is `server/hls.rs`, the store the HTTP server reads is `state/hls.rs`.
+//! HLS, sans-IO: the per-stream [`Segmenter`] (frames in, segments, LL-HLS parts and playlists
+//! out, the wall clock passed in), the MPEG-TS ([`ts`]) and CMAF ([`cmaf`]) muxers behind the
+//! [`Muxer`] seam ([`mux`]), the FLV to elementary-stream conversions ([`es`]) they share, and
+//! LL-HLS's blocking-reload directives ([`reload`]). It owns no file, socket or clock and must
+//! not import a driver: the driver that feeds it from the hub and publishes its output is
+//! `server/hls.rs`, the store the HTTP server reads is `state/hls.rs`.
 #![forbid(unsafe_code)]
 
 pub mod cmaf;

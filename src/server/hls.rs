@@ -3,9 +3,10 @@
 //! [`Segmenter`] (writing MPEG-TS, or CMAF with `hls_fmp4`) and publishes what comes out:
 //! segments, init segments, LL-HLS parts and playlists to the in-memory store the HTTP server
 //! reads ([`crate::state::HlsStore`]), segments and parts also in a sealed memfd each, which
-//! plain HTTP sends to every player with `sendfile` instead of copying it in, each LL-HLS playlist's edge to the store's waiters once
-//! what it names is there, and, under `hls_path`, segments, init segments and playlists (not
-//! parts: only this server answers LL-HLS's blocking requests) to files.
+//! plain HTTP sends to every player with `sendfile` instead of copying it in, each LL-HLS
+//! playlist's edge to the store's waiters once what it names is there, and, under `hls_path`,
+//! segments, init segments and playlists (not parts: only this server answers LL-HLS's blocking
+//! requests) to files.
 //!
 //! The task outlives a publish: a publisher that comes back within `hls_dispose` continues
 //! the same playlist after an `#EXT-X-DISCONTINUITY`. When none does, the stream's playlist

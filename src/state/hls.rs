@@ -1,10 +1,10 @@
-//! The process-wide HLS store: the playlists, segments, init segments and LL-HLS parts of
-//! every stream's segmenter, by URL path (their names under `hls_path`), as shared `Bytes` the
-//! HTTP server hands to every request without a copy, segments and parts also in a sealed
-//! memfd that plain HTTP sends with `sendfile` (no copy into each socket either); each LL-HLS playlist's live edge and the
-//! requests blocked on it ([`Live`]); each stream's HLS state for the API; HLS's counters. It
-//! runs nothing and touches no file: the segmenter's driver (`server/hls.rs`) fills it, the
-//! HTTP server reads it and waits on it.
+//! The process-wide HLS store: the playlists, segments, init segments and LL-HLS parts of every
+//! stream's segmenter, by URL path (their names under `hls_path`), as shared `Bytes` the HTTP
+//! server hands to every request without a copy, segments and parts also in a sealed memfd that
+//! plain HTTP sends with `sendfile` (no copy into each socket either); each LL-HLS playlist's
+//! live edge and the requests blocked on it ([`Live`]); each stream's HLS state for the API;
+//! HLS's counters. It runs nothing and touches no file: the segmenter's driver
+//! (`server/hls.rs`) fills it, the HTTP server reads it and waits on it.
 //!
 //! Locks: a request takes the files' read lock for one map lookup and a refcount bump; the
 //! driver takes the write lock once per segment or part (five times a second a stream with

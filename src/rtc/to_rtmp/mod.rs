@@ -8,20 +8,20 @@
 //! - [`avc`]: Annex B access units to AVCC frames and sequence headers from SPS/PPS.
 //! - [`audio`]: Opus decoded (libopus) and encoded to AAC-LC (libfdk-aac).
 //!
-//! One timeline in milliseconds for both tracks, from the first frame of either: each track
-//! is anchored at the arrival time of its first frame, then advances by its RTP time deltas
-//! (taken modulo 2^32, so a wrap of the 32-bit RTP clock is a small step), and never goes
-//! backwards; a track whose RTP time strays more than [`RESYNC`] from its arrival times is
-//! re-anchored on them, so a publisher's jump or garbage timestamps cannot stretch the
-//! stream. The two tracks' messages are then interleaved in timestamp order, each held at
-//! most [`MAX_INTERLEAVE`] for the other track to catch up, so the stream's timestamps never
-//! go back across tracks either: AAC comes out a frame (21 ms) and the encoder's delay after
-//! its Opus, and str0m releases audio in bursts behind a lost packet, which an RTMP
-//! timeline (and the hub's jitter correction, which takes a step back of over 250 ms for a
-//! discontinuity) must not see. Video waits for an IDR with SPS and PPS (asking for one at most once per
-//! [`KEYFRAME_INTERVAL`]), and again after a frame str0m could not make contiguous: frames
-//! that reference what was lost are dropped rather than shown broken. A keyframe is asked for
-//! too when none came for [`PLI_FOR_RTMP`], as SRS does, to bound the GOP RTMP players join.
+//! One timeline in milliseconds for both tracks, from the first frame of either: each track is
+//! anchored at the arrival time of its first frame, then advances by its RTP time deltas (taken
+//! modulo 2^32, so a wrap of the 32-bit RTP clock is a small step), and never goes backwards; a
+//! track whose RTP time strays more than [`RESYNC`] from its arrival times is re-anchored on
+//! them, so a publisher's jump or garbage timestamps cannot stretch the stream. The two tracks'
+//! messages are then interleaved in timestamp order, each held at most [`MAX_INTERLEAVE`] for
+//! the other track to catch up, so the stream's timestamps never go back across tracks either:
+//! AAC comes out a frame (21 ms) and the encoder's delay after its Opus, and str0m releases
+//! audio in bursts behind a lost packet, which an RTMP timeline (and the hub's jitter
+//! correction, which takes a step back of over 250 ms for a discontinuity) must not see. Video
+//! waits for an IDR with SPS and PPS (asking for one at most once per [`KEYFRAME_INTERVAL`]),
+//! and again after a frame str0m could not make contiguous: frames that reference what was lost
+//! are dropped rather than shown broken. A keyframe is asked for too when none came for
+//! [`PLI_FOR_RTMP`], as SRS does, to bound the GOP RTMP players join.
 
 #![forbid(unsafe_code)]
 

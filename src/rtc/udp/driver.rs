@@ -370,8 +370,8 @@ mod tests {
     use crate::runtime::{build_runtime, IoMode};
 
     /// io_uring's multishot receive delivers datagrams with their source, their destination
-    /// (IP_PKTINFO), and the kernel's drop count once the receive queue overflowed. (Without io_uring the loop uses
-    /// recvmmsg, which the end-to-end suites cover under epoll.)
+    /// (IP_PKTINFO), and the kernel's drop count once the receive queue overflowed. (Without
+    /// io_uring the loop uses recvmmsg, which the end-to-end suites cover under epoll.)
     #[test]
     fn multishot_receive_reports_datagrams_and_kernel_drops() {
         let rt = match build_runtime(0, IoMode::Uring, Some(BUFFER_POOL)) {
