@@ -39,6 +39,11 @@ usage: ./bench.sh [options]
                                        segments, a 10 s window: ringcast and SRS serving their
                                        own, nginx serving nginx-rtmp's files; players keeping
                                        up in the ANbps column; default levels "1000 5000")
+  --publish rtmp|whip                  with --proto whep, the publisher: RTMP (default: the
+                                       server's rtmp_to_rtc repackages it and transcodes AAC to
+                                       Opus) or WHIP (ringcast-bench whip-publish: H.264 and
+                                       Opus over WebRTC, so the server is a pure SFU; rows say
+                                       "whip-whep")
   --whep-sample N                      with --proto whep: one player in N is full (str0m
                                        decrypts its media: latency, NACKs), the others light
                                        (RTP counted from its clear header, not decrypted: far
@@ -85,6 +90,7 @@ warmup=6
 media=../shared/media/source.flv
 load_workers=1
 mw_latency=""
+publish=rtmp
 whep_sample=10
 hls_sample=10
 topology=single
@@ -105,6 +111,7 @@ while (($#)); do
     --media) media="$2"; shift 2 ;;
     --load-workers) load_workers="$2"; shift 2 ;;
     --mw-latency) mw_latency="$2"; shift 2 ;;
+    --publish) publish="$2"; shift 2 ;;
     --whep-sample) whep_sample="$2"; shift 2 ;;
     --hls-sample) hls_sample="$2"; shift 2 ;;
     --topology) topology="$2"; shift 2 ;;
@@ -123,6 +130,11 @@ die() {
 
 [[ -f "$media" ]] || die "$media: no such file (--media FILE)"
 case "$proto" in rtmp | flv | whep | hls) ;; *) die "--proto must be rtmp, flv, whep or hls" ;; esac
+case "$publish" in rtmp | whip) ;; *) die "--publish must be rtmp or whip" ;; esac
+[[ "$publish" == rtmp || "$proto" == whep ]] || die "--publish whip plays over WHEP: add --proto whep"
+# The CSV's protocol column: a WHIP publish's rows apart from an RTMP publish's.
+row_proto=$proto
+[[ "$publish" == whip ]] && row_proto=whip-whep
 if [[ -z "$levels" ]]; then
     levels="500 1000 1500 2000 2500"
     # The issue's HLS target: 5000 players of the 528 kbps stream.
@@ -440,7 +452,7 @@ fi
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 bench="$bin_dir/ringcast-bench"
-echo "== $(nproc) cores, $(uname -r), levels: $levels, servers: $servers, proto: $proto"
+echo "== $(nproc) cores, $(uname -r), levels: $levels, servers: $servers, proto: $proto, publish: $publish"
 echo "== results in $out"
 
 measure_one() {
@@ -454,7 +466,12 @@ measure_one() {
     start_server "$name" "$players"
     local port=${rtmp_port[$name]}
     local total=$((preroll + ramp + warmup + measure + linger_s))
-    "$bench" rtmp-publish -c 1 -i "$media" -r "rtmp://127.0.0.1:$port/live/livestream" \
+    local pub_cmd=rtmp-publish pub_url="rtmp://127.0.0.1:$port/live/livestream"
+    if [[ "$publish" == whip ]]; then
+        pub_cmd=whip-publish
+        pub_url="http://127.0.0.1:${api_port[$name]}/rtc/v1/whip/?app=live&stream=livestream"
+    fi
+    "$bench" "$pub_cmd" -c 1 -i "$media" -r "$pub_url" \
         -d "$total" --interval 5 >"$out/logs/$name-$players-publish.log" 2>&1 &
     local pub=$!
     started+=("$pub")
@@ -526,7 +543,7 @@ emit_row() {
     read -r eu es <<<"$6"
     read -r lu ls <<<"$7"
     read -r mu ms <<<"$8"
-    awk -v name="$1" -v proto="$proto" -v n="$2" -v t0="$3" -v t1="$4" -v hz="$ticks_per_s" \
+    awk -v name="$1" -v proto="$row_proto" -v n="$2" -v t0="$3" -v t1="$4" -v hz="$ticks_per_s" \
         -v su="$su" -v ss="$ss" -v eu="$eu" -v es="$es" -v lu="$lu" -v ls="$ls" -v mu="$mu" -v ms="$ms" \
         -v rss="$9" -v idle="${10}" -v conn="${11}" -v sm="${12}" -v am="${13}" \
         -v p50="${14}" -v p99="${15}" -v alive="${16}" -v failed="${17}" -v loss="${18}" \

@@ -1,7 +1,8 @@
 //! WebRTC load: WHEP players and WHIP publishers. Each signals with one HTTP POST (an SDP
 //! offer for H.264 and Opus), then runs a str0m client over its own UDP socket. Publishers
-//! send an FLV file looped at its own pace, converted as ringcast's RTMP to WebRTC converts it.
-//! Works with any WHIP/WHEP server (ringcast, SRS 5+).
+//! send an FLV file looped at its own pace, converted as ringcast's RTMP to WebRTC converts it,
+//! each video frame SEI-stamped as the RTMP publisher stamps it, so WHEP players measure the
+//! latency of a WHIP publish too. Works with any WHIP/WHEP server (ringcast, SRS 5+).
 //!
 //! Players come in two kinds ([`PlayMode`]). A full player lets str0m decrypt and depacketize
 //! every packet: media bytes, SEI latency, the NACKs it sent, str0m's loss figures; a thousand
@@ -28,7 +29,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use super::rtp_count::{self, RtpCount};
-use super::{ClientState, PlayMode, Stats};
+use super::{sei, wall_ms, ClientState, PlayMode, Stats};
 use crate::flv::Tag;
 use crate::rtc::bridge::{AacToOpus, AvcToAnnexB};
 use crate::rtmp::message::{MSG_AUDIO, MSG_VIDEO};
@@ -488,6 +489,11 @@ async fn run_publisher(
     let video_pt = peer.pt(peer.video, Codec::H264)?;
     let audio_pt = peer.pt(peer.audio, Codec::Opus)?;
     let (mut video, mut audio) = (AvcToAnnexB::default(), AacToOpus::default());
+    let nalu_len = tags
+        .iter()
+        .find(|t| t.type_id == MSG_VIDEO && t.data.get(1) == Some(&0))
+        .and_then(|t| sei::nalu_len_size(&t.data))
+        .unwrap_or(4);
     let first = tags.first().map_or(0, |t| t.timestamp);
     let span = tags.last().map_or(0, |t| t.timestamp).saturating_sub(first) + 40;
     let start = Instant::now();
@@ -508,7 +514,12 @@ async fn run_publisher(
             let now = Instant::now();
             match tag.type_id {
                 MSG_VIDEO => {
-                    if let Ok(Some(unit)) = video.push(&tag.data, ts) {
+                    let body = if sei::is_avc_nalus(&tag.data) {
+                        sei::stamp(&tag.data, nalu_len, wall_ms())
+                    } else {
+                        tag.data.clone()
+                    };
+                    if let Ok(Some(unit)) = video.push(&body, ts) {
                         stats.bytes[i].fetch_add(unit.data.len() as u64, Ordering::Relaxed);
                         let time = MediaTime::new(unit.pts_ms * 90, Frequency::NINETY_KHZ);
                         if let Some(w) = peer.rtc.writer(peer.video) {
