@@ -37,6 +37,9 @@ pub struct RtpFrame {
     pub may_start: bool,
     /// The payloads in order; the last one of a video frame carries the marker bit.
     pub payloads: Vec<Arc<[u8]>>,
+    /// The WebRTC publisher session whose frame it is; 0 for RTMP's. Players rebase `time`
+    /// when it changes (a republish), as each publisher starts its RTP clock at random.
+    pub source: u64,
 }
 
 /// Cuts one stream's frames. The H.264 packetizer keeps SPS and PPS between calls so that it
@@ -73,6 +76,7 @@ impl StreamPacketizer {
             wallclock,
             may_start,
             payloads: payloads.into_iter().map(Arc::from).collect(),
+            source: 0,
         })
     }
 
@@ -91,6 +95,7 @@ impl StreamPacketizer {
             wallclock,
             may_start: true,
             payloads: vec![data],
+            source: 0,
         }
     }
 }

@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, Frequency, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -376,6 +376,75 @@ fn whip_publisher_reaches_whep_players_on_two_cores() {
         assert!(frames >= 50, "player {p} decoded {frames} frames");
     }
     assert_eq!(net.sessions(), 3);
+}
+
+/// A WHIP publisher leaves and another publishes the same name: the players of the first,
+/// one on the publisher's core and one on another, get the second's media without a new
+/// offer, their RTP clock running on across the change (the second publisher's clock starts
+/// elsewhere), and a stream with neither publisher nor players is forgotten.
+#[test]
+fn players_follow_a_republished_stream() {
+    let mut net = Net::new(2);
+    let (first, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "again");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[first])));
+    let (local, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "again");
+    let (remote, _) = net.join("10.0.0.3:5000", 1, Direction::RecvOnly, "again");
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        connected(&n.clients[local]) && connected(&n.clients[remote])
+    }));
+    net.publish(first, video, 0, 30);
+    let before = [local, remote].map(|p| net.clients[p].video_frames());
+    assert!(
+        before.iter().all(|&f| f >= 20),
+        "first publisher: {before:?}"
+    );
+    let id = net.clients[first].session;
+    net.delete("whip", id);
+    net.run_until(Duration::from_millis(100), |_| false);
+    assert_eq!(net.engines[0].session_count(), 1, "its local player stays");
+    let play = net.api("POST", "/rtc/v1/whep/", "app=live&stream=again", b"v=0\r\n");
+    assert_eq!(
+        play.unwrap_err().status(),
+        404,
+        "a stream without publisher takes no new player"
+    );
+    // The second publisher lands on core 1, its RTP clock 10 minutes on from the first's.
+    let (second, video) = net.join("10.0.0.4:5000", 1, Direction::SendOnly, "again");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[second])));
+    net.publish(second, video, 18_000, 30);
+    for (i, p) in [local, remote].into_iter().enumerate() {
+        let c = &net.clients[p];
+        let frames = c.video_frames();
+        assert!(
+            frames >= before[i] + 20,
+            "player {p}: {frames} after {before:?}"
+        );
+        let times: Vec<u64> = c
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::MediaData(d) if d.params.spec().codec == Codec::H264 => {
+                    Some(d.time.rebase(Frequency::NINETY_KHZ).numer())
+                }
+                _ => None,
+            })
+            .collect();
+        let largest = times.windows(2).map(|w| w[1].abs_diff(w[0])).max().unwrap();
+        assert!(
+            largest < 90_000,
+            "player {p}: RTP time jumped {largest} ticks at the republish"
+        );
+    }
+    // Everyone leaves: nothing of the stream is left to take a player.
+    for c in [second, local, remote] {
+        let (kind, id) = (
+            if c == second { "whip" } else { "whep" },
+            net.clients[c].session,
+        );
+        net.delete(kind, id);
+    }
+    net.run_until(Duration::from_millis(100), |_| false);
+    assert!(net.hub.streams_len() == 0, "the stream was forgotten");
 }
 
 /// Behind a NAT the datagrams arrive at an address the answer does not name: str0m is told

@@ -168,7 +168,13 @@ impl Fanout {
             )),
             _ => None,
         }?;
-        Some((rtp, &group.players))
+        Some((
+            RtpFrame {
+                source: frame.publisher,
+                ..rtp
+            },
+            &group.players,
+        ))
     }
 
     /// An RTMP frame of `key`, converted and cut into `out` (none, one, or several frames for

@@ -154,13 +154,20 @@ impl RtcHub {
         Arc::new(RtcStream::new(id, key.clone()))
     }
 
-    /// The stream a new publisher creates; `Busy` if one exists.
+    /// The stream a new publisher publishes: a new one, or the one whose last publisher left
+    /// while it still has players, who then get this publisher's media; `Busy` if another
+    /// publisher holds it.
     pub fn create_stream(&self, key: &StreamKey) -> Result<Arc<RtcStream>, HubError> {
         let mut streams = self.streams.lock().expect("rtc streams lock poisoned");
-        if streams.contains_key(key) {
-            return Err(HubError::Busy(key.clone()));
+        if let Some(stream) = streams.get(key) {
+            if stream.claimed() {
+                return Err(HubError::Busy(key.clone()));
+            }
+            stream.set_claimed(true);
+            return Ok(stream.clone());
         }
         let stream = self.new_stream(key);
+        stream.set_claimed(true);
         streams.insert(key.clone(), stream.clone());
         Ok(stream)
     }
@@ -171,21 +178,38 @@ impl RtcHub {
         self.new_stream(key)
     }
 
-    /// The published stream `key`.
+    /// The published stream `key`. A stream whose publisher left is not one: a new player of
+    /// it is refused, or plays the RTMP stream of that name (`rtmp_to_rtc`), as before any
+    /// WHIP publish.
     pub fn stream(&self, key: &StreamKey) -> Result<Arc<RtcStream>, HubError> {
         let streams = self.streams.lock().expect("rtc streams lock poisoned");
         streams
             .get(key)
+            .filter(|s| s.claimed())
             .cloned()
             .ok_or_else(|| HubError::NoStream(key.clone()))
     }
 
-    /// Removes `stream` from the registry: its publisher left.
+    /// `stream`'s publisher left (or its offer failed): the stream stays for its players,
+    /// for the next publisher of its key, or goes now if it has none.
     pub fn remove_stream(&self, stream: &Arc<RtcStream>) {
         let mut streams = self.streams.lock().expect("rtc streams lock poisoned");
-        if streams
-            .get(stream.key())
-            .is_some_and(|s| Arc::ptr_eq(s, stream))
+        stream.set_claimed(false);
+        Self::drop_if_unused(&mut streams, stream);
+    }
+
+    /// A player of `stream` left: a stream with neither publisher nor players goes.
+    pub fn player_left(&self, stream: &Arc<RtcStream>) {
+        let mut streams = self.streams.lock().expect("rtc streams lock poisoned");
+        Self::drop_if_unused(&mut streams, stream);
+    }
+
+    fn drop_if_unused(streams: &mut HashMap<StreamKey, Arc<RtcStream>>, stream: &Arc<RtcStream>) {
+        if !stream.claimed()
+            && stream.player_count() == 0
+            && streams
+                .get(stream.key())
+                .is_some_and(|s| Arc::ptr_eq(s, stream))
         {
             streams.remove(stream.key());
         }
@@ -302,5 +326,14 @@ impl RtcHub {
     /// Sessions waiting for their first binding.
     pub fn pending_count(&self) -> usize {
         self.registry().pending.len()
+    }
+
+    /// Streams registered, published or left to their players.
+    #[cfg(test)]
+    pub fn streams_len(&self) -> usize {
+        self.streams
+            .lock()
+            .expect("rtc streams lock poisoned")
+            .len()
     }
 }

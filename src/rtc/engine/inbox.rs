@@ -20,6 +20,8 @@ pub struct SharedFrame {
     pub kind: MediaKind,
     /// The frame as the publisher's session depacketized it.
     pub data: MediaData,
+    /// The publisher's session.
+    pub publisher: u64,
 }
 
 /// A message to one core.

@@ -439,7 +439,11 @@ impl Engine {
                         s.queue(&mut self.dirty);
                     }
                 }
-                let frame = Arc::new(SharedFrame { kind, data });
+                let frame = Arc::new(SharedFrame {
+                    kind,
+                    data,
+                    publisher: id,
+                });
                 let stream = s.stream.clone();
                 for inbox in self
                     .fanout
@@ -513,6 +517,7 @@ impl Engine {
             }
             Role::Play => {
                 stream.add_player(self.core, -1);
+                self.hub.player_left(&stream);
                 self.fanout.leave_stream(stream.id(), id);
                 if session.bridge.is_some() {
                     self.fanout.leave_bridge(stream.key(), id);

@@ -1,9 +1,11 @@
 //! A WebRTC stream as the cores share it: its key, where its publisher lives, and how many
 //! players each core has, so that the publisher's core feeds only the cores with players.
 //! Its locks are taken on adoption, join and leave, never per packet or frame: the
-//! publisher's core re-reads the counts only when [`RtcStream::version`] moves.
+//! publisher's core re-reads the counts only when [`RtcStream::version`] moves. A stream
+//! outlives its publisher while it has players: the next WHIP publish of its key takes it
+//! over, and its players go on with the new publisher's media (SRS's players do too).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::hub::StreamKey;
@@ -19,6 +21,10 @@ pub struct RtcStream {
     players: Mutex<Vec<usize>>,
     /// Bumped whenever `players` changes, so the publisher's core re-reads it only then.
     version: AtomicU64,
+    /// Whether a WHIP publisher holds the stream, from its offer to its end. Changed only
+    /// under the hub's stream registry lock, so a stream left to its players is taken over by
+    /// one next publisher, or dropped by its last player, never both.
+    claimed: AtomicBool,
 }
 
 impl RtcStream {
@@ -30,6 +36,7 @@ impl RtcStream {
             publisher: Mutex::new(None),
             players: Mutex::new(Vec::new()),
             version: AtomicU64::new(0),
+            claimed: AtomicBool::new(false),
         }
     }
 
@@ -54,6 +61,23 @@ impl RtcStream {
         (0..players.len())
             .filter(|&c| c != except && players[c] > 0)
             .collect()
+    }
+
+    /// Players on all cores.
+    pub fn player_count(&self) -> usize {
+        self.players
+            .lock()
+            .expect("rtc stream lock poisoned")
+            .iter()
+            .sum()
+    }
+
+    pub(super) fn claimed(&self) -> bool {
+        self.claimed.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_claimed(&self, claimed: bool) {
+        self.claimed.store(claimed, Ordering::Release);
     }
 
     /// Counts a player joining (`+1`) or leaving (`-1`) on `core`.
