@@ -10,8 +10,9 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::api::{handle_signal, Offered, SignalAnswer, SignalContext};
@@ -807,4 +808,88 @@ fn whip_publish_with_rtc_to_rtmp_becomes_an_rtmp_publish() {
     let other_session = starts.iter().find(|(_, s)| s == "other").unwrap().0;
     assert!(rtmp_video(&net.published, other_session).len() > 250);
     assert!(!stopped(&net, other_session));
+}
+
+/// Sends one RTP packet of payload type `pt` on media section `mid` from client `p` under
+/// `ssrc`, an SSRC its offer never announced, and runs the network until the server counted
+/// it, 30 ms at most. str0m's direct API: a send stream declared for the packet and removed
+/// after, so the client's own streams stay as they were. It carries the `mid` header
+/// extension, as a new SSRC's packets do. The stream has a rid of its own: str0m's pacer
+/// names a queue by mid and rid and sends from the first stream a hash map yields for them,
+/// so a stream sharing the real one's (mid, no rid) is sent from only when the map happens to
+/// yield it first.
+fn send_stray_rtp(net: &mut Net, p: usize, mid: Mid, ssrc: u32, pt: Pt, seq: u16) {
+    let now = net.now;
+    let counted = net.counter(|s| &s.unannounced_ssrc);
+    let mut api = net.clients[p].rtc.direct_api();
+    let tx = api.declare_stream_tx(ssrc.into(), None, mid, Some("stray".into()));
+    let time = u32::from(seq) * 3000;
+    tx.write_rtp(RtpWrite::new(
+        pt,
+        u64::from(seq).into(),
+        time,
+        now,
+        vec![0x41; 200],
+    ));
+    // str0m queues a written packet for its next timeout, which may be far off.
+    net.clients[p].timeout = now;
+    assert!(net.run_until(Duration::from_millis(30), |n| {
+        n.counter(|s| &s.unannounced_ssrc) > counted
+    }));
+    net.clients[p]
+        .rtc
+        .direct_api()
+        .remove_stream_tx(ssrc.into());
+}
+
+/// A publisher that sends RTP under SSRCs its offer never announced, 300 of them: each is
+/// dropped before str0m and counted (str0m would move the media section's stream to it, losing
+/// the real frames around it, and remember every SSRC for the session's life), its real frames
+/// after them all reach its player, and the session, the stream beside it and its player go on.
+#[test]
+fn unannounced_ssrcs_are_dropped_and_the_real_media_goes_on() {
+    let mut net = Net::new(1);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "ssrc");
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "ssrc");
+    let (other, other_video) = net.join("10.0.0.3:5000", 0, Direction::SendOnly, "beside");
+    let (other_player, _) = net.join("10.0.0.4:5000", 0, Direction::RecvOnly, "beside");
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.clients.iter().all(connected)
+    }));
+    net.publish(publisher, video, 0, 30);
+    net.publish(other, other_video, 0, 30);
+    let before = [player, other_player].map(|p| net.clients[p].video_frames());
+    assert!(before.iter().all(|&f| f >= 25), "{before:?}");
+    let pt = {
+        let w = net.clients[publisher].rtc.writer(video).unwrap();
+        let pt = w
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::H264)
+            .unwrap()
+            .pt();
+        pt
+    };
+    for seq in 0..300u16 {
+        send_stray_rtp(
+            &mut net,
+            publisher,
+            video,
+            0x5000_0000 + u32::from(seq),
+            pt,
+            seq,
+        );
+    }
+    net.publish(publisher, video, 30, 60);
+    net.publish(other, other_video, 30, 60);
+    assert_eq!(net.counter(|s| &s.unannounced_ssrc), 300);
+    assert_eq!(net.engines[0].session_count(), 4);
+    let after = [player, other_player].map(|p| net.clients[p].video_frames());
+    assert!(
+        after.iter().zip(before).all(|(a, b)| *a >= b + 58),
+        "{before:?} -> {after:?}"
+    );
+    let Ok(SignalAnswer::Stats(stats)) = net.api("GET", "/rtc/v1/stats/", "", b"") else {
+        panic!("stats are served");
+    };
+    assert_eq!((stats.unannounced_ssrc, stats.rejected), (300, 0));
 }
