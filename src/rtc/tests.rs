@@ -10,14 +10,14 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::api::{handle_signal, Offered, SignalAnswer, SignalContext};
 use super::engine::hub::{RtcHub, PENDING_TIMEOUT};
-use super::engine::session::SessionEnd;
+use super::engine::session::{SessionEnd, KEYFRAME_INTERVAL};
 use super::engine::{Engine, Publish};
 use super::signal::SignalError;
 use super::to_rtmp::sink::Offerer;
@@ -90,6 +90,13 @@ impl Client {
                 Output::Event(e) => self.events.push(e),
             }
         }
+    }
+
+    fn keyframe_requests(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::KeyframeRequest(_)))
+            .count()
     }
 
     fn video_frames(&self) -> usize {
@@ -892,4 +899,60 @@ fn unannounced_ssrcs_are_dropped_and_the_real_media_goes_on() {
         panic!("stats are served");
     };
     assert_eq!((stats.unannounced_ssrc, stats.rejected), (300, 0));
+}
+
+/// A PLI flood: four players, two on each core, ask for a keyframe every millisecond for three
+/// virtual seconds. The publisher is asked at most once per [`KEYFRAME_INTERVAL`] (an encoder
+/// told to make keyframes that often would send little else), and still asked as often (the
+/// flood does reach it); the two quiet players, one on each core, get every frame.
+#[test]
+fn a_pli_flood_asks_the_publisher_once_per_keyframe_interval() {
+    let mut net = Net::new(2);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "pli");
+    let quiet = [("10.0.0.2:5000", 0), ("10.0.0.3:5000", 1)]
+        .map(|(addr, core)| net.join(addr, core, Direction::RecvOnly, "pli").0);
+    let flood: Vec<(usize, Mid)> = (0..4)
+        .map(|i| {
+            net.join(
+                &format!("10.0.1.{i}:5000"),
+                i % 2,
+                Direction::RecvOnly,
+                "pli",
+            )
+        })
+        .collect();
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.clients.iter().all(connected)
+    }));
+    net.publish(publisher, video, 0, 30);
+    let asked = net.clients[publisher].keyframe_requests();
+    let before = quiet.map(|p| net.clients[p].video_frames());
+    let start = net.now;
+    for n in 30..120 {
+        net.write_frame(publisher, video, n);
+        for _ in 0..33 {
+            for &(p, mid) in &flood {
+                let c = &mut net.clients[p];
+                let mut writer = c.rtc.writer(mid).unwrap();
+                writer
+                    .request_keyframe(None, KeyframeRequestKind::Pli)
+                    .unwrap();
+                // str0m sends a requested PLI at its next timeout.
+                c.timeout = net.now;
+            }
+            net.step();
+        }
+    }
+    let asked = net.clients[publisher].keyframe_requests() - asked;
+    let intervals = ((net.now - start).as_millis() / KEYFRAME_INTERVAL.as_millis()) as usize;
+    assert!(
+        (intervals..=intervals + 1).contains(&asked),
+        "{asked} keyframe requests in {intervals} intervals"
+    );
+    let after = quiet.map(|p| net.clients[p].video_frames());
+    assert!(
+        after.iter().zip(before).all(|(a, b)| *a == b + 90),
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(net.counter(|s| &s.inbox_overflows), 0);
 }
