@@ -12,7 +12,8 @@ use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::RtpWrite;
+use str0m::rtp::rtcp::Rtcp;
+use str0m::rtp::{RawPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::api::{handle_signal, Offered, SignalAnswer, SignalContext};
@@ -40,12 +41,15 @@ struct Client {
     received: usize,
     /// Its session's id, once signalling answered it.
     session: u64,
+    /// The datagrams it sent that carried a NACK (with raw packets on, `Net::raw_packets`).
+    nacks: Vec<Vec<u8>>,
 }
 
 impl Client {
-    fn new(addr: &str, core: usize, now: Instant) -> Self {
+    fn new(addr: &str, core: usize, now: Instant, raw_packets: bool) -> Self {
         let addr: SocketAddr = addr.parse().unwrap();
         let mut rtc = Rtc::builder()
+            .enable_raw_packets(raw_packets)
             .clear_codecs()
             .enable_h264(true)
             .enable_opus(true, false)
@@ -62,6 +66,7 @@ impl Client {
             dropped: 0,
             received: 0,
             session: 0,
+            nacks: Vec::new(),
         }
     }
 
@@ -87,6 +92,14 @@ impl Client {
                     return;
                 }
                 Output::Transmit(t) => out.push(t),
+                // A sent packet's event follows the datagram that carried it.
+                Output::Event(Event::RawPacket(p)) => {
+                    if let (RawPacket::RtcpTx(Rtcp::Nack(_)), Some(t)) = (&*p, out.last()) {
+                        if self.nacks.last().map(Vec::as_slice) != Some(&t.contents[..]) {
+                            self.nacks.push(t.contents.to_vec());
+                        }
+                    }
+                }
                 Output::Event(e) => self.events.push(e),
             }
         }
@@ -123,6 +136,8 @@ struct Net {
     /// their session in `ended`.
     hooked: bool,
     ended: Arc<Mutex<Vec<u64>>>,
+    /// Whether clients joined from now on record the datagrams carrying their NACKs.
+    raw_packets: bool,
 }
 
 /// An end hook that records its session.
@@ -155,6 +170,7 @@ impl Net {
             published: Vec::new(),
             hooked: false,
             ended: Arc::default(),
+            raw_packets: false,
         }
     }
 
@@ -208,7 +224,7 @@ impl Net {
         direction: Direction,
         stream: &str,
     ) -> (usize, Mid) {
-        let mut c = Client::new(addr, core, self.now);
+        let mut c = Client::new(addr, core, self.now, self.raw_packets);
         let (offer, pending, video, _audio) = c.offer(direction);
         let path = if direction == Direction::SendOnly {
             "/rtc/v1/whip/"
@@ -467,7 +483,8 @@ fn every_allowed_session_tells_its_end_once() {
     }));
     let [publisher, deleted, silent] = [publisher, deleted, silent].map(|c| net.clients[c].session);
     let play = |net: &mut Net| {
-        let (offer, ..) = Client::new("10.0.0.9:5000", 0, net.now).offer(Direction::RecvOnly);
+        let (offer, ..) =
+            Client::new("10.0.0.9:5000", 0, net.now, false).offer(Direction::RecvOnly);
         match net.api(
             "POST",
             "/rtc/v1/whep/",
@@ -520,7 +537,7 @@ fn bad_datagrams_and_credentials_are_rejected() {
     net.engines[0].handle_datagram(now, src, None, &[0x80; 100]);
     net.engines[0].handle_datagram(now, src, None, &[]);
     // A binding that names a pending session's ufrag but has no valid integrity.
-    let mut c = Client::new("10.0.0.1:5000", 0, now);
+    let mut c = Client::new("10.0.0.1:5000", 0, now, false);
     let (offer, _pending, _, _) = c.offer(Direction::SendOnly);
     let reply = net.api(
         "POST",
@@ -954,5 +971,60 @@ fn a_pli_flood_asks_the_publisher_once_per_keyframe_interval() {
         after.iter().zip(before).all(|(a, b)| *a == b + 90),
         "{before:?} -> {after:?}"
     );
+    assert_eq!(net.counter(|s| &s.inbox_overflows), 0);
+}
+
+/// A NACK flood: a player losing one datagram in 10 sends each NACK its str0m makes over and
+/// over, 20 times a millisecond for three virtual seconds (a replayed SRTCP datagram
+/// authenticates again: str0m keeps no replay window for SRTCP). str0m queues a resend for each
+/// sequence number named each time it is named, so its resends follow the NACKs' rate, not the
+/// send buffer's size: the flooder gets about 15 times the datagrams of a quiet player, but
+/// fewer than the NACKs it sent (no amplification). No panic, its session goes on (its own
+/// frames suffer), the quiet players on both cores get every frame and a lossy one nearly all.
+#[test]
+fn a_nack_flood_gets_fewer_resends_than_its_nacks_and_disturbs_no_other_player() {
+    let mut net = Net::new(2);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "nack");
+    let (quiet, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "nack");
+    let (remote, _) = net.join("10.0.0.3:5000", 1, Direction::RecvOnly, "nack");
+    let (lossy, _) = net.join("10.0.0.4:5000", 0, Direction::RecvOnly, "nack");
+    net.raw_packets = true;
+    let (flood, _) = net.join("10.0.0.5:5000", 0, Direction::RecvOnly, "nack");
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.clients.iter().all(connected)
+    }));
+    net.publish(publisher, video, 0, 30);
+    for p in [lossy, flood] {
+        net.clients[p].drop_every = 10;
+    }
+    let players = [quiet, remote, lossy, flood];
+    let before = players.map(|p| (net.clients[p].received, net.clients[p].video_frames()));
+    let from = net.clients[flood].addr;
+    let local = Some(SERVER.parse().unwrap());
+    let mut sent = 0;
+    for n in 30..120 {
+        net.write_frame(publisher, video, n);
+        for _ in 0..33 {
+            if let Some(nack) = net.clients[flood].nacks.last().cloned() {
+                for _ in 0..20 {
+                    net.engines[0].handle_datagram(net.now, from, local, &nack);
+                }
+                sent += 20;
+            }
+            net.step();
+        }
+    }
+    let after = players.map(|p| (net.clients[p].received, net.clients[p].video_frames()));
+    // Datagrams the server sent each player during the flood, and the frames it got.
+    let [quiet, remote, lossy, flood]: [(usize, usize); 4] =
+        std::array::from_fn(|i| (after[i].0 - before[i].0, after[i].1 - before[i].1));
+    assert_eq!((quiet.1, remote.1), (90, 90), "{quiet:?} {remote:?}");
+    assert!(lossy.1 >= 87, "{lossy:?}");
+    assert!(
+        flood.0 > quiet.0 * 5 && flood.0 < sent,
+        "{flood:?} of {sent} NACKs"
+    );
+    assert_eq!(net.engines[0].session_count(), 4);
+    assert_eq!(net.engines[1].session_count(), 1);
     assert_eq!(net.counter(|s| &s.inbox_overflows), 0);
 }
