@@ -96,6 +96,8 @@ pub struct RtcCounters {
     pub recv_calls: u64,
     /// Datagrams rejected.
     pub rejected: u64,
+    /// RTP packets of publishers dropped for an SSRC their offer did not announce.
+    pub unannounced_ssrc: u64,
     /// Signalling requests refused.
     pub refused_requests: u64,
     /// Datagrams sent.
@@ -126,6 +128,7 @@ impl RtcCounters {
             received: s.received.load(Ordering::Relaxed),
             recv_calls: s.recv_calls.load(Ordering::Relaxed),
             rejected: s.rejected.load(Ordering::Relaxed),
+            unannounced_ssrc: s.unannounced_ssrc.load(Ordering::Relaxed),
             refused_requests: s.refused_requests.load(Ordering::Relaxed),
             sent: s.sent.load(Ordering::Relaxed),
             send_calls: s.send_calls.load(Ordering::Relaxed),

@@ -38,6 +38,24 @@ pub fn stray_format(sdp: &str) -> Option<u16> {
     None
 }
 
+/// The SSRCs an offer announces (`a=ssrc:` lines, RTX ones included), in order, without
+/// repeats (sans-IO). Browsers, OBS and GStreamer announce every SSRC they send.
+pub fn announced_ssrcs(sdp: &str) -> Vec<u32> {
+    let mut ssrcs = Vec::new();
+    for line in sdp.lines() {
+        let ssrc = line
+            .strip_prefix("a=ssrc:")
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<u32>().ok());
+        if let Some(ssrc) = ssrc {
+            if !ssrcs.contains(&ssrc) {
+                ssrcs.push(ssrc);
+            }
+        }
+    }
+    ssrcs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +73,15 @@ mod tests {
             "before any m= line nothing is checked"
         );
         assert_eq!(stray_format(""), None);
+    }
+
+    #[test]
+    fn announced_ssrcs_are_listed_once() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=ssrc-group:FID 11 22\r\n\
+                   a=ssrc:11 cname:x\r\na=ssrc:11 msid:a b\r\na=ssrc:22 cname:x\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ssrc:4294967295 cname:x\r\n\
+                   a=ssrc:99999999999 cname:x\r\n";
+        assert_eq!(announced_ssrcs(sdp), [11, 22, u32::MAX]);
+        assert!(announced_ssrcs("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n").is_empty());
     }
 }

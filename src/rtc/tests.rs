@@ -10,13 +10,15 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, Mid};
+use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::rtcp::Rtcp;
+use str0m::rtp::{RawPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::api::{handle_signal, Offered, SignalAnswer, SignalContext};
 use super::engine::hub::{RtcHub, PENDING_TIMEOUT};
-use super::engine::session::SessionEnd;
+use super::engine::session::{SessionEnd, KEYFRAME_INTERVAL};
 use super::engine::{Engine, Publish};
 use super::signal::SignalError;
 use super::to_rtmp::sink::Offerer;
@@ -39,12 +41,15 @@ struct Client {
     received: usize,
     /// Its session's id, once signalling answered it.
     session: u64,
+    /// The datagrams it sent that carried a NACK (with raw packets on, `Net::raw_packets`).
+    nacks: Vec<Vec<u8>>,
 }
 
 impl Client {
-    fn new(addr: &str, core: usize, now: Instant) -> Self {
+    fn new(addr: &str, core: usize, now: Instant, raw_packets: bool) -> Self {
         let addr: SocketAddr = addr.parse().unwrap();
         let mut rtc = Rtc::builder()
+            .enable_raw_packets(raw_packets)
             .clear_codecs()
             .enable_h264(true)
             .enable_opus(true, false)
@@ -61,6 +66,7 @@ impl Client {
             dropped: 0,
             received: 0,
             session: 0,
+            nacks: Vec::new(),
         }
     }
 
@@ -86,9 +92,24 @@ impl Client {
                     return;
                 }
                 Output::Transmit(t) => out.push(t),
+                // A sent packet's event follows the datagram that carried it.
+                Output::Event(Event::RawPacket(p)) => {
+                    if let (RawPacket::RtcpTx(Rtcp::Nack(_)), Some(t)) = (&*p, out.last()) {
+                        if self.nacks.last().map(Vec::as_slice) != Some(&t.contents[..]) {
+                            self.nacks.push(t.contents.to_vec());
+                        }
+                    }
+                }
                 Output::Event(e) => self.events.push(e),
             }
         }
+    }
+
+    fn keyframe_requests(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::KeyframeRequest(_)))
+            .count()
     }
 
     fn video_frames(&self) -> usize {
@@ -115,6 +136,8 @@ struct Net {
     /// their session in `ended`.
     hooked: bool,
     ended: Arc<Mutex<Vec<u64>>>,
+    /// Whether clients joined from now on record the datagrams carrying their NACKs.
+    raw_packets: bool,
 }
 
 /// An end hook that records its session.
@@ -147,6 +170,7 @@ impl Net {
             published: Vec::new(),
             hooked: false,
             ended: Arc::default(),
+            raw_packets: false,
         }
     }
 
@@ -200,7 +224,7 @@ impl Net {
         direction: Direction,
         stream: &str,
     ) -> (usize, Mid) {
-        let mut c = Client::new(addr, core, self.now);
+        let mut c = Client::new(addr, core, self.now, self.raw_packets);
         let (offer, pending, video, _audio) = c.offer(direction);
         let path = if direction == Direction::SendOnly {
             "/rtc/v1/whip/"
@@ -528,7 +552,8 @@ fn every_allowed_session_tells_its_end_once() {
     }));
     let [publisher, deleted, silent] = [publisher, deleted, silent].map(|c| net.clients[c].session);
     let play = |net: &mut Net| {
-        let (offer, ..) = Client::new("10.0.0.9:5000", 0, net.now).offer(Direction::RecvOnly);
+        let (offer, ..) =
+            Client::new("10.0.0.9:5000", 0, net.now, false).offer(Direction::RecvOnly);
         match net.api(
             "POST",
             "/rtc/v1/whep/",
@@ -581,7 +606,7 @@ fn bad_datagrams_and_credentials_are_rejected() {
     net.engines[0].handle_datagram(now, src, None, &[0x80; 100]);
     net.engines[0].handle_datagram(now, src, None, &[]);
     // A binding that names a pending session's ufrag but has no valid integrity.
-    let mut c = Client::new("10.0.0.1:5000", 0, now);
+    let mut c = Client::new("10.0.0.1:5000", 0, now, false);
     let (offer, _pending, _, _) = c.offer(Direction::SendOnly);
     let reply = net.api(
         "POST",
@@ -876,4 +901,199 @@ fn whip_publish_with_rtc_to_rtmp_becomes_an_rtmp_publish() {
     let other_session = starts.iter().find(|(_, s)| s == "other").unwrap().0;
     assert!(rtmp_video(&net.published, other_session).len() > 250);
     assert!(!stopped(&net, other_session));
+}
+
+/// Sends one RTP packet of payload type `pt` on media section `mid` from client `p` under
+/// `ssrc`, an SSRC its offer never announced, and runs the network until the server counted
+/// it, 30 ms at most. str0m's direct API: a send stream declared for the packet and removed
+/// after, so the client's own streams stay as they were. It carries the `mid` header
+/// extension, as a new SSRC's packets do. The stream has a rid of its own: str0m's pacer
+/// names a queue by mid and rid and sends from the first stream a hash map yields for them,
+/// so a stream sharing the real one's (mid, no rid) is sent from only when the map happens to
+/// yield it first.
+fn send_stray_rtp(net: &mut Net, p: usize, mid: Mid, ssrc: u32, pt: Pt, seq: u16) {
+    let now = net.now;
+    let counted = net.counter(|s| &s.unannounced_ssrc);
+    let mut api = net.clients[p].rtc.direct_api();
+    let tx = api.declare_stream_tx(ssrc.into(), None, mid, Some("stray".into()));
+    let time = u32::from(seq) * 3000;
+    tx.write_rtp(RtpWrite::new(
+        pt,
+        u64::from(seq).into(),
+        time,
+        now,
+        vec![0x41; 200],
+    ));
+    // str0m queues a written packet for its next timeout, which may be far off.
+    net.clients[p].timeout = now;
+    assert!(net.run_until(Duration::from_millis(30), |n| {
+        n.counter(|s| &s.unannounced_ssrc) > counted
+    }));
+    net.clients[p]
+        .rtc
+        .direct_api()
+        .remove_stream_tx(ssrc.into());
+}
+
+/// A publisher that sends RTP under SSRCs its offer never announced, 300 of them: each is
+/// dropped before str0m and counted (str0m would move the media section's stream to it, losing
+/// the real frames around it, and remember every SSRC for the session's life), its real frames
+/// after them all reach its player, and the session, the stream beside it and its player go on.
+#[test]
+fn unannounced_ssrcs_are_dropped_and_the_real_media_goes_on() {
+    let mut net = Net::new(1);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "ssrc");
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "ssrc");
+    let (other, other_video) = net.join("10.0.0.3:5000", 0, Direction::SendOnly, "beside");
+    let (other_player, _) = net.join("10.0.0.4:5000", 0, Direction::RecvOnly, "beside");
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.clients.iter().all(connected)
+    }));
+    net.publish(publisher, video, 0, 30);
+    net.publish(other, other_video, 0, 30);
+    let before = [player, other_player].map(|p| net.clients[p].video_frames());
+    assert!(before.iter().all(|&f| f >= 25), "{before:?}");
+    let pt = {
+        let w = net.clients[publisher].rtc.writer(video).unwrap();
+        let pt = w
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::H264)
+            .unwrap()
+            .pt();
+        pt
+    };
+    for seq in 0..300u16 {
+        send_stray_rtp(
+            &mut net,
+            publisher,
+            video,
+            0x5000_0000 + u32::from(seq),
+            pt,
+            seq,
+        );
+    }
+    net.publish(publisher, video, 30, 60);
+    net.publish(other, other_video, 30, 60);
+    assert_eq!(net.counter(|s| &s.unannounced_ssrc), 300);
+    assert_eq!(net.engines[0].session_count(), 4);
+    let after = [player, other_player].map(|p| net.clients[p].video_frames());
+    assert!(
+        after.iter().zip(before).all(|(a, b)| *a >= b + 58),
+        "{before:?} -> {after:?}"
+    );
+    let Ok(SignalAnswer::Stats(stats)) = net.api("GET", "/rtc/v1/stats/", "", b"") else {
+        panic!("stats are served");
+    };
+    assert_eq!((stats.unannounced_ssrc, stats.rejected), (300, 0));
+}
+
+/// A PLI flood: four players, two on each core, ask for a keyframe every millisecond for three
+/// virtual seconds. The publisher is asked at most once per [`KEYFRAME_INTERVAL`] (an encoder
+/// told to make keyframes that often would send little else), and still asked as often (the
+/// flood does reach it); the two quiet players, one on each core, get every frame.
+#[test]
+fn a_pli_flood_asks_the_publisher_once_per_keyframe_interval() {
+    let mut net = Net::new(2);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "pli");
+    let quiet = [("10.0.0.2:5000", 0), ("10.0.0.3:5000", 1)]
+        .map(|(addr, core)| net.join(addr, core, Direction::RecvOnly, "pli").0);
+    let flood: Vec<(usize, Mid)> = (0..4)
+        .map(|i| {
+            net.join(
+                &format!("10.0.1.{i}:5000"),
+                i % 2,
+                Direction::RecvOnly,
+                "pli",
+            )
+        })
+        .collect();
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.clients.iter().all(connected)
+    }));
+    net.publish(publisher, video, 0, 30);
+    let asked = net.clients[publisher].keyframe_requests();
+    let before = quiet.map(|p| net.clients[p].video_frames());
+    let start = net.now;
+    for n in 30..120 {
+        net.write_frame(publisher, video, n);
+        for _ in 0..33 {
+            for &(p, mid) in &flood {
+                let c = &mut net.clients[p];
+                let mut writer = c.rtc.writer(mid).unwrap();
+                writer
+                    .request_keyframe(None, KeyframeRequestKind::Pli)
+                    .unwrap();
+                // str0m sends a requested PLI at its next timeout.
+                c.timeout = net.now;
+            }
+            net.step();
+        }
+    }
+    let asked = net.clients[publisher].keyframe_requests() - asked;
+    let intervals = ((net.now - start).as_millis() / KEYFRAME_INTERVAL.as_millis()) as usize;
+    assert!(
+        (intervals..=intervals + 1).contains(&asked),
+        "{asked} keyframe requests in {intervals} intervals"
+    );
+    let after = quiet.map(|p| net.clients[p].video_frames());
+    assert!(
+        after.iter().zip(before).all(|(a, b)| *a == b + 90),
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(net.counter(|s| &s.inbox_overflows), 0);
+}
+
+/// A NACK flood: a player losing one datagram in 10 sends each NACK its str0m makes over and
+/// over, 20 times a millisecond for three virtual seconds (a replayed SRTCP datagram
+/// authenticates again: str0m keeps no replay window for SRTCP). str0m queues a resend for each
+/// sequence number named each time it is named, so its resends follow the NACKs' rate, not the
+/// send buffer's size: the flooder gets about 15 times the datagrams of a quiet player, but
+/// fewer than the NACKs it sent (no amplification). No panic, its session goes on (its own
+/// frames suffer), the quiet players on both cores get every frame and a lossy one nearly all.
+#[test]
+fn a_nack_flood_gets_fewer_resends_than_its_nacks_and_disturbs_no_other_player() {
+    let mut net = Net::new(2);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "nack");
+    let (quiet, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "nack");
+    let (remote, _) = net.join("10.0.0.3:5000", 1, Direction::RecvOnly, "nack");
+    let (lossy, _) = net.join("10.0.0.4:5000", 0, Direction::RecvOnly, "nack");
+    net.raw_packets = true;
+    let (flood, _) = net.join("10.0.0.5:5000", 0, Direction::RecvOnly, "nack");
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.clients.iter().all(connected)
+    }));
+    net.publish(publisher, video, 0, 30);
+    for p in [lossy, flood] {
+        net.clients[p].drop_every = 10;
+    }
+    let players = [quiet, remote, lossy, flood];
+    let before = players.map(|p| (net.clients[p].received, net.clients[p].video_frames()));
+    let from = net.clients[flood].addr;
+    let local = Some(SERVER.parse().unwrap());
+    let mut sent = 0;
+    for n in 30..120 {
+        net.write_frame(publisher, video, n);
+        for _ in 0..33 {
+            if let Some(nack) = net.clients[flood].nacks.last().cloned() {
+                for _ in 0..20 {
+                    net.engines[0].handle_datagram(net.now, from, local, &nack);
+                }
+                sent += 20;
+            }
+            net.step();
+        }
+    }
+    let after = players.map(|p| (net.clients[p].received, net.clients[p].video_frames()));
+    // Datagrams the server sent each player during the flood, and the frames it got.
+    let [quiet, remote, lossy, flood]: [(usize, usize); 4] =
+        std::array::from_fn(|i| (after[i].0 - before[i].0, after[i].1 - before[i].1));
+    assert_eq!((quiet.1, remote.1), (90, 90), "{quiet:?} {remote:?}");
+    assert!(lossy.1 >= 87, "{lossy:?}");
+    assert!(
+        flood.0 > quiet.0 * 5 && flood.0 < sent,
+        "{flood:?} of {sent} NACKs"
+    );
+    assert_eq!(net.engines[0].session_count(), 4);
+    assert_eq!(net.engines[1].session_count(), 1);
+    assert_eq!(net.counter(|s| &s.inbox_overflows), 0);
 }

@@ -42,6 +42,8 @@ pub struct RtcStats {
     /// Datagrams rejected: unknown sender and not a binding for a pending session, wrong
     /// credentials, or not parseable.
     pub rejected: AtomicU64,
+    /// RTP packets of publishers dropped for an SSRC their offer did not announce.
+    pub unannounced_ssrc: AtomicU64,
     /// Signalling requests refused (malformed SDP or JSON, busy or unknown streams, ...).
     pub refused_requests: AtomicU64,
     /// Messages dropped on full core inboxes.

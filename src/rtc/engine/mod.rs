@@ -184,6 +184,16 @@ impl Engine {
             self.reject(source, "not for the session at its address");
             return;
         }
+        if session.is_unannounced_rtp(data) {
+            // Dropped unread: str0m would rebind the publisher's media to it (see
+            // `is_unannounced_rtp`). Not `rejected`, and the session goes on: a peer's stray
+            // packets, or ones spoofed as it, cost only themselves.
+            self.hub
+                .stats
+                .unannounced_ssrc
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if let Input::Receive(_, r) = &mut input {
             r.destination = session.candidate_for(local);
         }

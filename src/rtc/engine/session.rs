@@ -22,7 +22,7 @@ use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc, RtcError};
 use super::stream::RtcStream;
 use crate::hub::StreamSettings;
 use crate::rtc::packetize::RtpFrame;
-use crate::rtc::sdp::stray_format;
+use crate::rtc::sdp::{announced_ssrcs, stray_format};
 use crate::rtc::signal::Role;
 use crate::rtc::to_rtmp::sink::Offerer;
 use crate::rtc::to_rtmp::ToRtmp;
@@ -159,6 +159,8 @@ pub struct Session {
     /// stream republished) is rebased to follow on from the last time sent, so the player's
     /// RTP clock runs on as one stream through the change.
     clock: [Clock; 2],
+    /// Publisher: the SSRCs its offer announced; empty if it announced none.
+    announced: Vec<u32>,
     /// Told when the session is dropped.
     end: Option<Box<dyn SessionEnd>>,
 }
@@ -213,6 +215,10 @@ impl Session {
                 "payload type {pt} is described in a media section that does not list it"
             )));
         }
+        let announced = match params.role {
+            Role::Publish => announced_ssrcs(offer),
+            Role::Play => Vec::new(),
+        };
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| SessionError::BadOffer(e.to_string()))?;
         let ufrag = random_token(rng, 8);
@@ -277,6 +283,7 @@ impl Session {
             need_key: true,
             next_seq: [u64::from(rng.gen::<u16>()), u64::from(rng.gen::<u16>())],
             clock: [Clock::default(); 2],
+            announced,
             end: None,
         };
         Ok((session, answer.to_sdp_string()))
@@ -351,6 +358,30 @@ impl Session {
     /// Whether `input` is for this session (its credentials, its addresses).
     pub fn accepts(&self, input: &Input<'_>) -> bool {
         self.rtc.accepts(input)
+    }
+
+    /// Whether datagram `data` is RTP under an SSRC this publisher's offer did not announce
+    /// (SSRC 0, libwebrtc's bandwidth probes, aside), to be dropped before str0m sees it.
+    /// str0m binds an unknown SSRC that names a media section in its `mid` header extension
+    /// to that section before it checks the packet's SRTP tag, moving the section's receive
+    /// stream (its sequence numbers, its depacketizer) from the real SSRC to it, and keeps the
+    /// highest sequence number of every SSRC that authenticates for the session's life: a
+    /// publisher cycling SSRCs would break its own media and grow that map without end.
+    /// Offers that announce no SSRC are left to str0m's mapping.
+    pub(super) fn is_unannounced_rtp(&self, data: &[u8]) -> bool {
+        // RTP by RFC 7983's first byte and RFC 5761's second (RTCP's packet types are
+        // 192..=223); the SSRC is in the clear in SRTP.
+        let [first, second, _, _, _, _, _, _, a, b, c, d, ..] = *data else {
+            return false;
+        };
+        if self.announced.is_empty() || !(128..=191).contains(&first) {
+            return false;
+        }
+        if (192..=223).contains(&second) {
+            return false;
+        }
+        let ssrc = u32::from_be_bytes([a, b, c, d]);
+        ssrc != 0 && !self.announced.contains(&ssrc)
     }
 
     /// Runs str0m until it waits for input: transmits go to `out` (from its local address),
