@@ -242,6 +242,7 @@ fn stats_body(c: &RtcCounters) -> serde_json::Value {
         "recv_calls_per_packet": c.recv_calls as f64 / c.received.max(1) as f64,
         "rejected": c.rejected,
         "unannounced_ssrc": c.unannounced_ssrc,
+        "rtcp_over_budget": c.rtcp_over_budget,
         "refused_requests": c.refused_requests,
         "sent": c.sent,
         "send_calls": c.send_calls,

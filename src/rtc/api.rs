@@ -98,6 +98,8 @@ pub struct RtcCounters {
     pub rejected: u64,
     /// RTP packets of publishers dropped for an SSRC their offer did not announce.
     pub unannounced_ssrc: u64,
+    /// RTCP datagrams of players dropped past their budget.
+    pub rtcp_over_budget: u64,
     /// Signalling requests refused.
     pub refused_requests: u64,
     /// Datagrams sent.
@@ -129,6 +131,7 @@ impl RtcCounters {
             recv_calls: s.recv_calls.load(Ordering::Relaxed),
             rejected: s.rejected.load(Ordering::Relaxed),
             unannounced_ssrc: s.unannounced_ssrc.load(Ordering::Relaxed),
+            rtcp_over_budget: s.rtcp_over_budget.load(Ordering::Relaxed),
             refused_requests: s.refused_requests.load(Ordering::Relaxed),
             sent: s.sent.load(Ordering::Relaxed),
             send_calls: s.send_calls.load(Ordering::Relaxed),

@@ -44,6 +44,8 @@ pub struct RtcStats {
     pub rejected: AtomicU64,
     /// RTP packets of publishers dropped for an SSRC their offer did not announce.
     pub unannounced_ssrc: AtomicU64,
+    /// RTCP datagrams of players dropped past their budget (a NACK or PLI flood).
+    pub rtcp_over_budget: AtomicU64,
     /// Signalling requests refused (malformed SDP or JSON, busy or unknown streams, ...).
     pub refused_requests: AtomicU64,
     /// Messages dropped on full core inboxes.

@@ -194,6 +194,14 @@ impl Engine {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
+        if session.is_rtcp_over_budget(data, now) {
+            // Unread, like the above: the flood costs the flooder, whose session goes on.
+            self.hub
+                .stats
+                .rtcp_over_budget
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if let Input::Receive(_, r) = &mut input {
             r.destination = session.candidate_for(local);
         }

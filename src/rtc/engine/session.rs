@@ -38,6 +38,16 @@ const UNSPECIFIED: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::U
 /// packets drain in a few.
 const MAX_PACER_ROUNDS: u32 = 64;
 
+/// RTCP datagrams a player may send in one [`RTCP_WINDOW`]; the rest are dropped unread. A
+/// browser sends a receiver report and a bandwidth estimate about once a second and a NACK
+/// per loss it sees (libwebrtc batches them, a few per round trip): 50 a second is several
+/// times a lossy player's. Without a bound, str0m queues a resend for every sequence number
+/// each time a NACK names it, so a player replaying its NACKs (SRTCP keeps no replay window
+/// in str0m) had the server resend 15 times its stream to it.
+const RTCP_PER_WINDOW: u32 = 5;
+/// The window [`RTCP_PER_WINDOW`] counts in.
+const RTCP_WINDOW: Duration = Duration::from_millis(100);
+
 /// Keyframe requests to one publisher are sent at most this often, however many players ask.
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
@@ -161,6 +171,8 @@ pub struct Session {
     clock: [Clock; 2],
     /// Publisher: the SSRCs its offer announced; empty if it announced none.
     announced: Vec<u32>,
+    /// Player: the start of its current RTCP window and the RTCP datagrams counted in it.
+    rtcp: (Instant, u32),
     /// Told when the session is dropped.
     end: Option<Box<dyn SessionEnd>>,
 }
@@ -283,6 +295,7 @@ impl Session {
             need_key: true,
             next_seq: [u64::from(rng.gen::<u16>()), u64::from(rng.gen::<u16>())],
             clock: [Clock::default(); 2],
+            rtcp: (now, 0),
             announced,
             end: None,
         };
@@ -382,6 +395,26 @@ impl Session {
         }
         let ssrc = u32::from_be_bytes([a, b, c, d]);
         ssrc != 0 && !self.announced.contains(&ssrc)
+    }
+
+    /// Whether datagram `data` is a player's RTCP past its budget ([`RTCP_PER_WINDOW`]), to
+    /// be dropped before str0m sees it. Publishers are not limited: their RTCP is what keeps
+    /// the players' clocks (sender reports) and answers their requests.
+    pub(super) fn is_rtcp_over_budget(&mut self, data: &[u8], now: Instant) -> bool {
+        let [first, second, ..] = *data else {
+            return false;
+        };
+        if self.role != Role::Play
+            || !(128..=191).contains(&first)
+            || !(192..=223).contains(&second)
+        {
+            return false;
+        }
+        if now.saturating_duration_since(self.rtcp.0) >= RTCP_WINDOW {
+            self.rtcp = (now, 0);
+        }
+        self.rtcp.1 += 1;
+        self.rtcp.1 > RTCP_PER_WINDOW
     }
 
     /// Runs str0m until it waits for input: transmits go to `out` (from its local address),
