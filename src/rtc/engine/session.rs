@@ -40,13 +40,13 @@ const MAX_PACER_ROUNDS: u32 = 64;
 
 /// RTCP datagrams a player may send in one [`RTCP_WINDOW`]; the rest are dropped unread. A
 /// browser sends a receiver report and a bandwidth estimate about once a second and a NACK
-/// per loss it sees (libwebrtc batches them, a few per round trip): 50 a second is several
-/// times a lossy player's. Without a bound, str0m queues a resend for every sequence number
+/// per loss it sees (libwebrtc batches them, a few per round trip): 50 a second, a burst after
+/// a loss within it, is several times a lossy player's. Without a bound, str0m queues a resend for every sequence number
 /// each time a NACK names it, so a player replaying its NACKs (SRTCP keeps no replay window
 /// in str0m) had the server resend 15 times its stream to it.
-const RTCP_PER_WINDOW: u32 = 5;
+const RTCP_PER_WINDOW: u32 = 50;
 /// The window [`RTCP_PER_WINDOW`] counts in.
-const RTCP_WINDOW: Duration = Duration::from_millis(100);
+const RTCP_WINDOW: Duration = Duration::from_secs(1);
 
 /// Keyframe requests to one publisher are sent at most this often, however many players ask.
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
