@@ -373,16 +373,23 @@ fn connected(c: &Client) -> bool {
     c.events.iter().any(|e| matches!(e, Event::Connected))
 }
 
-#[test]
-fn whip_publisher_reaches_whep_players_on_two_cores() {
+/// Two cores, a connected publisher of `stream` on core 0 and a connected player on each
+/// core: the publisher, its video mid, the player on its core and the one on core 1.
+fn publisher_and_two_players(stream: &str) -> (Net, usize, Mid, usize, usize) {
     let mut net = Net::new(2);
-    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "cam");
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, stream);
     assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
-    let (local, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "cam");
-    let (remote, _) = net.join("10.0.0.3:5000", 1, Direction::RecvOnly, "cam");
+    let (local, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, stream);
+    let (remote, _) = net.join("10.0.0.3:5000", 1, Direction::RecvOnly, stream);
     assert!(net.run_until(Duration::from_secs(5), |n| {
         connected(&n.clients[local]) && connected(&n.clients[remote])
     }));
+    (net, publisher, video, local, remote)
+}
+
+#[test]
+fn whip_publisher_reaches_whep_players_on_two_cores() {
+    let (mut net, publisher, video, local, remote) = publisher_and_two_players("cam");
     assert_eq!(net.engines[0].session_count(), 2);
     assert_eq!(net.engines[1].session_count(), 1);
     // Players joining made the server ask the publisher for a keyframe.
@@ -408,14 +415,7 @@ fn whip_publisher_reaches_whep_players_on_two_cores() {
 /// elsewhere), and a stream with neither publisher nor players is forgotten.
 #[test]
 fn players_follow_a_republished_stream() {
-    let mut net = Net::new(2);
-    let (first, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "again");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[first])));
-    let (local, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "again");
-    let (remote, _) = net.join("10.0.0.3:5000", 1, Direction::RecvOnly, "again");
-    assert!(net.run_until(Duration::from_secs(5), |n| {
-        connected(&n.clients[local]) && connected(&n.clients[remote])
-    }));
+    let (mut net, first, video, local, remote) = publisher_and_two_players("again");
     net.publish(first, video, 0, 30);
     let before = [local, remote].map(|p| net.clients[p].video_frames());
     assert!(
