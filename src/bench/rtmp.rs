@@ -148,11 +148,7 @@ async fn publish_inner(
     };
     let writer = async {
         let loop_ms = tags.last().map_or(0, |t| t.timestamp) + 40;
-        let nalu_len = tags
-            .iter()
-            .find(|t| t.type_id == MSG_VIDEO && t.data.get(1) == Some(&0))
-            .and_then(|t| sei::nalu_len_size(&t.data))
-            .unwrap_or(4);
+        let nalu_len = sei::file_nalu_len_size(tags);
         let start = Instant::now();
         for round in 0u32.. {
             let offset = round.wrapping_mul(loop_ms);

@@ -8,6 +8,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::flv::Tag;
+use crate::rtmp::message::MSG_VIDEO;
+
 /// Identifies ringcast's stamps among other SEI messages (random, fixed).
 pub const UUID: [u8; 16] = [
     0x72, 0x69, 0x6e, 0x67, 0x63, 0x61, 0x73, 0x74, 0x9b, 0x1e, 0x4c, 0x02, 0xa7, 0x35, 0x5d, 0x61,
@@ -20,6 +23,15 @@ pub fn nalu_len_size(sequence_header: &[u8]) -> Option<usize> {
     // Tag header (5 bytes), then avcC: version, profile, compat, level, 0b111111xx.
     let b = sequence_header.get(5 + 4)?;
     Some(usize::from(b & 0x03) + 1)
+}
+
+/// The NAL unit length size of a file's video, from its first AVC sequence header (4, the
+/// usual, when it has none): what [`stamp`] needs for each of the file's frames.
+pub fn file_nalu_len_size(tags: &[Tag]) -> usize {
+    tags.iter()
+        .find(|t| t.type_id == MSG_VIDEO && t.data.get(1) == Some(&0))
+        .and_then(|t| nalu_len_size(&t.data))
+        .unwrap_or(4)
 }
 
 /// True for an AVC tag body that carries NAL units (not a sequence header or end of sequence).

@@ -489,11 +489,7 @@ async fn run_publisher(
     let video_pt = peer.pt(peer.video, Codec::H264)?;
     let audio_pt = peer.pt(peer.audio, Codec::Opus)?;
     let (mut video, mut audio) = (AvcToAnnexB::default(), AacToOpus::default());
-    let nalu_len = tags
-        .iter()
-        .find(|t| t.type_id == MSG_VIDEO && t.data.get(1) == Some(&0))
-        .and_then(|t| sei::nalu_len_size(&t.data))
-        .unwrap_or(4);
+    let nalu_len = sei::file_nalu_len_size(tags);
     let first = tags.first().map_or(0, |t| t.timestamp);
     let span = tags.last().map_or(0, |t| t.timestamp).saturating_sub(first) + 40;
     let start = Instant::now();
