@@ -40,10 +40,11 @@ const MAX_PACER_ROUNDS: u32 = 64;
 
 /// RTCP datagrams a player may send in one [`RTCP_WINDOW`]; the rest are dropped unread. A
 /// browser sends a receiver report and a bandwidth estimate about once a second and a NACK
-/// per loss it sees (libwebrtc batches them, a few per round trip): 50 a second, a burst after
-/// a loss within it, is several times a lossy player's. Without a bound, str0m queues a resend for every sequence number
-/// each time a NACK names it, so a player replaying its NACKs (SRTCP keeps no replay window
-/// in str0m) had the server resend 15 times its stream to it.
+/// per loss it sees (libwebrtc batches them, a few per round trip): 50 a second, a burst
+/// after a loss within it, is several times a lossy player's. Without a bound, str0m queues
+/// a resend for every sequence number each time a NACK names it, so a player replaying its
+/// NACKs (SRTCP keeps no replay window in str0m) had the server resend 15 times its stream
+/// to it.
 const RTCP_PER_WINDOW: u32 = 50;
 /// The window [`RTCP_PER_WINDOW`] counts in.
 const RTCP_WINDOW: Duration = Duration::from_secs(1);
@@ -202,6 +203,28 @@ fn player_extensions() -> ExtensionMap {
         }
     }
     exts
+}
+
+/// What an SRTP or SRTCP datagram is, by RFC 7983's first byte (128..=191) and RFC 5761's
+/// second (RTCP's packet types are 192..=223); `None` for STUN, DTLS and anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Packet {
+    Rtp,
+    Rtcp,
+}
+
+fn rtp_or_rtcp(data: &[u8]) -> Option<Packet> {
+    let [first, second, ..] = *data else {
+        return None;
+    };
+    if !(128..=191).contains(&first) {
+        return None;
+    }
+    Some(if (192..=223).contains(&second) {
+        Packet::Rtcp
+    } else {
+        Packet::Rtp
+    })
 }
 
 /// A random token of ICE characters.
@@ -382,15 +405,11 @@ impl Session {
     /// publisher cycling SSRCs would break its own media and grow that map without end.
     /// Offers that announce no SSRC are left to str0m's mapping.
     pub(super) fn is_unannounced_rtp(&self, data: &[u8]) -> bool {
-        // RTP by RFC 7983's first byte and RFC 5761's second (RTCP's packet types are
-        // 192..=223); the SSRC is in the clear in SRTP.
-        let [first, second, _, _, _, _, _, _, a, b, c, d, ..] = *data else {
+        // The SSRC is in the clear in SRTP.
+        let [_, _, _, _, _, _, _, _, a, b, c, d, ..] = *data else {
             return false;
         };
-        if self.announced.is_empty() || !(128..=191).contains(&first) {
-            return false;
-        }
-        if (192..=223).contains(&second) {
+        if self.announced.is_empty() || rtp_or_rtcp(data) != Some(Packet::Rtp) {
             return false;
         }
         let ssrc = u32::from_be_bytes([a, b, c, d]);
@@ -401,13 +420,7 @@ impl Session {
     /// be dropped before str0m sees it. Publishers are not limited: their RTCP is what keeps
     /// the players' clocks (sender reports) and answers their requests.
     pub(super) fn is_rtcp_over_budget(&mut self, data: &[u8], now: Instant) -> bool {
-        let [first, second, ..] = *data else {
-            return false;
-        };
-        if self.role != Role::Play
-            || !(128..=191).contains(&first)
-            || !(192..=223).contains(&second)
-        {
+        if self.role != Role::Play || rtp_or_rtcp(data) != Some(Packet::Rtcp) {
             return false;
         }
         if now.saturating_duration_since(self.rtcp.0) >= RTCP_WINDOW {
