@@ -54,9 +54,10 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
 /// Video packets each session keeps for resends. str0m caches every sent packet for 3 s or
 /// up to this count (its default, 1000, is 10 s of a 1 Mbps stream). The payloads are the
-/// core's shared `Arc`s, but each entry still costs a player its header and bookkeeping: 150
-/// is 1.6 s of a 1 Mbps stream and the whole 3 s of a 500 kbps one, far past a NACK's round
-/// trip. (Packets waiting to be sent are queued apart, so a large keyframe needs no room here.)
+/// core's shared `Arc`s, but each entry still costs a player its header and bookkeeping (about
+/// 140 bytes a slot with the vendored str0m's lean entries, 440 without): 150 is 1.6 s of a
+/// 1 Mbps stream and the whole 3 s of a 500 kbps one, far past a NACK's round trip. (Packets
+/// waiting to be sent are queued apart, so a large keyframe needs no room here.)
 const SEND_BUFFER_VIDEO: usize = 150;
 
 /// A player's RTP clock for one kind of media, across the publishers of its stream.

@@ -1,0 +1,345 @@
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use crate::io::DATAGRAM_MAX_PACKET_SIZE;
+use crate::rtp_::{ExtensionValues, MediaTime, Mid, Pt, Rid, RtpHeader, SeqNo, Ssrc};
+
+use super::RtpPacket;
+use super::rtx_cache_buf::EvictingBuffer;
+
+/// ringcast: what the cache keeps of a sent packet. An `RtpPacket` is 408 bytes (its header's
+/// extension values alone 192, its CSRC array 60), and a media server keeps a cache for every
+/// player: 150 video packets were 61 KB of each WHEP player's heap. A packet whose header holds
+/// no more than a plain packet's (no CSRCs, no padding, no header extension values but the
+/// `mid` and `rid` every packet names until the peer acks them) is kept as the few fields a
+/// resend needs, and made whole again when asked for.
+#[derive(Debug)]
+enum Cached {
+    Lean(Lean),
+    Full(Box<RtpPacket>),
+}
+
+#[derive(Debug)]
+struct Lean {
+    seq_no: SeqNo,
+    time: MediaTime,
+    payload: Arc<[u8]>,
+    timestamp: Instant,
+    rtp_time: u32,
+    ssrc: Ssrc,
+    header_len: u16,
+    sequence_number: u16,
+    pt: Pt,
+    marker: bool,
+    has_extension: bool,
+    mid: Option<Mid>,
+    rid: Option<Rid>,
+}
+
+impl Cached {
+    fn new(packet: RtpPacket) -> Self {
+        let h = &packet.header;
+        let plain_exts = ExtensionValues {
+            mid: h.ext_vals.mid,
+            rid: h.ext_vals.rid,
+            ..Default::default()
+        };
+        let lean = h.version == 2
+            && !h.has_padding
+            && h.csrc_count == 0
+            && h.csrc == [0; 15]
+            && h.ext_vals == plain_exts
+            && packet.vp8_patch.is_none()
+            && packet.last_sender_info.is_none()
+            && packet.nackable;
+        match u16::try_from(h.header_len) {
+            Ok(header_len) if lean => Cached::Lean(Lean {
+                seq_no: packet.seq_no,
+                time: packet.time,
+                timestamp: packet.timestamp,
+                rtp_time: h.timestamp,
+                ssrc: h.ssrc,
+                header_len,
+                sequence_number: h.sequence_number,
+                pt: h.payload_type,
+                marker: h.marker,
+                has_extension: h.has_extension,
+                mid: h.ext_vals.mid,
+                rid: h.ext_vals.rid,
+                payload: packet.payload,
+            }),
+            _ => Cached::Full(Box::new(packet)),
+        }
+    }
+
+    fn payload(&self) -> &[u8] {
+        match self {
+            Cached::Lean(l) => &l.payload,
+            Cached::Full(p) => &p.payload,
+        }
+    }
+
+    /// The packet, whole: a lean one rebuilt in `scratch`.
+    fn packet<'a>(&'a mut self, scratch: &'a mut RtpPacket) -> &'a mut RtpPacket {
+        let l = match self {
+            Cached::Full(p) => return p,
+            Cached::Lean(l) => l,
+        };
+        *scratch = RtpPacket {
+            seq_no: l.seq_no,
+            time: l.time,
+            header: RtpHeader {
+                has_extension: l.has_extension,
+                marker: l.marker,
+                payload_type: l.pt,
+                sequence_number: l.sequence_number,
+                timestamp: l.rtp_time,
+                ssrc: l.ssrc,
+                ext_vals: ExtensionValues {
+                    mid: l.mid,
+                    rid: l.rid,
+                    ..Default::default()
+                },
+                header_len: usize::from(l.header_len),
+                ..Default::default()
+            },
+            payload: l.payload.clone(),
+            vp8_patch: None,
+            timestamp: l.timestamp,
+            last_sender_info: None,
+            nackable: true,
+        };
+        scratch
+    }
+}
+
+const RTX_CACHE_SIZE_QUANTIZER: usize = 25;
+const RTX_CACHE_QUANTIZE_SLOTS: usize = DATAGRAM_MAX_PACKET_SIZE / RTX_CACHE_SIZE_QUANTIZER;
+
+#[derive(Debug)]
+pub(crate) struct RtxCache {
+    // Data, new additions here probably need to be cleared in [`clear`].
+    packet_by_seq_no: EvictingBuffer<Cached>,
+
+    // Where a lean entry is made whole for the caller.
+    scratch: RtpPacket,
+
+    // Technically we want [Option<SeqNo>; X] to indicate the absence of
+    // a SeqNo. However We can half the storage space by using the sentinel
+    // values SeqNo::MAX to indicate None
+    seq_no_by_quantized_size: [SeqNo; RTX_CACHE_QUANTIZE_SLOTS],
+}
+
+impl RtxCache {
+    pub fn new(max_packet_count: usize, max_packet_age: Duration) -> Self {
+        Self {
+            packet_by_seq_no: EvictingBuffer::new(10, max_packet_age, max_packet_count),
+            seq_no_by_quantized_size: [SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS],
+            scratch: RtpPacket::blank(),
+        }
+    }
+
+    pub fn cache_sent_packet(&mut self, packet: RtpPacket, now: Instant) {
+        assert!(packet.nackable);
+        let seq_no = packet.seq_no;
+        let quantized_size = packet.payload.len() / RTX_CACHE_SIZE_QUANTIZER;
+        self.packet_by_seq_no
+            .push(*seq_no, now, Cached::new(packet));
+        self.seq_no_by_quantized_size[quantized_size] = seq_no;
+        self.remove_old_packets(now);
+    }
+
+    pub fn last_cached_seq_no(&self) -> Option<SeqNo> {
+        Some(self.packet_by_seq_no.last_position()?.into())
+    }
+
+    pub fn get_cached_packet_by_seq_no(&mut self, seq_no: SeqNo) -> Option<&mut RtpPacket> {
+        let cached = self.packet_by_seq_no.get_mut(*seq_no)?;
+        Some(cached.packet(&mut self.scratch))
+    }
+
+    pub fn get_cached_packet_smaller_than(&mut self, max_size: usize) -> Option<&mut RtpPacket> {
+        let quantized_size = max_size / RTX_CACHE_SIZE_QUANTIZER;
+
+        let seq_no = self.seq_no_by_quantized_size[..quantized_size]
+            .iter()
+            .rev()
+            .filter(|seq_no| !seq_no.is_max())
+            .find(|seq_no| self.packet_by_seq_no.contains(***seq_no))?;
+
+        self.get_cached_packet_by_seq_no(*seq_no)
+    }
+
+    fn remove_old_packets(&mut self, now: Instant) {
+        self.packet_by_seq_no.maybe_evict(now);
+    }
+
+    pub(crate) fn last_packet(&self) -> Option<&[u8]> {
+        Some(self.packet_by_seq_no.last()?.payload())
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.packet_by_seq_no.clear();
+        self.seq_no_by_quantized_size = [SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS];
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use crate::rtp_::MediaTime;
+    use crate::rtp_::RtpHeader;
+
+    use super::*;
+
+    fn after(now: Instant, millis: u64) -> Instant {
+        now + Duration::from_millis(millis)
+    }
+
+    fn packet(now: Instant, seq_no: u64, millis: u64) -> RtpPacket {
+        RtpPacket {
+            header: RtpHeader::default(),
+            seq_no: seq_no.into(),
+            time: MediaTime::from_90khz(0),
+            payload: millis.to_be_bytes().into(),
+            vp8_patch: None,
+            timestamp: after(now, millis),
+            last_sender_info: None,
+            nackable: true,
+        }
+    }
+
+    #[test]
+    fn rtx_cache_0_sized() {
+        let now = Instant::now();
+        let mut rtx_cache = RtxCache::new(0, Duration::from_secs(3));
+        rtx_cache.cache_sent_packet(packet(now, 1, 10), after(now, 10));
+        assert_eq!(
+            Some(&mut packet(now, 1, 10)),
+            rtx_cache.get_cached_packet_by_seq_no(1.into())
+        );
+        assert_eq!(
+            Some(&mut packet(now, 1, 10)),
+            rtx_cache.get_cached_packet_smaller_than(1000)
+        );
+    }
+
+    #[test]
+    fn rtx_cache_0_duration() {
+        let now = Instant::now();
+        let mut rtx_cache = RtxCache::new(10, Duration::from_secs(0));
+        rtx_cache.cache_sent_packet(packet(now, 1, 10), after(now, 10));
+        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(1.into()));
+        assert_eq!(None, rtx_cache.get_cached_packet_smaller_than(1000));
+    }
+
+    #[test]
+    fn rtx_cache_1_sized() {
+        let now = Instant::now();
+        let mut rtx_cache = RtxCache::new(1, Duration::from_secs(3));
+        rtx_cache.cache_sent_packet(packet(now, 1, 10), after(now, 10));
+        assert_eq!(
+            Some(&mut packet(now, 1, 10)),
+            rtx_cache.get_cached_packet_by_seq_no(1.into())
+        );
+        assert_eq!(
+            Some(&mut packet(now, 1, 10)),
+            rtx_cache.get_cached_packet_smaller_than(1000)
+        );
+        assert_eq!(
+            Some(&mut packet(now, 1, 10)),
+            rtx_cache.get_cached_packet_smaller_than(25)
+        );
+        assert_eq!(None, rtx_cache.get_cached_packet_smaller_than(24));
+        rtx_cache.cache_sent_packet(packet(now, 2, 20), after(now, 20));
+        assert_eq!(
+            Some(&mut packet(now, 2, 20)),
+            rtx_cache.get_cached_packet_by_seq_no(2.into())
+        );
+    }
+
+    #[test]
+    fn rtx_cache_100_sized_backwards() {
+        let now = Instant::now();
+        let mut rtx_cache = RtxCache::new(100, Duration::from_secs(3));
+
+        for i in 1..=200 {
+            let seq_no = 201 - i;
+            let pkt = packet(now, seq_no, (201 - i) * 10);
+            let now = after(now, i * 10);
+            rtx_cache.cache_sent_packet(pkt, now);
+        }
+
+        assert_eq!(
+            Some(&mut packet(now, 200, 2000)),
+            rtx_cache.get_cached_packet_by_seq_no(200.into())
+        );
+        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(100.into()));
+        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(101.into()));
+    }
+
+    #[test]
+    fn rtx_cache_eviction() {
+        let now = Instant::now();
+        // Cache can take all entries
+        let mut rtx_cache = RtxCache::new(400, Duration::from_secs(1));
+        for i in 1..=200 {
+            let seq_no = i;
+            let pkt = packet(now, seq_no, i * 10);
+            let now = after(now, i * 10);
+            rtx_cache.cache_sent_packet(pkt, now);
+        }
+
+        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(99.into()));
+
+        assert_eq!(
+            Some(&mut packet(now, 100, 1000)),
+            rtx_cache.get_cached_packet_by_seq_no(100.into())
+        );
+        assert_eq!(
+            Some(&mut packet(now, 200, 2000)),
+            rtx_cache.get_cached_packet_by_seq_no(200.into())
+        );
+    }
+
+    // ringcast: a plain packet is kept lean and one with more in its header whole; both come
+    // back as they went in.
+    #[test]
+    fn rtx_cache_lean_and_full_entries_come_back_whole() {
+        let now = Instant::now();
+        let mut rtx_cache = RtxCache::new(10, Duration::from_secs(3));
+        let plain = || {
+            let mut p = packet(now, 1, 10);
+            p.header.marker = true;
+            p.header.ext_vals.mid = Some("1".into());
+            p
+        };
+        let rich = || {
+            let mut p = packet(now, 2, 20);
+            p.header.csrc_count = 1;
+            p.header.csrc[0] = 7;
+            p.header.ext_vals.audio_level = Some(-30);
+            p
+        };
+        rtx_cache.cache_sent_packet(plain(), after(now, 10));
+        rtx_cache.cache_sent_packet(rich(), after(now, 20));
+        assert!(matches!(
+            rtx_cache.packet_by_seq_no.get(1),
+            Some(Cached::Lean(_))
+        ));
+        assert!(matches!(
+            rtx_cache.packet_by_seq_no.get(2),
+            Some(Cached::Full(_))
+        ));
+        assert_eq!(
+            Some(&plain()),
+            rtx_cache.get_cached_packet_by_seq_no(1.into()).map(|p| &*p)
+        );
+        assert_eq!(
+            Some(&rich()),
+            rtx_cache.get_cached_packet_by_seq_no(2.into()).map(|p| &*p)
+        );
+        assert!(std::mem::size_of::<Cached>() <= 112);
+        assert_eq!(std::mem::size_of::<RtpPacket>(), 408);
+    }
+}
