@@ -247,6 +247,8 @@ fn stats_body(c: &RtcCounters) -> serde_json::Value {
         "sent": c.sent,
         "send_calls": c.send_calls,
         "send_calls_per_packet": c.send_calls as f64 / c.sent.max(1) as f64,
+        "rtp_sent_at_once": c.rtp_sent_at_once,
+        "rtp_queued": c.rtp_queued,
         "inbox_overflows": c.inbox_overflows,
         "simulated_drops": c.simulated_drops,
         "loss": { "r": c.rx_drops, "s": c.send_drops },

@@ -106,6 +106,10 @@ pub struct RtcCounters {
     pub sent: u64,
     /// Send system calls.
     pub send_calls: u64,
+    /// RTP packets to players sealed as they were written.
+    pub rtp_sent_at_once: u64,
+    /// RTP packets to players queued in str0m for the next poll.
+    pub rtp_queued: u64,
     /// Messages dropped on full core inboxes.
     pub inbox_overflows: u64,
     /// Datagrams dropped by the loss simulation.
@@ -135,6 +139,8 @@ impl RtcCounters {
             refused_requests: s.refused_requests.load(Ordering::Relaxed),
             sent: s.sent.load(Ordering::Relaxed),
             send_calls: s.send_calls.load(Ordering::Relaxed),
+            rtp_sent_at_once: s.rtp_sent_at_once.load(Ordering::Relaxed),
+            rtp_queued: s.rtp_queued.load(Ordering::Relaxed),
             inbox_overflows: s.inbox_overflows.load(Ordering::Relaxed),
             simulated_drops: s.simulated_drops.load(Ordering::Relaxed),
             rx_drops: hub.rx_drops(),

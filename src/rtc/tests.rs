@@ -507,6 +507,26 @@ fn nacks_are_answered_under_loss() {
 }
 
 #[test]
+fn a_players_packets_leave_as_they_are_written() {
+    let mut net = Net::new(1);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "now");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "now");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    net.publish(publisher, video, 0, 60);
+    assert_eq!(net.clients[player].video_frames(), 60);
+    // Sealed as they were written, not queued in str0m for a timeout round trip and a poll
+    // per packet; only what meets a packet still queued on its stream waits.
+    let at_once = net.counter(|s| &s.rtp_sent_at_once);
+    let queued = net.counter(|s| &s.rtp_queued);
+    assert!(at_once >= 150, "{at_once} sent at once, {queued} queued");
+    assert!(
+        queued * 20 <= at_once,
+        "{at_once} sent at once, {queued} queued"
+    );
+}
+
+#[test]
 fn delete_ends_a_session_and_the_stream() {
     let mut net = Net::new(1);
     let (publisher, _) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "gone");

@@ -34,6 +34,11 @@ pub struct RtcStats {
     pub sent: AtomicU64,
     /// Send system calls made (sendmmsg batches).
     pub send_calls: AtomicU64,
+    /// RTP packets to players sealed the moment they were written, past str0m's queue.
+    pub rtp_sent_at_once: AtomicU64,
+    /// RTP packets to players queued in str0m instead (another was ahead of them on their
+    /// stream, or a resend was waiting), sent by the next poll of their session.
+    pub rtp_queued: AtomicU64,
     /// Datagrams received.
     pub received: AtomicU64,
     /// Receive system calls made (recvmmsg, on epoll). io_uring's multishot receive makes

@@ -316,11 +316,20 @@ impl Engine {
     /// converted and written to its players here; `now` stamps its wall-clock time.
     pub fn handle_rtmp_frame(&mut self, key: &StreamKey, frame: &Frame, now: Instant) {
         let mut frames = std::mem::take(&mut self.rtmp_frames);
+        let from = self.out.len();
         if let Some(players) = self.fanout.rtmp_frame(key, frame, now, &mut frames) {
             for rtp in frames.drain(..) {
-                write_to(&mut self.sessions, players, &rtp, &mut self.dirty);
+                write_to(
+                    &mut self.sessions,
+                    players,
+                    &rtp,
+                    &mut self.dirty,
+                    &mut self.out,
+                    &self.hub.stats,
+                );
             }
         }
+        self.simulate_loss(from);
         frames.clear();
         self.rtmp_frames = frames;
     }
@@ -510,9 +519,18 @@ impl Engine {
     }
 
     fn deliver_local(&mut self, stream: u64, frame: &SharedFrame) {
+        let from = self.out.len();
         if let Some((rtp, players)) = self.fanout.webrtc_frame(stream, frame) {
-            write_to(&mut self.sessions, players, &rtp, &mut self.dirty);
+            write_to(
+                &mut self.sessions,
+                players,
+                &rtp,
+                &mut self.dirty,
+                &mut self.out,
+                &self.hub.stats,
+            );
         }
+        self.simulate_loss(from);
     }
 
     /// Removes session `id` from this core and the hub.
@@ -606,20 +624,29 @@ impl Engine {
     }
 }
 
-/// Writes `frame` to each of `players`, queuing for the next drive those it gave packets to.
+/// Writes `frame` to each of `players`: what goes out at once to `out`, and those that
+/// queued packets instead on `dirty`, for the next drive; counted in `stats`.
 fn write_to(
     sessions: &mut HashMap<u64, Box<Session>>,
     players: &[u64],
     frame: &RtpFrame,
     dirty: &mut Vec<u64>,
+    out: &mut Vec<Transmit>,
+    stats: &hub::RtcStats,
 ) {
+    let (mut at_once, mut queued) = (0, 0);
     for id in players {
         if let Some(s) = sessions.get_mut(id) {
-            if s.write(frame) {
+            let written = s.write(frame, out);
+            if written.queued > 0 {
                 s.queue(dirty);
             }
+            at_once += written.at_once;
+            queued += written.queued;
         }
     }
+    stats.rtp_sent_at_once.fetch_add(at_once, Ordering::Relaxed);
+    stats.rtp_queued.fetch_add(queued, Ordering::Relaxed);
 }
 
 /// Feeds a publisher's frame to its `rtc_to_rtmp` converter: H.264 video and Opus audio, the

@@ -60,6 +60,25 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 /// waiting to be sent are queued apart, so a large keyframe needs no room here.)
 const SEND_BUFFER_VIDEO: usize = 150;
 
+/// Where transmit `t` must leave from: str0m names its candidate, but the datagram must leave
+/// from where the peer's arrive (`paths`), which differs behind a NAT. Unspecified until the
+/// driver said: the kernel picks.
+fn source_for(paths: &[(SocketAddr, SocketAddr)], t: &Transmit) -> SocketAddr {
+    paths
+        .iter()
+        .find(|(peer, _)| *peer == t.destination)
+        .map_or_else(|| SocketAddr::new(UNSPECIFIED, t.source.port()), |p| p.1)
+}
+
+/// What [`Session::write`] did with a frame's packets.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Written {
+    /// Sealed into the caller's transmits.
+    pub at_once: u64,
+    /// Queued in str0m, for the session's next poll.
+    pub queued: u64,
+}
+
 /// A player's RTP clock for one kind of media, across the publishers of its stream.
 #[derive(Debug, Clone, Copy, Default)]
 struct Clock {
@@ -457,14 +476,7 @@ impl Session {
                     return Ok(());
                 }
                 Output::Transmit(mut t) => {
-                    // str0m names its candidate; the datagram must leave from where the
-                    // peer's arrive, which differs behind a NAT. Unspecified until the driver
-                    // said: the kernel picks.
-                    t.source = self
-                        .paths
-                        .iter()
-                        .find(|(peer, _)| *peer == t.destination)
-                        .map_or_else(|| SocketAddr::new(UNSPECIFIED, t.source.port()), |p| p.1);
+                    t.source = source_for(&self.paths, &t);
                     out.push(t);
                 }
                 Output::Event(e) => events.push(e),
@@ -505,12 +517,14 @@ impl Session {
         accepted.contains(&params.pt()).then(|| params.pt())
     }
 
-    /// Queues `frame`'s packets to this player; `false` if it has no use for it (not
-    /// connected, no such codec, or video waiting for a frame it may start at).
-    pub(super) fn write(&mut self, frame: &RtpFrame) -> bool {
+    /// Sends `frame`'s packets to this player: into `out` at once where str0m allows
+    /// ([`str0m::change::DirectApi::send_rtp_now`]: nothing queued ahead of them), else queued
+    /// in str0m for the next drive. Nothing if it has no use for the frame (not connected, no
+    /// such codec, or video waiting for a frame it may start at).
+    pub(super) fn write(&mut self, frame: &RtpFrame, out: &mut Vec<Transmit>) -> Written {
         if !self.connected || (frame.kind == MediaKind::Video && self.need_key && !frame.may_start)
         {
-            return false;
+            return Written::default();
         }
         let Some(mid) = self
             .mids
@@ -518,32 +532,46 @@ impl Session {
             .find(|(_, k)| *k == frame.kind)
             .map(|(m, _)| *m)
         else {
-            return false;
+            return Written::default();
         };
         let Some(pt) = self.payload_type(mid, frame) else {
-            return false;
+            return Written::default();
         };
         let video = frame.kind == MediaKind::Video;
-        let mut api = self.rtc.direct_api();
-        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
-            return false;
-        };
+        if self.rtc.direct_api().stream_tx_by_mid(mid, None).is_none() {
+            return Written::default();
+        }
         if video {
             self.need_key = false;
         }
         let time = self.clock[usize::from(!video)].rebase(frame, video);
         let seq = &mut self.next_seq[usize::from(!video)];
         let last = frame.payloads.len().saturating_sub(1);
+        let mut written = Written::default();
         for (i, payload) in frame.payloads.iter().enumerate() {
             // Only video is resent on NACK, as str0m's own packetizers mark it: a late audio
             // packet is worth less than the gap.
             let packet = RtpWrite::new(pt, (*seq).into(), time, frame.wallclock, payload.clone())
                 .marker(video && i == last)
                 .nackable(video);
-            tx.write_rtp(packet);
             *seq += 1;
+            let mut api = self.rtc.direct_api();
+            match api.send_rtp_now(mid, packet) {
+                Ok(Some(mut t)) => {
+                    t.source = source_for(&self.paths, &t);
+                    out.push(t);
+                    written.at_once += 1;
+                }
+                Ok(None) => {}
+                Err(packet) => {
+                    if let Some(tx) = api.stream_tx_by_mid(mid, None) {
+                        tx.write_rtp(packet);
+                        written.queued += 1;
+                    }
+                }
+            }
         }
-        true
+        written
     }
 
     /// Asks this publisher's client for a keyframe, at most once per [`KEYFRAME_INTERVAL`];

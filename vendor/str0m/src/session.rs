@@ -32,11 +32,11 @@ use crate::rtp_::SRTCP_OVERHEAD;
 use crate::rtp_::SeqNo;
 use crate::rtp_::{Bitrate, ExtensionMap, Goodbye, Mid, ReportList, Rtcp, RtcpFb};
 use crate::rtp_::{Dlrr, DlrrItem, ExtendedReport, ReportBlock};
-use crate::rtp_::{RtpHeader, SessionId, TwccPacketId, extend_u16};
+use crate::rtp_::{RtpHeader, SessionId, TwccClusterId, TwccPacketId, extend_u16};
 use crate::rtp_::{SrtpContext, Ssrc};
 use crate::rtp_::{TwccRecvRegister, TwccSendRegister};
 use crate::stats::StatsSnapshot;
-use crate::streams::{RtpPacket, StreamTimeoutConfig, Streams};
+use crate::streams::{RtpPacket, RtpWrite, StreamTimeoutConfig, Streams};
 use crate::util::{Soonest, SystemTimeExt, already_happened, not_happening};
 use crate::{Reason, net};
 use crate::{RtcConfig, RtcError};
@@ -1147,12 +1147,50 @@ impl Session {
         Some(protected.into())
     }
 
+    /// ringcast: sends `rtp` on the stream of `midrid` at once, past its queue and the pacer,
+    /// when nothing is ahead of it there ([`StreamTx::can_send_now`]) and no bandwidth
+    /// estimate paces the session; gives it back otherwise. An SFU that writes each frame to
+    /// hundreds of sessions otherwise pays, per session and frame, a timeout round trip
+    /// through every subsystem to snapshot the queue and a `poll_output` per packet that
+    /// polls them all again.
+    pub fn send_rtp_now(
+        &mut self,
+        now: Instant,
+        midrid: MidRid,
+        rtp: RtpWrite,
+    ) -> Result<Option<DatagramSend>, RtpWrite> {
+        if self.srtp_tx.is_none() || self.bwe.is_some() || self.rtp_closing {
+            return Err(rtp);
+        }
+        let Some(stream) = self.streams.stream_tx_by_midrid(midrid) else {
+            return Err(rtp);
+        };
+        if !stream.can_send_now() {
+            return Err(rtp);
+        }
+        stream.write_rtp_now(rtp, now);
+        Ok(self.poll_packet_of(now, midrid, None, false))
+    }
+
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {
-        let srtp_tx = self.srtp_tx.as_mut()?;
+        self.srtp_tx.as_ref()?;
 
         // Figure out which, if any, queue to poll
         // The cluster_id is captured by the pacer at poll time, before register_send() might clear it
         let (midrid, cluster_id) = self.pacer.poll_queue()?;
+        self.poll_packet_of(now, midrid, cluster_id, true)
+    }
+
+    /// The next packet of the stream of `midrid`, sealed; `paced` tells the pacer it was sent
+    /// (the null pacer of an unpaced session only keeps the time, for its round robin).
+    fn poll_packet_of(
+        &mut self,
+        now: Instant,
+        midrid: MidRid,
+        cluster_id: Option<TwccClusterId>,
+        paced: bool,
+    ) -> Option<DatagramSend> {
+        let srtp_tx = self.srtp_tx.as_mut()?;
         let stream = self.streams.stream_tx_by_midrid(midrid)?;
         let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());
@@ -1187,7 +1225,9 @@ impl Session {
             crate::log_stat!("PACKET_SENT", header.ssrc, payload_size, kind);
         }
 
-        self.pacer.register_send(now, payload_size.into(), midrid);
+        if paced {
+            self.pacer.register_send(now, payload_size.into(), midrid);
+        }
 
         if let Some(raw_packets) = &mut self.raw_packets {
             raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.clone())));

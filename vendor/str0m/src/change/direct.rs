@@ -357,6 +357,34 @@ impl<'a> DirectApi<'a> {
         self.rtc.session.streams.stream_tx_by_midrid(midrid)
     }
 
+    /// ringcast: sends `rtp` on the transmit stream of `mid` at once, as the datagram to give
+    /// the network, rather than queuing it for [`Rtc::poll_output`]: when the session is
+    /// connected, nothing is queued ahead of it on that stream and no bandwidth estimate
+    /// paces the session. `Ok(None)` when the stream had no use for it (its payload type is
+    /// not the media's). Otherwise it is given back, for [`StreamTx::write_rtp`].
+    ///
+    /// The packet is stamped and cached for resends at the time of the last input to the
+    /// `Rtc`; nothing else is due because of it, so the caller need not poll after it.
+    pub fn send_rtp_now(
+        &mut self,
+        mid: Mid,
+        rtp: crate::rtp::RtpWrite,
+    ) -> Result<Option<crate::net::Transmit>, crate::rtp::RtpWrite> {
+        let rtc = &mut *self.rtc;
+        let Some(send) = rtc.send_addr.as_ref().filter(|_| rtc.is_alive()) else {
+            return Err(rtp);
+        };
+        let (proto, source, destination) = (send.proto, send.source, send.destination);
+        let now = rtc.last_now;
+        let sent = rtc.session.send_rtp_now(now, MidRid(mid, None), rtp)?;
+        Ok(sent.map(|contents| crate::net::Transmit {
+            proto,
+            source,
+            destination,
+            contents,
+        }))
+    }
+
     /// Reset a transmit stream to use a new SSRC and optionally a new RTX SSRC.
     ///
     /// This changes the SSRC of an existing stream and resets all relevant state.

@@ -435,6 +435,28 @@ impl StreamTx {
     ///
     /// The write command carries the RTP payload and optional RTP metadata.
     pub fn write_rtp(&mut self, rtp: RtpWrite) {
+        let packet = self.packet_of(rtp);
+        self.send_queue.push(packet);
+    }
+
+    /// ringcast: whether a packet written now can go out at once, past the queue and the
+    /// pacer, in its place in the stream: nothing queued ahead of it or waiting to be resent,
+    /// no padding asked for, and the stream past its first timeout (which tells it its kind).
+    pub(crate) fn can_send_now(&self) -> bool {
+        self.kind.is_some()
+            && self.send_queue.is_empty()
+            && self.resends.is_empty()
+            && self.padding == 0
+    }
+
+    /// ringcast: [`Self::write_rtp`], queued as if a timeout at `now` had passed, so the
+    /// next [`Self::poll_packet`] sends it.
+    pub(crate) fn write_rtp_now(&mut self, rtp: RtpWrite, now: Instant) {
+        let packet = self.packet_of(rtp);
+        self.send_queue.push_now(packet, now);
+    }
+
+    fn packet_of(&mut self, rtp: RtpWrite) -> RtpPacket {
         let RtpWrite {
             pt,
             seq_no,
@@ -496,7 +518,7 @@ impl StreamTx {
             last_sender_info: None,
         };
 
-        self.send_queue.push(packet);
+        packet
     }
 
     fn padding_enabled(&self) -> bool {

@@ -30,6 +30,14 @@ impl SendQueue {
         self.queue.push_back(packet);
     }
 
+    /// ringcast: queues `packet` as already timestamped at `now`, as `handle_timeout` would,
+    /// for [`super::StreamTx::write_rtp_now`] to pop at once.
+    pub fn push_now(&mut self, mut packet: RtpPacket, now: Instant) {
+        packet.timestamp = now;
+        self.total.increase(now, packet.payload.len());
+        self.queue.push_back(packet);
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         for pkt in self.queue.iter_mut().rev() {
             if pkt.timestamp != not_happening() {
