@@ -373,6 +373,17 @@ fn connected(c: &Client) -> bool {
     c.events.iter().any(|e| matches!(e, Event::Connected))
 }
 
+/// One core, a connected publisher of `stream` and a connected player: the publisher, its
+/// video mid and the player.
+fn publisher_and_player(stream: &str) -> (Net, usize, Mid, usize) {
+    let mut net = Net::new(1);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, stream);
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, stream);
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    (net, publisher, video, player)
+}
+
 /// Two cores, a connected publisher of `stream` on core 0 and a connected player on each
 /// core: the publisher, its video mid, the player on its core and the one on core 1.
 fn publisher_and_two_players(stream: &str) -> (Net, usize, Mid, usize, usize) {
@@ -489,11 +500,7 @@ fn behind_a_nat_replies_leave_from_where_datagrams_arrive() {
 
 #[test]
 fn nacks_are_answered_under_loss() {
-    let mut net = Net::new(1);
-    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "lossy");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
-    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "lossy");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    let (mut net, publisher, video, player) = publisher_and_player("lossy");
     net.clients[player].drop_every = 20;
     net.publish(publisher, video, 0, 90);
     let c = &net.clients[player];
@@ -508,11 +515,7 @@ fn nacks_are_answered_under_loss() {
 
 #[test]
 fn a_players_packets_leave_as_they_are_written() {
-    let mut net = Net::new(1);
-    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "now");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
-    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "now");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    let (mut net, publisher, video, player) = publisher_and_player("now");
     net.publish(publisher, video, 0, 60);
     assert_eq!(net.clients[player].video_frames(), 60);
     // Sealed as they were written, not queued in str0m for a timeout round trip and a poll
@@ -687,11 +690,7 @@ fn bad_datagrams_and_credentials_are_rejected() {
 
 #[test]
 fn silent_peers_time_out() {
-    let mut net = Net::new(1);
-    let (publisher, _) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "quiet");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
-    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "quiet");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    let (mut net, ..) = publisher_and_player("quiet");
     assert_eq!(net.engines[0].session_count(), 2);
     // Both clients vanish without a DELETE: only the engine's clock moves on.
     net.clients.clear();
@@ -706,11 +705,7 @@ fn silent_peers_time_out() {
 
 #[test]
 fn garbage_from_a_peer_address_does_not_end_its_session() {
-    let mut net = Net::new(1);
-    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "spoof");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
-    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "spoof");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    let (mut net, publisher, video, player) = publisher_and_player("spoof");
     let now = net.now;
     let spoofed: SocketAddr = "10.0.0.2:5000".parse().unwrap();
     let mut seed = 7u32;
@@ -783,11 +778,7 @@ fn offers_with_clashing_payload_types_are_refused() {
 /// the due ones, which then wait for a later deadline.
 #[test]
 fn turns_run_only_the_sessions_whose_timer_is_due() {
-    let mut net = Net::new(1);
-    let (publisher, _) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "timers");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
-    let (player, _) = net.join("10.0.0.2:5000", 0, Direction::RecvOnly, "timers");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[player])));
+    let (mut net, ..) = publisher_and_player("timers");
     let now = net.now;
     let e = &mut net.engines[0];
     let next = e.poll_timeout().expect("live sessions keep a timer");

@@ -10,6 +10,9 @@
 //! [`Engine::handle_inbox`], [`Engine::handle_rtmp_frame`], [`Engine::handle_timeout`]), then
 //! [`Engine::drive`], then the outputs: [`Engine::poll_watch`] and [`Engine::poll_publish`]
 //! until `None`, [`Engine::take_transmits`], and [`Engine::poll_timeout`] for when to wake.
+//! A frame written to a player is sealed into the transmits then and there where str0m
+//! allows ([`session::Session::write`]); only a session that had to queue packets, took
+//! input or came due is driven.
 //!
 //! A publisher of a vhost with `rtc_to_rtmp` has its frames converted here
 //! ([`crate::rtc::to_rtmp`]) into the messages of an RTMP publish, which [`Publish`] hands to
@@ -316,20 +319,12 @@ impl Engine {
     /// converted and written to its players here; `now` stamps its wall-clock time.
     pub fn handle_rtmp_frame(&mut self, key: &StreamKey, frame: &Frame, now: Instant) {
         let mut frames = std::mem::take(&mut self.rtmp_frames);
-        let from = self.out.len();
-        if let Some(players) = self.fanout.rtmp_frame(key, frame, now, &mut frames) {
-            for rtp in frames.drain(..) {
-                write_to(
-                    &mut self.sessions,
-                    players,
-                    &rtp,
-                    &mut self.dirty,
-                    &mut self.out,
-                    &self.hub.stats,
-                );
-            }
+        // Out of `self` while its players are read: the sessions they name are written.
+        let mut fanout = std::mem::take(&mut self.fanout);
+        if let Some(players) = fanout.rtmp_frame(key, frame, now, &mut frames) {
+            self.write_to(players, &frames);
         }
-        self.simulate_loss(from);
+        self.fanout = fanout;
         frames.clear();
         self.rtmp_frames = frames;
     }
@@ -519,17 +514,33 @@ impl Engine {
     }
 
     fn deliver_local(&mut self, stream: u64, frame: &SharedFrame) {
-        let from = self.out.len();
-        if let Some((rtp, players)) = self.fanout.webrtc_frame(stream, frame) {
-            write_to(
-                &mut self.sessions,
-                players,
-                &rtp,
-                &mut self.dirty,
-                &mut self.out,
-                &self.hub.stats,
-            );
+        let mut fanout = std::mem::take(&mut self.fanout);
+        if let Some((rtp, players)) = fanout.webrtc_frame(stream, frame) {
+            self.write_to(players, std::slice::from_ref(&rtp));
         }
+        self.fanout = fanout;
+    }
+
+    /// Writes `frames` to each of `players`: what goes out at once to the transmits, and
+    /// those that queued packets instead on the dirty list, for the next drive.
+    fn write_to(&mut self, players: &[u64], frames: &[RtpFrame]) {
+        let from = self.out.len();
+        let (mut at_once, mut queued) = (0, 0);
+        for frame in frames {
+            for id in players {
+                if let Some(s) = self.sessions.get_mut(id) {
+                    let written = s.write(frame, &mut self.out);
+                    if written.queued > 0 {
+                        s.queue(&mut self.dirty);
+                    }
+                    at_once += written.at_once;
+                    queued += written.queued;
+                }
+            }
+        }
+        let stats = &self.hub.stats;
+        stats.rtp_sent_at_once.fetch_add(at_once, Ordering::Relaxed);
+        stats.rtp_queued.fetch_add(queued, Ordering::Relaxed);
         self.simulate_loss(from);
     }
 
@@ -622,31 +633,6 @@ impl Engine {
             (a, b) => a.or(b),
         }
     }
-}
-
-/// Writes `frame` to each of `players`: what goes out at once to `out`, and those that
-/// queued packets instead on `dirty`, for the next drive; counted in `stats`.
-fn write_to(
-    sessions: &mut HashMap<u64, Box<Session>>,
-    players: &[u64],
-    frame: &RtpFrame,
-    dirty: &mut Vec<u64>,
-    out: &mut Vec<Transmit>,
-    stats: &hub::RtcStats,
-) {
-    let (mut at_once, mut queued) = (0, 0);
-    for id in players {
-        if let Some(s) = sessions.get_mut(id) {
-            let written = s.write(frame, out);
-            if written.queued > 0 {
-                s.queue(dirty);
-            }
-            at_once += written.at_once;
-            queued += written.queued;
-        }
-    }
-    stats.rtp_sent_at_once.fetch_add(at_once, Ordering::Relaxed);
-    stats.rtp_queued.fetch_add(queued, Ordering::Relaxed);
 }
 
 /// Feeds a publisher's frame to its `rtc_to_rtmp` converter: H.264 video and Opus audio, the
