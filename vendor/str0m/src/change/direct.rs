@@ -360,8 +360,10 @@ impl<'a> DirectApi<'a> {
     /// ringcast: sends `rtp` on the transmit stream of `mid` at once, as the datagram to give
     /// the network, rather than queuing it for [`Rtc::poll_output`]: when the session is
     /// connected, nothing is queued ahead of it on that stream and no bandwidth estimate
-    /// paces the session. `Ok(None)` when the stream had no use for it (its payload type is
-    /// not the media's). Otherwise it is given back, for [`StreamTx::write_rtp`].
+    /// paces the session. `Ok(None)` when nothing went out, as `poll_output` would send
+    /// nothing: its payload type is not the media's (it is dropped) or the stream's media
+    /// section is gone (it stays queued). Otherwise it is given back, for
+    /// [`StreamTx::write_rtp`].
     ///
     /// The packet is stamped and cached for resends at the time of the last input to the
     /// `Rtc`; nothing else is due because of it, so the caller need not poll after it.
