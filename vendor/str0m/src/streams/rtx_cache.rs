@@ -13,7 +13,10 @@ use super::rtx_cache_buf::EvictingBuffer;
 /// player: 150 video packets were 61 KB of each WHEP player's heap. A packet whose header holds
 /// no more than a plain packet's (no CSRCs, no padding, no header extension values but the
 /// `mid` and `rid` every packet names until the peer acks them) is kept as the few fields a
-/// resend needs, and made whole again when asked for.
+/// resend needs, and made whole again when asked for. What the cache's entry already holds is
+/// not kept twice: the sequence number is the entry's position, the send time the entry's time,
+/// and the `mid` and `rid` (one stream's, the same on every packet that names them) are kept
+/// once in the cache, each packet saying only whether it named them.
 #[derive(Debug)]
 enum Cached {
     Lean(Lean),
@@ -22,23 +25,42 @@ enum Cached {
 
 #[derive(Debug)]
 struct Lean {
-    seq_no: SeqNo,
     time: MediaTime,
     payload: Arc<[u8]>,
-    timestamp: Instant,
     rtp_time: u32,
     ssrc: Ssrc,
     header_len: u16,
-    sequence_number: u16,
     pt: Pt,
     marker: bool,
     has_extension: bool,
+    has_mid: bool,
+    has_rid: bool,
+}
+
+/// The `mid` and `rid` of the stream whose packets a cache keeps.
+#[derive(Debug, Default)]
+struct Names {
     mid: Option<Mid>,
     rid: Option<Rid>,
 }
 
+impl Names {
+    /// Whether `name` can be told by a flag: none, or the one remembered (the first one seen
+    /// is remembered).
+    fn learn<T: PartialEq + Copy>(kept: &mut Option<T>, name: Option<T>) -> bool {
+        match (name, *kept) {
+            (None, _) => true,
+            (Some(n), None) => {
+                *kept = Some(n);
+                true
+            }
+            (Some(n), Some(k)) => n == k,
+        }
+    }
+}
+
 impl Cached {
-    fn new(packet: RtpPacket) -> Self {
+    fn new(packet: RtpPacket, now: Instant, names: &mut Names) -> Self {
         let h = &packet.header;
         let plain_exts = ExtensionValues {
             mid: h.ext_vals.mid,
@@ -52,21 +74,22 @@ impl Cached {
             && h.ext_vals == plain_exts
             && packet.vp8_patch.is_none()
             && packet.last_sender_info.is_none()
-            && packet.nackable;
+            && packet.nackable
+            && packet.timestamp == now
+            && u64::from(h.sequence_number) == *packet.seq_no & 0xffff
+            && Names::learn(&mut names.mid, h.ext_vals.mid)
+            && Names::learn(&mut names.rid, h.ext_vals.rid);
         match u16::try_from(h.header_len) {
             Ok(header_len) if lean => Cached::Lean(Lean {
-                seq_no: packet.seq_no,
                 time: packet.time,
-                timestamp: packet.timestamp,
                 rtp_time: h.timestamp,
                 ssrc: h.ssrc,
                 header_len,
-                sequence_number: h.sequence_number,
                 pt: h.payload_type,
                 marker: h.marker,
                 has_extension: h.has_extension,
-                mid: h.ext_vals.mid,
-                rid: h.ext_vals.rid,
+                has_mid: h.ext_vals.mid.is_some(),
+                has_rid: h.ext_vals.rid.is_some(),
                 payload: packet.payload,
             }),
             _ => Cached::Full(Box::new(packet)),
@@ -80,25 +103,31 @@ impl Cached {
         }
     }
 
-    /// The packet, whole: a lean one rebuilt in `scratch`.
-    fn packet<'a>(&'a mut self, scratch: &'a mut RtpPacket) -> &'a mut RtpPacket {
+    /// The packet, whole: a lean one, sent at `timestamp` as `seq_no`, rebuilt in `scratch`.
+    fn packet<'a>(
+        &'a mut self,
+        seq_no: u64,
+        timestamp: Instant,
+        names: &Names,
+        scratch: &'a mut RtpPacket,
+    ) -> &'a mut RtpPacket {
         let l = match self {
             Cached::Full(p) => return p,
             Cached::Lean(l) => l,
         };
         *scratch = RtpPacket {
-            seq_no: l.seq_no,
+            seq_no: seq_no.into(),
             time: l.time,
             header: RtpHeader {
                 has_extension: l.has_extension,
                 marker: l.marker,
                 payload_type: l.pt,
-                sequence_number: l.sequence_number,
+                sequence_number: seq_no as u16,
                 timestamp: l.rtp_time,
                 ssrc: l.ssrc,
                 ext_vals: ExtensionValues {
-                    mid: l.mid,
-                    rid: l.rid,
+                    mid: names.mid.filter(|_| l.has_mid),
+                    rid: names.rid.filter(|_| l.has_rid),
                     ..Default::default()
                 },
                 header_len: usize::from(l.header_len),
@@ -106,7 +135,7 @@ impl Cached {
             },
             payload: l.payload.clone(),
             vp8_patch: None,
-            timestamp: l.timestamp,
+            timestamp,
             last_sender_info: None,
             nackable: true,
         };
@@ -125,6 +154,9 @@ pub(crate) struct RtxCache {
     // Where a lean entry is made whole for the caller.
     scratch: RtpPacket,
 
+    // The stream's `mid` and `rid`, for lean entries.
+    names: Names,
+
     // Technically we want [Option<SeqNo>; X] to indicate the absence of
     // a SeqNo. However We can half the storage space by using the sentinel
     // values SeqNo::MAX to indicate None
@@ -137,6 +169,7 @@ impl RtxCache {
             packet_by_seq_no: EvictingBuffer::new(10, max_packet_age, max_packet_count),
             seq_no_by_quantized_size: [SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS],
             scratch: RtpPacket::blank(),
+            names: Names::default(),
         }
     }
 
@@ -145,7 +178,7 @@ impl RtxCache {
         let seq_no = packet.seq_no;
         let quantized_size = packet.payload.len() / RTX_CACHE_SIZE_QUANTIZER;
         self.packet_by_seq_no
-            .push(*seq_no, now, Cached::new(packet));
+            .push(*seq_no, now, Cached::new(packet, now, &mut self.names));
         self.seq_no_by_quantized_size[quantized_size] = seq_no;
         self.remove_old_packets(now);
     }
@@ -155,8 +188,8 @@ impl RtxCache {
     }
 
     pub fn get_cached_packet_by_seq_no(&mut self, seq_no: SeqNo) -> Option<&mut RtpPacket> {
-        let cached = self.packet_by_seq_no.get_mut(*seq_no)?;
-        Some(cached.packet(&mut self.scratch))
+        let (timestamp, cached) = self.packet_by_seq_no.get_mut_with_time(*seq_no)?;
+        Some(cached.packet(*seq_no, timestamp, &self.names, &mut self.scratch))
     }
 
     pub fn get_cached_packet_smaller_than(&mut self, max_size: usize) -> Option<&mut RtpPacket> {
@@ -311,7 +344,14 @@ mod test {
         let plain = || {
             let mut p = packet(now, 1, 10);
             p.header.marker = true;
+            p.header.sequence_number = 1;
             p.header.ext_vals.mid = Some("1".into());
+            p
+        };
+        let other_mid = || {
+            let mut p = packet(now, 3, 30);
+            p.header.sequence_number = 3;
+            p.header.ext_vals.mid = Some("2".into());
             p
         };
         let rich = || {
@@ -323,6 +363,11 @@ mod test {
         };
         rtx_cache.cache_sent_packet(plain(), after(now, 10));
         rtx_cache.cache_sent_packet(rich(), after(now, 20));
+        rtx_cache.cache_sent_packet(other_mid(), after(now, 30));
+        assert!(matches!(
+            rtx_cache.packet_by_seq_no.get(3),
+            Some(Cached::Full(_))
+        ));
         assert!(matches!(
             rtx_cache.packet_by_seq_no.get(1),
             Some(Cached::Lean(_))
@@ -339,7 +384,11 @@ mod test {
             Some(&rich()),
             rtx_cache.get_cached_packet_by_seq_no(2.into()).map(|p| &*p)
         );
-        assert!(std::mem::size_of::<Cached>() <= 112);
+        assert_eq!(
+            Some(&other_mid()),
+            rtx_cache.get_cached_packet_by_seq_no(3.into()).map(|p| &*p)
+        );
+        assert!(std::mem::size_of::<Cached>() <= 48);
         assert_eq!(std::mem::size_of::<RtpPacket>(), 408);
     }
 }

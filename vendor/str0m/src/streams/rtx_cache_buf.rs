@@ -134,18 +134,18 @@ impl<T> EvictingBuffer<T> {
         None
     }
 
-    pub fn get_mut(&mut self, position: u64) -> Option<&mut T> {
+    /// ringcast: the entry for `position` and the time it was pushed at (was `get_mut`: the
+    /// resend cache keeps a packet's send time only here).
+    pub fn get_mut_with_time(&mut self, position: u64) -> Option<(Instant, &mut T)> {
         if self.is_inert() {
             return None;
         }
 
         let index = (position % self.buf.len() as u64) as usize;
-        if let Some(entry) = &mut self.buf[index] {
-            if entry.position == position {
-                return Some(&mut entry.value);
-            }
+        match &mut self.buf[index] {
+            Some(entry) if entry.position == position => Some((entry.timestamp, &mut entry.value)),
+            _ => None,
         }
-        None
     }
 
     pub fn maybe_evict(&mut self, now: Instant) {
