@@ -97,7 +97,8 @@ pub(crate) struct Session {
     twcc_tx_register: TwccSendRegister,
     max_rx_seq_lookup: HashMap<Ssrc, SeqNo>,
 
-    bwe: Option<Bwe>,
+    /// ringcast: boxed, as it is 1.9 KB and most servers' sessions have none.
+    bwe: Option<Box<Bwe>>,
     bwe_last_event: Option<(Bitrate, bool)>,
 
     enable_twcc_feedback: bool,
@@ -169,7 +170,7 @@ impl Session {
             let rate = config.initial_bitrate;
             let pacer = PacerImpl::leaky_bucket(rate * 2.0);
             let bwe = Bwe::new(rate);
-            (pacer, Some(bwe))
+            (pacer, Some(Box::new(bwe)))
         } else {
             (PacerImpl::null(), None)
         };
@@ -931,6 +932,10 @@ impl Session {
             }
         }
 
+        // ringcast: an `Rtcp` is large and a session reads a compound packet a second or
+        // so; keeping the queue's capacity between them cost each WebRTC player kilobytes.
+        self.feedback_rx.shrink_to_fit();
+
         // Not in the above if due to lifetime issues, still okay because the method
         // doesn't do anything when BWE isn't configured.
         if need_configure_pacer {
@@ -1129,6 +1134,10 @@ impl Session {
         };
 
         let len = Rtcp::write_packet(&mut self.feedback_tx, &mut data, output);
+        // ringcast: as for `feedback_rx`, the capacity of an emptied queue is let go.
+        if self.feedback_tx.is_empty() {
+            self.feedback_tx.shrink_to_fit();
+        }
 
         if len == 0 {
             return None;

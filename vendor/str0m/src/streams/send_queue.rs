@@ -6,6 +6,9 @@ use crate::util::not_happening;
 
 use super::RtpPacket;
 
+/// ringcast: the most packets' room an emptied queue keeps.
+const KEPT_CAPACITY: usize = 4;
+
 #[derive(Debug)]
 pub(crate) struct SendQueue {
     queue: VecDeque<RtpPacket>,
@@ -82,6 +85,13 @@ impl SendQueue {
         let queue_time = now - packet.timestamp;
         self.total.decrease(now, packet.payload.len(), queue_time);
         self.last_emitted = Some(now);
+
+        // ringcast: a keyframe queued whole leaves the queue with tens of 408-byte slots; a
+        // player's stream mostly holds one packet at a time (or none, sent at once), so an
+        // emptied queue keeps room for a few.
+        if self.queue.is_empty() && self.queue.capacity() > KEPT_CAPACITY {
+            self.queue.shrink_to(KEPT_CAPACITY);
+        }
 
         Some(packet)
     }
