@@ -861,6 +861,9 @@ pub mod net {
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Room for one DTLS record out of `Dtls::poll_output`.
+const DTLS_OUTPUT_BUFFER: usize = 2000;
+
 pub use error::RtcError;
 
 /// Instance that does WebRTC. Main struct of the entire library.
@@ -906,7 +909,6 @@ pub struct Rtc {
     ice: IceAgent,
     dtls: Dtls,
     dtls_connected: bool,
-    dtls_buf: Vec<u8>,
     next_dtls_timeout: Option<Instant>,
     sctp: RtcSctp,
     chan: ChannelHandler,
@@ -1275,7 +1277,6 @@ impl Rtc {
             )
             .expect("DTLS to init without problem"),
             dtls_connected: false,
-            dtls_buf: vec![0; 2000],
             next_dtls_timeout: None,
             session,
             sctp,
@@ -1643,10 +1644,14 @@ impl Rtc {
             }
         }
 
-        // Poll DTLS output - collect packets, handle events
+        // Poll DTLS output - collect packets, handle events. The output buffer
+        // is scratch (a packet is copied out of it, the rest is used before the
+        // next poll), so it lives on the stack rather than in every `Rtc`, where
+        // it was 2 KB of each session's heap.
+        let mut dtls_buf = [0_u8; DTLS_OUTPUT_BUFFER];
         let mut just_connected = false;
         loop {
-            match self.dtls.poll_output(&mut self.dtls_buf) {
+            match self.dtls.poll_output(&mut dtls_buf) {
                 DtlsOutput::Packet(_) => {
                     unreachable!("We don't expect DTLS packets here since we use poll_packet");
                 }

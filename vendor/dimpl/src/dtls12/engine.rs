@@ -1059,9 +1059,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Release application data from the incoming queue
+    /// Release application data from the incoming queue.
+    ///
+    /// Called once the handshake is complete, so this also lets go of what only
+    /// the handshake needed: the transcript (every handshake message, the
+    /// certificates among them) and the pooled buffers the flights were built
+    /// in. A media server holds one connection per player for hours, where these
+    /// were 3-5 KB of each; a later record takes a fresh buffer from the pool.
+    /// The saved final flight stays, for resending it.
     pub fn release_application_data(&mut self) {
         self.release_app_data = true;
+        self.transcript = Buf::new();
+        self.buffers_free = BufferPool::default();
     }
 
     /// Whether a close_notify alert has been received from the peer.

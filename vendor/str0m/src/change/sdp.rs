@@ -955,6 +955,10 @@ fn apply_offer(session: &mut Session, offer: SdpOffer) -> Result<(), RtcError> {
 
     ensure_stream_tx(session);
 
+    // A `Media` is over 1 KB and the vector doubles as it grows: what a
+    // negotiation leaves is kept for the session's life, so keep it exact.
+    session.medias.shrink_to_fit();
+
     Ok(())
 }
 
@@ -981,6 +985,8 @@ fn apply_answer(
     add_pending_changes(session, pending);
 
     ensure_stream_tx(session);
+
+    session.medias.shrink_to_fit();
 
     Ok(())
 }

@@ -38,10 +38,21 @@ pub const SRTP_OVERHEAD: usize = MAX_TAG_LEN;
 // This adds 15 bytes of padding that we truncate after encryption
 const CTR_BUFFER_PADDING: usize = SRTP_BLOCK_SIZE - 1;
 
-/// Initial capacity for the RTP decryption scratch buffer. Sized to fit the
+/// Capacity of the RTP decryption scratch buffer. Sized to fit the
 /// largest possible received datagram plus the CTR padding the AES-CM cipher
 /// needs, so `unprotect_rtp` never has to grow the buffer in practice.
 const RX_SCRATCH_CAPACITY: usize = DATAGRAM_MAX_PACKET_SIZE + CTR_BUFFER_PADDING;
+
+/// Sizes the RTP decryption scratch to `len`, taking its whole capacity on
+/// the first RTP packet received: a context that never decrypts RTP (the
+/// sending one, or a receiving one that only sees RTCP, as a media server's
+/// player does) holds no scratch at all, where it held 2 KB of it.
+fn size_rx_scratch(scratch: &mut Vec<u8>, len: usize) {
+    if scratch.capacity() == 0 {
+        scratch.reserve_exact(RX_SCRATCH_CAPACITY.max(len));
+    }
+    scratch.resize(len, 0);
+}
 
 impl SrtpContext {
     /// Create an SRTP context for the relevant profile using the provided keying material.
@@ -67,7 +78,7 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    rx_scratch: Vec::new(),
                 }
             }
             SrtpProfile::AEAD_AES_128_GCM => {
@@ -82,7 +93,7 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    rx_scratch: Vec::new(),
                 }
             }
             SrtpProfile::AEAD_AES_256_GCM => {
@@ -97,7 +108,7 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    rx_scratch: Vec::new(),
                 }
             }
             _ => panic!("Unexpected SRTP profile: {profile:?}"),
@@ -139,7 +150,7 @@ impl SrtpContext {
             },
             srtcp_index,
             sha1_hmac_provider: provider.sha1_hmac_provider,
-            rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+            rx_scratch: Vec::new(),
         }
     }
 
@@ -178,7 +189,7 @@ impl SrtpContext {
             },
             srtcp_index,
             sha1_hmac_provider: provider.sha1_hmac_provider,
-            rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+            rx_scratch: Vec::new(),
         }
     }
 }
@@ -334,7 +345,7 @@ impl SrtpContext {
 
                 let input = &buf[header.header_len..hmac_start];
                 // Sized with CTR padding (aws-lc-rs requirement).
-                self.rx_scratch.resize(input.len() + CTR_BUFFER_PADDING, 0);
+                size_rx_scratch(&mut self.rx_scratch, input.len() + CTR_BUFFER_PADDING);
 
                 if let Err(e) = dec.decrypt(&iv, input, &mut self.rx_scratch) {
                     warn!(
@@ -362,7 +373,7 @@ impl SrtpContext {
                 // Input and output lengths for decryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.2
                 let out_len = input.len() - AeadAes128Gcm::TAG_LEN;
-                self.rx_scratch.resize(out_len, 0);
+                size_rx_scratch(&mut self.rx_scratch, out_len);
 
                 match dec.decrypt(&iv, &[aad], input, &mut self.rx_scratch) {
                     Ok(v) => v,
@@ -393,7 +404,7 @@ impl SrtpContext {
                 // Input and output lengths for decryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.2
                 let out_len = input.len() - AeadAes256Gcm::TAG_LEN;
-                self.rx_scratch.resize(out_len, 0);
+                size_rx_scratch(&mut self.rx_scratch, out_len);
 
                 match dec.decrypt(&iv, &[aad], input, &mut self.rx_scratch) {
                     Ok(v) => v,
