@@ -109,13 +109,13 @@ impl Cached {
         seq_no: u64,
         timestamp: Instant,
         names: &Names,
-        scratch: &'a mut RtpPacket,
+        scratch: &'a mut Option<Box<RtpPacket>>,
     ) -> &'a mut RtpPacket {
         let l = match self {
             Cached::Full(p) => return p,
             Cached::Lean(l) => l,
         };
-        *scratch = RtpPacket {
+        let whole = RtpPacket {
             seq_no: seq_no.into(),
             time: l.time,
             header: RtpHeader {
@@ -139,7 +139,13 @@ impl Cached {
             last_sender_info: None,
             nackable: true,
         };
-        scratch
+        match scratch {
+            Some(packet) => {
+                **packet = whole;
+                packet
+            }
+            None => scratch.insert(Box::new(whole)),
+        }
     }
 }
 
@@ -151,8 +157,10 @@ pub(crate) struct RtxCache {
     // Data, new additions here probably need to be cleared in [`clear`].
     packet_by_seq_no: EvictingBuffer<Cached>,
 
-    // Where a lean entry is made whole for the caller.
-    scratch: RtpPacket,
+    // Where a lean entry is made whole for the caller: made on the first
+    // lookup, as a stream never asked to resend needs none (an `RtpPacket` is
+    // 408 bytes, and a media server keeps a cache per player).
+    scratch: Option<Box<RtpPacket>>,
 
     // The stream's `mid` and `rid`, for lean entries.
     names: Names,
@@ -168,7 +176,7 @@ impl RtxCache {
         Self {
             packet_by_seq_no: EvictingBuffer::new(10, max_packet_age, max_packet_count),
             seq_no_by_quantized_size: [SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS],
-            scratch: RtpPacket::blank(),
+            scratch: None,
             names: Names::default(),
         }
     }
