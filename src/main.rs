@@ -98,13 +98,13 @@ struct Cli {
 fn main() -> ExitCode {
     #[cfg(feature = "alloc-count")]
     GLOBAL.install();
-    // mimalloc asks for transparent huge pages on its arenas (madvise), so a 2 MiB page
-    // is resident once any byte of it is touched: a server holding thousands of small
-    // sessions spread over its heap paid for the gaps. 300 WHEP players: RSS over the
-    // idle server 130-143 KB a player with them, 97-108 without, idle RSS 22 MB against
-    // 13, CPU the same within noise. The kernel honours this for every mapping, the
-    // arena mimalloc reserved before `main` included; failing (an old kernel) costs only
-    // the memory.
+    // Transparent huge pages make a 2 MiB page resident once any byte of it is touched: a
+    // server holding thousands of small sessions spread over its heap paid for the gaps
+    // (300 WHEP players: 130-143 KB a player over the idle server with them, 97-108
+    // without, CPU the same within noise). mimalloc's `no_thp` (Cargo.toml) stops it
+    // asking for them; this covers hosts whose THP mode is "always", which give them
+    // unasked, and every allocator. Children (ffmpeg) inherit it. Failing (an old
+    // kernel) costs only the memory.
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
         eprintln!("ringcast: warning: transparent huge pages stay on: {e}");
     }
