@@ -1,3 +1,4 @@
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -55,6 +56,12 @@ const MAX_PENDING_RRTRS: usize = 300;
 /// Maximum number of DLRR items to include in a single ExtendedReport.
 const MAX_DLRR_PER_REPORT: usize = 50;
 
+thread_local! {
+    /// A packet's plaintext between [`StreamTx::poll_packet`] and its encryption: one buffer a
+    /// thread, shared by its sessions, rather than 2 KB in each of them.
+    static PLAIN_PACKET: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 pub(crate) struct Session {
     id: SessionId,
 
@@ -106,9 +113,6 @@ pub(crate) struct Session {
     /// A pacer for sending RTP at specific rate.
     pacer: PacerImpl,
     pacer_control: PacerControl,
-
-    // temporary buffer when getting the next (unencrypted) RTP packet from Media line.
-    poll_packet_buf: Vec<u8>,
 
     // Next packet for RtpPacket event.
     pending_packet: Option<RtpPacket>,
@@ -209,7 +213,6 @@ impl Session {
             enable_twcc_feedback: false,
             pacer,
             pacer_control: PacerControl::new(),
-            poll_packet_buf: vec![0; 2000],
             pending_packet: None,
             media_bytes_rx: 0,
             media_bytes_tx: 0,
@@ -1199,13 +1202,24 @@ impl Session {
         cluster_id: Option<TwccClusterId>,
         paced: bool,
     ) -> Option<DatagramSend> {
+        PLAIN_PACKET.with_borrow_mut(|buf| self.seal_packet_of(now, midrid, cluster_id, paced, buf))
+    }
+
+    /// [`Session::poll_packet_of`] with the thread's plaintext buffer.
+    fn seal_packet_of(
+        &mut self,
+        now: Instant,
+        midrid: MidRid,
+        cluster_id: Option<TwccClusterId>,
+        paced: bool,
+        buf: &mut Vec<u8>,
+    ) -> Option<DatagramSend> {
         let srtp_tx = self.srtp_tx.as_mut()?;
         let stream = self.streams.stream_tx_by_midrid(midrid)?;
         let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());
             return None;
         };
-        let buf = &mut self.poll_packet_buf;
         let twcc_seq = self.twcc;
 
         let params = &self.codec_config;
@@ -1238,11 +1252,14 @@ impl Session {
             self.pacer.register_send(now, payload_size.into(), midrid);
         }
 
+        // The buffer is longer than the packet (StreamTx::poll_packet).
+        let packet = &buf[..header.header_len + payload_size];
+
         if let Some(raw_packets) = &mut self.raw_packets {
-            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.clone())));
+            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), packet.to_vec())));
         }
 
-        let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);
+        let protected = srtp_tx.protect_rtp(packet, &header, *seq_no);
 
         if twcc_enabled {
             let packet_id = if let Some(cluster) = cluster_id {
