@@ -215,8 +215,6 @@ pub struct TwccSeq(u64);
 num_id!(TwccSeq, u64);
 
 impl SeqNo {
-    pub(crate) const MAX: SeqNo = SeqNo(u64::MAX);
-
     /// Check if the `other` sequence number is directly following this.
     #[inline(always)]
     pub fn is_next(&self, other: SeqNo) -> bool {
@@ -232,11 +230,6 @@ impl SeqNo {
         let n = SeqNo(self.0);
         self.0 += 1;
         n
-    }
-
-    #[inline(always)]
-    pub(crate) fn is_max(&self) -> bool {
-        self.0 == Self::MAX.0
     }
 
     /// The RTP header value (discarding the ROC).

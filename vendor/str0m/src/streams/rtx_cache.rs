@@ -2,7 +2,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
-use crate::io::DATAGRAM_MAX_PACKET_SIZE;
 use crate::rtp_::{ExtensionValues, MediaTime, Mid, Pt, Rid, RtpHeader, SeqNo, Ssrc};
 
 use super::RtpPacket;
@@ -150,7 +149,6 @@ impl Cached {
 }
 
 const RTX_CACHE_SIZE_QUANTIZER: usize = 25;
-const RTX_CACHE_QUANTIZE_SLOTS: usize = DATAGRAM_MAX_PACKET_SIZE / RTX_CACHE_SIZE_QUANTIZER;
 
 #[derive(Debug)]
 pub(crate) struct RtxCache {
@@ -164,18 +162,12 @@ pub(crate) struct RtxCache {
 
     // The stream's `mid` and `rid`, for lean entries.
     names: Names,
-
-    // Technically we want [Option<SeqNo>; X] to indicate the absence of
-    // a SeqNo. However We can half the storage space by using the sentinel
-    // values SeqNo::MAX to indicate None
-    seq_no_by_quantized_size: [SeqNo; RTX_CACHE_QUANTIZE_SLOTS],
 }
 
 impl RtxCache {
     pub fn new(max_packet_count: usize, max_packet_age: Duration) -> Self {
         Self {
             packet_by_seq_no: EvictingBuffer::new(10, max_packet_age, max_packet_count),
-            seq_no_by_quantized_size: [SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS],
             scratch: None,
             names: Names::default(),
         }
@@ -184,10 +176,8 @@ impl RtxCache {
     pub fn cache_sent_packet(&mut self, packet: RtpPacket, now: Instant) {
         assert!(packet.nackable);
         let seq_no = packet.seq_no;
-        let quantized_size = packet.payload.len() / RTX_CACHE_SIZE_QUANTIZER;
         self.packet_by_seq_no
             .push(*seq_no, now, Cached::new(packet, now, &mut self.names));
-        self.seq_no_by_quantized_size[quantized_size] = seq_no;
         self.remove_old_packets(now);
     }
 
@@ -201,15 +191,19 @@ impl RtxCache {
     }
 
     pub fn get_cached_packet_smaller_than(&mut self, max_size: usize) -> Option<&mut RtpPacket> {
-        let quantized_size = max_size / RTX_CACHE_SIZE_QUANTIZER;
-
-        let seq_no = self.seq_no_by_quantized_size[..quantized_size]
+        // The largest packet by 25-byte size class under the limit, the latest of its class.
+        // Found by a scan, only when padding is due: an index of the latest packet of each
+        // class (640 bytes in every cache, two caches a player) was written for every packet
+        // sent, and most media servers never pad.
+        let limit = max_size / RTX_CACHE_SIZE_QUANTIZER;
+        let (_, seq_no) = self
+            .packet_by_seq_no
             .iter()
-            .rev()
-            .filter(|seq_no| !seq_no.is_max())
-            .find(|seq_no| self.packet_by_seq_no.contains(***seq_no))?;
+            .map(|(seq_no, c)| (c.payload().len() / RTX_CACHE_SIZE_QUANTIZER, seq_no))
+            .filter(|(class, _)| *class < limit)
+            .max()?;
 
-        self.get_cached_packet_by_seq_no(*seq_no)
+        self.get_cached_packet_by_seq_no(seq_no.into())
     }
 
     fn remove_old_packets(&mut self, now: Instant) {
@@ -222,7 +216,6 @@ impl RtxCache {
 
     pub(crate) fn clear(&mut self) {
         self.packet_by_seq_no.clear();
-        self.seq_no_by_quantized_size = [SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS];
     }
 }
 

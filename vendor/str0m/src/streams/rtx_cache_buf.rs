@@ -227,13 +227,14 @@ impl<T> EvictingBuffer<T> {
         }
     }
 
-    pub fn contains(&self, position: u64) -> bool {
-        if self.is_inert() {
-            return false;
-        }
-
-        let index = self.index_for_position(position);
-        self.buf[index].is_some()
+    /// The entries held and their positions, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        let held = if self.is_inert() {
+            &[][..]
+        } else {
+            &self.buf[..]
+        };
+        held.iter().flatten().map(|e| (e.position, &e.value))
     }
 
     pub fn last_position(&self) -> Option<u64> {
