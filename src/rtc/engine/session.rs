@@ -14,6 +14,7 @@ use rand::{Rng, RngCore};
 use str0m::change::SdpOffer;
 use str0m::crypto::dtls::DtlsCert;
 use str0m::crypto::CryptoProvider;
+use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::Transmit;
 use str0m::rtp::{Extension, ExtensionMap, RtpWrite};
@@ -69,6 +70,10 @@ fn source_for(paths: &[(SocketAddr, SocketAddr)], t: &Transmit) -> SocketAddr {
         .find(|(peer, _)| *peer == t.destination)
         .map_or_else(|| SocketAddr::new(UNSPECIFIED, t.source.port()), |p| p.1)
 }
+
+/// What a player's payload type was chosen for: its media section, and the frame's
+/// [`RtpFrame::source`], codec and payload type at its publisher.
+type PtFor = (Mid, u64, Codec, Option<Pt>);
 
 /// What [`Session::write`] did with a frame's packets.
 #[derive(Debug, Default, Clone, Copy)]
@@ -185,6 +190,10 @@ pub struct Session {
     need_key: bool,
     /// Player: the next RTP sequence number of its video and its audio.
     next_seq: [u64; 2],
+    /// Player, per video and audio: the payload type last chosen, and what for. Matching
+    /// codec parameters (format strings among them) for every frame and player cost more than
+    /// the frame's RTP headers.
+    pt: [Option<(PtFor, Pt)>; 2],
     /// Player, per video and audio: the [`RtpFrame::source`] of the last frame sent, the
     /// offset added to that source's RTP times, and the last time sent. A new source (the
     /// stream republished) is rebased to follow on from the last time sent, so the player's
@@ -337,6 +346,7 @@ impl Session {
             paths: Vec::new(),
             need_key: true,
             next_seq: [u64::from(rng.gen::<u16>()), u64::from(rng.gen::<u16>())],
+            pt: [None; 2],
             clock: [Clock::default(); 2],
             rtcp: (now, 0),
             announced,
@@ -534,18 +544,27 @@ impl Session {
         else {
             return Written::default();
         };
-        let Some(pt) = self.payload_type(mid, frame) else {
-            return Written::default();
-        };
         let video = frame.kind == MediaKind::Video;
+        let slot = usize::from(!video);
+        let chosen_for = (mid, frame.source, frame.codec, frame.params.map(|p| p.pt()));
+        let pt = match self.pt[slot] {
+            Some((f, pt)) if f == chosen_for => pt,
+            _ => {
+                let Some(pt) = self.payload_type(mid, frame) else {
+                    return Written::default();
+                };
+                self.pt[slot] = Some((chosen_for, pt));
+                pt
+            }
+        };
         if self.rtc.direct_api().stream_tx_by_mid(mid, None).is_none() {
             return Written::default();
         }
         if video {
             self.need_key = false;
         }
-        let time = self.clock[usize::from(!video)].rebase(frame, video);
-        let seq = &mut self.next_seq[usize::from(!video)];
+        let time = self.clock[slot].rebase(frame, video);
+        let seq = &mut self.next_seq[slot];
         let last = frame.payloads.len().saturating_sub(1);
         let mut written = Written::default();
         for (i, payload) in frame.payloads.iter().enumerate() {
