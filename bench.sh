@@ -50,6 +50,11 @@ usage: ./bench.sh [options]
                                        less load-tool CPU per player; their loss is the raw
                                        loss on the wire, no NACK repair). Latency comes from
                                        the full players alone. 1: all full (default 10)
+  --whep-no-gro                        with --proto whep: players read each datagram alone,
+                                       not with UDP_GRO; on loopback the kernel then splits a
+                                       server's UDP GSO sends at the players' sockets, billed
+                                       to the server's CPU, where a network would bill the
+                                       receiving host
   --hls-sample N                       with --proto hls: one player in N is full (demuxes its
                                        segments for the SEI latency, plays every frame on its
                                        clock), the others light (fetch every segment whole and
@@ -92,6 +97,7 @@ load_workers=1
 mw_latency=""
 publish=rtmp
 whep_sample=10
+whep_gro=()
 hls_sample=10
 topology=single
 out="bench-results/$(date +%Y%m%d-%H%M%S)"
@@ -113,6 +119,7 @@ while (($#)); do
     --mw-latency) mw_latency="$2"; shift 2 ;;
     --publish) publish="$2"; shift 2 ;;
     --whep-sample) whep_sample="$2"; shift 2 ;;
+    --whep-no-gro) whep_gro=(--no-gro); shift ;;
     --hls-sample) hls_sample="$2"; shift 2 ;;
     --topology) topology="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
@@ -485,7 +492,7 @@ measure_one() {
     elif [[ "$proto" == whep ]]; then
         url="http://127.0.0.1:${api_port[$name]}/rtc/v1/whep/?app=live&stream=livestream"
         cmd=whep-play
-        extra=(--sample "$whep_sample")
+        extra=(--sample "$whep_sample" "${whep_gro[@]}")
     elif [[ "$proto" == hls ]]; then
         url="http://127.0.0.1:$hport/live/livestream.m3u8"
         cmd="hls-play"

@@ -11,6 +11,12 @@
 //! checks run as before) but keeps RTP from str0m: it counts each packet from its clear SRTP
 //! header ([`super::rtp_count`]). It measures no latency and asks for no resend, so its loss is
 //! the raw loss on the wire, before the NACK repair a full player would get.
+//!
+//! Players read with UDP_GRO (`gro`), as QUIC stacks do: the kernel hands a UDP GSO send over
+//! whole, with its segment size, and the player splits it. Without it, on loopback, the kernel
+//! splits the send at the player's socket, in the softirq of the server's own send call, so a
+//! server that batches with GSO was billed for its players' receive work, per datagram, as a
+//! server that does not. A real network bills that to the receiving host.
 
 use std::io;
 use std::net::SocketAddr;
@@ -32,12 +38,17 @@ use super::rtp_count::{self, RtpCount};
 use super::{sei, wall_ms, ClientState, PlayMode, Stats};
 use crate::flv::Tag;
 use crate::rtc::bridge::{AacToOpus, AvcToAnnexB};
+use crate::rtc::udp::cmsg;
 use crate::rtmp::message::{MSG_AUDIO, MSG_VIDEO};
 
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REPLY: usize = 256 * 1024;
 /// Room for any datagram on a path with a 1500-byte MTU, with margin.
 const RECV_BUF: usize = 2048;
+/// Room for a whole UDP GSO send, which a socket with UDP_GRO receives as one.
+const RECV_BUF_GRO: usize = 65_536;
+/// Room for the UDP_GRO control message.
+const CONTROL_BUF: usize = cmsg::CONTROL_LEN;
 /// How often a light player adds its packets and loss to [`WhepCounters`], as often as str0m
 /// reports a full player's.
 const LIGHT_FLUSH: Duration = Duration::from_secs(1);
@@ -146,7 +157,9 @@ fn complete_body(reply: &[u8]) -> Option<Result<String, WhepError>> {
 /// A receive in flight: owned (the socket is a shared handle), so it outlives a turn that
 /// ends on a timer. Dropping it instead would cancel the operation, and on io_uring a datagram
 /// the kernel had already copied into it would be lost: phantom loss the server never caused.
-type Recv = std::pin::Pin<Box<dyn std::future::Future<Output = BufResult<usize, Vec<u8>>>>>;
+type Recv = std::pin::Pin<Box<dyn std::future::Future<Output = Received>>>;
+/// A receive's result (bytes, control bytes) and its data and control buffers.
+type Received = (io::Result<(usize, usize)>, Vec<u8>, Vec<u8>);
 
 /// One str0m peer over its own UDP socket, connected to a WHIP or WHEP server.
 struct Peer {
@@ -157,13 +170,22 @@ struct Peer {
     recv: Option<Recv>,
     /// The last receive's buffer, for the next: one allocation per peer, not per datagram.
     spare: Vec<u8>,
+    /// The last receive's control buffer, likewise.
+    spare_control: Vec<u8>,
+    /// Bytes each receive has room for.
+    recv_buf: usize,
     video: Mid,
     audio: Mid,
 }
 
 impl Peer {
-    /// Offers H.264 and Opus in `direction` to the signalling URL and opens the UDP socket.
-    async fn connect(url: &(String, String), direction: Direction) -> Result<Self, WhepError> {
+    /// Offers H.264 and Opus in `direction` to the signalling URL and opens the UDP socket,
+    /// with UDP_GRO if `gro`.
+    async fn connect(
+        url: &(String, String),
+        direction: Direction,
+        gro: bool,
+    ) -> Result<Self, WhepError> {
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_h264(true)
@@ -195,6 +217,11 @@ impl Peer {
             "[::]:0".parse().expect("literal address")
         };
         let socket = UdpSocket::bind(bind).await?;
+        if gro {
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::UdpGroSegment, &true)
+                .map_err(io::Error::from)?;
+        }
+        let recv_buf = if gro { RECV_BUF_GRO } else { RECV_BUF };
         // Connecting picks the local address that routes to the server: the candidate.
         socket.connect(server).await?;
         let local = socket.local_addr()?;
@@ -207,7 +234,9 @@ impl Peer {
             server,
             local,
             recv: None,
-            spare: Vec::with_capacity(RECV_BUF),
+            spare: Vec::with_capacity(recv_buf),
+            spare_control: Vec::with_capacity(CONTROL_BUF),
+            recv_buf,
             video,
             audio,
         })
@@ -248,30 +277,44 @@ impl Peer {
                     // with a failed receive comes back empty, and grows again here.
                     let mut buf = std::mem::take(&mut self.spare);
                     buf.clear();
-                    buf.reserve(RECV_BUF);
-                    Box::pin(async move { socket.recv(buf).await })
+                    buf.reserve(self.recv_buf);
+                    let mut control = std::mem::take(&mut self.spare_control);
+                    control.clear();
+                    control.reserve(CONTROL_BUF);
+                    Box::pin(async move {
+                        let BufResult(r, (buf, control)) = socket.recv_msg(buf, control).await;
+                        (r.map(|(n, c, _, _)| (n, c)), buf, control)
+                    })
                 });
                 match select(recv.as_mut(), sleep.as_mut()).await {
-                    Either::Left((BufResult(r, buf), _)) => {
+                    Either::Left(((r, buf, control), _)) => {
                         self.recv = None;
-                        let n = r?;
-                        let datagram = &buf[..n];
-                        if light.as_deref_mut().is_some_and(|l| l.receive(datagram)) {
-                            self.spare = buf;
-                            continue;
-                        }
-                        if let Ok(contents) = datagram.try_into() {
-                            self.rtc.handle_input(Input::Receive(
-                                Instant::now(),
-                                Receive {
-                                    proto: Protocol::Udp,
-                                    source: self.server,
-                                    destination: self.local,
-                                    contents,
-                                },
-                            ))?;
+                        let (n, c) = r?;
+                        let data = &buf[..n];
+                        let segment = cmsg::parse(&control[..c]).segment.unwrap_or(n).max(1);
+                        let mut fed = false;
+                        for datagram in data.chunks(segment) {
+                            if light.as_deref_mut().is_some_and(|l| l.receive(datagram)) {
+                                continue;
+                            }
+                            if let Ok(contents) = datagram.try_into() {
+                                self.rtc.handle_input(Input::Receive(
+                                    Instant::now(),
+                                    Receive {
+                                        proto: Protocol::Udp,
+                                        source: self.server,
+                                        destination: self.local,
+                                        contents,
+                                    },
+                                ))?;
+                                fed = true;
+                            }
                         }
                         self.spare = buf;
+                        self.spare_control = control;
+                        if !fed {
+                            continue;
+                        }
                     }
                     Either::Right(_) => {
                         self.rtc.handle_input(Input::Timeout(Instant::now()))?;
@@ -344,16 +387,18 @@ fn still_connected(events: &mut Vec<Event>) -> Result<(), WhepError> {
     Ok(())
 }
 
-/// Plays one WHEP stream until `stop`, counting into `stats[i]` and `counters`.
+/// Plays one WHEP stream until `stop`, counting into `stats[i]` and `counters`; reads with
+/// UDP_GRO if `gro`.
 pub async fn play(
     i: usize,
     url: Arc<(String, String)>,
     mode: PlayMode,
+    gro: bool,
     stats: Arc<Stats>,
     counters: Arc<WhepCounters>,
     stop: Instant,
 ) {
-    if let Err(e) = run_player(i, &url, mode, &stats, &counters, stop).await {
+    if let Err(e) = run_player(i, &url, mode, gro, &stats, &counters, stop).await {
         tracing::warn!(client = i, "whep: {e}");
         stats.set_state(i, ClientState::Failed);
     }
@@ -363,11 +408,12 @@ async fn run_player(
     i: usize,
     url: &(String, String),
     mode: PlayMode,
+    gro: bool,
     stats: &Stats,
     counters: &WhepCounters,
     stop: Instant,
 ) -> Result<(), WhepError> {
-    let mut peer = Peer::connect(url, Direction::RecvOnly).await?;
+    let mut peer = Peer::connect(url, Direction::RecvOnly, gro).await?;
     peer.wait_connected().await?;
     stats.set_state(i, ClientState::Alive);
     match mode {
@@ -483,7 +529,7 @@ async fn run_publisher(
     stats: &Stats,
     stop: Instant,
 ) -> Result<(), WhepError> {
-    let mut peer = Peer::connect(url, Direction::SendOnly).await?;
+    let mut peer = Peer::connect(url, Direction::SendOnly, false).await?;
     peer.wait_connected().await?;
     stats.set_state(i, ClientState::Alive);
     let video_pt = peer.pt(peer.video, Codec::H264)?;

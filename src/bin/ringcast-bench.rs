@@ -80,6 +80,10 @@ enum Command {
         /// raw loss on the wire, unrepaired. Latency comes from the full players alone.
         #[arg(long, default_value_t = 1)]
         sample: usize,
+        /// Read each datagram alone, without UDP_GRO. On loopback the kernel then splits a
+        /// server's UDP GSO sends at the players' sockets, and bills the server for it.
+        #[arg(long)]
+        no_gro: bool,
     },
     /// N WebRTC publishers over WHIP of an FLV file (H.264 and AAC, sent as H.264 and Opus).
     WhipPublish {
@@ -98,8 +102,8 @@ enum Job {
     /// The URLs, and the `--sample` period of full players.
     HlsPlay(Arc<Vec<FlvTarget>>, usize),
     RtmpPublish(Arc<Vec<Target>>, Arc<Vec<ringcast::flv::Tag>>),
-    /// The URLs, and the `--sample` period of full players.
-    WhepPlay(Arc<Vec<Arc<(String, String)>>>, usize),
+    /// The URLs, the `--sample` period of full players, and whether they read with UDP_GRO.
+    WhepPlay(Arc<Vec<Arc<(String, String)>>>, usize, bool),
     WhipPublish(
         Arc<Vec<Arc<(String, String)>>>,
         Arc<Vec<ringcast::flv::Tag>>,
@@ -145,6 +149,7 @@ fn main() {
     // means.
     let mut sample = 1;
     let mut is_hls = false;
+    let mut gro = false;
     let (common, tags, is_whep, is_flv) = match cli.command {
         Command::Report { csv, svg } => report(&csv, svg.as_deref()),
         Command::RtmpPlay(c) => (c, None, false, false),
@@ -158,8 +163,13 @@ fn main() {
             Ok(tags) => (common, Some(Arc::new(tags)), false, false),
             Err(e) => fail(&format!("{}: {e}", input.display())),
         },
-        Command::WhepPlay { common, sample: n } => {
+        Command::WhepPlay {
+            common,
+            sample: n,
+            no_gro,
+        } => {
             sample = n;
+            gro = !no_gro;
             (common, None, true, false)
         }
         Command::WhipPublish { common, input } => match read_flv(&input) {
@@ -198,7 +208,7 @@ fn main() {
             .collect();
         match tags {
             Some(tags) => Job::WhipPublish(Arc::new(urls), tags),
-            None => Job::WhepPlay(Arc::new(urls), sample),
+            None => Job::WhepPlay(Arc::new(urls), sample, gro),
         }
     } else {
         let targets: Vec<Target> = urls
@@ -256,9 +266,9 @@ fn main() {
                             let mode = PlayMode::of(i, *sample);
                             hls::play(i, targets[i].clone(), mode, stats, hls_counters, stop).await
                         }
-                        Job::WhepPlay(urls, sample) => {
+                        Job::WhepPlay(urls, sample, gro) => {
                             let mode = PlayMode::of(i, *sample);
-                            whep::play(i, urls[i].clone(), mode, stats, counters, stop).await
+                            whep::play(i, urls[i].clone(), mode, *gro, stats, counters, stop).await
                         }
                         Job::WhipPublish(urls, tags) => {
                             whep::publish(i, urls[i].clone(), tags.clone(), stats, stop).await

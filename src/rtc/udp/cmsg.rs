@@ -1,5 +1,6 @@
-//! Control messages of received datagrams, sans-IO: the kernel's SO_RXQ_OVFL drop count and
-//! the datagram's destination address (IP_PKTINFO, IPV6_PKTINFO), read from the
+//! Control messages of received datagrams, sans-IO: the kernel's SO_RXQ_OVFL drop count, the
+//! datagram's destination address (IP_PKTINFO, IPV6_PKTINFO) and, for the load tool's
+//! players, the segment size of a UDP GSO send received whole (UDP_GRO), read from the
 //! `msg_control` bytes a multishot recvmsg writes into its ring buffer (recvmmsg's come
 //! parsed by nix). It reads bytes, never a socket, and trusts none of them: a length that
 //! does not fit ends the walk.
@@ -24,6 +25,9 @@ pub struct Control {
     /// The address the datagram was sent to (the pktinfo's `ipi_addr` or `ipi6_addr`, an
     /// IPv4-mapped one made plain IPv4), for the reply to come from.
     pub destination: Option<IpAddr>,
+    /// The size of each datagram but the last, when the kernel passed several from one UDP
+    /// GSO send as one (UDP_GRO on the socket).
+    pub segment: Option<usize>,
 }
 
 /// Reads `control`, the `msg_control` bytes as recvmsg filled them.
@@ -54,6 +58,11 @@ pub fn parse(control: &[u8]) -> Control {
                 if let Some(n) = data.get(..4) {
                     out.drops = n.try_into().ok().map(u32::from_ne_bytes).map(u64::from);
                 }
+            }
+            (libc::SOL_UDP, libc::UDP_GRO) => {
+                out.segment = field(data, 0)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|&n| n > 0);
             }
             (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
                 // struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
@@ -135,6 +144,7 @@ mod tests {
             Control {
                 drops: Some(2),
                 destination: Some("192.0.2.10".parse().unwrap()),
+                segment: None,
             }
         );
         let v6 = |addr: Ipv6Addr| {
@@ -157,5 +167,14 @@ mod tests {
         );
         let short = cmsg(libc::IPPROTO_IP, libc::IP_PKTINFO, &[0; 6]);
         assert_eq!(parse(&short).destination, None, "a pktinfo cut short");
+    }
+    #[test]
+    fn a_gso_send_received_whole_says_its_segment_size() {
+        let gro = |n: i32| cmsg(libc::SOL_UDP, libc::UDP_GRO, &n.to_ne_bytes());
+        assert_eq!(parse(&gro(1200)).segment, Some(1200));
+        assert_eq!(parse(&gro(0)).segment, None, "no size is no segment");
+        assert_eq!(parse(&gro(-5)).segment, None);
+        let short = cmsg(libc::SOL_UDP, libc::UDP_GRO, &[4, 0]);
+        assert_eq!(parse(&short).segment, None, "cut short");
     }
 }
