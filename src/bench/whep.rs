@@ -71,6 +71,9 @@ pub enum WhepError {
     /// Signalling or ICE took too long.
     #[error("timed out")]
     Timeout,
+    /// The kernel refused UDP_GRO (before Linux 5.0).
+    #[error("UDP_GRO: {0} (--no-gro reads without it)")]
+    Gro(nix::Error),
 }
 
 /// Counters of all WHEP players, besides [`Stats`]' bytes.
@@ -219,7 +222,7 @@ impl Peer {
         let socket = UdpSocket::bind(bind).await?;
         if gro {
             nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::UdpGroSegment, &true)
-                .map_err(io::Error::from)?;
+                .map_err(WhepError::Gro)?;
         }
         let recv_buf = if gro { RECV_BUF_GRO } else { RECV_BUF };
         // Connecting picks the local address that routes to the server: the candidate.
