@@ -47,8 +47,6 @@ const MAX_REPLY: usize = 256 * 1024;
 const RECV_BUF: usize = 2048;
 /// Room for a whole UDP GSO send, which a socket with UDP_GRO receives as one.
 const RECV_BUF_GRO: usize = 65_536;
-/// Room for the UDP_GRO control message.
-const CONTROL_BUF: usize = cmsg::CONTROL_LEN;
 /// How often a light player adds its packets and loss to [`WhepCounters`], as often as str0m
 /// reports a full player's.
 const LIGHT_FLUSH: Duration = Duration::from_secs(1);
@@ -238,7 +236,7 @@ impl Peer {
             local,
             recv: None,
             spare: Vec::with_capacity(recv_buf),
-            spare_control: Vec::with_capacity(CONTROL_BUF),
+            spare_control: Vec::with_capacity(cmsg::CONTROL_LEN),
             recv_buf,
             video,
             audio,
@@ -283,7 +281,7 @@ impl Peer {
                     buf.reserve(self.recv_buf);
                     let mut control = std::mem::take(&mut self.spare_control);
                     control.clear();
-                    control.reserve(CONTROL_BUF);
+                    control.reserve(cmsg::CONTROL_LEN);
                     Box::pin(async move {
                         let BufResult(r, (buf, control)) = socket.recv_msg(buf, control).await;
                         (r.map(|(n, c, _, _)| (n, c)), buf, control)
