@@ -2,7 +2,9 @@
 //! and str0m clients as the publisher and players, exchanging datagrams over a virtual network
 //! with a virtual clock and a seeded random source (quinn/str0m style). No socket is opened.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use super::api::{handle_signal, Offered, SignalAnswer, SignalContext};
 use super::engine::hub::{RtcHub, PENDING_TIMEOUT};
 use super::engine::session::{SessionEnd, KEYFRAME_INTERVAL};
-use super::engine::{Engine, Publish};
+use super::engine::{Engine, Publish, FLUSH_AT};
 use super::signal::SignalError;
 use super::to_rtmp::sink::Offerer;
 use crate::config::Config;
@@ -120,11 +122,21 @@ impl Client {
     }
 }
 
+/// What the engines handed their flush, as the driver's socket would have sent it.
+#[derive(Default)]
+struct Flushed {
+    transmits: Vec<Transmit>,
+    /// The length of each batch handed over.
+    batches: Vec<usize>,
+}
+
 struct Net {
     config: Config,
     hub: Arc<RtcHub>,
     rng: StdRng,
     engines: Vec<Engine>,
+    /// Where every engine flushes, as the driver has them do.
+    flushed: Rc<RefCell<Flushed>>,
     clients: Vec<Client>,
     now: Instant,
     /// Where the clients' datagrams arrive, as the driver tells the engines: the address
@@ -158,12 +170,30 @@ impl Net {
     fn with_config(cores: usize, config: &str) -> Self {
         let (config, _) = Config::parse(config, "test.conf").unwrap();
         let hub = RtcHub::new();
-        let engines = (0..cores).map(|c| Engine::new(c, hub.clone())).collect();
+        let flushed = Rc::new(RefCell::new(Flushed::default()));
+        let engines = (0..cores)
+            .map(|c| {
+                let mut e = Engine::new(c, hub.clone());
+                let into = flushed.clone();
+                e.set_flush(Box::new(move |batch| {
+                    let mut f = into.borrow_mut();
+                    f.batches.push(batch.len());
+                    f.transmits.extend(batch.iter().map(|t| Transmit {
+                        proto: t.proto,
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.to_vec().into(),
+                    }));
+                }));
+                e
+            })
+            .collect();
         Self {
             config,
             hub,
             rng: StdRng::seed_from_u64(14),
             engines,
+            flushed,
             clients: Vec::new(),
             now: Instant::now(),
             nat: None,
@@ -267,11 +297,12 @@ impl Net {
             e.handle_inbox(now);
             e.handle_timeout(now);
             e.drive(now);
-            e.take_transmits(&mut out);
+            e.flush();
             self.published
                 .extend(std::iter::from_fn(|| e.poll_publish()));
         }
-        for t in out.drain(..) {
+        let flushed = std::mem::take(&mut self.flushed.borrow_mut().transmits);
+        for t in flushed {
             // Every reply leaves from where its peer's datagrams arrive (a NAT then maps it
             // back to the address announced).
             assert_eq!(t.source, self.nat.unwrap_or(SERVER.parse().unwrap()));
@@ -526,6 +557,37 @@ fn a_players_packets_leave_as_they_are_written() {
     assert!(
         queued * 20 <= at_once,
         "{at_once} sent at once, {queued} queued"
+    );
+}
+
+/// A frame written to more players than [`FLUSH_AT`] datagrams' worth goes to the driver in
+/// batches as it is written, not held to the end of the turn, and every player gets it whole.
+#[test]
+fn a_fan_out_is_flushed_in_bounded_batches() {
+    let mut net = Net::new(1);
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "many");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    // Three or four datagrams a frame each: 100 players are 300 or more, over one batch.
+    let players: Vec<usize> = (0..100)
+        .map(|i| {
+            let addr = format!("10.0.1.{}:{}", i / 50, 6000 + i);
+            net.join(&addr, 0, Direction::RecvOnly, "many").0
+        })
+        .collect();
+    assert!(net.run_until(Duration::from_secs(10), |n| {
+        players.iter().all(|&p| connected(&n.clients[p]))
+    }));
+    net.flushed.borrow_mut().batches.clear();
+    net.publish(publisher, video, 0, 30);
+    for &p in &players {
+        assert_eq!(net.clients[p].video_frames(), 30, "player {p}");
+    }
+    let batches = &net.flushed.borrow().batches;
+    let largest = batches.iter().copied().max().unwrap();
+    // One player's datagrams of a frame may come on top of a full batch.
+    assert!(
+        (FLUSH_AT..FLUSH_AT + 8).contains(&largest),
+        "largest batch {largest}"
     );
 }
 

@@ -9,10 +9,18 @@
 //! A loop turn calls, in order: the `handle_*` inputs ([`Engine::handle_datagram`],
 //! [`Engine::handle_inbox`], [`Engine::handle_rtmp_frame`], [`Engine::handle_timeout`]), then
 //! [`Engine::drive`], then the outputs: [`Engine::poll_watch`] and [`Engine::poll_publish`]
-//! until `None`, [`Engine::take_transmits`], and [`Engine::poll_timeout`] for when to wake.
-//! A frame written to a player is sealed into the transmits then and there where str0m
-//! allows ([`session::Session::write`]); only a session that had to queue packets, took
-//! input or came due is driven.
+//! until `None`, [`Engine::flush`] (or [`Engine::take_transmits`]), and
+//! [`Engine::poll_timeout`] for when to wake. A frame written to a player is sealed into the
+//! transmits then and there where str0m allows ([`session::Session::write`]); only a session
+//! that had to queue packets, took input or came due is driven.
+//!
+//! The driver gives the engine a [`Flush`], which it hands its transmits to whenever
+//! [`FLUSH_AT`] are waiting, between two players, in the middle of an input as well: a
+//! keyframe written to 500 players is 5,500 sealed datagrams (7 MB), and held to the end of
+//! the turn they were the allocator's high-water mark, kept as RSS afterwards, and cold in
+//! the cache by the time they were sent. The hook is still the driver's I/O: the engine
+//! never sees the socket, and without a hook (the tests) the transmits wait for
+//! [`Engine::take_transmits`].
 //!
 //! A publisher of a vhost with `rtc_to_rtmp` has its frames converted here
 //! ([`crate::rtc::to_rtmp`]) into the messages of an RTMP publish, which [`Publish`] hands to
@@ -88,6 +96,25 @@ pub enum Publish {
     },
 }
 
+/// Transmits waiting in the engine before it hands them to its [`Flush`]: a few sendmmsg
+/// calls' worth ([`crate::rtc::udp::socket::BATCH`] messages, each up to 64 datagrams to one
+/// player), about 300 KB, which fits in the L2 cache they were sealed in.
+pub const FLUSH_AT: usize = 256;
+
+/// Where the engine's transmits go when it flushes: the driver sends them (the slice is
+/// cleared afterwards).
+pub type Flush = Box<dyn FnMut(&[Transmit])>;
+
+/// The engine's [`Flush`], if the driver gave one.
+#[derive(Default)]
+struct FlushHook(Option<Flush>);
+
+impl std::fmt::Debug for FlushHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Flush" } else { "None" })
+    }
+}
+
 /// One core's sessions and their forwarding.
 #[derive(Debug)]
 pub struct Engine {
@@ -104,6 +131,7 @@ pub struct Engine {
     timers: Timers,
     dirty: Vec<u64>,
     out: Vec<Transmit>,
+    flush: FlushHook,
     events: Vec<Event>,
     /// Scratch for the RTP frames one RTMP frame becomes.
     rtmp_frames: Vec<RtpFrame>,
@@ -130,11 +158,29 @@ impl Engine {
             timers: Timers::default(),
             dirty: Vec::new(),
             out: Vec::new(),
+            flush: FlushHook::default(),
             events: Vec::new(),
             rtmp_frames: Vec::new(),
             sent_count: 0,
             publishes: std::collections::VecDeque::new(),
             next_sweep: None,
+        }
+    }
+
+    /// Makes `flush` the taker of this engine's transmits, [`FLUSH_AT`] at a time as they are
+    /// made and the rest at [`Self::flush`].
+    pub fn set_flush(&mut self, flush: Flush) {
+        self.flush = FlushHook(Some(flush));
+    }
+
+    /// Hands the transmits made so far to the [`Flush`]; without one, they wait for
+    /// [`Self::take_transmits`].
+    pub fn flush(&mut self) {
+        if let Some(flush) = &mut self.flush.0 {
+            if !self.out.is_empty() {
+                flush(&self.out);
+                self.out.clear();
+            }
         }
     }
 
@@ -380,6 +426,9 @@ impl Engine {
             if session.role == Role::Play {
                 self.simulate_loss(from);
             }
+            if self.out.len() >= FLUSH_AT {
+                self.flush();
+            }
             for event in events.drain(..) {
                 self.handle_event(id, event, now);
             }
@@ -524,7 +573,7 @@ impl Engine {
     /// Writes `frames` to each of `players`: what goes out at once to the transmits, and
     /// those that queued packets instead on the dirty list, for the next drive.
     fn write_to(&mut self, players: &[u64], frames: &[RtpFrame]) {
-        let from = self.out.len();
+        let mut from = self.out.len();
         let (mut at_once, mut queued) = (0, 0);
         for frame in frames {
             for id in players {
@@ -535,6 +584,11 @@ impl Engine {
                     }
                     at_once += written.at_once;
                     queued += written.queued;
+                }
+                if self.out.len() >= FLUSH_AT {
+                    self.simulate_loss(from);
+                    self.flush();
+                    from = self.out.len();
                 }
             }
         }

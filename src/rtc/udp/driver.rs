@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use compio::driver::DriverType;
 use futures_util::Stream;
-use str0m::net::Transmit;
 
 use super::cmsg::{self, CONTROL_LEN};
 use super::socket::{bind, bind_addr, candidate_ips, canonical, RecvBatch, Sender, BATCH};
@@ -72,7 +71,12 @@ pub async fn run(
             );
         }
     }
-    let engine = Engine::new(worker, hub.clone());
+    let mut engine = Engine::new(worker, hub.clone());
+    let mut sender = Sender::new(true, bound);
+    let (out, stats) = (socket.clone(), hub.clone());
+    engine.set_flush(Box::new(move |transmits| {
+        sender.send_all(&out, transmits, &stats.stats);
+    }));
     let mut turn = Turn {
         inbox: engine.inbox().clone(),
         engine,
@@ -80,8 +84,6 @@ pub async fn run(
         watched: HashMap::new(),
         sink,
         publishes: HashMap::new(),
-        sender: Sender::new(true, bound),
-        transmits: Vec::new(),
         hub,
     };
     let uring =
@@ -118,13 +120,11 @@ struct Turn {
     sink: Arc<dyn RtmpSink>,
     /// The RTMP publish of each WHIP publisher of this core with `rtc_to_rtmp`, by session.
     publishes: HashMap<u64, Box<dyn RtmpPublish>>,
-    sender: Sender,
-    transmits: Vec<Transmit>,
     hub: Arc<RtcHub>,
 }
 
 impl Turn {
-    fn finish(&mut self, socket: &UdpSocket, now: Instant, drops: Option<u64>) {
+    fn finish(&mut self, now: Instant, drops: Option<u64>) {
         if let Some(d) = drops {
             self.inbox.rx_drops.store(d, Ordering::Relaxed);
         }
@@ -149,12 +149,7 @@ impl Turn {
             }
         }
         self.publish();
-        self.engine.take_transmits(&mut self.transmits);
-        if !self.transmits.is_empty() {
-            self.sender
-                .send_all(socket, &self.transmits, &self.hub.stats);
-            self.transmits.clear();
-        }
+        self.engine.flush();
     }
 
     /// Carries out the engine's RTMP publishes: a refused start or a kicked publish ends its
@@ -283,7 +278,7 @@ async fn run_multishot(
         if got > 0 {
             barren = 0;
         }
-        turn.finish(socket, now, drops);
+        turn.finish(now, drops);
         turn.wait(|cx| {
             match next_datagram(worker, stream.as_mut(), cx) {
                 Poll::Ready(Some(d)) => held = Some(d),
@@ -340,7 +335,7 @@ async fn run_readiness(worker: usize, socket: &Arc<UdpSocket>, turn: &mut Turn) 
                 }
             }
         }
-        turn.finish(socket, now, drops);
+        turn.finish(now, drops);
         // Keeps the readiness operation across turns that end for another reason, so none is
         // lost.
         turn.wait(|cx| {
