@@ -43,7 +43,11 @@ macro_rules! str_id {
             type Target = str;
 
             fn deref(&self) -> &Self::Target {
-                from_utf8(&self.0).expect("ascii id").trim()
+                // ringcast: `trim_ascii`, not `trim`: an id is padded with ASCII spaces, and
+                // `trim` decodes chars from both ends for Unicode white space. Header
+                // extensions deref the `mid` of every RTP packet sent, twice: 1.2% of a
+                // server's samples at 500 WHEP players.
+                from_utf8(&self.0).expect("ascii id").trim_ascii()
             }
         }
 
