@@ -3,9 +3,10 @@
 //! [`Engine`](super::engine::Engine). One loop turn hands the datagrams received since the
 //! last turn to the engine (at most [`driver::MAX_BATCHES`] × [`BATCH`], so a flood cannot
 //! starve the inbox and timers), drains the inbox, feeds it the frames of the RTMP streams
-//! its players watch, runs the timers, and sends every datagram the turn produced with as few
+//! its players watch, runs the timers, and sends the datagrams the turn produces with as few
 //! sendmmsg calls as fit ([`BATCH`] messages per call, a run of datagrams to one peer as one
-//! UDP GSO message). Every datagram arrives with the address of this host it was sent to
+//! UDP GSO message), a batch whenever [`FLUSH_AT`](super::engine::FLUSH_AT) are waiting and
+//! the rest at the end of the turn (the engine's flush). Every datagram arrives with the address of this host it was sent to
 //! (IP_PKTINFO), and every reply leaves from the address its peer sent to, which on a
 //! wildcard socket the kernel would not otherwise choose.
 //!
