@@ -6,8 +6,10 @@ use crate::util::not_happening;
 
 use super::RtpPacket;
 
-/// ringcast: the most packets' room an emptied queue keeps.
-const KEPT_CAPACITY: usize = 4;
+/// ringcast: the most packets' room an emptied queue keeps: one, as a packet sent at once
+/// (`write_rtp_now`) passes through the queue alone. `VecDeque`'s first growth is to four
+/// 408-byte slots, 1.2 KB more in each of a player's two streams.
+const KEPT_CAPACITY: usize = 1;
 
 #[derive(Debug)]
 pub(crate) struct SendQueue {
@@ -88,7 +90,7 @@ impl SendQueue {
 
         // ringcast: a keyframe queued whole leaves the queue with tens of 408-byte slots; a
         // player's stream mostly holds one packet at a time (or none, sent at once), so an
-        // emptied queue keeps room for a few.
+        // emptied queue keeps room for one.
         if self.queue.is_empty() && self.queue.capacity() > KEPT_CAPACITY {
             self.queue.shrink_to(KEPT_CAPACITY);
         }
