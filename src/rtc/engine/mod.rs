@@ -9,18 +9,16 @@
 //! A loop turn calls, in order: the `handle_*` inputs ([`Engine::handle_datagram`],
 //! [`Engine::handle_inbox`], [`Engine::handle_rtmp_frame`], [`Engine::handle_timeout`]), then
 //! [`Engine::drive`], then the outputs: [`Engine::poll_watch`] and [`Engine::poll_publish`]
-//! until `None`, [`Engine::flush`] (or [`Engine::take_transmits`]), and
-//! [`Engine::poll_timeout`] for when to wake. A frame written to a player is sealed into the
+//! until `None`, [`Engine::flush`], and [`Engine::poll_timeout`] for when to wake. A frame written to a player is sealed into the
 //! transmits then and there where str0m allows ([`session::Session::write`]); only a session
 //! that had to queue packets, took input or came due is driven.
 //!
-//! The driver gives the engine a [`Flush`], which it hands its transmits to whenever
+//! The engine is made with a [`Flush`], which it hands its transmits to whenever
 //! [`FLUSH_AT`] are waiting, between two players, in the middle of an input as well: a
 //! keyframe written to 500 players is 5,500 sealed datagrams (7 MB), and held to the end of
 //! the turn they were the allocator's high-water mark, kept as RSS afterwards, and cold in
-//! the cache by the time they were sent. The hook is still the driver's I/O: the engine
-//! never sees the socket, and without a hook (the tests) the transmits wait for
-//! [`Engine::take_transmits`].
+//! the cache by the time they were sent. The flush is still the driver's I/O (its socket);
+//! the engine never sees the socket, and the tests give it one that collects.
 //!
 //! A publisher of a vhost with `rtc_to_rtmp` has its frames converted here
 //! ([`crate::rtc::to_rtmp`]) into the messages of an RTMP publish, which [`Publish`] hands to
@@ -105,13 +103,12 @@ pub const FLUSH_AT: usize = 256;
 /// cleared afterwards).
 pub type Flush = Box<dyn FnMut(&[Transmit])>;
 
-/// The engine's [`Flush`], if the driver gave one.
-#[derive(Default)]
-struct FlushHook(Option<Flush>);
+/// The engine's [`Flush`], which has no `Debug` of its own.
+struct FlushHook(Flush);
 
 impl std::fmt::Debug for FlushHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Flush" } else { "None" })
+        f.write_str("Flush")
     }
 }
 
@@ -144,8 +141,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The engine of core `core`, sharing `hub` with the other cores and signalling.
-    pub fn new(core: usize, hub: Arc<RtcHub>) -> Self {
+    /// The engine of core `core`, sharing `hub` with the other cores and signalling, that
+    /// hands its transmits to `flush`, [`FLUSH_AT`] at a time as they are made and the rest
+    /// at [`Self::flush`].
+    pub fn new(core: usize, hub: Arc<RtcHub>, flush: Flush) -> Self {
         let inbox = hub.register_core(core);
         Self {
             core,
@@ -158,7 +157,7 @@ impl Engine {
             timers: Timers::default(),
             dirty: Vec::new(),
             out: Vec::new(),
-            flush: FlushHook::default(),
+            flush: FlushHook(flush),
             events: Vec::new(),
             rtmp_frames: Vec::new(),
             sent_count: 0,
@@ -167,20 +166,11 @@ impl Engine {
         }
     }
 
-    /// Makes `flush` the taker of this engine's transmits, [`FLUSH_AT`] at a time as they are
-    /// made and the rest at [`Self::flush`].
-    pub fn set_flush(&mut self, flush: Flush) {
-        self.flush = FlushHook(Some(flush));
-    }
-
-    /// Hands the transmits made so far to the [`Flush`]; without one, they wait for
-    /// [`Self::take_transmits`].
+    /// Hands the transmits made so far to the [`Flush`].
     pub fn flush(&mut self) {
-        if let Some(flush) = &mut self.flush.0 {
-            if !self.out.is_empty() {
-                flush(&self.out);
-                self.out.clear();
-            }
+        if !self.out.is_empty() {
+            (self.flush.0)(&self.out);
+            self.out.clear();
         }
     }
 
@@ -651,11 +641,6 @@ impl Engine {
             s.converter = None;
         }
         self.close(id);
-    }
-
-    /// The transmits produced since the last call.
-    pub fn take_transmits(&mut self, into: &mut Vec<Transmit>) {
-        into.append(&mut self.out);
     }
 
     /// The loss simulation: drops one in `simulate_drop_every` of the datagrams to players

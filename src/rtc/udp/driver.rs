@@ -71,12 +71,10 @@ pub async fn run(
             );
         }
     }
-    let mut engine = Engine::new(worker, hub.clone());
     let mut sender = Sender::new(true, bound);
     let (out, stats) = (socket.clone(), hub.clone());
-    engine.set_flush(Box::new(move |transmits| {
-        sender.send_all(&out, transmits, &stats.stats);
-    }));
+    let flush = Box::new(move |transmits: &[_]| sender.send_all(&out, transmits, &stats.stats));
+    let engine = Engine::new(worker, hub.clone(), flush);
     let mut turn = Turn {
         inbox: engine.inbox().clone(),
         engine,

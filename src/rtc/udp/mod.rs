@@ -6,9 +6,9 @@
 //! its players watch, runs the timers, and sends the datagrams the turn produces with as few
 //! sendmmsg calls as fit ([`BATCH`] messages per call, a run of datagrams to one peer as one
 //! UDP GSO message), a batch whenever [`FLUSH_AT`](super::engine::FLUSH_AT) are waiting and
-//! the rest at the end of the turn (the engine's flush). Every datagram arrives with the address of this host it was sent to
-//! (IP_PKTINFO), and every reply leaves from the address its peer sent to, which on a
-//! wildcard socket the kernel would not otherwise choose.
+//! the rest at the end of the turn (the engine's flush). Every datagram arrives with the
+//! address of this host it was sent to (IP_PKTINFO), and every reply leaves from the address
+//! its peer sent to, which on a wildcard socket the kernel would not otherwise choose.
 //!
 //! Receiving differs by driver. On io_uring one multishot recvmsg stays armed on the socket
 //! and the kernel fills buffers of the runtime's provided buffer ring ([`BUFFER_POOL`]): a
