@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
-use crate::rtp_::{ExtensionValues, MediaTime, Mid, Pt, Rid, RtpHeader, SeqNo, Ssrc};
+use crate::rtp_::{ExtensionValues, Frequency, MediaTime, Mid, Pt, Rid, RtpHeader, SeqNo, Ssrc};
 
 use super::RtpPacket;
 use super::rtx_cache_buf::EvictingBuffer;
@@ -14,8 +14,9 @@ use super::rtx_cache_buf::EvictingBuffer;
 /// `mid` and `rid` every packet names until the peer acks them) is kept as the few fields a
 /// resend needs, and made whole again when asked for. What the cache's entry already holds is
 /// not kept twice: the sequence number is the entry's position, the send time the entry's time,
-/// and the `mid` and `rid` (one stream's, the same on every packet that names them) are kept
-/// once in the cache, each packet saying only whether it named them.
+/// and the `mid`, `rid` and media clock (one stream's, the same on every packet that names
+/// them) are kept once in the cache, each packet saying only whether it named the `mid` and
+/// `rid`.
 #[derive(Debug)]
 enum Cached {
     Lean(Lean),
@@ -24,7 +25,8 @@ enum Cached {
 
 #[derive(Debug)]
 struct Lean {
-    time: MediaTime,
+    /// The media time in the cache's [`Names::clock`].
+    time: u64,
     payload: Arc<[u8]>,
     rtp_time: u32,
     ssrc: Ssrc,
@@ -36,11 +38,12 @@ struct Lean {
     has_rid: bool,
 }
 
-/// The `mid` and `rid` of the stream whose packets a cache keeps.
+/// The `mid`, `rid` and media clock of the stream whose packets a cache keeps.
 #[derive(Debug, Default)]
 struct Names {
     mid: Option<Mid>,
     rid: Option<Rid>,
+    clock: Option<Frequency>,
 }
 
 impl Names {
@@ -77,10 +80,11 @@ impl Cached {
             && packet.timestamp == now
             && u64::from(h.sequence_number) == *packet.seq_no & 0xffff
             && Names::learn(&mut names.mid, h.ext_vals.mid)
-            && Names::learn(&mut names.rid, h.ext_vals.rid);
+            && Names::learn(&mut names.rid, h.ext_vals.rid)
+            && Names::learn(&mut names.clock, Some(packet.time.frequency()));
         match u16::try_from(h.header_len) {
             Ok(header_len) if lean => Cached::Lean(Lean {
-                time: packet.time,
+                time: packet.time.numer(),
                 rtp_time: h.timestamp,
                 ssrc: h.ssrc,
                 header_len,
@@ -116,7 +120,7 @@ impl Cached {
         };
         let whole = RtpPacket {
             seq_no: seq_no.into(),
-            time: l.time,
+            time: MediaTime::new(l.time, names.clock.expect("learnt before a lean entry")),
             header: RtpHeader {
                 has_extension: l.has_extension,
                 marker: l.marker,
@@ -347,6 +351,14 @@ mod test {
             p.header.marker = true;
             p.header.sequence_number = 1;
             p.header.ext_vals.mid = Some("1".into());
+            p.time = MediaTime::from_90khz(123_456_789);
+            p
+        };
+        // Another clock than the first lean packet's: kept whole, its clock with it.
+        let other_clock = || {
+            let mut p = packet(now, 4, 40);
+            p.header.sequence_number = 4;
+            p.time = MediaTime::from_millis(40);
             p
         };
         let other_mid = || {
@@ -365,6 +377,11 @@ mod test {
         rtx_cache.cache_sent_packet(plain(), after(now, 10));
         rtx_cache.cache_sent_packet(rich(), after(now, 20));
         rtx_cache.cache_sent_packet(other_mid(), after(now, 30));
+        rtx_cache.cache_sent_packet(other_clock(), after(now, 40));
+        assert!(matches!(
+            rtx_cache.packet_by_seq_no.get(4),
+            Some(Cached::Full(_))
+        ));
         assert!(matches!(
             rtx_cache.packet_by_seq_no.get(3),
             Some(Cached::Full(_))
@@ -389,7 +406,11 @@ mod test {
             Some(&other_mid()),
             rtx_cache.get_cached_packet_by_seq_no(3.into()).map(|p| &*p)
         );
-        assert!(std::mem::size_of::<Cached>() <= 48);
+        assert_eq!(
+            Some(&other_clock()),
+            rtx_cache.get_cached_packet_by_seq_no(4.into()).map(|p| &*p)
+        );
+        assert!(std::mem::size_of::<Cached>() <= 40);
         assert_eq!(std::mem::size_of::<RtpPacket>(), 408);
     }
 }

@@ -33,10 +33,23 @@ pub struct EvictingBuffer<T> {
 struct Entry<T> {
     /// Position is offset modulus the buffer size.
     position: u64,
-    /// Entry time. Used for eviction.
-    timestamp: Instant,
+    /// ringcast: entry time, used for eviction, as nanoseconds since [`already_happened`]
+    /// (was an `Instant`, 16 bytes on Linux). A push before that time is already evicted
+    /// (`last_timeout` starts there), so every entry's time fits, exactly: a media server keeps
+    /// 150 entries for each of its players.
+    at: u64,
     /// The value held at this entry.
     value: T,
+}
+
+/// `timestamp` as an [`Entry::at`]; not before [`already_happened`].
+fn at_of(timestamp: Instant) -> u64 {
+    timestamp.duration_since(already_happened()).as_nanos() as u64
+}
+
+/// The time an [`Entry::at`] stands for.
+fn instant_of(at: u64) -> Instant {
+    already_happened() + Duration::from_nanos(at)
 }
 
 // We don't want to require that T is Clone/Copy, which means we
@@ -113,7 +126,7 @@ impl<T> EvictingBuffer<T> {
 
         self.buf[index] = Some(Entry {
             position,
-            timestamp,
+            at: at_of(timestamp),
             value,
         });
     }
@@ -143,7 +156,9 @@ impl<T> EvictingBuffer<T> {
 
         let index = (position % self.buf.len() as u64) as usize;
         match &mut self.buf[index] {
-            Some(entry) if entry.position == position => Some((entry.timestamp, &mut entry.value)),
+            Some(entry) if entry.position == position => {
+                Some((instant_of(entry.at), &mut entry.value))
+            }
             _ => None,
         }
     }
@@ -170,6 +185,7 @@ impl<T> EvictingBuffer<T> {
 
         let mut position = start_position;
         let start_index = self.index_for_position(position);
+        let now_at = at_of(now);
 
         loop {
             let index = self.index_for_position(position);
@@ -187,7 +203,7 @@ impl<T> EvictingBuffer<T> {
                 continue;
             };
 
-            let age = now.saturating_duration_since(entry.timestamp);
+            let age = Duration::from_nanos(now_at.saturating_sub(entry.at));
 
             if age > self.max_age {
                 // Evict.
@@ -307,6 +323,23 @@ mod test {
         buf.push(5, now + Duration::from_secs(1), 'A');
 
         assert_eq!(buf.get(5), None);
+    }
+
+    // ringcast: the time kept in 8 bytes comes back as it went in, and ages entries as before.
+    #[test]
+    fn entry_time_is_exact() {
+        assert_eq!(std::mem::size_of::<Entry<u64>>(), 24);
+        let mut buf = EvictingBuffer::new(2, Duration::from_secs(1), 10);
+        let t = Instant::now() + Duration::from_nanos(123_456_789);
+        buf.push(1, t, 'A');
+        assert_eq!(
+            buf.get_mut_with_time(1).map(|(at, v)| (at, *v)),
+            Some((t, 'A'))
+        );
+        buf.maybe_evict(t + Duration::from_secs(1));
+        assert_eq!(buf.get(1), Some(&'A'));
+        buf.maybe_evict(t + Duration::from_nanos(1_000_000_001));
+        assert_eq!(buf.get(1), None);
     }
 
     #[test]
