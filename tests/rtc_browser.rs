@@ -328,6 +328,12 @@ fn whip_publish_plays_over_rtmp(lossy: bool) {
         "{}",
         server.log()
     );
+    // Chromium's sender reports put both tracks on its capture clock.
+    assert!(
+        server.wait_log("tracks synced on sender reports", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
     common::assert_plays_over_rtmp_and_flv(&server, "webcam", 20, 300);
     // The API lists the stream, published by an rtc-publish client.
     let stream = server.stream("webcam").expect("the API lists the stream");

@@ -43,7 +43,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, UNIX_EPOCH};
 
 use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind};
@@ -691,6 +691,12 @@ fn convert(converter: &mut ToRtmp, kind: MediaKind, data: &MediaData, now: Insta
             clock_rate: data.time.denom(),
             network_time: data.network_time,
             contiguous: data.contiguous,
+            sender_report: data.last_sender_info.as_ref().and_then(|i| {
+                Some(to_rtmp::SenderReport {
+                    rtp_time: i.rtp_time.numer(),
+                    ntp: i.ntp_time.duration_since(UNIX_EPOCH).ok()?,
+                })
+            }),
         },
     );
 }

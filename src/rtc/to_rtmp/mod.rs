@@ -12,7 +12,12 @@
 //! anchored at the arrival time of its first frame, then advances by its RTP time deltas (taken
 //! modulo 2^32, so a wrap of the 32-bit RTP clock is a small step), and never goes backwards; a
 //! track whose RTP time strays more than [`RESYNC`] from its arrival times is re-anchored on
-//! them, so a publisher's jump or garbage timestamps cannot stretch the stream. The two tracks'
+//! them, so a publisher's jump or garbage timestamps cannot stretch the stream. Arrival is not
+//! capture: a browser's video leaves its encoder later than its audio, and a keyframe takes
+//! longer to arrive than an audio packet, so once both tracks have had an RTCP sender report
+//! the tracks are re-anchored on the reports' wall-clock times instead (as SRS's `rtc_to_rtmp`
+//! syncs them), and on every later report, which follows the drift between the sender's clocks.
+//! That first sync moves one track forward, never back. The two tracks'
 //! messages are then interleaved in timestamp order, each held at most [`MAX_INTERLEAVE`] for
 //! the other track to catch up, so the stream's timestamps never go back across tracks either:
 //! AAC comes out a frame (21 ms) and the encoder's delay after its Opus, and str0m releases
@@ -47,7 +52,8 @@ pub const PLI_FOR_RTMP: Duration = Duration::from_secs(6);
 /// A publisher that sends no frame for this long is stale: its RTMP publish ends (SRS's
 /// `normal_timeout` is 5-7 s; a browser's tab in the background still sends audio).
 pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
-/// A track whose RTP time and arrival time disagree by more than this is re-anchored.
+/// A track whose RTP time and arrival time disagree by more than this is re-anchored; a sender
+/// report that disagrees with the arrival times by more than this is ignored.
 pub const RESYNC: Duration = Duration::from_secs(3);
 /// The longest a message waits for the other track's to be interleaved with it.
 pub const MAX_INTERLEAVE: Duration = Duration::from_millis(500);
@@ -79,6 +85,17 @@ pub struct Frame<'a> {
     pub network_time: Instant,
     /// Whether it follows the track's previous frame with nothing lost between.
     pub contiguous: bool,
+    /// The track's latest RTCP sender report when the frame arrived, if one came.
+    pub sender_report: Option<SenderReport>,
+}
+
+/// What an RTCP sender report says: the sender's wall-clock time at one RTP time of its track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderReport {
+    /// The RTP time; only the low 32 bits are read.
+    pub rtp_time: u64,
+    /// The NTP timestamp, as the time since the Unix epoch.
+    pub ntp: Duration,
 }
 
 /// An FLV-level message, as an RTMP publisher sends it.
@@ -126,6 +143,8 @@ struct TrackClock {
     /// The track's last timestamp out: the next is never below it.
     floor: i64,
     rate: i64,
+    /// The sender report last taken, as its extended RTP time and its wall clock in ms.
+    report: Option<(SenderReport, i64, i64)>,
 }
 
 impl TrackClock {
@@ -142,6 +161,25 @@ impl TrackClock {
     /// Milliseconds of extended RTP time `ext`, unclamped.
     fn ms(&self, ext: i64) -> i64 {
         self.anchor.1 + (ext - self.anchor.0) * 1000 / self.rate.max(1)
+    }
+
+    /// How far the sender's wall clock (its last report's) is ahead of the timeline, in ms.
+    fn ahead(&self) -> Option<i64> {
+        let (_, report_ext, wall) = self.report?;
+        Some(wall - self.ms(report_ext))
+    }
+
+    /// Anchors the track on its last report, the wall clock `offset` ms ahead of the timeline,
+    /// unless that moves it by more than [`RESYNC`]: such a report is not believed. How far
+    /// the track moved, if it did.
+    fn anchor_on_report(&mut self, offset: i64) -> Option<i64> {
+        let (_, report_ext, wall) = self.report?;
+        let shift = wall - offset - self.ms(report_ext);
+        if shift.abs() > RESYNC.as_millis() as i64 {
+            return None;
+        }
+        self.anchor = (report_ext, wall - offset);
+        Some(shift)
     }
 
     /// The timestamp out for `ext`: never below the last, never negative.
@@ -161,6 +199,9 @@ pub struct ToRtmp {
     /// Arrival time of the first frame: the timeline's zero.
     epoch: Option<Instant>,
     clocks: [TrackClock; 2],
+    /// Sender wall-clock ms minus timeline ms, fixed when both tracks first had a sender
+    /// report.
+    sync: Option<i64>,
     waiting_for_keyframe: bool,
     last_request: Option<Instant>,
     /// When the last keyframe went out.
@@ -203,6 +244,7 @@ impl ToRtmp {
             audio_header_sent: false,
             epoch: None,
             clocks: Default::default(),
+            sync: None,
             waiting_for_keyframe: true,
             last_request: None,
             last_keyframe: None,
@@ -328,7 +370,51 @@ impl ToRtmp {
             clock.rate = rate;
             clock.anchor = (ext, arrived);
         }
+        if let Some(report) = frame.sender_report {
+            self.take_report(i, ext, frame.rtp_time as u32, report);
+        }
         (i, ext)
+    }
+
+    /// Takes track `i`'s sender report, seen on a frame at extended RTP time `ext` (`rtp` its
+    /// low bits). Once both tracks had one, the offset between the sender's wall clock and the
+    /// timeline is fixed, the smallest that moves neither track back, and from then on each
+    /// track is anchored on its reports.
+    fn take_report(&mut self, i: usize, ext: i64, rtp: u32, report: SenderReport) {
+        let clock = &mut self.clocks[i];
+        if clock.report.is_some_and(|(r, ..)| r == report) {
+            return;
+        }
+        let report_ext = ext + i64::from((report.rtp_time as u32).wrapping_sub(rtp) as i32);
+        let Ok(wall) = i64::try_from(report.ntp.as_millis()) else {
+            return;
+        };
+        clock.report = Some((report, report_ext, wall));
+        let anchor_both = self.sync.is_none();
+        let offset = match self.sync {
+            Some(offset) => offset,
+            None => {
+                let (Some(v), Some(a)) = (self.clocks[0].ahead(), self.clocks[1].ahead()) else {
+                    return;
+                };
+                *self.sync.insert(v.min(a))
+            }
+        };
+        if !anchor_both {
+            self.clocks[i].anchor_on_report(offset);
+            return;
+        }
+        let [video, audio] = self.clocks.each_mut().map(|c| c.anchor_on_report(offset));
+        let moved = |m: Option<i64>| {
+            m.map_or("not moved (its report is off)".into(), |ms| {
+                format!("{ms} ms later")
+            })
+        };
+        tracing::info!(
+            "rtc_to_rtmp: tracks synced on sender reports: video {}, audio {}",
+            moved(video),
+            moved(audio),
+        );
     }
 
     /// Takes one frame of the publisher, at `now`.

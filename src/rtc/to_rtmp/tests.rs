@@ -36,6 +36,19 @@ impl Run {
 
     /// A frame of `track` with RTP time `rtp` that arrived at `at_ms`.
     fn push(&mut self, track: Track, data: &[u8], rtp: u64, at_ms: u64, contiguous: bool) {
+        self.push_reported(track, data, rtp, at_ms, contiguous, None);
+    }
+
+    /// [`Self::push`], the track's last sender report `report` with it.
+    fn push_reported(
+        &mut self,
+        track: Track,
+        data: &[u8],
+        rtp: u64,
+        at_ms: u64,
+        contiguous: bool,
+        sender_report: Option<SenderReport>,
+    ) {
         let at = self.t0 + Duration::from_millis(at_ms);
         let clock_rate = if track == Track::Video {
             90_000
@@ -51,6 +64,7 @@ impl Run {
                 clock_rate,
                 network_time: at,
                 contiguous,
+                sender_report,
             },
         );
     }
@@ -163,6 +177,81 @@ fn timestamps_rebase_to_zero_align_tracks_and_survive_the_rtp_wrap() {
     assert!((2800..=3000).contains(&last), "{last}");
     // Interleaved: the stream's timestamps never go back across the tracks either.
     assert!(all_ts.windows(2).all(|w| w[0] <= w[1]), "{all_ts:?}");
+}
+
+/// Audio captured every 20 ms from 0 and arriving at once; video captured every 33.3 ms from
+/// 0 but arriving 100 ms later; each track's frames carry `report(track)`. The timestamps of
+/// each track's messages.
+fn late_video(report: impl Fn(Track) -> Option<SenderReport>) -> (Vec<u32>, Vec<u32>) {
+    let mut r = Run::new();
+    let audio = crate::rtc::to_rtmp::audio::tests::opus_packets(150);
+    let mut frames: Vec<(u64, Track, u64, Vec<u8>)> = (0..150u64)
+        .map(|i| {
+            (
+                i * 20,
+                Track::Audio,
+                1_000_000 + i * 960,
+                audio[i as usize].clone(),
+            )
+        })
+        .chain((0..50u64).map(|n| {
+            let frame = if n == 0 { idr() } else { p_frame() };
+            (100 + n * 100 / 3, Track::Video, 7_000 + n * 3000, frame)
+        }))
+        .collect();
+    frames.sort_by_key(|f| f.0);
+    let (mut video_ts, mut audio_ts, mut all_ts) = (Vec::new(), Vec::new(), Vec::new());
+    for (at, track, rtp, data) in frames {
+        r.push_reported(track, &data, rtp, at, true, report(track));
+        for m in messages(&r.drain()) {
+            all_ts.push(m.timestamp);
+            match m.kind {
+                MediaKind::Video => video_ts.push(m.timestamp),
+                _ => audio_ts.push(m.timestamp),
+            }
+        }
+    }
+    assert!(all_ts.windows(2).all(|w| w[0] <= w[1]), "{all_ts:?}");
+    assert!(audio_ts.windows(2).all(|w| w[0] <= w[1]), "{audio_ts:?}");
+    (video_ts, audio_ts)
+}
+
+#[test]
+fn sender_reports_sync_the_tracks_on_capture_time() {
+    // Without reports, each track starts where it arrived: the video shows 100 ms late.
+    let (video, audio) = late_video(|_| None);
+    let last_audio = i64::from(*audio.last().unwrap());
+    assert_eq!(video[1], 100);
+    assert!((2800..=3000).contains(&last_audio), "{last_audio}");
+    // The reports say that RTP time 1,000,000 of audio and 7,000 of video were captured at
+    // the same wall-clock time: audio, the track ahead, moves 100 ms forward to meet video,
+    // once, and stays in step.
+    let at = Duration::from_secs(1_700_000_000);
+    let report = |track| {
+        Some(SenderReport {
+            rtp_time: if track == Track::Audio {
+                1_000_000
+            } else {
+                7_000
+            },
+            ntp: at,
+        })
+    };
+    let (synced_video, synced_audio) = late_video(report);
+    assert_eq!(synced_video, video);
+    let last = i64::from(*synced_audio.last().unwrap());
+    assert_eq!(last - last_audio, 100, "{synced_audio:?}");
+    let steps: Vec<u32> = synced_audio.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(steps.iter().filter(|s| **s > 60).count(), 1, "{steps:?}");
+    // A report an hour off is not believed: the timeline is as without reports.
+    let off = |track| {
+        let mut r = report(track)?;
+        if track == Track::Video {
+            r.ntp += Duration::from_secs(3600);
+        }
+        Some(r)
+    };
+    assert_eq!(late_video(off), (video, audio));
 }
 
 #[test]
