@@ -121,7 +121,8 @@ fn srs_json_signalling_and_refusals() {
     );
     assert!(v["sessionid"].as_str().is_some_and(|s| !s.is_empty()));
 
-    // The same stream again: busy. Garbage: 400. A stream nobody publishes: 404.
+    // The same stream again: busy. Garbage: 400. A stream nobody publishes is answered: its
+    // player waits for a publisher, as SRS's do.
     let (status, _) = request(
         server.api_port,
         "POST",
@@ -145,7 +146,7 @@ fn srs_json_signalling_and_refusals() {
         "application/sdp",
         &offer.to_sdp_string(),
     );
-    assert_eq!(status, 404);
+    assert_eq!(status, 201);
     // Random datagrams at the RTC port are dropped and counted, and the server lives on.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
     let port: u16 = server

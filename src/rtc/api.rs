@@ -249,7 +249,8 @@ fn serve(
                     Err(_) if vhost.rtc.rtmp_to_rtc => {
                         (hub.detached_stream(&key), Some(settings.clone()))
                     }
-                    Err(e) => return Err(hub_error(e)),
+                    // Or wait for the next WHIP publisher, as SRS's players may.
+                    Err(_) => (hub.detached_stream(&key), None),
                 },
             };
             let (id, offerer, end) = match ctx.offered.take() {

@@ -468,17 +468,15 @@ fn players_follow_a_republished_stream() {
     net.delete("whip", id);
     net.run_until(Duration::from_millis(100), |_| false);
     assert_eq!(net.engines[0].session_count(), 1, "its local player stays");
-    let play = net.api("POST", "/rtc/v1/whep/", "app=live&stream=again", b"v=0\r\n");
-    assert_eq!(
-        play.unwrap_err().status(),
-        404,
-        "a stream without publisher takes no new player"
-    );
+    // A player that comes while nobody publishes waits with the others.
+    let (waiting, _) = net.join("10.0.0.5:5000", 1, Direction::RecvOnly, "again");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[waiting])));
+    let before = [before[0], before[1], 0];
     // The second publisher lands on core 1, its RTP clock 10 minutes on from the first's.
     let (second, video) = net.join("10.0.0.4:5000", 1, Direction::SendOnly, "again");
     assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[second])));
     net.publish(second, video, 18_000, 30);
-    for (i, p) in [local, remote].into_iter().enumerate() {
+    for (i, p) in [local, remote, waiting].into_iter().enumerate() {
         let c = &net.clients[p];
         let frames = c.video_frames();
         assert!(
@@ -501,8 +499,8 @@ fn players_follow_a_republished_stream() {
             "player {p}: RTP time jumped {largest} ticks at the republish"
         );
     }
-    // Everyone leaves: nothing of the stream is left to take a player.
-    for c in [second, local, remote] {
+    // Everyone leaves: nothing of the stream is left.
+    for c in [second, local, remote, waiting] {
         let (kind, id) = (
             if c == second { "whip" } else { "whep" },
             net.clients[c].session,
@@ -613,8 +611,46 @@ fn delete_ends_a_session_and_the_stream() {
     net.delete("whip", id);
     net.run_until(Duration::from_millis(50), |_| false);
     assert_eq!(net.engines[0].session_count(), 0);
-    let play = net.api("POST", "/rtc/v1/whep/", "app=live&stream=gone", b"v=0\r\n");
-    assert_eq!(play.unwrap_err().status(), 404);
+    assert_eq!(net.hub.streams_len(), 0);
+}
+
+/// A player may come before the stream's first publisher, as in SRS (its "play before
+/// publishing"): it is answered, connects, and plays the publisher that comes later, on
+/// either core. One whose client never comes leaves nothing behind.
+#[test]
+fn a_player_waits_for_the_first_publisher() {
+    let mut net = Net::new(2);
+    let (early, _) = net.join("10.0.0.2:5000", 1, Direction::RecvOnly, "later");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[early])));
+    assert_eq!(
+        net.hub.streams_len(),
+        1,
+        "the player's stream waits for a publisher"
+    );
+    let mut never = Client::new("10.0.0.9:5000", 0, net.now, net.raw_packets);
+    let (offer, ..) = never.offer(Direction::RecvOnly);
+    let answered = net.api(
+        "POST",
+        "/rtc/v1/whep/",
+        "app=live&stream=nobody",
+        offer.as_bytes(),
+    );
+    assert!(answered.is_ok(), "{answered:?}");
+    assert_eq!(
+        net.hub.streams_len(),
+        1,
+        "a player not come yet holds no stream"
+    );
+    let (publisher, video) = net.join("10.0.0.1:5000", 0, Direction::SendOnly, "later");
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(&n.clients[publisher])));
+    net.publish(publisher, video, 0, 30);
+    let frames = net.clients[early].video_frames();
+    assert!(frames >= 20, "{frames} frames");
+    for (kind, c) in [("whip", publisher), ("whep", early)] {
+        net.delete(kind, net.clients[c].session);
+    }
+    net.run_until(Duration::from_millis(100), |_| false);
+    assert_eq!(net.hub.streams_len(), 0, "nothing of either stream is left");
 }
 
 /// Every session made for an offer its hooks allowed tells its end hook once, when it is

@@ -181,15 +181,33 @@ impl RtcHub {
         Ok(stream)
     }
 
-    /// A stream object for players fed from RTMP (`rtmp_to_rtc`): not registered, so WHIP
-    /// publishing the same name stays possible; cores group such players by stream key.
+    /// A stream object not registered: for players fed from RTMP (`rtmp_to_rtc`), so WHIP
+    /// publishing the same name stays possible (cores group such players by stream key), and
+    /// for a player offered while nobody publishes `key`, which [`Self::join_player`] puts on
+    /// the registered stream once its client comes.
     pub fn detached_stream(&self, key: &StreamKey) -> Arc<RtcStream> {
         self.new_stream(key)
     }
 
+    /// Counts a WebRTC-fed player of `stream`'s key on core `core`, on the stream registered
+    /// for that key now: the published one, one its publisher left to its players, or
+    /// `stream` itself, registered to wait for the next publisher (SRS's play before
+    /// publishing). The stream its offer was answered for may be gone by then (its last
+    /// player left in between), and counting the player under the registry lock keeps
+    /// [`Self::player_left`] from dropping the stream it joins.
+    pub fn join_player(&self, stream: &Arc<RtcStream>, core: usize) -> Arc<RtcStream> {
+        let mut streams = self.streams.lock().expect("rtc streams lock poisoned");
+        let joined = streams
+            .entry(stream.key().clone())
+            .or_insert_with(|| stream.clone())
+            .clone();
+        joined.add_player(core, 1);
+        joined
+    }
+
     /// The published stream `key`. A stream whose publisher left is not one: a new player of
-    /// it is refused, or plays the RTMP stream of that name (`rtmp_to_rtc`), as before any
-    /// WHIP publish.
+    /// it waits for the next publisher, or plays the RTMP stream of that name (`rtmp_to_rtc`),
+    /// as before any WHIP publish.
     pub fn stream(&self, key: &StreamKey) -> Result<Arc<RtcStream>, HubError> {
         let streams = self.streams.lock().expect("rtc streams lock poisoned");
         streams

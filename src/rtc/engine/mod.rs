@@ -293,8 +293,11 @@ impl Engine {
             self.reject(source, "binding with wrong credentials");
             return None;
         }
-        let session = pending.session;
+        let mut session = pending.session;
         let id = session.id;
+        if session.role == Role::Play && session.bridge.is_none() {
+            session.stream = self.hub.join_player(&session.stream, self.core);
+        }
         tracing::info!(
             session = %Sid(id),
             core = self.core,
@@ -306,7 +309,9 @@ impl Engine {
         match session.role {
             Role::Publish => session.stream.set_publisher(Some((self.core, id))),
             Role::Play => {
-                session.stream.add_player(self.core, 1);
+                if session.bridge.is_some() {
+                    session.stream.add_player(self.core, 1);
+                }
                 self.fanout.join_stream(session.stream.id(), id);
             }
         }

@@ -2,8 +2,9 @@
 //! players each core has, so that the publisher's core feeds only the cores with players.
 //! Its locks are taken on adoption, join and leave, never per packet or frame: the
 //! publisher's core re-reads the counts only when [`RtcStream::version`] moves. A stream
-//! outlives its publisher while it has players: the next WHIP publish of its key takes it
-//! over, and its players go on with the new publisher's media (SRS's players do too).
+//! outlives its publisher while it has players, and players may make one before any
+//! publisher: the next WHIP publish of its key takes it over, and its players go on with (or
+//! start on) the new publisher's media, as SRS's players do.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
