@@ -380,8 +380,13 @@ fn send_video(c: &mut Client, timestamp: u32, body: &[u8]) {
 }
 
 fn fmp4_config(hls_path: &Path, extra: &str) -> String {
+    let window = if extra.contains("hls_window") {
+        ""
+    } else {
+        "hls_window 8;"
+    };
     format!(
-        "hls {{ enabled on; hls_fmp4 on; hls_window 8; hls_dispose 4; {extra} hls_path {}; }}",
+        "hls {{ enabled on; hls_fmp4 on; {window} hls_dispose 4; {extra} hls_path {}; }}",
         hls_path.display()
     )
 }
@@ -507,13 +512,16 @@ fn ll_hls_parts_blocking_reloads_and_bounded_waiters() {
     let server = Server::start(
         2,
         "max_connections 12000;",
-        &fmp4_config(files.path(), "hls_ll on; hls_ll_part 0.2; hls_fragment 1;"),
+        &fmp4_config(
+            files.path(),
+            "hls_ll on; hls_ll_part 0.2; hls_fragment 1; hls_window 16;",
+        ),
     );
     let _publisher = common::ffmpeg_publish_with(common::SHORT_GOP, &server.url("ll"));
     let playlist = wait_segments(&server, "ll", 3, SECS_60);
     for tag in [
         "#EXT-X-VERSION:7\n",
-        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600\n",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600,CAN-SKIP-UNTIL=",
         "#EXT-X-PART-INF:PART-TARGET=0.200\n",
         "#EXT-X-MAP:URI=\"ll-init-0.mp4\"",
         ",INDEPENDENT=YES\n",
@@ -532,6 +540,7 @@ fn ll_hls_parts_blocking_reloads_and_bounded_waiters() {
         s.spawn(|| the_hinted_part_waits_for_itself(port));
     });
     directives_out_of_range_are_refused(port);
+    delta_updates_skip_the_old_segments(port);
     many_pending_reloads_are_bounded(&server);
     // Parts are memory only; segments, the init segment and a playlist without LL's tags are
     // on disk.
@@ -541,6 +550,38 @@ fn ll_hls_parts_blocking_reloads_and_bounded_waiters() {
         "{on_disk}"
     );
     assert!(files.path().join("live/ll-init-0.mp4").exists());
+}
+
+/// Once the 16 s window holds segments older than the skip boundary (six target durations,
+/// 6 or 12 s), a reload with `_HLS_skip=YES` gets the delta update: the playlist's newest
+/// segments after an `#EXT-X-SKIP` counting the others, at the same media sequence; a plain
+/// reload the whole.
+fn delta_updates_skip_the_old_segments(port: u16) {
+    let mut delta = String::new();
+    common::wait_until(SECS_60, "a delta update", || {
+        let (status, body, _) = get(port, "/live/ll.m3u8?_HLS_skip=YES");
+        delta = body;
+        status == 200 && delta.contains("#EXT-X-SKIP")
+    });
+    let (_, whole, _) = get(port, "/live/ll.m3u8");
+    let skipped: usize = delta
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no EXT-X-SKIP: {delta}"));
+    assert!(delta.contains("#EXT-X-VERSION:9\n"), "{delta}");
+    assert!(!whole.contains("EXT-X-SKIP"), "{whole}");
+    let sequence = |p: &str| {
+        p.lines()
+            .find(|l| l.starts_with("#EXT-X-MEDIA-SEQUENCE"))
+            .map(str::to_owned)
+    };
+    let (kept, all) = (segments(&delta), segments(&whole));
+    // A part may have finished a segment between the two requests.
+    if sequence(&delta) == sequence(&whole) && kept.last() == all.last() {
+        assert_eq!(kept, all[skipped..], "{delta}\n{whole}");
+    }
+    assert!(skipped >= 1 && kept.len() >= 5, "{delta}");
 }
 
 fn blocking_reload_returns_when_its_part_appears(port: u16) {

@@ -107,6 +107,15 @@ fn plays(
         "hls.js {stream}: last report {later:?}, {:?} after the first",
         since.elapsed()
     );
+    // In its low-latency mode hls.js reloads with `_HLS_skip=YES` once it holds the playlist:
+    // it played on delta updates (the window, 10 s, is past the 6 s skip boundary).
+    if low_latency {
+        let (_, metrics) = common::curl(&[], &server.api_url("/metrics"));
+        let m = common::parse_metrics(&metrics, "/metrics");
+        let deltas = m["ringcast_hls_delta_playlists_total"].as_f64();
+        assert!(deltas > Some(0.0), "{metrics}");
+        eprintln!("hls.js {stream}: {deltas:?} delta updates served");
+    }
     let played = reports.lock().expect("reports lock")["hls"]
         .iter()
         .filter(|kv| number(kv, "time") >= number(&first, "time"))

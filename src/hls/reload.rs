@@ -1,5 +1,5 @@
 //! LL-HLS delivery directives, sans-IO: the `_HLS_msn` / `_HLS_part` query of a blocking
-//! playlist reload ([`parse`]), and the live [`Edge`] of a playlist (its newest segment and
+//! playlist reload ([`parse`]), the `_HLS_skip` of a delta update ([`wants_skip`]), and the live [`Edge`] of a playlist (its newest segment and
 //! part, and the part its `#EXT-X-PRELOAD-HINT` names) against which a request is ready
 //! ([`Edge::has`]) or asks too far ahead ([`Edge::too_far`]), as RFC 8216bis section 6.2.5.2
 //! says. It decides; holding the request is the HTTP server's (`http/hls.rs`), on the
@@ -50,12 +50,20 @@ pub enum ReloadError {
     PartWithoutMsn,
 }
 
+/// Whether a playlist request asks for a delta update: `_HLS_skip=YES`, or `v2` (which also
+/// skips date ranges; the playlists have none).
+pub fn wants_skip(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair == "_HLS_skip=YES" || pair == "_HLS_skip=v2")
+}
+
 /// The longest value taken: `u64::MAX` has 20 digits.
 const MAX_DIGITS: usize = 20;
 
-/// Reads the delivery directives of a playlist request's query; `None` when there are none
-/// (a plain reload). Other parameters (a CDN's, `_HLS_skip`, which this server does not
-/// advertise) are ignored.
+/// Reads the blocking-reload directives of a playlist request's query; `None` when there
+/// are none (a plain reload). Other parameters (a CDN's, `_HLS_skip`: [`wants_skip`]) are
+/// ignored.
 pub fn parse(query: &str) -> Result<Option<Reload>, ReloadError> {
     let (mut msn, mut part) = (None, None);
     for pair in query.split('&') {
@@ -155,6 +163,21 @@ mod tests {
             ("_HLS_msn=1&_HLS_msn=2", ReloadError::Repeated("_HLS_msn")),
         ] {
             assert_eq!(parse(q), Err(e), "{q}");
+        }
+    }
+
+    #[test]
+    fn a_delta_update_is_asked_for_with_yes_or_v2() {
+        assert!(wants_skip("_HLS_msn=4&_HLS_skip=YES"));
+        assert!(wants_skip("_HLS_skip=v2"));
+        for no in [
+            "",
+            "_HLS_skip=NO",
+            "_HLS_skip",
+            "x_HLS_skip=YES",
+            "_HLS_skip=yes",
+        ] {
+            assert!(!wants_skip(no), "{no}");
         }
     }
 

@@ -37,6 +37,10 @@ const EXPIRED_KEPT: usize = 2;
 /// end (RFC 8216bis 4.4.4.9), and `PART-HOLD-BACK` is this many part targets (at least two,
 /// three recommended).
 const PART_SPAN: u64 = 3;
+/// LL-HLS's skip boundary (`CAN-SKIP-UNTIL`) in target durations, the least the spec allows
+/// (RFC 8216bis 4.4.3.8): a delta playlist replaces the segments that start further than this
+/// from the playlist's end with one `#EXT-X-SKIP`.
+const SKIP_SPAN: u64 = 6;
 
 /// The settings of one stream's segmenter, from its vhost's `hls {}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +112,10 @@ pub struct Part {
 pub struct Playlist {
     /// What HTTP serves.
     pub text: Bytes,
+    /// LL-HLS's Playlist Delta Update, what HTTP serves for `_HLS_skip=YES` (or `v2`): `text`
+    /// with the segments older than the skip boundary replaced by `#EXT-X-SKIP`; `None` while
+    /// none is that old (or without LL-HLS), when `text` is the answer.
+    pub delta: Option<Bytes>,
     /// What goes to the file, when that changed: without LL-HLS's tags, whose parts and
     /// blocking reloads only ringcast's HTTP server has.
     pub file: Option<Bytes>,
@@ -706,10 +714,12 @@ impl<M: Muxer> Segmenter<M> {
     fn playlist_output(&self, segment: bool) -> Playlist {
         let text = self.playlist();
         let ll = self.part_ms().is_some();
+        let skip = if ll { self.skippable() } else { 0 };
+        let delta = (skip > 0).then(|| self.render(true, skip));
         let file = match (segment, ll) {
             (false, _) => None,
             (true, false) => Some(text.clone()),
-            (true, true) => Some(self.render(false)),
+            (true, true) => Some(self.render(false, 0)),
         };
         let edge = Edge {
             segment: self.window.back().map(|s| s.seq),
@@ -724,19 +734,47 @@ impl<M: Muxer> Segmenter<M> {
             hint: ll.then(|| self.hint()),
             target_ms: self.target_ms(),
         };
-        Playlist { text, file, edge }
+        Playlist {
+            text,
+            delta,
+            file,
+            edge,
+        }
     }
 
     /// The live playlist of the window, as HTTP serves it.
     pub fn playlist(&self) -> Bytes {
-        self.render(self.part_ms().is_some())
+        self.render(self.part_ms().is_some(), 0)
     }
 
-    /// The playlist, with LL-HLS's tags when `ll`.
-    fn render(&self, ll: bool) -> Bytes {
+    /// How many of the window's oldest segments start further than the skip boundary from
+    /// the playlist's end (the open segment's parts included).
+    fn skippable(&self) -> usize {
+        let boundary = SKIP_SPAN * self.target_ms();
+        let mut from_end: u64 = self
+            .open
+            .as_ref()
+            .map_or(0, |o| o.parts.iter().map(|p| p.duration_ms).sum());
+        for (i, s) in self.window.iter().enumerate().rev() {
+            from_end += s.duration_ms;
+            if from_end > boundary {
+                return i + 1;
+            }
+        }
+        0
+    }
+
+    /// The playlist, with LL-HLS's tags when `ll`; its first `skip` segments replaced by an
+    /// `#EXT-X-SKIP`, a delta update, when `skip` is not 0.
+    fn render(&self, ll: bool, skip: usize) -> Bytes {
         let part_ms = self.part_ms().filter(|_| ll);
         let mut p = String::with_capacity(128 + self.window.len() * 64);
-        let version = if M::TRACKS_IN_INIT { 7 } else { 3 };
+        // EXT-X-SKIP needs protocol version 9 (RFC 8216bis section 7).
+        let version = match (skip > 0, M::TRACKS_IN_INIT) {
+            (true, _) => 9,
+            (false, true) => 7,
+            (false, false) => 3,
+        };
         let _ = write!(p, "#EXTM3U\n#EXT-X-VERSION:{version}\n");
         let first = self.window.front().map_or(self.next_seq, |s| s.seq);
         let _ = writeln!(p, "#EXT-X-MEDIA-SEQUENCE:{first}");
@@ -744,8 +782,10 @@ impl<M: Muxer> Segmenter<M> {
         if let Some(part_ms) = part_ms {
             let _ = writeln!(
                 p,
-                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}",
-                (PART_SPAN * part_ms) as f64 / 1000.0
+                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3},\
+                 CAN-SKIP-UNTIL={:.3}",
+                (PART_SPAN * part_ms) as f64 / 1000.0,
+                (SKIP_SPAN * self.target_ms()) as f64 / 1000.0
             );
             let _ = writeln!(
                 p,
@@ -762,7 +802,10 @@ impl<M: Muxer> Segmenter<M> {
         }
         let listed_from = self.parts_listed_from();
         let mut map: Option<&str> = None;
-        for (i, s) in self.window.iter().enumerate() {
+        if skip > 0 {
+            let _ = writeln!(p, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skip}");
+        }
+        for (i, s) in self.window.iter().enumerate().skip(skip) {
             self.head(&mut p, &mut map, s.discontinuity, s.map.as_deref());
             if part_ms.is_some() && i >= listed_from {
                 write_parts(&mut p, &s.parts);
@@ -1202,7 +1245,8 @@ mod tests {
         for tag in [
             "#EXT-X-VERSION:7\n",
             "#EXT-X-TARGETDURATION:1\n",
-            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600\n",
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600,\
+             CAN-SKIP-UNTIL=6.000\n",
             "#EXT-X-PART-INF:PART-TARGET=0.200\n",
             "#EXT-X-PART:DURATION=0.200,URI=\"s-7.0.m4s\",INDEPENDENT=YES\n\
              #EXT-X-PART:DURATION=0.200,URI=\"s-7.1.m4s\"\n",
@@ -1244,6 +1288,27 @@ mod tests {
             !file.contains("PART") && !file.contains("SERVER-CONTROL"),
             "{file}"
         );
+        // The delta update: segments 0, 1 and 2 start more than 6 s (six target durations)
+        // from the end (8.2 s), so one EXT-X-SKIP stands for them; the rest is the playlist's.
+        let delta = String::from_utf8(last.delta.clone().unwrap().to_vec()).unwrap();
+        let (head, tail) = playlist.split_once("s-0.m4s\n").unwrap();
+        let kept = &tail[tail.find("s-2.m4s\n").unwrap() + "s-2.m4s\n".len()..];
+        let head = head
+            .replace("#EXT-X-VERSION:7", "#EXT-X-VERSION:9")
+            .replace("#EXTINF:1.000, no desc\n", "");
+        let map = "#EXT-X-MAP:URI=\"s-init-0.mp4\"\n";
+        assert_eq!(
+            delta,
+            format!(
+                "{}#EXT-X-SKIP:SKIPPED-SEGMENTS=3\n{map}{kept}",
+                head.replace(map, "")
+            )
+        );
+        assert!(delta.contains("#EXT-X-MEDIA-SEQUENCE:0\n") && !delta.contains("s-3.0.m4s"));
+        // Nothing older than the boundary, no delta: the playlist is the answer.
+        let mut young = Segmenter::with_muxer(s.options().clone(), CmafMuxer::new());
+        feed_gop(&mut young, 0, 4, 25);
+        assert!(last_playlist(&outputs(&mut young)).delta.is_none());
     }
 
     #[test]

@@ -86,6 +86,11 @@ fn hls(shared: &Shared, o: &mut Out) {
         "LL-HLS blocking requests answered 503 because their playlist had the most waiting.",
         load(&h.waiters_full),
     );
+    o.counter(
+        "ringcast_hls_delta_playlists",
+        "LL-HLS playlist requests answered with a delta update (_HLS_skip).",
+        load(&h.delta_playlists),
+    );
     o.gauge(
         "ringcast_hls_waiting",
         "LL-HLS blocking requests waiting now, all playlists together.",

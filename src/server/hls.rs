@@ -31,7 +31,7 @@ use crate::config::VhostHls;
 use crate::hls::{fill_stream, CmafMuxer, Muxer, Options, Output, Segmenter};
 use crate::hub::{Consumer, StreamKey, StreamSettings, Wake};
 use crate::runtime::SealedFile;
-use crate::state::{Body, Shared, StreamHls};
+use crate::state::{delta_name, Body, Shared, StreamHls};
 
 /// Frames fed to the segmenter per turn.
 const BATCH: usize = 64;
@@ -142,9 +142,13 @@ async fn segment<M: Muxer>(
         let names: Vec<String> = segmenter.dispose();
         let m3u8 = segmenter.options().m3u8.clone();
         shared.hls.end_live(&m3u8);
-        shared
-            .hls
-            .remove(names.iter().map(String::as_str).chain([m3u8.as_str()]));
+        let delta = delta_name(&m3u8);
+        shared.hls.remove(
+            names
+                .iter()
+                .map(String::as_str)
+                .chain([m3u8.as_str(), delta.as_str()]),
+        );
         if !hls.dispose.is_zero() {
             for name in names.iter().chain([&m3u8]) {
                 files.remove(&shared, name);
@@ -181,6 +185,10 @@ fn publish<M: Muxer>(
             Output::Playlist(p) => {
                 let name = &segmenter.options().m3u8;
                 shared.hls.put(name, p.text);
+                match p.delta {
+                    Some(delta) => shared.hls.put(&delta_name(name), delta),
+                    None => shared.hls.remove([delta_name(name).as_str()]),
+                }
                 if let Some(file) = p.file {
                     files.write(shared, name, file);
                 }

@@ -49,6 +49,8 @@ pub struct HlsStats {
     pub file_errors: AtomicU64,
     /// LL-HLS requests refused because their playlist's waiter list was full.
     pub waiters_full: AtomicU64,
+    /// LL-HLS playlist requests answered with a delta update (`_HLS_skip`).
+    pub delta_playlists: AtomicU64,
 }
 
 /// One stream's HLS state, for the API.
@@ -71,6 +73,12 @@ pub struct Body {
     pub data: Bytes,
     /// The same bytes in a sealed memfd, for `sendfile`.
     pub sealed: Option<Arc<SealedFile>>,
+}
+
+/// Where the store keeps LL-HLS playlist `m3u8`'s delta update: a name no request path maps
+/// to (a path has no `?`), served for `_HLS_skip` ([`crate::hls::Playlist::delta`]).
+pub fn delta_name(m3u8: &str) -> String {
+    format!("{m3u8}?_HLS_skip")
 }
 
 /// Playlists and segments of every stream, and who segments which stream.
