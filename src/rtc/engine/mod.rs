@@ -9,9 +9,10 @@
 //! A loop turn calls, in order: the `handle_*` inputs ([`Engine::handle_datagram`],
 //! [`Engine::handle_inbox`], [`Engine::handle_rtmp_frame`], [`Engine::handle_timeout`]), then
 //! [`Engine::drive`], then the outputs: [`Engine::poll_watch`] and [`Engine::poll_publish`]
-//! until `None`, [`Engine::flush`], and [`Engine::poll_timeout`] for when to wake. A frame written to a player is sealed into the
-//! transmits then and there where str0m allows ([`session::Session::write`]); only a session
-//! that had to queue packets, took input or came due is driven.
+//! until `None`, [`Engine::flush`], and [`Engine::poll_timeout`] for when to wake. A frame
+//! written to a player is sealed into the transmits then and there where str0m allows
+//! (`Session::write`, in `session.rs`); only a session that had to queue packets, took input
+//! or came due is driven.
 //!
 //! The engine is made with a [`Flush`], which it hands its transmits to whenever
 //! [`FLUSH_AT`] are waiting, between two players, in the middle of an input as well: a
