@@ -1,9 +1,10 @@
 //! LL-HLS delivery directives, sans-IO: the `_HLS_msn` / `_HLS_part` query of a blocking
-//! playlist reload ([`parse`]), the `_HLS_skip` of a delta update ([`wants_skip`]), and the live [`Edge`] of a playlist (its newest segment and
-//! part, and the part its `#EXT-X-PRELOAD-HINT` names) against which a request is ready
-//! ([`Edge::has`]) or asks too far ahead ([`Edge::too_far`]), as RFC 8216bis section 6.2.5.2
-//! says. It decides; holding the request is the HTTP server's (`http/hls.rs`), on the
-//! store's notifications (`state/hls.rs`).
+//! playlist reload ([`parse`]), the `_HLS_skip` of a delta update ([`wants_skip`]), and the
+//! live [`Edge`] of a playlist (its newest segment and part, and the part its
+//! `#EXT-X-PRELOAD-HINT` names) against which a request is ready ([`Edge::has`]) or asks too
+//! far ahead ([`Edge::too_far`]), as RFC 8216bis section 6.2.5.2 says. It decides; holding
+//! the request is the HTTP server's (`http/hls.rs`), on the store's notifications
+//! (`state/hls.rs`).
 
 /// The newest media a live playlist lists, for blocking reloads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

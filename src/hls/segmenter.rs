@@ -644,11 +644,16 @@ impl<M: Muxer> Segmenter<M> {
 
     /// The index in the window of the oldest segment whose parts are listed.
     fn parts_listed_from(&self) -> usize {
-        let span = PART_SPAN * self.target_ms();
-        let mut total = 0;
+        self.starting_within(PART_SPAN * self.target_ms(), 0)
+    }
+
+    /// The index in the window of the oldest segment that starts within `span_ms` of the
+    /// playlist's end, `after_ms` of media following the window's last segment.
+    fn starting_within(&self, span_ms: u64, after_ms: u64) -> usize {
+        let mut from_end = after_ms;
         for (i, s) in self.window.iter().enumerate().rev() {
-            total += s.duration_ms;
-            if total > span {
+            from_end += s.duration_ms;
+            if from_end > span_ms {
                 return i + 1;
             }
         }
@@ -750,18 +755,11 @@ impl<M: Muxer> Segmenter<M> {
     /// How many of the window's oldest segments start further than the skip boundary from
     /// the playlist's end (the open segment's parts included).
     fn skippable(&self) -> usize {
-        let boundary = SKIP_SPAN * self.target_ms();
-        let mut from_end: u64 = self
+        let open_ms = self
             .open
             .as_ref()
             .map_or(0, |o| o.parts.iter().map(|p| p.duration_ms).sum());
-        for (i, s) in self.window.iter().enumerate().rev() {
-            from_end += s.duration_ms;
-            if from_end > boundary {
-                return i + 1;
-            }
-        }
-        0
+        self.starting_within(SKIP_SPAN * self.target_ms(), open_ms)
     }
 
     /// The playlist, with LL-HLS's tags when `ll`; its first `skip` segments replaced by an

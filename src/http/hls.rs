@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::parser::Request;
 use super::reply::{error, ApiReply};
 use crate::hls::{reload, Edge};
-use crate::state::{delta_name, Live, Shared};
+use crate::state::{Live, Shared};
 
 /// Playlists change every segment: players must come back for them.
 const PLAYLIST_CACHE: &str = "no-cache";
@@ -54,16 +54,15 @@ pub(super) async fn handle(req: &Request, shared: &Shared) -> ApiReply {
     };
     // One lookup for a segment that is there, the request nearly every player makes.
     let body = if playlist {
-        let live = shared.hls.live(name);
-        if let Some(live) = &live {
-            if let Err(refused) = block_reload(&req.query, live, shared).await {
+        if let Some(live) = shared.hls.live(name) {
+            if let Err(refused) = block_reload(&req.query, &live, shared).await {
                 return refused;
             }
         }
         // A delta update where one was asked for and there is one (only LL-HLS has them).
-        let delta = live
-            .filter(|_| reload::wants_skip(&req.query))
-            .and_then(|_| shared.hls.get(&delta_name(name)));
+        let delta = reload::wants_skip(&req.query)
+            .then(|| shared.hls.get_delta(name))
+            .flatten();
         if delta.is_some() {
             count(&stats.delta_playlists, 1);
         }

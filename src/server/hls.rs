@@ -184,11 +184,7 @@ fn publish<M: Muxer>(
             Output::Part(p) => shared.hls.put_body(&p.name, sealed(&p.name, p.data)),
             Output::Playlist(p) => {
                 let name = &segmenter.options().m3u8;
-                shared.hls.put(name, p.text);
-                match p.delta {
-                    Some(delta) => shared.hls.put(&delta_name(name), delta),
-                    None => shared.hls.remove([delta_name(name).as_str()]),
-                }
+                shared.hls.put_playlist(name, p.text, p.delta);
                 if let Some(file) = p.file {
                     files.write(shared, name, file);
                 }

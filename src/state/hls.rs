@@ -77,7 +77,7 @@ pub struct Body {
 
 /// Where the store keeps LL-HLS playlist `m3u8`'s delta update: a name no request path maps
 /// to (a path has no `?`), served for `_HLS_skip` ([`crate::hls::Playlist::delta`]).
-pub fn delta_name(m3u8: &str) -> String {
+pub(crate) fn delta_name(m3u8: &str) -> String {
     format!("{m3u8}?_HLS_skip")
 }
 
@@ -102,6 +102,32 @@ impl HlsStore {
             .expect("hls files lock poisoned")
             .get(name)
             .cloned()
+    }
+
+    /// Serves playlist `text` at `m3u8` from now on, and its delta update (or none, when the
+    /// playlist has none), under one lock.
+    pub fn put_playlist(&self, m3u8: &str, text: Bytes, delta: Option<Bytes>) {
+        let mut files = self.files.write().expect("hls files lock poisoned");
+        files.insert(
+            m3u8.to_owned(),
+            Body {
+                data: text,
+                sealed: None,
+            },
+        );
+        match delta {
+            Some(data) => {
+                files.insert(delta_name(m3u8), Body { data, sealed: None });
+            }
+            None => {
+                files.remove(&delta_name(m3u8));
+            }
+        }
+    }
+
+    /// The delta update of playlist `m3u8`, while it has one.
+    pub fn get_delta(&self, m3u8: &str) -> Option<Body> {
+        self.get(&delta_name(m3u8))
     }
 
     /// Serves `data` at `name` from now on.

@@ -9,7 +9,8 @@
 pub mod edge;
 mod hls;
 
-pub use hls::{delta_name, Body, HlsStats, HlsStore, Live, StreamHls, Wait, MAX_WAITERS};
+pub(crate) use hls::delta_name;
+pub use hls::{Body, HlsStats, HlsStore, Live, StreamHls, Wait, MAX_WAITERS};
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -296,9 +296,6 @@ impl Engine {
         }
         let mut session = pending.session;
         let id = session.id;
-        if session.role == Role::Play && session.bridge.is_none() {
-            session.stream = self.hub.join_player(&session.stream, self.core);
-        }
         tracing::info!(
             session = %Sid(id),
             core = self.core,
@@ -312,6 +309,8 @@ impl Engine {
             Role::Play => {
                 if session.bridge.is_some() {
                     session.stream.add_player(self.core, 1);
+                } else {
+                    session.stream = self.hub.join_player(&session.stream, self.core);
                 }
                 self.fanout.join_stream(session.stream.id(), id);
             }
