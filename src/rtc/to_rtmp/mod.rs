@@ -16,17 +16,19 @@
 //! capture: a browser's video leaves its encoder later than its audio, and a keyframe takes
 //! longer to arrive than an audio packet, so once both tracks have had an RTCP sender report
 //! the tracks are re-anchored on the reports' wall-clock times instead (as SRS's `rtc_to_rtmp`
-//! syncs them), and on every later report, which follows the drift between the sender's clocks.
-//! That first sync moves one track forward, never back. The two tracks'
-//! messages are then interleaved in timestamp order, each held at most [`MAX_INTERLEAVE`] for
-//! the other track to catch up, so the stream's timestamps never go back across tracks either:
-//! AAC comes out a frame (21 ms) and the encoder's delay after its Opus, and str0m releases
-//! audio in bursts behind a lost packet, which an RTMP timeline (and the hub's jitter
-//! correction, which takes a step back of over 250 ms for a discontinuity) must not see. Video
-//! waits for an IDR with SPS and PPS (asking for one at most once per [`KEYFRAME_INTERVAL`]),
-//! and again after a frame str0m could not make contiguous: frames that reference what was lost
-//! are dropped rather than shown broken. A keyframe is asked for too when none came for
-//! [`PLI_FOR_RTMP`], as SRS does, to bound the GOP RTMP players join.
+//! syncs them). That first sync moves one track forward, never back. A later report re-anchors
+//! its track only when the track strayed more than [`SYNC_TOLERANCE`] from it, which follows
+//! the drift between the sender's clocks in rare steps: a step at every report, even of a
+//! millisecond, would make a 2 s GOP 1999 ms, and HLS would not cut a 2 s segment there. The
+//! two tracks' messages are then interleaved in timestamp order, each held at most
+//! [`MAX_INTERLEAVE`] for the other track to catch up, so the stream's timestamps never go
+//! back across tracks either: AAC comes out a frame (21 ms) and the encoder's delay after its
+//! Opus, and str0m releases audio in bursts behind a lost packet, which an RTMP timeline (and
+//! the hub's jitter correction, which takes a step back of over 250 ms for a discontinuity)
+//! must not see. Video waits for an IDR with SPS and PPS (asking for one at most once per
+//! [`KEYFRAME_INTERVAL`]), and again after a frame str0m could not make contiguous: frames that
+//! reference what was lost are dropped rather than shown broken. A keyframe is asked for too
+//! when none came for [`PLI_FOR_RTMP`], as SRS does, to bound the GOP RTMP players join.
 
 #![forbid(unsafe_code)]
 
@@ -55,6 +57,10 @@ pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
 /// A track whose RTP time and arrival time disagree by more than this is re-anchored; a sender
 /// report that disagrees with the arrival times by more than this is ignored.
 pub const RESYNC: Duration = Duration::from_secs(3);
+/// How far a track may stray from its sender's reports before a report re-anchors it. The
+/// reports of the same clock disagree by milliseconds (the load tool's audio by up to 16 ms),
+/// while lip sync is noticed from about 45 ms of audio ahead of video (ITU-R BT.1359).
+pub const SYNC_TOLERANCE: Duration = Duration::from_millis(30);
 /// The longest a message waits for the other track's to be interleaved with it.
 pub const MAX_INTERLEAVE: Duration = Duration::from_millis(500);
 /// Messages held for the caller; it drains them after every frame, so only a caller that
@@ -170,12 +176,12 @@ impl TrackClock {
     }
 
     /// Anchors the track on its last report, the wall clock `offset` ms ahead of the timeline,
-    /// unless that moves it by more than [`RESYNC`]: such a report is not believed. How far
-    /// the track moved, if it did.
-    fn anchor_on_report(&mut self, offset: i64) -> Option<i64> {
+    /// if that moves it by more than `tolerance` ms, and not more than [`RESYNC`]: such a
+    /// report is not believed. How far the track moved, if it did.
+    fn anchor_on_report(&mut self, offset: i64, tolerance: i64) -> Option<i64> {
         let (_, report_ext, wall) = self.report?;
         let shift = wall - offset - self.ms(report_ext);
-        if shift.abs() > RESYNC.as_millis() as i64 {
+        if shift.abs() <= tolerance || shift.abs() > RESYNC.as_millis() as i64 {
             return None;
         }
         self.anchor = (report_ext, wall - offset);
@@ -401,10 +407,18 @@ impl ToRtmp {
             }
         };
         if !anchor_both {
-            self.clocks[i].anchor_on_report(offset);
+            let tolerance = SYNC_TOLERANCE.as_millis() as i64;
+            if let Some(ms) = self.clocks[i].anchor_on_report(offset, tolerance) {
+                let track = if i == 0 { "video" } else { "audio" };
+                tracing::debug!("rtc_to_rtmp: {track} re-anchored on its report: {ms} ms");
+            }
             return;
         }
-        let [video, audio] = self.clocks.each_mut().map(|c| c.anchor_on_report(offset));
+        // The first sync anchors both tracks, even on a shift of 0.
+        let [video, audio] = self
+            .clocks
+            .each_mut()
+            .map(|c| c.anchor_on_report(offset, -1));
         let moved = |m: Option<i64>| {
             m.map_or("not moved (its report is off)".into(), |ms| {
                 format!("{ms} ms later")

@@ -180,9 +180,9 @@ fn timestamps_rebase_to_zero_align_tracks_and_survive_the_rtp_wrap() {
 }
 
 /// Audio captured every 20 ms from 0 and arriving at once; video captured every 33.3 ms from
-/// 0 but arriving 100 ms later; each track's frames carry `report(track)`. The timestamps of
-/// each track's messages.
-fn late_video(report: impl Fn(Track) -> Option<SenderReport>) -> (Vec<u32>, Vec<u32>) {
+/// 0 but arriving 100 ms later; each frame carries `report(track, rtp)`, `rtp` its RTP time.
+/// The timestamps of each track's messages.
+fn late_video(report: impl Fn(Track, u64) -> Option<SenderReport>) -> (Vec<u32>, Vec<u32>) {
     let mut r = Run::new();
     let audio = crate::rtc::to_rtmp::audio::tests::opus_packets(150);
     let mut frames: Vec<(u64, Track, u64, Vec<u8>)> = (0..150u64)
@@ -202,7 +202,7 @@ fn late_video(report: impl Fn(Track) -> Option<SenderReport>) -> (Vec<u32>, Vec<
     frames.sort_by_key(|f| f.0);
     let (mut video_ts, mut audio_ts, mut all_ts) = (Vec::new(), Vec::new(), Vec::new());
     for (at, track, rtp, data) in frames {
-        r.push_reported(track, &data, rtp, at, true, report(track));
+        r.push_reported(track, &data, rtp, at, true, report(track, rtp));
         for m in messages(&r.drain()) {
             all_ts.push(m.timestamp);
             match m.kind {
@@ -219,7 +219,7 @@ fn late_video(report: impl Fn(Track) -> Option<SenderReport>) -> (Vec<u32>, Vec<
 #[test]
 fn sender_reports_sync_the_tracks_on_capture_time() {
     // Without reports, each track starts where it arrived: the video shows 100 ms late.
-    let (video, audio) = late_video(|_| None);
+    let (video, audio) = late_video(|_, _| None);
     let last_audio = i64::from(*audio.last().unwrap());
     assert_eq!(video[1], 100);
     assert!((2800..=3000).contains(&last_audio), "{last_audio}");
@@ -227,7 +227,7 @@ fn sender_reports_sync_the_tracks_on_capture_time() {
     // the same wall-clock time: audio, the track ahead, moves 100 ms forward to meet video,
     // once, and stays in step.
     let at = Duration::from_secs(1_700_000_000);
-    let report = |track| {
+    let report = |track, _| {
         Some(SenderReport {
             rtp_time: if track == Track::Audio {
                 1_000_000
@@ -244,14 +244,63 @@ fn sender_reports_sync_the_tracks_on_capture_time() {
     let steps: Vec<u32> = synced_audio.windows(2).map(|w| w[1] - w[0]).collect();
     assert_eq!(steps.iter().filter(|s| **s > 60).count(), 1, "{steps:?}");
     // A report an hour off is not believed: the timeline is as without reports.
-    let off = |track| {
-        let mut r = report(track)?;
+    let off = |track, rtp| {
+        let mut r = report(track, rtp)?;
         if track == Track::Video {
             r.ntp += Duration::from_secs(3600);
         }
         Some(r)
     };
     assert_eq!(late_video(off), (video, audio));
+}
+
+/// [`late_video`] with both tracks reported at each second of their RTP time from the first
+/// frame, captured together at 0 ms, the report's wall clock `off(track, second)` ms late.
+fn reported_each_second(off: impl Fn(Track, u64) -> i64) -> (Vec<u32>, Vec<u32>) {
+    let at = Duration::from_secs(1_700_000_000);
+    late_video(|track, rtp| {
+        let (base, rate) = match track {
+            Track::Audio => (1_000_000, 48_000),
+            Track::Video => (7_000, 90_000),
+        };
+        let second = (rtp - base) / rate;
+        let (wall, off) = (at + Duration::from_secs(second), off(track, second));
+        let ntp = if off < 0 {
+            wall - Duration::from_millis(off.unsigned_abs())
+        } else {
+            wall + Duration::from_millis(off.unsigned_abs())
+        };
+        Some(SenderReport {
+            rtp_time: base + second * rate,
+            ntp,
+        })
+    })
+}
+
+#[test]
+fn later_reports_move_a_track_only_past_the_tolerance() {
+    let (video, audio) = reported_each_second(|_, _| 0);
+    // Reports of the same clocks that disagree by milliseconds move nothing: a step in the
+    // video would make a GOP a millisecond short of an HLS fragment.
+    let noisy = |track, second| match (track, second) {
+        (_, 0) => 0,
+        (Track::Video, _) => -1,
+        (Track::Audio, s) => [16, -12][s as usize % 2],
+    };
+    assert_eq!(reported_each_second(noisy), (video.clone(), audio.clone()));
+    // The video's clock ran 50 ms slow against its sender's wall clock in its first second:
+    // from the report at its 31st frame (1 s), the video is 50 ms later.
+    let (drifted, _) = reported_each_second(|track, second| match (track, second) {
+        (Track::Video, 1..) => 50,
+        _ => 0,
+    });
+    let steps: Vec<i64> = drifted
+        .iter()
+        .zip(&video)
+        .map(|(d, v)| i64::from(*d) - i64::from(*v))
+        .collect();
+    assert_eq!(steps.iter().filter(|s| **s == 0).count(), 31, "{steps:?}");
+    assert!(steps[31..].iter().all(|s| *s == 50), "{steps:?}");
 }
 
 #[test]
