@@ -1,8 +1,9 @@
 //! HTTPS end to end (`http_api { https {} }`, `http_server { https {} }`) with a CA and a
 //! server certificate made by the test: curl reaches the API through the CA, ffmpeg plays
 //! HTTP-FLV over TLS and decodes it, a client that sends garbage and one that stalls in its
-//! handshake are each closed within the handshake deadline while others are served, and a
-//! key or certificate that cannot be read stops the start with the file's name.
+//! handshake are each closed within the handshake deadline while others are served, HLS
+//! segments come over TLS as they do over plain HTTP, and a key or certificate that cannot be
+//! read stops the start with the file's name.
 
 mod common;
 
@@ -94,6 +95,81 @@ fn ffmpeg_plays_http_flv_over_https() {
     assert_ffmpeg_decoded(&out, 100);
     assert!(server.log().contains("flv play"), "{}", server.log());
     assert!(server.log().contains("stop flv play"), "{}", server.log());
+}
+
+/// `curl -s -f [args] URL`'s body, as bytes; `None` unless it answered 200.
+fn fetch(args: &[&str], url: &str) -> Option<Vec<u8>> {
+    let out = Command::new("curl")
+        .args(["-s", "-f", "-m", "10"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("running curl");
+    out.status.success().then_some(out.stdout)
+}
+
+/// HLS over HTTPS. A TLS connection cannot `sendfile` a segment's sealed memfd as a plain
+/// one does: it encrypts the segment's bytes, which are a map of that memfd. Both give the
+/// same bytes, and ffmpeg decodes the playlist over TLS.
+#[test]
+fn hls_over_https_sends_what_plain_http_sends() {
+    if !require("ffmpeg") || !require("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_https(
+        1,
+        "",
+        &format!(
+            "hls {{ enabled on; hls_fragment 2; hls_window 10; hls_path {}; }}",
+            dir.path().display()
+        ),
+    );
+    let _publisher = common::ffmpeg_publish(&server.url("livestream"));
+    let ca = server.ca().display().to_string();
+    let tls = format!("https://127.0.0.1:{}/live/", server.https_port);
+    let plain = format!("http://127.0.0.1:{}/live/", server.http_port);
+    let mut segments = Vec::new();
+    let listed = poll_until(Duration::from_secs(20), || {
+        let playlist = fetch(&["--cacert", &ca], &format!("{tls}livestream.m3u8"));
+        segments = String::from_utf8_lossy(&playlist.unwrap_or_default())
+            .lines()
+            .filter(|l| l.ends_with(".ts"))
+            .map(str::to_owned)
+            .collect();
+        segments.len() >= 2
+    });
+    assert!(listed, "{segments:?}\n{}", server.log());
+    for name in &segments {
+        let over_tls = fetch(&["--cacert", &ca], &format!("{tls}{name}")).expect("over TLS");
+        let over_tcp = fetch(&[], &format!("{plain}{name}")).expect("over plain HTTP");
+        assert_eq!(over_tls.len(), over_tcp.len(), "{name}");
+        assert!(over_tls == over_tcp, "{name}: the bytes differ");
+        assert_eq!(over_tls[0], 0x47, "{name}: a TS sync byte");
+    }
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-tls_verify",
+            "1",
+            "-ca_file",
+            &ca,
+        ])
+        .args([
+            "-i",
+            &format!("{tls}livestream.m3u8"),
+            "-t",
+            "4",
+            "-f",
+            "null",
+            "-",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("running ffmpeg");
+    assert_ffmpeg_decoded(&out, 50);
 }
 
 /// Waits until the server closes `conn`; the time since `start`, or `None` past

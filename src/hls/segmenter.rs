@@ -88,8 +88,28 @@ pub struct Segment {
     pub map: Option<String>,
     /// Its parts, while they are listed or still served (LL-HLS).
     pub parts: Vec<Part>,
-    /// The container bytes, shared by every request.
+    /// The container bytes, shared by every request; none in the segmenter's window, which
+    /// lists segments and leaves holding their bytes to whoever serves them.
     pub data: Bytes,
+}
+
+impl Segment {
+    /// The segment as the window lists it: without its bytes or its parts' bytes.
+    fn listing(&self) -> Self {
+        let parts = self
+            .parts
+            .iter()
+            .map(|p| Part {
+                data: Bytes::new(),
+                ..p.clone()
+            })
+            .collect();
+        Self {
+            parts,
+            data: Bytes::new(),
+            ..self.clone()
+        }
+    }
 }
 
 /// A part of a segment (LL-HLS), served from memory only.
@@ -169,6 +189,7 @@ pub struct Segmenter<M: Muxer = TsMuxer> {
     audio_header: Option<Bytes>,
     declared: Tracks,
     open: Option<Open>,
+    /// The listed segments, without their bytes ([`Segment::listing`]).
     window: VecDeque<Segment>,
     /// Names of segments out of the window but still served.
     expired: VecDeque<String>,
@@ -590,8 +611,8 @@ impl<M: Muxer> Segmenter<M> {
             parts: open.parts,
             data,
         };
-        self.out.push_back(Output::Segment(segment.clone()));
-        self.window.push_back(segment);
+        self.window.push_back(segment.listing());
+        self.out.push_back(Output::Segment(segment));
         self.shrink();
         self.trim_parts();
         let playlist = self.playlist_output(true);

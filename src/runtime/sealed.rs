@@ -6,8 +6,11 @@
 //!
 //! The seals make the file immutable, so a page a socket still references is never changed
 //! under it; the file closes with its last [`SealedFile`] owner, and the kernel keeps the
-//! pages that queued sends still reference until those are done.
+//! pages that queued sends still reference until those are done. The same immutability makes
+//! a read-only map of the file safe to hand out as `Bytes` ([`SealedFile::map`]), so what a
+//! TLS connection encrypts comes from the same pages, and the bytes are not held twice.
 
+use bytes::Bytes;
 use std::ffi::CStr;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -57,6 +60,21 @@ impl SealedFile {
     /// True when it holds no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The file's bytes, mapped read-only: the pages `sendfile` sends, not a copy. The map
+    /// lives as long as the last `Bytes` of it, after the file is closed, and is read in only
+    /// where a reader touches it (a plain connection's `sendfile` never does).
+    pub fn map(&self) -> io::Result<Bytes> {
+        if self.len == 0 {
+            return Ok(Bytes::new());
+        }
+        // SAFETY: `new` sealed the file against writes, shrinking and growing before any map
+        // of it exists, and a seal cannot be removed: no one, in this process or another that
+        // holds the fd, can change or truncate the mapped pages, so the `&[u8]` the map gives
+        // stays valid and unchanged for the map's whole life.
+        let map = unsafe { memmap2::Mmap::map(&self.fd)? };
+        Ok(Bytes::from_owner(map))
     }
 
     /// Writes `head`, then the whole file, to `stream`, which must be non-blocking (see
@@ -144,5 +162,20 @@ mod tests {
         assert_eq!(&got[..8], b"HEAD\r\n\r\n");
         assert_eq!(&got[8..8 + data.len()], &data[..]);
         assert_eq!(&got[8 + data.len()..], &data[..]);
+    }
+
+    #[test]
+    fn a_map_holds_the_same_bytes_after_the_file_is_closed() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let file = SealedFile::new(&data).expect("memfd");
+        let map = file.map().expect("map");
+        drop(file);
+        assert_eq!(&map[..], &data[..]);
+        assert_eq!(&map.slice(4096..4100)[..], &data[4096..4100]);
+        assert!(SealedFile::new(b"")
+            .expect("memfd")
+            .map()
+            .expect("map")
+            .is_empty());
     }
 }
