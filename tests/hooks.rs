@@ -3,7 +3,8 @@
 //! the hook's path. Allowed and denied publish and play over RTMP, `?secret=` in `param`, a
 //! hook that sleeps past the timeout or is down, players that wait for a slow hook while
 //! another vhost's player starts at once, bad answers (garbage, 10 MB, a redirect), HTTP-FLV
-//! and WHIP/WHEP refused with 403, and a SIGHUP that changes the hooks for the next client.
+//! and WHIP/WHEP refused with 403, a SIGHUP that changes the hooks for the next client, and
+//! the file hooks (`on_hls`, `on_dvr`) told each file once it is in place.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::hooks::{assert_same_client, hooks, HookServer};
-use common::{curl, free_port, media_tags, wait_until, Client, Server};
+use common::{curl, free_port, media_tags, require, wait_until, Client, Server};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -531,4 +532,106 @@ fn whip_and_whep_sessions_end_with_on_unpublish_and_on_stop() {
         assert_same_client(start, end);
     }
     assert_eq!(pairs[0].0["param"], "app=live&stream=ends&token=p");
+}
+
+/// `on_hls`, `on_hls_notify` and `on_dvr` as SRS sends them: each HLS segment once its file
+/// is in place under `hls_path` (a POST, and a GET of the notify URL with SRS's variables
+/// filled in), each DVR file once renamed to its final name, with SRS's fields in SRS's
+/// order and the publisher's request (its `?secret=` in `param`, its client id). The hook
+/// server reads each file's size as the call arrives: a hook that copies the file finds it
+/// whole.
+#[test]
+fn hls_segments_and_dvr_files_are_told_once_in_place() {
+    if !require("ffmpeg") || !require("ffprobe") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().display();
+    let hook = HookServer::start();
+    let file = hook.url("/file");
+    let server = Server::start(
+        1,
+        "",
+        &format!(
+            "{}\nhls {{ enabled on; hls_fragment 2; hls_window 60; hls_path {d}; }}\n\
+             dvr {{ enabled on; dvr_plan segment; dvr_duration 4; \
+             dvr_path {d}/[app]/[stream].[timestamp].flv; }}",
+            hooks(&format!(
+                "on_hls {file}; on_dvr {file}; on_hls_notify {};",
+                hook.url("/notify/[app]/[stream]/[ts_url][param]")
+            ))
+        ),
+    );
+    let publisher = common::ffmpeg_publish(&format!("{}?secret=k", server.url("cam")));
+    wait_until(
+        Duration::from_secs(40),
+        "3 on_hls and notices, 2 on_dvr",
+        || {
+            hook.count("on_hls") >= 3
+                && hook.paths("/notify/").len() >= 3
+                && hook.count("on_dvr") >= 2
+        },
+    );
+    assert_eq!(
+        hook.paths("/notify/")[..3],
+        (0..3)
+            .map(|i| format!("/notify/live/cam/cam-{i}.ts?secret=k"))
+            .collect::<Vec<_>>()
+    );
+    let cid = server.stream("cam").expect("listed")["publish"]["cid"].clone();
+    drop(publisher);
+    let tc_url = format!("rtmp://127.0.0.1:{}/live", server.port);
+    let publisher_fields = |b: &Value| {
+        assert_eq!(b["client_id"], cid, "{b}");
+        assert_eq!(b["ip"], "127.0.0.1", "{b}");
+        assert_eq!(b["vhost"], "__defaultVhost__", "{b}");
+        assert_eq!(b["app"], "live", "{b}");
+        assert_eq!(b["tcUrl"], tc_url.as_str(), "{b}");
+        assert_eq!(b["stream"], "cam", "{b}");
+        assert_eq!(b["param"], "?secret=k", "{b}");
+        assert_eq!(b["stream_url"], "/live/cam", "{b}");
+        assert!(b["cwd"].as_str().is_some_and(|c| !c.is_empty()), "{b}");
+        assert!(b["test_file_bytes"].as_u64() > Some(0), "not in place: {b}");
+    };
+    for (i, b) in hook.bodies("on_hls").iter().take(3).enumerate() {
+        publisher_fields(b);
+        assert_eq!(b["seq_no"], i as u64, "{b}");
+        assert_eq!(b["file"], format!("{d}/live/cam-{i}.ts"), "{b}");
+        assert_eq!(b["url"], format!("live/cam-{i}.ts"), "{b}");
+        assert_eq!(b["m3u8"], format!("{d}/live/cam.m3u8"), "{b}");
+        assert_eq!(b["m3u8_url"], "live/cam.m3u8", "{b}");
+        let duration = b["duration"].as_f64().expect("seconds");
+        assert!((1.9..=4.1).contains(&duration), "{b}");
+        let on_disk = std::fs::metadata(b["file"].as_str().expect("file")).expect("kept");
+        assert_eq!(
+            b["test_file_bytes"],
+            on_disk.len(),
+            "told before it was whole: {b}"
+        );
+    }
+    for b in hook.bodies("on_dvr").iter().take(2) {
+        publisher_fields(b);
+        let path = b["file"].as_str().expect("file");
+        let name = path
+            .strip_prefix(&format!("{d}/live/cam."))
+            .expect("dvr_path's");
+        assert!(name.ends_with(".flv"), "{b}");
+        let probe = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(path)
+            .output()
+            .expect("running ffprobe");
+        let seconds: f64 = String::from_utf8_lossy(&probe.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0.0);
+        assert!((3.5..=6.5).contains(&seconds), "{path}: {seconds} s");
+    }
 }

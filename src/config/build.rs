@@ -251,6 +251,7 @@ const HLS_KEYS: &[&str] = &[
     "hls_ts_file",
     "hls_entry_prefix",
     "hls_dispose",
+    "hls_nb_notify",
     "hls_cleanup",
     "hls_wait_keyframe",
     "hls_acodec",
@@ -269,6 +270,9 @@ const HLS_AS_RINGCAST: &[(&str, &str)] = &[
     ("hls_dts_directly", "on"),
     ("hls_on_error", "continue"),
 ];
+/// `hls_nb_notify` bounds, bytes: a notice's answer is read only to see that it was taken;
+/// 64 KiB is the HTTP client's body limit.
+const NB_NOTIFY: RangeInclusive<u64> = 1..=65_536;
 /// `hls_ll_part` bounds, seconds: Apple's 0.2 to 0.33 s and room either side; past 5 s a part
 /// is a segment.
 const HLS_PART_SECS: RangeInclusive<f64> = 0.1..=5.0;
@@ -1068,6 +1072,7 @@ impl Builder<'_> {
                     let secs: u64 = self.number(c, HLS_DISPOSE_SECS)?;
                     hls.dispose = Duration::from_secs(secs);
                 }
+                "hls_nb_notify" => hls.nb_notify = self.number(c, NB_NOTIFY)?,
                 "hls_cleanup" => hls.cleanup = self.flag(c)?,
                 "hls_wait_keyframe" => hls.wait_keyframe = self.flag(c)?,
                 "hls_acodec" => {
@@ -1202,17 +1207,11 @@ impl Builder<'_> {
                 "on_unpublish" => &mut hooks.on_unpublish,
                 "on_play" => &mut hooks.on_play,
                 "on_stop" => &mut hooks.on_stop,
-                _ => {
-                    // DVR's and HLS's file hooks are not called yet; the files are written.
-                    self.warn(
-                        c,
-                        format!(
-                            "http_hooks.{}: not yet: ringcast does not call DVR or HLS hooks",
-                            c.name
-                        ),
-                    );
-                    continue;
-                }
+                "on_dvr" => &mut hooks.on_dvr,
+                "on_hls" => &mut hooks.on_hls,
+                "on_hls_notify" => &mut hooks.on_hls_notify,
+                // `known` lets only HTTP_HOOKS_KEYS through, and `enabled` went above.
+                _ => continue,
             };
             for url in &c.args {
                 if url

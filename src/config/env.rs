@@ -327,6 +327,16 @@ const SETTINGS: &[Setting] = &[
         list: true,
     },
     Setting {
+        names: &["VHOST_HTTP_HOOKS_ON_DVR"],
+        path: &["vhost", "http_hooks", "on_dvr"],
+        list: true,
+    },
+    Setting {
+        names: &["VHOST_HTTP_HOOKS_ON_HLS"],
+        path: &["vhost", "http_hooks", "on_hls"],
+        list: true,
+    },
+    Setting {
         names: &["VHOST_DVR_ENABLED"],
         path: &["vhost", "dvr", "enabled"],
         list: false,

@@ -248,6 +248,15 @@ pub struct HttpHooks {
     pub on_play: Vec<String>,
     /// `on_stop URL...;`: after a play ends; its answer is not waited for.
     pub on_stop: Vec<String>,
+    /// `on_dvr URL...;`: after a DVR file is closed; its answer is not waited for.
+    pub on_dvr: Vec<String>,
+    /// `on_hls URL...;`: after an HLS segment is written to `hls_path`; its answer is not
+    /// waited for.
+    pub on_hls: Vec<String>,
+    /// `on_hls_notify URL...;`: after an HLS segment is written, a GET of each URL, its
+    /// `[server_id]`, `[service_id]`, `[app]`, `[stream]`, `[ts_url]` and `[param]` filled in
+    /// (a CDN told to fetch the segment); `hls_nb_notify` bytes of the answer are read.
+    pub on_hls_notify: Vec<String>,
 }
 
 /// A vhost's `hls { ... }`, SRS 6's directives with SRS 6's defaults.
@@ -277,6 +286,8 @@ pub struct VhostHls {
     /// `hls_dispose SECONDS;`, default 120 s: files of a stream not republished within this
     /// are removed; 0 keeps them.
     pub dispose: Duration,
+    /// `hls_nb_notify BYTES;`, default 64: how much of an `on_hls_notify` answer is read.
+    pub nb_notify: usize,
     /// `hls_cleanup on|off;`, default on: segment files that leave the playlist are removed.
     pub cleanup: bool,
     /// `hls_wait_keyframe on|off;`, default on: cut only at keyframes.
@@ -310,6 +321,7 @@ impl Default for VhostHls {
             ts_file: "[app]/[stream]-[seq].ts".to_owned(),
             entry_prefix: String::new(),
             dispose: Duration::from_secs(120),
+            nb_notify: 64,
             cleanup: true,
             wait_keyframe: true,
             audio: true,

@@ -634,7 +634,7 @@ fn hls_block() {
          hls_ts_file [app]/[stream]-[timestamp]-[seq].ts; hls_entry_prefix http://cdn; \
          hls_dispose 0; hls_cleanup off; hls_wait_keyframe off; hls_acodec an; hls_vcodec vn; \
          hls_keys on; hls_ctx off; hls_ts_ctx on; hls_ll on; hls_ll_part 0.25; hls_fmp4 on; \
-         hls_nb_notify; } }",
+         hls_nb_notify 128; } }",
     );
     let h = &config.vhost("v").hls;
     assert!(h.enabled && !h.cleanup && !h.wait_keyframe && !h.audio && !h.video);
@@ -652,12 +652,12 @@ fn hls_block() {
     assert_eq!(h.ts_file, "[app]/[stream]-[timestamp]-[seq].ts");
     assert_eq!(h.entry_prefix, "http://cdn");
     assert!(h.ll && h.fmp4 && h.part == Duration::from_millis(250));
+    assert_eq!((d.nb_notify, h.nb_notify), (64, 128));
     let m = messages(&warnings);
-    assert_eq!(m.len(), 3, "{m:?}");
+    assert_eq!(m.len(), 2, "{m:?}");
     for (i, what) in [
         "vhost.hls.hls_keys on: not supported by ringcast",
         "vhost.hls.hls_ts_ctx on: not supported by ringcast",
-        "vhost.hls.hls_nb_notify: not supported by ringcast",
     ]
     .iter()
     .enumerate()
@@ -665,6 +665,7 @@ fn hls_block() {
         assert!(m[i].contains(what), "{m:?}");
     }
     for bad in [
+        "hls_nb_notify 0;",
         "hls_fragment 0;",
         "hls_td_ratio 0.5;",
         "hls_aof_ratio nan;",
@@ -1965,16 +1966,16 @@ fn full_srs_config_http_hooks() {
     assert_eq!(hooks.on_publish, ["http://127.0.0.1:8085/api/v1/streams"]);
     assert_eq!(hooks.on_play, ["http://127.0.0.1:8085/api/v1/sessions"]);
     assert!(hooks.on_close.is_empty() && hooks.on_stop.is_empty());
-    let hls: Vec<_> = messages(&warnings)
+    assert_eq!(hooks.on_hls, ["http://127.0.0.1:8085/api/v1/hls"]);
+    assert_eq!(
+        hooks.on_hls_notify,
+        ["http://127.0.0.1:8085/api/v1/hls/[server_id]/[app]/[stream]/[ts_url][param]"]
+    );
+    let hooks_warned: Vec<_> = messages(&warnings)
         .into_iter()
         .filter(|m| m.contains("http_hooks."))
         .collect();
-    assert_eq!(hls.len(), 2, "{hls:?}");
-    assert!(
-        hls.iter()
-            .all(|m| m.ends_with("not yet: ringcast does not call DVR or HLS hooks")),
-        "{hls:?}"
-    );
+    assert!(hooks_warned.is_empty(), "{hooks_warned:?}");
 }
 
 #[test]
@@ -2135,6 +2136,9 @@ fn http_hooks_block() {
             on_unpublish: vec!["http://h/u".into()],
             on_play: vec!["http://h/pl".into()],
             on_stop: vec!["http://h/s".into()],
+            on_dvr: vec![],
+            on_hls: vec![],
+            on_hls_notify: vec![],
         }
     );
     assert!(
@@ -2152,7 +2156,6 @@ fn http_hooks_block() {
         [
             "conf/test.conf:4: http_hooks.on_play: https://h/p: https hooks are not supported \
              yet, so every call to it denies",
-            "conf/test.conf:5: http_hooks.on_dvr: not yet: ringcast does not call DVR or HLS hooks",
             "conf/test.conf:7: on_stop: repeated, first set at line 6, which is used",
             "conf/test.conf:8: vhost.http_hooks.timeout: not supported by ringcast, ignored \
              (reported once)",
@@ -2161,6 +2164,7 @@ fn http_hooks_block() {
     let hooks = &config.vhost("a").http_hooks;
     assert_eq!(hooks.on_play, ["https://h/p"], "kept, so that it denies");
     assert_eq!(hooks.on_stop, ["http://h/s"]);
+    assert_eq!(hooks.on_dvr, ["http://h/d"]);
 
     assert_err(
         "vhost a { http_hooks { on_publish rtmp://h/p; } }",

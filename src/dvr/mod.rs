@@ -16,7 +16,8 @@
 //! that falls `queue_length` behind skips to a keyframe like a slow player. A full disk or
 //! a path that cannot be written is logged once per publish, counted (`/metrics`' and the
 //! stream's API entry), and only this recording stops: the segment plan tries again with
-//! its next file, and players never notice.
+//! its next file, and players never notice. Each file renamed to its final name is told to
+//! the vhost's `on_dvr` hooks, with the publisher's request, as SRS does.
 
 #![forbid(unsafe_code)]
 
@@ -81,6 +82,7 @@ pub fn spawn(shared: &Arc<Shared>, key: &StreamKey, settings: &StreamSettings, p
         planner: Planner::new(dvr),
         dvr: dvr.clone(),
         publisher,
+        hook: None,
         headers: Headers::default(),
         file: None,
         buf: BytesMut::new(),
@@ -128,6 +130,9 @@ struct Recorder {
     format: Format,
     planner: Planner,
     publisher: u64,
+    /// The publisher's request, for `on_dvr`: taken at the first file, while the publisher
+    /// is surely still listed (the session plan's file closes after it left).
+    hook: Option<crate::hooks::Request>,
     headers: Headers,
     file: Option<OpenFile>,
     /// Bytes not yet written to the file.
@@ -207,6 +212,9 @@ impl Recorder {
         self.buf.clear();
         let enc = Encoder::open(self.format, &self.headers, at, &mut self.buf)?;
         tracing::info!(cid = self.publisher, "dvr {key} to {path}");
+        if self.hook.is_none() {
+            self.hook = Some(crate::hooks::publisher(&self.shared, key, self.publisher));
+        }
         self.file = Some(OpenFile {
             file,
             pos: 0,
@@ -283,6 +291,9 @@ impl Recorder {
             self.key,
             f.duration_ms
         );
+        if let Some(req) = &self.hook {
+            crate::hooks::on_dvr(&self.shared, req, &done);
+        }
     }
 
     /// Drops the current file (its `.tmp` stays, playable up to its last write), counts the

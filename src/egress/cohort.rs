@@ -550,6 +550,7 @@ mod tests {
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             key.clone(),
             String::new(),
+            String::new(),
             ClientKind::RtmpPlay,
         );
         let client = guard.client().clone();

@@ -22,6 +22,12 @@ pub enum Action {
     Play,
     /// A play ended; notice only.
     Stop,
+    /// A DVR file was closed; notice only.
+    Dvr,
+    /// An HLS segment was written; notice only.
+    Hls,
+    /// An HLS segment was written: a GET, not a POST of a body (SRS's `on_hls_notify`).
+    HlsNotify,
 }
 
 impl Action {
@@ -35,6 +41,9 @@ impl Action {
             Self::Unpublish => "on_unpublish",
             Self::Play => "on_play",
             Self::Stop => "on_stop",
+            Self::Dvr => "on_dvr",
+            Self::Hls => "on_hls",
+            Self::HlsNotify => "on_hls_notify",
         }
     }
 
@@ -85,6 +94,48 @@ pub struct Traffic {
     pub received: u64,
 }
 
+/// A file a DVR recording closed, for `on_dvr`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DvrFile {
+    /// The server's working directory.
+    pub cwd: String,
+    /// The file, as `dvr_path` named it (relative to `cwd` unless absolute).
+    pub file: String,
+}
+
+/// An HLS segment written under `hls_path`, for `on_hls`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HlsSegment {
+    /// Its duration in milliseconds (the body has seconds, two decimals).
+    pub duration_ms: u64,
+    /// The server's working directory.
+    pub cwd: String,
+    /// The segment's file: `hls_path`, then its name.
+    pub file: String,
+    /// Its URL path (without `/`), or its absolute URL under `hls_entry_prefix`.
+    pub url: String,
+    /// The playlist's file.
+    pub m3u8: String,
+    /// The playlist's URL path (without `/`).
+    pub m3u8_url: String,
+    /// Its media sequence number.
+    pub seq_no: u64,
+}
+
+/// What an event tells beyond who asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Details {
+    /// Nothing more.
+    #[default]
+    None,
+    /// A connection's byte counts (`on_close`).
+    Traffic(Traffic),
+    /// A DVR file (`on_dvr`).
+    Dvr(DvrFile),
+    /// An HLS segment (`on_hls`).
+    Hls(HlsSegment),
+}
+
 /// The body of `action` for `req`, as SRS writes it. `stream_id` is the stream's id when
 /// the stream exists, as SRS adds it only then.
 #[must_use]
@@ -93,7 +144,7 @@ pub fn body(
     server: Server<'_>,
     req: &Request,
     stream_id: Option<u64>,
-    traffic: Traffic,
+    details: &Details,
 ) -> String {
     let mut out = Json::default();
     out.str("server_id", server.server_id);
@@ -112,6 +163,10 @@ pub fn body(
             return out.end();
         }
         Action::Close => {
+            let traffic = match details {
+                Details::Traffic(t) => *t,
+                _ => Traffic::default(),
+            };
             out.int("send_bytes", traffic.sent);
             out.int("recv_bytes", traffic.received);
             return out.end();
@@ -122,10 +177,31 @@ pub fn body(
             out.str("param", &req.param);
             out.str("pageUrl", &req.page_url);
         }
-        Action::Publish | Action::Unpublish | Action::Stop => {
+        Action::Publish
+        | Action::Unpublish
+        | Action::Stop
+        | Action::Dvr
+        | Action::Hls
+        | Action::HlsNotify => {
             out.str("tcUrl", &req.tc_url);
             out.str("stream", &req.stream);
             out.str("param", &req.param);
+            match details {
+                Details::Dvr(f) => {
+                    out.str("cwd", &f.cwd);
+                    out.str("file", &f.file);
+                }
+                Details::Hls(s) => {
+                    out.seconds("duration", s.duration_ms);
+                    out.str("cwd", &s.cwd);
+                    out.str("file", &s.file);
+                    out.str("url", &s.url);
+                    out.str("m3u8", &s.m3u8);
+                    out.str("m3u8_url", &s.m3u8_url);
+                    out.int("seq_no", s.seq_no);
+                }
+                Details::None | Details::Traffic(_) => {}
+            }
         }
     }
     out.str("stream_url", &stream_url(&req.vhost, &req.app, &req.stream));
@@ -133,6 +209,26 @@ pub fn body(
         out.str("stream_id", &id.to_string());
     }
     out.end()
+}
+
+/// The URL `on_hls_notify` GETs for the segment at `ts_url` (its playlist line): `template`
+/// with SRS's variables filled in, or the segment's own URL when the line is one (under an
+/// `hls_entry_prefix` of a CDN), as SRS does.
+#[must_use]
+pub fn notify_url(template: &str, server: Server<'_>, req: &Request, ts_url: &str) -> String {
+    let absolute = ["http://", "https://"].iter().any(|p| {
+        ts_url
+            .get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    });
+    let template = if absolute { ts_url } else { template };
+    template
+        .replace("[server_id]", server.server_id)
+        .replace("[service_id]", server.service_id)
+        .replace("[app]", &req.app)
+        .replace("[stream]", &req.stream)
+        .replace("[ts_url]", ts_url)
+        .replace("[param]", &req.param)
 }
 
 /// SRS's stream URL: `/app/stream` on the default vhost, `vhost/app/stream` elsewhere.
@@ -186,6 +282,12 @@ impl Json {
         let _ = write!(self.0, "{value}");
     }
 
+    /// Milliseconds as seconds with two decimals: SRS writes every JSON number with `%.2f`.
+    fn seconds(&mut self, name: &str, ms: u64) {
+        self.key(name);
+        let _ = write!(self.0, "{:.2}", ms as f64 / 1000.0);
+    }
+
     fn end(mut self) -> String {
         self.0.push('}');
         self.0
@@ -229,7 +331,7 @@ mod tests {
     #[test]
     fn bodies_follow_srs_field_for_field() {
         let r = req();
-        let b = body(Action::Publish, SERVER, &r, Some(9), Traffic::default());
+        let b = body(Action::Publish, SERVER, &r, Some(9), &Details::None);
         assert_eq!(
             b,
             "{\"server_id\":\"vid-1\",\"service_id\":\"svc\",\"action\":\"on_publish\",\
@@ -249,9 +351,9 @@ mod tests {
         let with = |rest: &[&str]| -> Vec<String> {
             common.iter().chain(rest).map(|s| s.to_string()).collect()
         };
-        let b = body(Action::Connect, SERVER, &r, Some(9), Traffic::default());
+        let b = body(Action::Connect, SERVER, &r, Some(9), &Details::None);
         assert_eq!(keys(&b), with(&["stream", "param", "tcUrl", "pageUrl"]));
-        let b = body(Action::Play, SERVER, &r, None, Traffic::default());
+        let b = body(Action::Play, SERVER, &r, None, &Details::None);
         assert_eq!(
             keys(&b),
             with(&["stream", "tcUrl", "param", "pageUrl", "stream_url"])
@@ -261,7 +363,7 @@ mod tests {
             "escaped: {b}"
         );
         for a in [Action::Unpublish, Action::Stop] {
-            let b = body(a, SERVER, &r, Some(1), Traffic::default());
+            let b = body(a, SERVER, &r, Some(1), &Details::None);
             assert_eq!(
                 keys(&b),
                 with(&["tcUrl", "stream", "param", "stream_url", "stream_id"])
@@ -273,13 +375,72 @@ mod tests {
             SERVER,
             &r,
             None,
-            Traffic {
+            &Details::Traffic(Traffic {
                 sent: 5,
                 received: 6,
-            },
+            }),
         );
         assert_eq!(keys(&b), with(&["send_bytes", "recv_bytes"]));
         assert!(b.ends_with("\"send_bytes\":5,\"recv_bytes\":6}"), "{b}");
+        let dvr = Details::Dvr(DvrFile {
+            cwd: "/srv".into(),
+            file: "./objs/nginx/html/live/s.1.flv".into(),
+        });
+        let b = body(Action::Dvr, SERVER, &r, Some(9), &dvr);
+        assert_eq!(
+            keys(&b),
+            with(&[
+                "tcUrl",
+                "stream",
+                "param",
+                "cwd",
+                "file",
+                "stream_url",
+                "stream_id"
+            ])
+        );
+        let segment = Details::Hls(HlsSegment {
+            duration_ms: 9_366,
+            cwd: "/srv".into(),
+            file: "./objs/nginx/html/live/s-3.ts".into(),
+            url: "live/s-3.ts".into(),
+            m3u8: "./objs/nginx/html/live/s.m3u8".into(),
+            m3u8_url: "live/s.m3u8".into(),
+            seq_no: 3,
+        });
+        let b = body(Action::Hls, SERVER, &r, None, &segment);
+        assert_eq!(
+            keys(&b),
+            with(&[
+                "tcUrl",
+                "stream",
+                "param",
+                "duration",
+                "cwd",
+                "file",
+                "url",
+                "m3u8",
+                "m3u8_url",
+                "seq_no",
+                "stream_url"
+            ])
+        );
+        assert!(
+            b.contains("\"duration\":9.37,\"cwd\":\"/srv\",") && b.contains("\"seq_no\":3,"),
+            "{b}"
+        );
+    }
+
+    #[test]
+    fn notify_urls_as_srs_fills_them() {
+        let r = req();
+        let template = "http://cdn/p/[server_id]/[service_id]/[app]/[stream]/[ts_url][param]";
+        assert_eq!(
+            notify_url(template, SERVER, &r, "s-3.ts"),
+            "http://cdn/p/vid-1/svc/live/s/s-3.ts?secret=k"
+        );
+        let own = "http://edge.cdn/live/s-3.ts";
+        assert_eq!(notify_url(template, SERVER, &r, own), own);
     }
 
     #[test]

@@ -1,20 +1,22 @@
 //! Calling the hooks of an event: the URLs of the client's vhost from the config in force at
 //! the call (so a SIGHUP reload applies to the next client), one POST each in order, SRS's
 //! verdict on each answer. An event that decides (connect, publish, play) awaits them on the
-//! client's own task and stops at the first denial; a notice (close, unpublish, stop) runs on
-//! a task of its own and logs its failure, as SRS ignores it.
+//! client's own task and stops at the first denial; a notice (close, unpublish, stop, dvr,
+//! hls) runs on a task of its own and logs its failure, as SRS ignores it.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use super::body::{self, Action, Request, Server, Traffic};
+use super::body::{self, Action, Details, Request, Server};
 use super::verdict::{verdict, Deny};
-use crate::httpc::{self, HttpcError, Url, UrlError};
+use crate::httpc::{self, HttpcError, Limits, Method, ResponseError, Url, UrlError};
 use crate::hub::StreamKey;
 use crate::state::Shared;
 
 /// How long one hook may take to answer (connect, send, the whole answer).
 pub const TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an `on_hls_notify` GET may take, SRS's `SRS_HLS_NOTIFY_TIMEOUT`.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// SRS's `service_id`: this process's, drawn once.
 static SERVICE_ID: LazyLock<String> = LazyLock::new(|| format!("{:08x}", rand::random::<u32>()));
@@ -69,22 +71,11 @@ fn prepare(
     shared: &Shared,
     action: Action,
     req: &Request,
-    traffic: Traffic,
+    details: &Details,
 ) -> Option<(Vec<String>, String)> {
     let config = shared.config();
     let vhost = config.vhost(&req.vhost);
-    let hooks = &vhost.http_hooks;
-    if !hooks.enabled {
-        return None;
-    }
-    let urls = match action {
-        Action::Connect => &hooks.on_connect,
-        Action::Close => &hooks.on_close,
-        Action::Publish => &hooks.on_publish,
-        Action::Unpublish => &hooks.on_unpublish,
-        Action::Play => &hooks.on_play,
-        Action::Stop => &hooks.on_stop,
-    };
+    let urls = urls(&vhost.http_hooks, action)?;
     if urls.is_empty() {
         return None;
     }
@@ -102,8 +93,26 @@ fn prepare(
         server_id: &shared.server_id,
         service_id: &SERVICE_ID,
     };
-    let body = body::body(action, server, &req, stream_id, traffic);
+    let body = body::body(action, server, &req, stream_id, details);
     Some((urls.clone(), body))
+}
+
+/// The URLs of `action`, `None` when the vhost's hooks are off.
+pub(super) fn urls(hooks: &crate::config::HttpHooks, action: Action) -> Option<&Vec<String>> {
+    if !hooks.enabled {
+        return None;
+    }
+    Some(match action {
+        Action::Connect => &hooks.on_connect,
+        Action::Close => &hooks.on_close,
+        Action::Publish => &hooks.on_publish,
+        Action::Unpublish => &hooks.on_unpublish,
+        Action::Play => &hooks.on_play,
+        Action::Stop => &hooks.on_stop,
+        Action::Dvr => &hooks.on_dvr,
+        Action::Hls => &hooks.on_hls,
+        Action::HlsNotify => &hooks.on_hls_notify,
+    })
 }
 
 /// Calls each hook of a deciding `action` in turn; `Ok` when every one allows (or none is
@@ -113,7 +122,7 @@ pub(super) async fn decide(
     action: Action,
     req: &Request,
 ) -> Result<(), HookError> {
-    let Some((urls, body)) = prepare(shared, action, req, Traffic::default()) else {
+    let Some((urls, body)) = prepare(shared, action, req, &Details::None) else {
         return Ok(());
     };
     for url in &urls {
@@ -128,8 +137,8 @@ pub(super) async fn decide(
 }
 
 /// Calls each hook of a notice `action` on a task of its own; failures are logged.
-pub(super) fn notify(shared: &Shared, action: Action, req: &Request, traffic: Traffic) {
-    let Some((urls, body)) = prepare(shared, action, req, traffic) else {
+pub(super) fn notify(shared: &Shared, action: Action, req: &Request, details: &Details) {
+    let Some((urls, body)) = prepare(shared, action, req, details) else {
         return;
     };
     let cid = req.client_id;
@@ -145,6 +154,57 @@ pub(super) fn notify(shared: &Shared, action: Action, req: &Request, traffic: Tr
     // with it.
     if compio::runtime::Runtime::try_with_current(|rt| rt.spawn(task).detach()).is_err() {
         tracing::debug!(cid, "http: {} not sent: no runtime", action.name());
+    }
+}
+
+/// GETs each `on_hls_notify` URL of `req`'s vhost for the segment at `ts_url`, in order, on a
+/// task of its own, reading `nb` bytes of each answer at most; failures are logged, as SRS
+/// ignores them.
+pub(super) fn notify_get(shared: &Shared, req: &Request, ts_url: &str, nb: usize) {
+    let config = shared.config();
+    let hooks = &config.vhost(&req.vhost).http_hooks;
+    let Some(templates) = urls(hooks, Action::HlsNotify).filter(|u| !u.is_empty()) else {
+        return;
+    };
+    let server = Server {
+        server_id: &shared.server_id,
+        service_id: &SERVICE_ID,
+    };
+    let urls: Vec<String> = templates
+        .iter()
+        .map(|t| body::notify_url(t, server, req, ts_url))
+        .collect();
+    let cid = req.client_id;
+    let limits = Limits {
+        body: nb,
+        ..Limits::default()
+    };
+    let task = async move {
+        for url in &urls {
+            let parsed = match Url::parse(url) {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(cid, "http: ignoring on_hls_notify {url}: {e}");
+                    continue;
+                }
+            };
+            match httpc::request(Method::Get, &parsed, &[], NOTIFY_TIMEOUT, limits).await {
+                Ok(answer) => tracing::info!(
+                    cid,
+                    "http: on_hls_notify ok, url={url}, code={}, read={}B",
+                    answer.status,
+                    answer.body.len()
+                ),
+                // The answer goes on past what a notice reads: the CDN took it.
+                Err(HttpcError::Response(ResponseError::BodyTooLarge(n))) => {
+                    tracing::info!(cid, "http: on_hls_notify ok, url={url}, read={n}B");
+                }
+                Err(e) => tracing::warn!(cid, "http: ignoring a failed on_hls_notify {url}: {e}"),
+            }
+        }
+    };
+    if compio::runtime::Runtime::try_with_current(|rt| rt.spawn(task).detach()).is_err() {
+        tracing::debug!(cid, "http: on_hls_notify not sent: no runtime");
     }
 }
 

@@ -23,9 +23,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub use body::{Action, Request, Traffic};
+pub use body::{Action, Details, DvrFile, HlsSegment, Request, Traffic};
 pub use call::{HookError, TIMEOUT};
 
+use crate::hub::StreamKey;
 use crate::rtc::to_rtmp::sink::Offerer;
 use crate::rtmp::session::ServerSession;
 use crate::state::Shared;
@@ -92,17 +93,73 @@ pub async fn on_play(shared: &Shared, req: &Request) -> Result<(), HookError> {
 
 /// `on_unpublish`, not waited for.
 pub fn on_unpublish(shared: &Shared, req: &Request) {
-    call::notify(shared, Action::Unpublish, req, Traffic::default());
+    call::notify(shared, Action::Unpublish, req, &Details::None);
 }
 
 /// `on_stop`, not waited for.
 pub fn on_stop(shared: &Shared, req: &Request) {
-    call::notify(shared, Action::Stop, req, Traffic::default());
+    call::notify(shared, Action::Stop, req, &Details::None);
 }
 
 /// `on_close` with the connection's byte counts, not waited for.
 pub fn on_close(shared: &Shared, req: &Request, traffic: Traffic) {
-    call::notify(shared, Action::Close, req, traffic);
+    call::notify(shared, Action::Close, req, &Details::Traffic(traffic));
+}
+
+/// Whether `vhost` calls hooks on `action`: a caller skips making what only they read.
+#[must_use]
+pub fn wanted(shared: &Shared, vhost: &str, action: Action) -> bool {
+    let config = shared.config();
+    call::urls(&config.vhost(vhost).http_hooks, action).is_some_and(|u| !u.is_empty())
+}
+
+/// The request of `key`'s publisher `id` as its `on_publish` was asked (the API's client
+/// list keeps it), for the hooks of what the publish makes: SRS sends the publisher's
+/// request with each file. A producer that is no client (an edge's pull) sends the
+/// stream's names alone.
+#[must_use]
+pub fn publisher(shared: &Shared, key: &StreamKey, id: u64) -> Request {
+    let client = shared.clients.get(id).filter(|c| c.key == *key);
+    Request {
+        client_id: id,
+        ip: client.as_ref().map_or(String::new(), |c| c.ip.to_string()),
+        vhost: key.vhost.clone(),
+        app: key.app.clone(),
+        stream: key.stream.clone(),
+        param: client.as_ref().map_or(String::new(), |c| c.param.clone()),
+        tc_url: client.map_or(String::new(), |c| c.tc_url.clone()),
+        page_url: String::new(),
+    }
+}
+
+/// The server's working directory, which the file hooks send beside relative paths.
+fn cwd() -> String {
+    std::env::current_dir().map_or(String::new(), |d| d.display().to_string())
+}
+
+/// `on_dvr` for the DVR file `file` (as `dvr_path` named it), closed; not waited for.
+pub fn on_dvr(shared: &Shared, req: &Request, file: &str) {
+    let details = Details::Dvr(DvrFile {
+        cwd: cwd(),
+        file: file.to_owned(),
+    });
+    call::notify(shared, Action::Dvr, req, &details);
+}
+
+/// `on_hls` for `segment` (its `cwd` filled in here), written under `hls_path`; not waited
+/// for.
+pub fn on_hls(shared: &Shared, req: &Request, segment: HlsSegment) {
+    let details = Details::Hls(HlsSegment {
+        cwd: cwd(),
+        ..segment
+    });
+    call::notify(shared, Action::Hls, req, &details);
+}
+
+/// `on_hls_notify` for the segment at `ts_url` (its playlist line), written under
+/// `hls_path`: a GET of each URL, `nb` bytes of each answer read; not waited for.
+pub fn on_hls_notify(shared: &Shared, req: &Request, ts_url: &str, nb: usize) {
+    call::notify_get(shared, req, ts_url, nb);
 }
 
 /// Sends `on_close` when dropped: an RTMP connection whose connect was allowed has ended.

@@ -189,6 +189,7 @@ pub(super) async fn run(
             Stream::Plain(_) => play.url,
             Stream::Tls(_) => play.url.replacen("http://", "https://", 1),
         },
+        hook.param.clone(),
         ClientKind::FlvPlay,
     );
     let client = registered.client();

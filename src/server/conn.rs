@@ -183,8 +183,9 @@ async fn publish(
     flush(conn, &mut session).await?;
     tracing::info!(cid = id, "publish {key}");
     conn.set_read_buffer(PUBLISH_READ_BUFFER);
+    // Listed before its consumers start: the HLS and DVR hooks name it from the list.
+    let registered = target.register(shared, &key, &hook.param, ClientKind::RtmpPublish);
     consumers::start(shared, &key, &settings, Producer::Publish(id));
-    let registered = target.register(shared, &key, ClientKind::RtmpPublish);
     let client = registered.client();
     let work = pin!(async {
         loop {
@@ -250,12 +251,19 @@ impl Target<'_> {
     }
 
     /// Enters this connection in the API's client registry for as long as the guard lives.
-    fn register(&self, shared: &Shared, key: &StreamKey, kind: ClientKind) -> ClientGuard {
+    fn register(
+        &self,
+        shared: &Shared,
+        key: &StreamKey,
+        param: &str,
+        kind: ClientKind,
+    ) -> ClientGuard {
         let guard = shared.clients.register(
             self.id,
             self.peer.ip(),
             key.clone(),
             self.tc_url.to_owned(),
+            param.to_owned(),
             kind,
         );
         if let Some(closing) = self.closing {
@@ -304,7 +312,7 @@ async fn play(
         duration: target.duration,
         stall: settings.queue_length,
     };
-    let registered = target.register(shared, &key, ClientKind::RtmpPlay);
+    let registered = target.register(shared, &key, &hook.param, ClientKind::RtmpPlay);
     let client = registered.client();
     let result = client
         .until_kicked(pin!(player::run(

@@ -18,6 +18,11 @@
 //! that names it, then the removal of the expired one) with no locks, and a slow or full
 //! disk then costs dropped file jobs, counted, never a stalled worker. Errors are counted
 //! and logged at the first failure after a success, not at every segment.
+//!
+//! A vhost with `on_hls` or `on_hls_notify` hooks has each segment told to them once its file
+//! is in place (the writer thread's rename), with the request of the publisher it was cut
+//! from, as SRS does: a hook server that copies segments to a CDN or a bucket reads a whole
+//! file.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -28,8 +33,10 @@ use bytes::Bytes;
 use crossbeam::channel::{bounded, Sender, TrySendError};
 
 use crate::config::VhostHls;
+use crate::hls::Segment;
 use crate::hls::{fill_stream, CmafMuxer, Muxer, Options, Output, Segmenter};
-use crate::hub::{Consumer, StreamKey, StreamSettings, Wake};
+use crate::hooks::{Action, HlsSegment, Request};
+use crate::hub::{Consumer, Source, StreamKey, StreamSettings, Wake};
 use crate::runtime::SealedFile;
 use crate::state::{delta_name, Body, Shared, StreamHls};
 
@@ -107,14 +114,19 @@ async fn segment<M: Muxer>(
     let files = Files {
         dir: hls.path.clone(),
         cleanup: hls.cleanup,
+        nb_notify: hls.nb_notify,
     };
     tracing::info!("hls {key}: segmenting to {}", segmenter.options().m3u8);
     let linger = linger(&hls);
+    let mut named = Named {
+        source: consumer.source().clone(),
+        last: None,
+    };
     loop {
         let n = consumer.next_batch(BATCH, |f| {
             segmenter.handle_frame(f.kind, f.timestamp, &f.payload, now_ms())
         });
-        publish(&shared, &key, &mut segmenter, &files);
+        publish(&shared, &key, &mut segmenter, &files, &mut named);
         if n > 0 {
             continue;
         }
@@ -122,7 +134,7 @@ async fn segment<M: Muxer>(
             continue;
         }
         segmenter.handle_unpublish();
-        publish(&shared, &key, &mut segmenter, &files);
+        publish(&shared, &key, &mut segmenter, &files, &mut named);
         // Wait for a publisher to come back, or give up after linger.
         let back = loop {
             match compio::time::timeout(linger, consumer.wait()).await {
@@ -159,12 +171,96 @@ async fn segment<M: Muxer>(
     }
 }
 
+/// Who a stream's `on_hls` hooks name: the request of the publisher the segment was cut from,
+/// looked up again when the publisher changed (a republish), and kept after it left, when
+/// its last segment closes.
+struct Named {
+    source: Arc<Source>,
+    last: Option<(u64, Request)>,
+}
+
+impl Named {
+    fn request(&mut self, shared: &Shared, key: &StreamKey) -> Request {
+        let now = self.source.publisher();
+        let (id, req) = match (now, self.last.take()) {
+            (Some(id), Some((last, req))) if id == last => (id, req),
+            (None, Some(last)) => last,
+            (now, _) => {
+                let id = now.unwrap_or_default();
+                (id, crate::hooks::publisher(shared, key, id))
+            }
+        };
+        self.last = Some((id, req.clone()));
+        req
+    }
+}
+
+/// What `on_hls` tells of segment `s` of a playlist at `m3u8`, its files under `dir`.
+fn hook_segment(s: &Segment, m3u8: &str, dir: &Path) -> HlsSegment {
+    let absolute = ["http://", "https://"].iter().any(|p| {
+        s.uri
+            .get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    });
+    // SRS's ts_url: the playlist's line, under the playlist's folder unless absolute.
+    let url = match m3u8.rsplit_once('/') {
+        Some((folder, _)) if !absolute => format!("{folder}/{}", s.uri),
+        _ => s.uri.clone(),
+    };
+    HlsSegment {
+        duration_ms: s.duration_ms,
+        cwd: String::new(),
+        file: dir.join(&s.name).display().to_string(),
+        url,
+        m3u8: dir.join(m3u8).display().to_string(),
+        m3u8_url: m3u8.to_owned(),
+        seq_no: s.seq,
+    }
+}
+
+/// Where the vhost has `on_hls` or `on_hls_notify` hooks, a task that calls them for segment
+/// `s` once the writer thread says its file is in place, and what the writer tells it with;
+/// a file that could not be written drops the sender, and the hooks are not called.
+fn file_hooks(
+    shared: &Arc<Shared>,
+    key: &StreamKey,
+    s: &Segment,
+    opts: &Options,
+    files: &Files,
+    named: &mut Named,
+) -> Option<futures_channel::oneshot::Sender<()>> {
+    let hls = crate::hooks::wanted(shared, &key.vhost, Action::Hls);
+    let notify = crate::hooks::wanted(shared, &key.vhost, Action::HlsNotify);
+    if !hls && !notify {
+        return None;
+    }
+    let req = named.request(shared, key);
+    let segment = hook_segment(s, &opts.m3u8, &files.dir);
+    let (ts_url, nb) = (s.uri.clone(), files.nb_notify);
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let shared = shared.clone();
+    compio::runtime::spawn(async move {
+        if rx.await.is_err() {
+            return;
+        }
+        if hls {
+            crate::hooks::on_hls(&shared, &req, segment);
+        }
+        if notify {
+            crate::hooks::on_hls_notify(&shared, &req, &ts_url, nb);
+        }
+    })
+    .detach();
+    Some(tx)
+}
+
 /// Hands the segmenter's outputs to the store and the files.
 fn publish<M: Muxer>(
     shared: &Arc<Shared>,
     key: &StreamKey,
     segmenter: &mut Segmenter<M>,
     files: &Files,
+    named: &mut Named,
 ) {
     let mut changed = false;
     while let Some(out) = segmenter.poll_output() {
@@ -179,7 +275,8 @@ fn publish<M: Muxer>(
                 shared
                     .hls
                     .put_body(&s.name, sealed(&s.name, s.data.clone(), true));
-                files.write(shared, &s.name, s.data);
+                let written = file_hooks(shared, key, &s, segmenter.options(), files, named);
+                send(shared, Job::Write(files.dir.join(&s.name), s.data, written));
             }
             Output::Part(p) => shared.hls.put_body(&p.name, sealed(&p.name, p.data, false)),
             Output::Playlist(p) => {
@@ -239,16 +336,19 @@ fn sealed(name: &str, data: Bytes, map: bool) -> Body {
 struct Files {
     dir: PathBuf,
     cleanup: bool,
+    /// `hls_nb_notify`, for the segments' `on_hls_notify`.
+    nb_notify: usize,
 }
 
 enum Job {
-    Write(PathBuf, Bytes),
+    /// A file to write, and whom to tell once it is in place.
+    Write(PathBuf, Bytes, Option<futures_channel::oneshot::Sender<()>>),
     Remove(PathBuf),
 }
 
 impl Files {
     fn write(&self, shared: &Arc<Shared>, name: &str, data: Bytes) {
-        send(shared, Job::Write(self.dir.join(name), data));
+        send(shared, Job::Write(self.dir.join(name), data, None));
     }
 
     fn remove(&self, shared: &Arc<Shared>, name: &str) {
@@ -268,12 +368,23 @@ fn send(shared: &Arc<Shared>, job: Job) {
             .spawn(move || {
                 let mut failing = false;
                 for job in rx {
-                    let (what, path, result) = match &job {
-                        Job::Write(path, data) => ("write", path, write_atomically(path, data)),
-                        Job::Remove(path) => ("remove", path, remove(path)),
+                    let (what, path, result, written) = match job {
+                        Job::Write(path, data, written) => {
+                            let result = write_atomically(&path, &data);
+                            ("write", path, result, written)
+                        }
+                        Job::Remove(path) => {
+                            let result = remove(&path);
+                            ("remove", path, result, None)
+                        }
                     };
                     match result {
-                        Ok(()) => failing = false,
+                        Ok(()) => {
+                            failing = false;
+                            if let Some(tx) = written {
+                                let _ = tx.send(());
+                            }
+                        }
                         Err(e) => {
                             shared.hls.stats.file_errors.fetch_add(1, Ordering::Relaxed);
                             if !failing {
@@ -326,5 +437,39 @@ fn linger(hls: &VhostHls) -> Duration {
         hls.window
     } else {
         hls.dispose
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(name: &str, uri: &str) -> Segment {
+        Segment {
+            seq: 3,
+            duration_ms: 2_000,
+            name: name.into(),
+            uri: uri.into(),
+            discontinuity: false,
+            map: None,
+            parts: Vec::new(),
+            data: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn on_hls_names_the_files_and_urls_as_srs() {
+        let dir = Path::new("./objs/nginx/html");
+        let s = hook_segment(&segment("live/cam-3.ts", "cam-3.ts"), "live/cam.m3u8", dir);
+        assert_eq!(s.file, "./objs/nginx/html/live/cam-3.ts");
+        assert_eq!(s.url, "live/cam-3.ts");
+        assert_eq!(s.m3u8, "./objs/nginx/html/live/cam.m3u8");
+        assert_eq!((s.m3u8_url.as_str(), s.seq_no), ("live/cam.m3u8", 3));
+        // Under an `hls_entry_prefix` of a CDN, the playlist's line is the URL.
+        let cdn = "http://cdn.example/live/cam-3.ts";
+        let s = hook_segment(&segment("live/cam-3.ts", cdn), "live/cam.m3u8", dir);
+        assert_eq!(s.url, cdn);
+        let s = hook_segment(&segment("cam-3.ts", "cam-3.ts"), "cam.m3u8", dir);
+        assert_eq!(s.url, "cam-3.ts");
     }
 }

@@ -54,7 +54,6 @@ impl RtmpSink for Sink {
             .publish(&key, &settings, session)
             .map_err(|e| Refused(e.to_string()))?;
         tracing::info!(cid = session, "rtc_to_rtmp publish {key}");
-        consumers::start(shared, &key, &settings, Producer::Whip(session));
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         // Who the offer came from when it came through signalling, as the hooks were told.
         let offerer = offerer.unwrap_or_else(|| Offerer {
@@ -62,10 +61,15 @@ impl RtmpSink for Sink {
             tc_url: format!("webrtc://{}/{}", key.vhost, key.app),
             param: String::new(),
         });
-        let client =
-            shared
-                .clients
-                .register(session, ip, key, offerer.tc_url, ClientKind::RtcPublish);
+        let client = shared.clients.register(
+            session,
+            ip,
+            key.clone(),
+            offerer.tc_url,
+            offerer.param,
+            ClientKind::RtcPublish,
+        );
+        consumers::start(shared, &key, &settings, Producer::Whip(session));
         Ok(Box::new(WhipPublish {
             shared: shared.clone(),
             guard,

@@ -58,6 +58,9 @@ pub struct Client {
     pub key: StreamKey,
     /// The URL it asked for: RTMP's tcUrl, or the HTTP request's path.
     pub tc_url: String,
+    /// SRS's `param` of its request (the stream URL's query, `?token=...`), as its hooks
+    /// were told: the file hooks of what it publishes (`on_hls`, `on_dvr`) tell it again.
+    pub param: String,
     /// What it does.
     pub kind: ClientKind,
     /// When it started publishing or playing.
@@ -162,6 +165,7 @@ impl ClientRegistry {
         ip: IpAddr,
         key: StreamKey,
         tc_url: String,
+        param: String,
         kind: ClientKind,
     ) -> ClientGuard {
         let client = Arc::new(Client {
@@ -169,6 +173,7 @@ impl ClientRegistry {
             ip,
             key,
             tc_url,
+            param,
             kind,
             started: Instant::now(),
             send_bytes: AtomicU64::new(0),
@@ -233,9 +238,17 @@ mod tests {
             ip,
             key.clone(),
             "/live/s.flv".into(),
+            String::new(),
             ClientKind::FlvPlay,
         );
-        let b = reg.register(3, ip, key, "rtmp://x/live".into(), ClientKind::RtmpPublish);
+        let b = reg.register(
+            3,
+            ip,
+            key,
+            "rtmp://x/live".into(),
+            "?token=t".into(),
+            ClientKind::RtmpPublish,
+        );
         assert_eq!(reg.all().iter().map(|c| c.id).collect::<Vec<_>>(), [3, 7]);
         let rt = compio::runtime::Runtime::new().expect("runtime");
         let client = reg.get(7).expect("listed");

@@ -20,7 +20,9 @@ pub struct Seen {
 
 /// A hook server on a free port. Paths: `/allow` answers `0`, `/code0` `{"code":0}`, `/deny`
 /// `{"code":1}`, `/secret` allows only `param` `?secret=k`, `/slow` answers after 5 s,
-/// `/delay500` after 500 ms, `/garbage`, `/big` (10 MB) and `/redirect` what they say.
+/// `/delay500` after 500 ms, `/garbage`, `/big` (10 MB) and `/redirect` what they say;
+/// `/file` allows, recording in the body (`test_file_bytes`) the size of the body's `file`
+/// as the call arrived (0 if it was not there); `/notify/...` answers `fetched`.
 pub struct HookServer {
     pub port: u16,
     pub seen: Arc<Seen>,
@@ -61,6 +63,18 @@ impl HookServer {
     pub fn count(&self, action: &str) -> usize {
         self.bodies(action).len()
     }
+
+    /// The paths of the requests so far that start with `prefix` (GETs have no body).
+    pub fn paths(&self, prefix: &str) -> Vec<String> {
+        self.seen
+            .requests
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
 }
 
 /// Serves one connection's requests until it closes.
@@ -90,10 +104,16 @@ fn serve(mut conn: TcpStream, seen: &Seen) {
                 Ok(n) => got.extend_from_slice(&buf[..n]),
             }
         }
-        let body: Value =
+        let mut body: Value =
             serde_json::from_slice(&got[end + 4..end + 4 + len]).unwrap_or(Value::Null);
         got.drain(..end + 4 + len);
         let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+        if path == "/file" {
+            // What a hook that copies the file finds as the call arrives.
+            let file = body["file"].as_str().unwrap_or("");
+            let found = std::fs::metadata(file).map_or(0, |m| m.len());
+            body["test_file_bytes"] = found.into();
+        }
         seen.requests
             .lock()
             .expect("lock")
@@ -116,7 +136,8 @@ fn ok(body: &str) -> Vec<u8> {
 
 fn answer(path: &str, body: &Value) -> Vec<u8> {
     match path {
-        "/allow" => ok("0"),
+        "/allow" | "/file" => ok("0"),
+        p if p.starts_with("/notify/") => ok("fetched"),
         "/code0" => ok("{\"code\": 0, \"data\": null}"),
         "/deny" => ok("{\"code\": 1, \"msg\": \"no\"}"),
         "/secret" if body["param"] == "?secret=k" => ok("0"),
