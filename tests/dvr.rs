@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    assert_ffmpeg_decoded, curl, ffmpeg_publish, ffmpeg_publish_with, poll_until, require,
-    wait_until, Reaper, Server,
+    assert_ffmpeg_decoded, curl, ffmpeg_publish, ffmpeg_publish_with, ffprobe_duration as duration,
+    poll_until, require, wait_until, Reaper, Server,
 };
 
 /// Seconds each bounded publisher sends.
@@ -35,26 +35,6 @@ fn assert_clean(file: &Path) {
         "{}: not clean:\n{stderr}",
         file.display()
     );
-}
-
-/// ffprobe's format duration, seconds.
-fn duration(file: &Path) -> f64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()
-        .expect("running ffprobe");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{}: no duration in {text:?}", file.display()))
 }
 
 /// The files in `dir` (none if it does not exist), sorted.

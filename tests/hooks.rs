@@ -616,22 +616,7 @@ fn hls_segments_and_dvr_files_are_told_once_in_place() {
             .strip_prefix(&format!("{d}/live/cam."))
             .expect("dvr_path's");
         assert!(name.ends_with(".flv"), "{b}");
-        let probe = std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "format=duration",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(path)
-            .output()
-            .expect("running ffprobe");
-        let seconds: f64 = String::from_utf8_lossy(&probe.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0.0);
+        let seconds = common::ffprobe_duration(std::path::Path::new(path));
         assert!((3.5..=6.5).contains(&seconds), "{path}: {seconds} s");
     }
 }

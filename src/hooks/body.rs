@@ -387,18 +387,16 @@ mod tests {
             file: "./objs/nginx/html/live/s.1.flv".into(),
         });
         let b = body(Action::Dvr, SERVER, &r, Some(9), &dvr);
-        assert_eq!(
-            keys(&b),
-            with(&[
-                "tcUrl",
-                "stream",
-                "param",
-                "cwd",
-                "file",
-                "stream_url",
-                "stream_id"
-            ])
-        );
+        // The publisher's request, then the file's fields, then the stream's.
+        let file = |fields: &[&str], stream_id: bool| {
+            let stream = if stream_id {
+                &["stream_url", "stream_id"][..]
+            } else {
+                &["stream_url"][..]
+            };
+            with(&[&["tcUrl", "stream", "param"][..], fields, stream].concat())
+        };
+        assert_eq!(keys(&b), file(&["cwd", "file"], true));
         let segment = Details::Hls(HlsSegment {
             duration_ms: 9_366,
             cwd: "/srv".into(),
@@ -409,22 +407,10 @@ mod tests {
             seq_no: 3,
         });
         let b = body(Action::Hls, SERVER, &r, None, &segment);
-        assert_eq!(
-            keys(&b),
-            with(&[
-                "tcUrl",
-                "stream",
-                "param",
-                "duration",
-                "cwd",
-                "file",
-                "url",
-                "m3u8",
-                "m3u8_url",
-                "seq_no",
-                "stream_url"
-            ])
-        );
+        let fields = [
+            "duration", "cwd", "file", "url", "m3u8", "m3u8_url", "seq_no",
+        ];
+        assert_eq!(keys(&b), file(&fields, false));
         assert!(
             b.contains("\"duration\":9.37,\"cwd\":\"/srv\",") && b.contains("\"seq_no\":3,"),
             "{b}"

@@ -1117,3 +1117,23 @@ pub fn parse_metrics(text: &str, what: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("json")
 }
+
+/// ffprobe's format duration, seconds.
+pub fn ffprobe_duration(file: &std::path::Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("running ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}: no duration in {text:?}", file.display()))
+}
