@@ -83,6 +83,9 @@ pub struct Server<'a> {
     pub server_id: &'a str,
     /// SRS's `service_id`: this process's.
     pub service_id: &'a str,
+    /// SRS's `cwd`, the server's working directory, which the file hooks send beside their
+    /// relative paths.
+    pub cwd: &'a str,
 }
 
 /// Byte counts of a connection that ended, for `on_close`.
@@ -94,22 +97,11 @@ pub struct Traffic {
     pub received: u64,
 }
 
-/// A file a DVR recording closed, for `on_dvr`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DvrFile {
-    /// The server's working directory.
-    pub cwd: String,
-    /// The file, as `dvr_path` named it (relative to `cwd` unless absolute).
-    pub file: String,
-}
-
 /// An HLS segment written under `hls_path`, for `on_hls`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HlsSegment {
     /// Its duration in milliseconds (the body has seconds, two decimals).
     pub duration_ms: u64,
-    /// The server's working directory.
-    pub cwd: String,
     /// The segment's file: `hls_path`, then its name.
     pub file: String,
     /// Its URL path (without `/`), or its absolute URL under `hls_entry_prefix`.
@@ -130,8 +122,9 @@ pub enum Details {
     None,
     /// A connection's byte counts (`on_close`).
     Traffic(Traffic),
-    /// A DVR file (`on_dvr`).
-    Dvr(DvrFile),
+    /// A DVR file (`on_dvr`), as `dvr_path` named it (relative to the server's working
+    /// directory unless absolute).
+    Dvr(String),
     /// An HLS segment (`on_hls`).
     Hls(HlsSegment),
 }
@@ -187,13 +180,13 @@ pub fn body(
             out.str("stream", &req.stream);
             out.str("param", &req.param);
             match details {
-                Details::Dvr(f) => {
-                    out.str("cwd", &f.cwd);
-                    out.str("file", &f.file);
+                Details::Dvr(file) => {
+                    out.str("cwd", server.cwd);
+                    out.str("file", file);
                 }
                 Details::Hls(s) => {
                     out.seconds("duration", s.duration_ms);
-                    out.str("cwd", &s.cwd);
+                    out.str("cwd", server.cwd);
                     out.str("file", &s.file);
                     out.str("url", &s.url);
                     out.str("m3u8", &s.m3u8);
@@ -216,12 +209,11 @@ pub fn body(
 /// `hls_entry_prefix` of a CDN), as SRS does.
 #[must_use]
 pub fn notify_url(template: &str, server: Server<'_>, req: &Request, ts_url: &str) -> String {
-    let absolute = ["http://", "https://"].iter().any(|p| {
+    let template = if is_http_url(ts_url) {
         ts_url
-            .get(..p.len())
-            .is_some_and(|h| h.eq_ignore_ascii_case(p))
-    });
-    let template = if absolute { ts_url } else { template };
+    } else {
+        template
+    };
     template
         .replace("[server_id]", server.server_id)
         .replace("[service_id]", server.service_id)
@@ -229,6 +221,16 @@ pub fn notify_url(template: &str, server: Server<'_>, req: &Request, ts_url: &st
         .replace("[stream]", &req.stream)
         .replace("[ts_url]", ts_url)
         .replace("[param]", &req.param)
+}
+
+/// Whether `url` is an absolute `http://` or `https://` URL (SRS's `srs_string_is_http`): a
+/// segment's playlist line under an `hls_entry_prefix` of a CDN.
+#[must_use]
+pub fn is_http_url(url: &str) -> bool {
+    ["http://", "https://"].iter().any(|p| {
+        url.get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    })
 }
 
 /// SRS's stream URL: `/app/stream` on the default vhost, `vhost/app/stream` elsewhere.
@@ -301,6 +303,7 @@ mod tests {
     const SERVER: Server<'static> = Server {
         server_id: "vid-1",
         service_id: "svc",
+        cwd: "/srv",
     };
 
     fn req() -> Request {
@@ -382,10 +385,7 @@ mod tests {
         );
         assert_eq!(keys(&b), with(&["send_bytes", "recv_bytes"]));
         assert!(b.ends_with("\"send_bytes\":5,\"recv_bytes\":6}"), "{b}");
-        let dvr = Details::Dvr(DvrFile {
-            cwd: "/srv".into(),
-            file: "./objs/nginx/html/live/s.1.flv".into(),
-        });
+        let dvr = Details::Dvr("./objs/nginx/html/live/s.1.flv".into());
         let b = body(Action::Dvr, SERVER, &r, Some(9), &dvr);
         // The publisher's request, then the file's fields, then the stream's.
         let file = |fields: &[&str], stream_id: bool| {
@@ -399,7 +399,6 @@ mod tests {
         assert_eq!(keys(&b), file(&["cwd", "file"], true));
         let segment = Details::Hls(HlsSegment {
             duration_ms: 9_366,
-            cwd: "/srv".into(),
             file: "./objs/nginx/html/live/s-3.ts".into(),
             url: "live/s-3.ts".into(),
             m3u8: "./objs/nginx/html/live/s.m3u8".into(),

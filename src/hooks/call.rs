@@ -20,6 +20,19 @@ const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// SRS's `service_id`: this process's, drawn once.
 static SERVICE_ID: LazyLock<String> = LazyLock::new(|| format!("{:08x}", rand::random::<u32>()));
+/// SRS's `cwd`: the working directory, read once, as SRS reads it at start (ringcast never
+/// changes it).
+static CWD: LazyLock<String> =
+    LazyLock::new(|| std::env::current_dir().map_or(String::new(), |d| d.display().to_string()));
+
+/// What this server adds to each body.
+fn server(shared: &Shared) -> Server<'_> {
+    Server {
+        server_id: &shared.server_id,
+        service_id: &SERVICE_ID,
+        cwd: &CWD,
+    }
+}
 
 /// Why an event's hooks did not allow it.
 #[derive(Debug, thiserror::Error)]
@@ -89,11 +102,7 @@ fn prepare(
         stream: req.stream.clone(),
     };
     let stream_id = shared.hub.get(&key).map(|s| s.id());
-    let server = Server {
-        server_id: &shared.server_id,
-        service_id: &SERVICE_ID,
-    };
-    let body = body::body(action, server, &req, stream_id, details);
+    let body = body::body(action, server(shared), &req, stream_id, details);
     Some((urls.clone(), body))
 }
 
@@ -166,13 +175,9 @@ pub(super) fn notify_get(shared: &Shared, req: &Request, ts_url: &str, nb: usize
     let Some(templates) = urls(hooks, Action::HlsNotify).filter(|u| !u.is_empty()) else {
         return;
     };
-    let server = Server {
-        server_id: &shared.server_id,
-        service_id: &SERVICE_ID,
-    };
     let urls: Vec<String> = templates
         .iter()
-        .map(|t| body::notify_url(t, server, req, ts_url))
+        .map(|t| body::notify_url(t, server(shared), req, ts_url))
         .collect();
     let cid = req.client_id;
     let limits = Limits {

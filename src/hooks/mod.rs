@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub use body::{Action, Details, DvrFile, HlsSegment, Request, Traffic};
+pub use body::{is_http_url, Action, Details, HlsSegment, Request, Traffic};
 pub use call::{HookError, TIMEOUT};
 
 use crate::hub::StreamKey;
@@ -132,28 +132,14 @@ pub fn publisher(shared: &Shared, key: &StreamKey, id: u64) -> Request {
     }
 }
 
-/// The server's working directory, which the file hooks send beside relative paths.
-fn cwd() -> String {
-    std::env::current_dir().map_or(String::new(), |d| d.display().to_string())
-}
-
 /// `on_dvr` for the DVR file `file` (as `dvr_path` named it), closed; not waited for.
 pub fn on_dvr(shared: &Shared, req: &Request, file: &str) {
-    let details = Details::Dvr(DvrFile {
-        cwd: cwd(),
-        file: file.to_owned(),
-    });
-    call::notify(shared, Action::Dvr, req, &details);
+    call::notify(shared, Action::Dvr, req, &Details::Dvr(file.to_owned()));
 }
 
-/// `on_hls` for `segment` (its `cwd` filled in here), written under `hls_path`; not waited
-/// for.
+/// `on_hls` for `segment`, written under `hls_path`; not waited for.
 pub fn on_hls(shared: &Shared, req: &Request, segment: HlsSegment) {
-    let details = Details::Hls(HlsSegment {
-        cwd: cwd(),
-        ..segment
-    });
-    call::notify(shared, Action::Hls, req, &details);
+    call::notify(shared, Action::Hls, req, &Details::Hls(segment));
 }
 
 /// `on_hls_notify` for the segment at `ts_url` (its playlist line), written under

@@ -197,19 +197,13 @@ impl Named {
 
 /// What `on_hls` tells of segment `s` of a playlist at `m3u8`, its files under `dir`.
 fn hook_segment(s: &Segment, m3u8: &str, dir: &Path) -> HlsSegment {
-    let absolute = ["http://", "https://"].iter().any(|p| {
-        s.uri
-            .get(..p.len())
-            .is_some_and(|h| h.eq_ignore_ascii_case(p))
-    });
     // SRS's ts_url: the playlist's line, under the playlist's folder unless absolute.
     let url = match m3u8.rsplit_once('/') {
-        Some((folder, _)) if !absolute => format!("{folder}/{}", s.uri),
+        Some((folder, _)) if !crate::hooks::is_http_url(&s.uri) => format!("{folder}/{}", s.uri),
         _ => s.uri.clone(),
     };
     HlsSegment {
         duration_ms: s.duration_ms,
-        cwd: String::new(),
         file: dir.join(&s.name).display().to_string(),
         url,
         m3u8: dir.join(m3u8).display().to_string(),
